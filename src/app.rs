@@ -1,0 +1,69 @@
+//! From parsed flags to a finished command: settings, logging, signals, dispatch.
+
+use std::path::PathBuf;
+
+use crate::cli::{Cli, Command};
+use crate::config::{self, Overrides, Settings};
+use crate::env_name::EnvName;
+use crate::error::{Result, exit};
+use crate::{commands, signals, ui};
+
+/// Run nubes with parsed arguments; returns the process exit code.
+pub fn run(cli: Cli) -> i32 {
+    ui::init_logging(&cli.global);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return exit::FAILED;
+        }
+    };
+    let result = runtime.block_on(async {
+        signals::install();
+        dispatch(&cli).await
+    });
+    // Background tasks (lease renewal, idle connections) must not hold up the exit.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    match result {
+        Ok(()) => exit::OK,
+        Err(e) => {
+            ui::print_error(&e);
+            e.exit_code()
+        }
+    }
+}
+
+fn settings(cli: &Cli) -> Result<Settings> {
+    let root = match &cli.global.dir {
+        Some(d) => d.clone(),
+        None => PathBuf::from("."),
+    };
+    if !root.is_dir() {
+        return Err(crate::error::Error::input(format!(
+            "-C {}: no such directory",
+            root.display()
+        )));
+    }
+    let overrides = Overrides {
+        lock_timeout: cli.global.lock_timeout.clone(),
+    };
+    config::load(&root, cli.global.config.as_deref(), &overrides)
+}
+
+async fn dispatch(cli: &Cli) -> Result<()> {
+    match &cli.command {
+        Command::EnvName { branch_or_ref } => {
+            // Works without a nubes.toml, and with one (for a custom branch prefix).
+            let prefix = settings(cli)?.branch_prefix;
+            let env = EnvName::from_branch(branch_or_ref, &prefix)?;
+            println!("{env}");
+            Ok(())
+        }
+        Command::Tf { env, args } => commands::tf::run(&settings(cli)?, env, args).await,
+        Command::Unlock { env, yes } => commands::unlock::run(&settings(cli)?, env, *yes).await,
+        Command::State(cmd) => commands::state::run(&settings(cli)?, cmd).await,
+    }
+}

@@ -1,0 +1,108 @@
+//! The command line, as parsed: raw flags only. `app.rs` turns them into settings
+//! and dispatches.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "nubes",
+    version,
+    about = "A cloud environment per branch: env-<name> branches get their own Terraform-managed Azure environment",
+    long_about = None,
+    propagate_version = true,
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Configuration file, relative to the project folder
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Run as if started in DIR (the project folder)
+    #[arg(short = 'C', global = true, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// More output (-v: debug, -vv: debug for libraries too)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+    /// Only warnings and errors
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// When to colour output (NO_COLOR and CI=true turn it off in auto)
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto, value_name = "WHEN")]
+    pub color: ColorChoice,
+    /// How long to wait for an environment's lock (overrides [state] lock_timeout), e.g. 30s, 10m
+    #[arg(long, global = true, value_name = "DURATION")]
+    pub lock_timeout: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print the environment name for a branch or ref, or explain why it has none
+    EnvName {
+        /// A branch (env-alice), a full ref (refs/heads/env-alice) or a name (alice)
+        branch_or_ref: String,
+    },
+    /// Run any Terraform command against an environment's remote state
+    ///
+    /// Runs in a working copy of the project's Terraform folder (.nubes/work/<env>) whose
+    /// backend is nubes's loopback state gateway, holding the environment's lock for the
+    /// whole command. Exits with Terraform's own exit code.
+    #[command(after_help = "Example: nubes tf alice -- plan -var app_sku=B1")]
+    Tf {
+        /// Environment (alice, env-alice or refs/heads/env-alice)
+        env: String,
+        /// Arguments for Terraform, after `--`
+        #[arg(last = true, required = true, value_name = "TERRAFORM ARGS")]
+        args: Vec<OsString>,
+    },
+    /// Break a stale lock on an environment (records who broke it)
+    Unlock {
+        env: String,
+        /// Do not ask for confirmation (required when not on a terminal)
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
+    /// Kept versions of an environment's state: list, print, restore
+    #[command(subcommand)]
+    State(StateCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StateCommand {
+    /// List the kept previous versions, newest first
+    History {
+        env: String,
+        /// Machine-readable output
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the current state, or a kept version, to stdout
+    Pull {
+        env: String,
+        /// A version ID or serial from `nubes state history`
+        #[arg(value_name = "VERSION")]
+        version_id: Option<String>,
+    },
+    /// Make a kept version current again (written as a new serial, under the lock)
+    Restore {
+        env: String,
+        /// A version ID or serial from `nubes state history`
+        #[arg(value_name = "VERSION")]
+        version_id: String,
+    },
+}

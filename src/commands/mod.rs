@@ -1,0 +1,6 @@
+//! One module per command; each takes resolved settings and returns a result whose
+//! error maps to the documented exit code.
+
+pub mod state;
+pub mod tf;
+pub mod unlock;

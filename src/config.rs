@@ -1,0 +1,793 @@
+//! `nubes.toml`: parsing (unknown keys and bad values rejected with file:line:column and
+//! the allowed values) and resolution into [`Settings`] with the precedence
+//! flags > `NUBES_*` environment variables > file > defaults.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::env_name::{DEFAULT_PREFIX, EnvName};
+use crate::error::{Error, Result};
+
+// ---------------------------------------------------------------------------------
+// The file, as written.
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    #[serde(default)]
+    project: FileProject,
+    #[serde(default)]
+    state: FileState,
+    #[serde(default)]
+    terraform: FileTerraform,
+    #[serde(default)]
+    environments: BTreeMap<Spanned<String>, FileEnvironment>,
+    build: Option<FileBuild>,
+    #[serde(default)]
+    deploy: FileDeploy,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileProject {
+    name: Option<Spanned<String>>,
+    location: Option<Spanned<String>>,
+    branch_prefix: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileState {
+    backend: Option<Spanned<String>>,
+    account_url: Option<Spanned<String>>,
+    account: Option<Spanned<String>>,
+    container: Option<Spanned<String>>,
+    key: Option<Spanned<String>>,
+    lease_seconds: Option<Spanned<i64>>,
+    lock_timeout: Option<Spanned<String>>,
+    history: Option<Spanned<i64>>,
+    path: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileTerraform {
+    dir: Option<Spanned<String>>,
+    binary: Option<Spanned<String>>,
+    #[serde(default)]
+    vars: toml::Table,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileEnvironment {
+    #[serde(default)]
+    protected: bool,
+    #[serde(default)]
+    vars: toml::Table,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileBuild {
+    command: Option<String>,
+    artifact: Option<String>,
+    #[serde(default)]
+    after_infra: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileDeploy {
+    target: Option<Spanned<String>>,
+    health_path: Option<String>,
+    health_timeout: Option<Spanned<String>>,
+    command: Option<Vec<String>>,
+    cache_control: Option<String>,
+}
+
+// ---------------------------------------------------------------------------------
+// The resolved settings the rest of nubes uses.
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Azure,
+    Local,
+}
+
+#[derive(Debug, Clone)]
+pub struct StateSettings {
+    pub backend: Backend,
+    /// Whether the backend was chosen (rather than defaulted to local).
+    pub backend_explicit: bool,
+    /// Set for the Azure backend: `https://<account>.blob.core.windows.net`.
+    pub account_url: Option<String>,
+    pub container: String,
+    pub key: String,
+    pub lease_seconds: u32,
+    pub lock_timeout: Duration,
+    pub history: usize,
+    /// Folder of the local backend.
+    pub local_path: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct EnvironmentSettings {
+    pub protected: bool,
+    pub vars: serde_json::Map<String, serde_json::Value>,
+}
+
+#[derive(Debug, Clone)]
+pub struct BuildSettings {
+    pub command: Option<String>,
+    pub artifact: Option<String>,
+    pub after_infra: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct DeploySettings {
+    pub target: Option<String>,
+    pub health_path: String,
+    pub health_timeout: Duration,
+    pub command: Option<Vec<String>>,
+    pub cache_control: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The project folder (`-C`), against which relative paths resolve.
+    pub root: PathBuf,
+    /// The config file read, if any.
+    pub config_file: Option<PathBuf>,
+    pub project_name: Option<String>,
+    pub location: Option<String>,
+    pub branch_prefix: String,
+    pub state: StateSettings,
+    pub terraform_dir: PathBuf,
+    pub terraform_binary: String,
+    pub vars: serde_json::Map<String, serde_json::Value>,
+    pub environments: BTreeMap<String, EnvironmentSettings>,
+    pub build: Option<BuildSettings>,
+    pub deploy: DeploySettings,
+}
+
+/// Values given on the command line (highest precedence).
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub lock_timeout: Option<String>,
+}
+
+pub const ALLOWED_TARGETS: &[&str] = &["static-site", "app-service", "functions", "command"];
+
+impl Settings {
+    pub fn env_name(&self, arg: &str) -> Result<EnvName> {
+        EnvName::from_arg(arg, &self.branch_prefix)
+    }
+
+    pub fn environment(&self, env: &EnvName) -> Option<&EnvironmentSettings> {
+        self.environments.get(env.as_str())
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Where a value came from, for error messages.
+
+enum Origin<'a> {
+    Flag(&'a str),
+    Env(&'a str),
+    File {
+        path: &'a Path,
+        text: &'a str,
+        span: std::ops::Range<usize>,
+        key: &'a str,
+    },
+}
+
+impl fmt::Display for Origin<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::Flag(name) => write!(f, "{name}"),
+            Origin::Env(name) => write!(f, "environment variable {name}"),
+            Origin::File {
+                path,
+                text,
+                span,
+                key,
+            } => {
+                let (line, col) = line_col(text, span.start);
+                write!(f, "{}:{line}:{col}: {key}", path.display())
+            }
+        }
+    }
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before
+        .rsplit('\n')
+        .next()
+        .map(|l| l.chars().count())
+        .unwrap_or(0)
+        + 1;
+    (line, col)
+}
+
+fn env_var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+/// A raw value and its origin, chosen by precedence.
+struct Pick<'a> {
+    value: String,
+    origin: Origin<'a>,
+}
+
+struct Ctx<'a> {
+    path: &'a Path,
+    text: &'a str,
+}
+
+impl<'a> Ctx<'a> {
+    fn pick_str(
+        &self,
+        flag: Option<(&'a str, &'a str)>,
+        env: &'a str,
+        file: &'a Option<Spanned<String>>,
+        key: &'a str,
+    ) -> Option<Pick<'a>> {
+        if let Some((name, v)) = flag {
+            return Some(Pick {
+                value: v.to_string(),
+                origin: Origin::Flag(name),
+            });
+        }
+        if let Some(v) = env_var(env) {
+            return Some(Pick {
+                value: v,
+                origin: Origin::Env(env),
+            });
+        }
+        file.as_ref().map(|s| Pick {
+            value: s.get_ref().clone(),
+            origin: self.file_origin(s.span(), key),
+        })
+    }
+
+    fn pick_int(
+        &self,
+        env: &'a str,
+        file: &'a Option<Spanned<i64>>,
+        key: &'a str,
+    ) -> Option<Pick<'a>> {
+        if let Some(v) = env_var(env) {
+            return Some(Pick {
+                value: v,
+                origin: Origin::Env(env),
+            });
+        }
+        file.as_ref().map(|s| Pick {
+            value: s.get_ref().to_string(),
+            origin: self.file_origin(s.span(), key),
+        })
+    }
+
+    fn file_origin(&self, span: std::ops::Range<usize>, key: &'a str) -> Origin<'a> {
+        Origin::File {
+            path: self.path,
+            text: self.text,
+            span,
+            key,
+        }
+    }
+}
+
+fn bad(origin: &Origin, problem: impl fmt::Display, allowed: impl Into<String>) -> Error {
+    Error::input(format!("{origin}: {problem}")).hint(allowed)
+}
+
+fn int_in(p: &Pick, lo: i64, hi: i64, why: &str) -> Result<i64> {
+    let n: i64 = p.value.trim().parse().map_err(|_| {
+        bad(
+            &p.origin,
+            format!("`{}` is not a whole number", p.value),
+            format!("allowed: {lo} to {hi} ({why})"),
+        )
+    })?;
+    if !(lo..=hi).contains(&n) {
+        return Err(bad(
+            &p.origin,
+            format!("{n} is out of range"),
+            format!("allowed: {lo} to {hi} ({why})"),
+        ));
+    }
+    Ok(n)
+}
+
+fn duration(p: &Pick) -> Result<Duration> {
+    humantime::parse_duration(p.value.trim()).map_err(|e| {
+        bad(
+            &p.origin,
+            format!("`{}` is not a duration ({e})", p.value),
+            "use a number with a unit, e.g. \"90s\", \"10m\" or \"1h\"",
+        )
+    })
+}
+
+fn one_of(p: &Pick, allowed: &[&str]) -> Result<String> {
+    if allowed.contains(&p.value.as_str()) {
+        Ok(p.value.clone())
+    } else {
+        Err(bad(
+            &p.origin,
+            format!("`{}` is not allowed", p.value),
+            format!("allowed values: {}", allowed.join(", ")),
+        ))
+    }
+}
+
+fn to_json(table: &toml::Table) -> serde_json::Map<String, serde_json::Value> {
+    match serde_json::to_value(table) {
+        Ok(serde_json::Value::Object(m)) => m,
+        _ => serde_json::Map::new(),
+    }
+}
+
+fn valid_container(name: &str) -> bool {
+    (3..=63).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+        && !name.contains("--")
+}
+
+fn valid_account(name: &str) -> bool {
+    (3..=24).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+}
+
+/// Load and resolve the configuration. `config` is the `--config` value (relative to
+/// `root`); a missing default `nubes.toml` is fine, a missing explicit one is not.
+pub fn load(root: &Path, config: Option<&Path>, overrides: &Overrides) -> Result<Settings> {
+    let (path, explicit) = match config {
+        Some(p) => (root.join(p), true),
+        None => (root.join("nubes.toml"), false),
+    };
+    let text = match fs_err::read_to_string(&path) {
+        Ok(t) => Some(t),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => None,
+        Err(e) => {
+            return Err(Error::input(format!("cannot read the configuration: {e}"))
+                .hint("pass an existing file with --config, or run without it to use nubes.toml"));
+        }
+    };
+    let file: FileConfig = match &text {
+        None => FileConfig::default(),
+        Some(t) => toml::from_str(t).map_err(|e| {
+            let at = match e.span() {
+                Some(span) => {
+                    let (l, c) = line_col(t, span.start);
+                    format!("{}:{l}:{c}", path.display())
+                }
+                None => path.display().to_string(),
+            };
+            Error::input(format!("{at}: {}", e.message().trim_end()))
+                .hint("see the configuration reference in README.md")
+        })?,
+    };
+    let empty = String::new();
+    let ctx = Ctx {
+        path: &path,
+        text: text.as_ref().unwrap_or(&empty),
+    };
+    resolve(
+        root,
+        text.is_some().then(|| path.clone()),
+        &ctx,
+        &file,
+        overrides,
+    )
+}
+
+fn resolve(
+    root: &Path,
+    config_file: Option<PathBuf>,
+    ctx: &Ctx,
+    file: &FileConfig,
+    ov: &Overrides,
+) -> Result<Settings> {
+    let s = &file.state;
+
+    let branch_prefix = match ctx.pick_str(
+        None,
+        "NUBES_BRANCH_PREFIX",
+        &file.project.branch_prefix,
+        "[project] branch_prefix",
+    ) {
+        Some(p)
+            if p.value.is_empty() || p.value.contains(|c: char| c.is_whitespace() || c == '/') =>
+        {
+            return Err(bad(
+                &p.origin,
+                format!("`{}` is not a usable branch prefix", p.value),
+                "use something like \"env-\"",
+            ));
+        }
+        Some(p) => p.value,
+        None => DEFAULT_PREFIX.to_string(),
+    };
+
+    let account_url = match ctx.pick_str(
+        None,
+        "NUBES_STATE_ACCOUNT_URL",
+        &s.account_url,
+        "[state] account_url",
+    ) {
+        Some(p) => {
+            let url = p.value.trim().trim_end_matches('/').to_string();
+            match url::Url::parse(&url) {
+                Ok(u)
+                    if matches!(u.scheme(), "https" | "http")
+                        && u.host().is_some()
+                        && u.query().is_none() =>
+                {
+                    Some(url)
+                }
+                _ => {
+                    return Err(bad(
+                        &p.origin,
+                        format!("`{}` is not an account URL", p.value),
+                        "use https://<account>.blob.core.windows.net (no query string: give a SAS through NUBES_STORAGE_SAS)",
+                    ));
+                }
+            }
+        }
+        None => match ctx.pick_str(None, "NUBES_STATE_ACCOUNT", &s.account, "[state] account") {
+            Some(p) if valid_account(&p.value) => {
+                Some(format!("https://{}.blob.core.windows.net", p.value))
+            }
+            Some(p) => {
+                return Err(bad(
+                    &p.origin,
+                    format!("`{}` is not a storage account name", p.value),
+                    "3 to 24 lowercase letters and digits",
+                ));
+            }
+            None => None,
+        },
+    };
+
+    let backend = match ctx.pick_str(None, "NUBES_STATE_BACKEND", &s.backend, "[state] backend") {
+        Some(p) => match one_of(&p, &["azure", "local"])?.as_str() {
+            "azure" => {
+                if account_url.is_none() {
+                    return Err(bad(
+                        &p.origin,
+                        "the azure backend needs a storage account",
+                        "set [state] account_url (or account), or NUBES_STATE_ACCOUNT_URL",
+                    ));
+                }
+                Backend::Azure
+            }
+            _ => Backend::Local,
+        },
+        None if account_url.is_some() => Backend::Azure,
+        None => Backend::Local,
+    };
+    let backend_explicit = file.state.backend.is_some() || env_var("NUBES_STATE_BACKEND").is_some();
+
+    let container = match ctx.pick_str(
+        None,
+        "NUBES_STATE_CONTAINER",
+        &s.container,
+        "[state] container",
+    ) {
+        Some(p) if valid_container(&p.value) => p.value,
+        Some(p) => {
+            return Err(bad(
+                &p.origin,
+                format!("`{}` is not a valid container name", p.value),
+                "3 to 63 lowercase letters, digits and single hyphens",
+            ));
+        }
+        None => "tfstate".to_string(),
+    };
+
+    let key = match ctx.pick_str(None, "NUBES_STATE_KEY", &s.key, "[state] key") {
+        Some(p) if !p.value.contains("{env}") => {
+            return Err(bad(
+                &p.origin,
+                format!(
+                    "`{}` does not contain {{env}}, so every environment would share one state",
+                    p.value
+                ),
+                "keep {env} in the key, e.g. \"{env}.terraform.tfstate\" (the NubesGen-compatible default)",
+            ));
+        }
+        Some(p)
+            if p.value.starts_with('/')
+                || p.value.split('/').any(|seg| seg == ".." || seg == ".")
+                || p.value.contains('\\') =>
+        {
+            return Err(bad(
+                &p.origin,
+                format!("`{}` is not a valid blob name", p.value),
+                "no leading `/`, no `.` or `..` segments, no `\\`",
+            ));
+        }
+        Some(p) => p.value,
+        None => "{env}.terraform.tfstate".to_string(),
+    };
+
+    let lease_seconds = match ctx.pick_int(
+        "NUBES_STATE_LEASE_SECONDS",
+        &s.lease_seconds,
+        "[state] lease_seconds",
+    ) {
+        Some(p) => int_in(&p, 15, 60, "Azure blob leases last 15 to 60 seconds")? as u32,
+        None => 60,
+    };
+    let lock_timeout = match ctx.pick_str(
+        ov.lock_timeout.as_deref().map(|v| ("--lock-timeout", v)),
+        "NUBES_STATE_LOCK_TIMEOUT",
+        &s.lock_timeout,
+        "[state] lock_timeout",
+    ) {
+        Some(p) => duration(&p)?,
+        None => Duration::from_secs(600),
+    };
+    let history = match ctx.pick_int("NUBES_STATE_HISTORY", &s.history, "[state] history") {
+        Some(p) => int_in(&p, 1, 1000, "previous versions kept per environment")? as usize,
+        None => 20,
+    };
+    let local_path = match ctx.pick_str(None, "NUBES_STATE_PATH", &s.path, "[state] path") {
+        Some(p) => root.join(p.value),
+        None => root.join(".nubes").join("state"),
+    };
+
+    let terraform_dir = match ctx.pick_str(
+        None,
+        "NUBES_TERRAFORM_DIR",
+        &file.terraform.dir,
+        "[terraform] dir",
+    ) {
+        Some(p) => root.join(p.value),
+        None => root.join("terraform"),
+    };
+    let terraform_binary = match ctx.pick_str(
+        None,
+        "NUBES_TERRAFORM_BINARY",
+        &file.terraform.binary,
+        "[terraform] binary",
+    ) {
+        Some(p) if p.value.trim().is_empty() => {
+            return Err(bad(
+                &p.origin,
+                "is empty",
+                "\"terraform\", \"tofu\" or a path",
+            ));
+        }
+        Some(p) => p.value,
+        None => "terraform".to_string(),
+    };
+
+    let mut environments = BTreeMap::new();
+    for (name, env) in &file.environments {
+        if let Err(e) = EnvName::parse(name.get_ref(), &branch_prefix) {
+            let origin = ctx.file_origin(name.span(), "[environments]");
+            return Err(bad(
+                &origin,
+                e.to_string(),
+                e.hint_text().unwrap_or_default(),
+            ));
+        }
+        environments.insert(
+            name.get_ref().clone(),
+            EnvironmentSettings {
+                protected: env.protected,
+                vars: to_json(&env.vars),
+            },
+        );
+    }
+
+    let target = match ctx.pick_str(
+        None,
+        "NUBES_DEPLOY_TARGET",
+        &file.deploy.target,
+        "[deploy] target",
+    ) {
+        Some(p) => Some(one_of(&p, ALLOWED_TARGETS)?),
+        None => None,
+    };
+    let health_timeout = match ctx.pick_str(
+        None,
+        "NUBES_DEPLOY_HEALTH_TIMEOUT",
+        &file.deploy.health_timeout,
+        "[deploy] health_timeout",
+    ) {
+        Some(p) => duration(&p)?,
+        None => Duration::from_secs(120),
+    };
+
+    Ok(Settings {
+        root: root.to_path_buf(),
+        config_file,
+        project_name: ctx
+            .pick_str(
+                None,
+                "NUBES_PROJECT_NAME",
+                &file.project.name,
+                "[project] name",
+            )
+            .map(|p| p.value),
+        location: ctx
+            .pick_str(
+                None,
+                "NUBES_PROJECT_LOCATION",
+                &file.project.location,
+                "[project] location",
+            )
+            .map(|p| p.value),
+        branch_prefix,
+        state: StateSettings {
+            backend,
+            backend_explicit,
+            account_url,
+            container,
+            key,
+            lease_seconds,
+            lock_timeout,
+            history,
+            local_path,
+        },
+        terraform_dir,
+        terraform_binary,
+        vars: to_json(&file.terraform.vars),
+        environments,
+        build: file.build.as_ref().map(|b| BuildSettings {
+            command: b.command.clone(),
+            artifact: b.artifact.clone(),
+            after_infra: b.after_infra,
+        }),
+        deploy: DeploySettings {
+            target,
+            health_path: file
+                .deploy
+                .health_path
+                .clone()
+                .unwrap_or_else(|| "/".into()),
+            health_timeout,
+            command: file.deploy.command.clone(),
+            cache_control: file.deploy.cache_control.clone(),
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_text(text: &str) -> Result<Settings> {
+        let dir = tempfile::tempdir().unwrap();
+        fs_err::write(dir.path().join("nubes.toml"), text).unwrap();
+        load(dir.path(), None, &Overrides::default())
+    }
+
+    fn err(text: &str) -> String {
+        let e = load_text(text).expect_err("should be rejected");
+        assert_eq!(e.exit_code(), 2);
+        format!("{e} | {}", e.hint_text().unwrap_or_default())
+    }
+
+    #[test]
+    fn defaults_are_nubesgen_compatible() {
+        let s = load_text("").unwrap();
+        assert_eq!(s.state.backend, Backend::Local);
+        assert!(!s.state.backend_explicit);
+        assert_eq!(s.state.container, "tfstate");
+        assert_eq!(s.state.key, "{env}.terraform.tfstate");
+        assert_eq!(s.state.lease_seconds, 60);
+        assert_eq!(s.state.lock_timeout, Duration::from_secs(600));
+        assert_eq!(s.state.history, 20);
+    }
+
+    #[test]
+    fn account_name_becomes_url_and_selects_azure() {
+        let s = load_text("[state]\naccount = \"stpetclinic\"\n").unwrap();
+        assert_eq!(s.state.backend, Backend::Azure);
+        assert_eq!(
+            s.state.account_url.as_deref(),
+            Some("https://stpetclinic.blob.core.windows.net")
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_reported_with_position_and_allowed_keys() {
+        let m = err("[state]\ncontainer = \"tfstate\"\nleas_seconds = 30\n");
+        assert!(m.contains("nubes.toml:3:1"), "{m}");
+        assert!(
+            m.contains("unknown field `leas_seconds`") && m.contains("lease_seconds"),
+            "{m}"
+        );
+    }
+
+    #[test]
+    fn bad_values_name_position_and_allowed_values() {
+        let m = err("[state]\nlease_seconds = 90\n");
+        assert!(
+            m.contains("nubes.toml:2:17: [state] lease_seconds: 90 is out of range")
+                && m.contains("15 to 60"),
+            "{m}"
+        );
+        let m = err("[state]\nbackend = \"s3\"\n");
+        assert!(
+            m.contains("nubes.toml:2:11") && m.contains("azure, local"),
+            "{m}"
+        );
+        let m = err("[state]\nlock_timeout = \"soon\"\n");
+        assert!(m.contains("not a duration") && m.contains("10m"), "{m}");
+        let m = err("[state]\nkey = \"state.tfstate\"\n");
+        assert!(m.contains("{env}"), "{m}");
+        let m = err("[deploy]\ntarget = \"k8s\"\n");
+        assert!(
+            m.contains("static-site, app-service, functions, command"),
+            "{m}"
+        );
+        let m = err("[environments.Prod]\nprotected = true\n");
+        assert!(
+            m.contains("nubes.toml:1:15") && m.contains("uppercase"),
+            "{m}"
+        );
+        let m = err("[state]\ncontainer = 5\n");
+        assert!(
+            m.contains("nubes.toml:2:13") && m.contains("invalid type"),
+            "{m}"
+        );
+        let m = err("[state\n");
+        assert!(m.contains("nubes.toml:1:"), "{m}");
+    }
+
+    #[test]
+    fn precedence_flag_env_file_default() {
+        let dir = tempfile::tempdir().unwrap();
+        fs_err::write(
+            dir.path().join("nubes.toml"),
+            "[state]\nlock_timeout = \"1m\"\n",
+        )
+        .unwrap();
+        let s = load(dir.path(), None, &Overrides::default()).unwrap();
+        assert_eq!(s.state.lock_timeout, Duration::from_secs(60));
+        let s = load(
+            dir.path(),
+            None,
+            &Overrides {
+                lock_timeout: Some("5s".into()),
+            },
+        )
+        .unwrap();
+        assert_eq!(s.state.lock_timeout, Duration::from_secs(5));
+        // The environment layer is exercised by the CLI integration tests, where each
+        // test runs nubes as its own process with its own environment.
+    }
+
+    #[test]
+    fn missing_explicit_config_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = load(
+            dir.path(),
+            Some(Path::new("nope.toml")),
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+    }
+}

@@ -1,0 +1,616 @@
+//! The loopback gateway: Terraform's `http` state backend protocol served on
+//! `127.0.0.1:<random port>` for the duration of one command, backed by a
+//! [`StateStore`] under the env lock nubes already holds.
+//!
+//! GET → 200 state / 404 none; POST `?ID=` → write (409 when the lineage/serial guard
+//! or the ETag condition refuses it); DELETE → tombstone + delete; LOCK/UNLOCK → 200,
+//! or 423 with the holder's lock info. Every request must carry the per-run random
+//! credentials (HTTP basic auth), which reach Terraform only through `TF_HTTP_*`
+//! environment variables; anything else gets 401.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD as B64, URL_SAFE_NO_PAD};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use md5::{Digest, Md5};
+use rand::RngCore;
+use tokio::net::TcpListener;
+use tokio::sync::{Mutex, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::error::{Error, Result};
+use crate::secrets;
+use crate::state::head::{StateHead, check_write};
+use crate::state::{LockInfo, LockToken, StateStore, WriteConflict};
+
+/// Largest state document accepted (Terraform states of a few hundred MiB exist; this
+/// only stops a runaway client from exhausting memory).
+const MAX_BODY: usize = 1 << 30;
+const USERNAME: &str = "nubes";
+
+pub struct Gateway {
+    addr: SocketAddr,
+    path: String,
+    password: String,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+    shared: Arc<Shared>,
+}
+
+/// What happened through the gateway, for the command's own report.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub writes: usize,
+    /// Requests nubes refused or could not serve, each with the reason shown to the user.
+    pub problems: Vec<String>,
+}
+
+/// What nubes last saw stored: the ETag the next write must match and the head the
+/// guard compares with. `None` until the first read.
+#[derive(Clone)]
+struct Known {
+    etag: Option<String>,
+    head: Option<StateHead>,
+}
+
+struct Shared {
+    store: Arc<dyn StateStore>,
+    token: LockToken,
+    path: String,
+    expected_auth: String,
+    /// Terraform's own lock, taken inside nubes's env lock.
+    inner_lock: Mutex<Option<LockInfo>>,
+    known: Mutex<Option<Known>>,
+    report: std::sync::Mutex<Report>,
+}
+
+impl Gateway {
+    pub async fn start(store: Arc<dyn StateStore>, token: LockToken) -> Result<Gateway> {
+        let listener = TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .map_err(|e| Error::failed(format!("cannot open the loopback state gateway: {e}")))?;
+        let addr = listener.local_addr()?;
+        let mut raw = [0u8; 32];
+        rand::rng().fill_bytes(&mut raw);
+        let password = URL_SAFE_NO_PAD.encode(raw);
+        secrets::register(&password);
+        let expected_auth = format!("Basic {}", B64.encode(format!("{USERNAME}:{password}")));
+        secrets::register(&expected_auth);
+        let path = format!("/state/{}", token.env);
+        let shared = Arc::new(Shared {
+            store,
+            token,
+            path: path.clone(),
+            expected_auth,
+            inner_lock: Mutex::new(None),
+            known: Mutex::new(None),
+            report: std::sync::Mutex::new(Report::default()),
+        });
+        let (tx, rx) = oneshot::channel();
+        let task = tokio::spawn(serve(listener, shared.clone(), rx));
+        tracing::debug!("state gateway listening on {addr}");
+        Ok(Gateway {
+            addr,
+            path,
+            password,
+            shutdown: Some(tx),
+            task,
+            shared,
+        })
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}{}", self.addr, self.path)
+    }
+
+    /// The environment that points Terraform's `http` backend at this gateway.
+    pub fn terraform_env(&self) -> Vec<(&'static str, String)> {
+        let url = self.url();
+        vec![
+            ("TF_HTTP_ADDRESS", url.clone()),
+            ("TF_HTTP_LOCK_ADDRESS", url.clone()),
+            ("TF_HTTP_UNLOCK_ADDRESS", url),
+            ("TF_HTTP_LOCK_METHOD", "LOCK".into()),
+            ("TF_HTTP_UNLOCK_METHOD", "UNLOCK".into()),
+            ("TF_HTTP_UPDATE_METHOD", "POST".into()),
+            ("TF_HTTP_USERNAME", USERNAME.into()),
+            ("TF_HTTP_PASSWORD", self.password.clone()),
+        ]
+    }
+
+    /// Stop listening and return what happened.
+    pub async fn stop(mut self) -> Report {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let _ = (&mut self.task).await;
+        std::mem::take(&mut *self.shared.report.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn serve(listener: TcpListener, shared: Arc<Shared>, mut stop: oneshot::Receiver<()>) {
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else { continue };
+                let shared = shared.clone();
+                connections.spawn(async move {
+                    let service = hyper::service::service_fn(move |req| {
+                        let shared = shared.clone();
+                        async move { Ok::<_, std::convert::Infallible>(handle(&shared, req).await) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        }
+    }
+    // Terraform has exited by now; drop any idle keep-alive connections.
+    connections.shutdown().await;
+}
+
+fn reply(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(body.into()));
+    *r.status_mut() = status;
+    r
+}
+
+fn json_reply(status: StatusCode, info: &LockInfo) -> Response<Full<Bytes>> {
+    let mut r = reply(status, serde_json::to_vec(info).unwrap_or_default());
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let authorized = req
+        .headers()
+        .get(hyper::header::AUTHORIZATION)
+        .is_some_and(|v| constant_time_eq(v.as_bytes(), shared.expected_auth.as_bytes()));
+    if !authorized {
+        let mut r = reply(StatusCode::UNAUTHORIZED, "unauthorized\n");
+        r.headers_mut().insert(
+            hyper::header::WWW_AUTHENTICATE,
+            hyper::header::HeaderValue::from_static("Basic realm=\"nubes\""),
+        );
+        return r;
+    }
+    if req.uri().path() != shared.path {
+        return reply(StatusCode::NOT_FOUND, "not found\n");
+    }
+    let method = req.method().as_str().to_string();
+    let id = req.uri().query().and_then(|q| {
+        q.split('&')
+            .filter_map(|kv| kv.split_once('='))
+            .find(|(k, _)| *k == "ID")
+            .map(|(_, v)| v.to_string())
+    });
+    let md5 = req
+        .headers()
+        .get("content-md5")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => {
+            return reply(
+                StatusCode::BAD_REQUEST,
+                format!("cannot read the request body: {e}\n"),
+            );
+        }
+    };
+    match method.as_str() {
+        "GET" => get(shared).await,
+        "POST" => post(shared, id, md5, body).await,
+        "DELETE" => delete(shared).await,
+        "LOCK" => lock(shared, body).await,
+        "UNLOCK" => unlock(shared, body).await,
+        _ => reply(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n"),
+    }
+}
+
+impl Shared {
+    fn problem(&self, text: String) {
+        tracing::error!("{text}");
+        self.report
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .problems
+            .push(text);
+    }
+
+    fn env(&self) -> &str {
+        self.token.env.as_str()
+    }
+}
+
+async fn get(shared: &Shared) -> Response<Full<Bytes>> {
+    match shared.store.read(&shared.token.env).await {
+        Ok(None) => {
+            *shared.known.lock().await = Some(Known {
+                etag: None,
+                head: None,
+            });
+            reply(StatusCode::NOT_FOUND, "")
+        }
+        Ok(Some(stored)) => match StateHead::parse(&stored.bytes) {
+            Ok(head) => {
+                *shared.known.lock().await = Some(Known {
+                    etag: Some(stored.etag),
+                    head: Some(head),
+                });
+                let mut r = reply(StatusCode::OK, stored.bytes);
+                r.headers_mut().insert(
+                    hyper::header::CONTENT_TYPE,
+                    hyper::header::HeaderValue::from_static("application/json"),
+                );
+                r
+            }
+            Err(why) => {
+                let text = format!(
+                    "the stored state of `{}` is corrupt ({why}); nubes will not hand it to Terraform. \
+                     Restore a kept version: `nubes state history {0}` then `nubes state restore {0} <VERSION>`",
+                    shared.env()
+                );
+                shared.problem(text.clone());
+                reply(StatusCode::INTERNAL_SERVER_ERROR, text)
+            }
+        },
+        Err(e) => {
+            let text = format!("reading the state of `{}` failed: {e}", shared.env());
+            shared.problem(text.clone());
+            reply(StatusCode::SERVICE_UNAVAILABLE, text)
+        }
+    }
+}
+
+async fn post(
+    shared: &Shared,
+    id: Option<String>,
+    md5: Option<String>,
+    body: Bytes,
+) -> Response<Full<Bytes>> {
+    {
+        let inner = shared.inner_lock.lock().await;
+        if let Some(held) = inner.as_ref()
+            && id.as_deref() != Some(held.id.as_str())
+        {
+            return json_reply(StatusCode::LOCKED, held);
+        }
+    }
+    if let Some(md5) = md5 {
+        let actual = B64.encode(Md5::digest(&body));
+        if actual != md5 {
+            return reply(
+                StatusCode::BAD_REQUEST,
+                "Content-MD5 does not match the body\n",
+            );
+        }
+    }
+    let head = match StateHead::parse(&body) {
+        Ok(h) => h,
+        Err(why) => {
+            let text = format!("refused a state write for `{}`: {why}", shared.env());
+            shared.problem(text.clone());
+            return reply(StatusCode::BAD_REQUEST, text);
+        }
+    };
+    // One write at a time, against what was last seen.
+    let mut known = shared.known.lock().await;
+    let current = match known.clone() {
+        Some(k) => k,
+        None => match shared.store.read(&shared.token.env).await {
+            Ok(None) => Known {
+                etag: None,
+                head: None,
+            },
+            Ok(Some(s)) => Known {
+                head: StateHead::parse(&s.bytes).ok(),
+                etag: Some(s.etag),
+            },
+            Err(e) => {
+                let text = format!(
+                    "reading the state of `{}` before writing failed: {e}",
+                    shared.env()
+                );
+                shared.problem(text.clone());
+                return reply(StatusCode::SERVICE_UNAVAILABLE, text);
+            }
+        },
+    };
+    if let Err(refusal) = check_write(current.head.as_ref(), &head) {
+        let text = format!("refused a state write for `{}`: {refusal}", shared.env());
+        shared.problem(text.clone());
+        return reply(StatusCode::CONFLICT, text);
+    }
+    match shared
+        .store
+        .write(&shared.token, body, current.etag.as_deref(), &head)
+        .await
+    {
+        Ok(Ok(etag)) => {
+            *known = Some(Known {
+                etag: Some(etag),
+                head: Some(head),
+            });
+            shared
+                .report
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .writes += 1;
+            reply(StatusCode::OK, "")
+        }
+        Ok(Err(conflict)) => {
+            let text = format!(
+                "refused a state write for `{}`: {conflict}; the stored state was kept",
+                shared.env()
+            );
+            shared.problem(text.clone());
+            // Force a fresh read next time.
+            *known = None;
+            let status = match conflict {
+                WriteConflict::Changed => StatusCode::CONFLICT,
+                WriteConflict::LockLost => StatusCode::LOCKED,
+            };
+            reply(status, text)
+        }
+        Err(e) => {
+            let text = format!("writing the state of `{}` failed: {e}", shared.env());
+            shared.problem(text.clone());
+            reply(StatusCode::SERVICE_UNAVAILABLE, text)
+        }
+    }
+}
+
+async fn delete(shared: &Shared) -> Response<Full<Bytes>> {
+    let mut known = shared.known.lock().await;
+    match shared.store.delete(&shared.token).await {
+        Ok(tombstone) => {
+            if let Some(t) = tombstone {
+                tracing::info!("kept the final state of `{}` as {t}", shared.env());
+            }
+            *known = Some(Known {
+                etag: None,
+                head: None,
+            });
+            reply(StatusCode::OK, "")
+        }
+        Err(e) => {
+            let text = format!("deleting the state of `{}` failed: {e}", shared.env());
+            shared.problem(text.clone());
+            reply(StatusCode::SERVICE_UNAVAILABLE, text)
+        }
+    }
+}
+
+async fn lock(shared: &Shared, body: Bytes) -> Response<Full<Bytes>> {
+    let Ok(info) = serde_json::from_slice::<LockInfo>(&body) else {
+        return reply(
+            StatusCode::BAD_REQUEST,
+            "the lock request body is not lock info JSON\n",
+        );
+    };
+    let mut inner = shared.inner_lock.lock().await;
+    match inner.as_ref() {
+        Some(held) if held.id != info.id => json_reply(StatusCode::LOCKED, held),
+        _ => {
+            *inner = Some(info);
+            reply(StatusCode::OK, "")
+        }
+    }
+}
+
+async fn unlock(shared: &Shared, body: Bytes) -> Response<Full<Bytes>> {
+    let info = serde_json::from_slice::<LockInfo>(&body).ok();
+    let mut inner = shared.inner_lock.lock().await;
+    match (inner.as_ref(), info) {
+        (None, _) => reply(StatusCode::OK, ""),
+        (Some(held), Some(info)) if held.id == info.id => {
+            *inner = None;
+            reply(StatusCode::OK, "")
+        }
+        (Some(held), _) => json_reply(StatusCode::LOCKED, held),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The gateway over real HTTP on loopback, backed by a real local store.
+    use super::*;
+    use crate::env_name::EnvName;
+    use crate::state::local::LocalStore;
+    use crate::state::{Attempt, StateStore};
+
+    struct Client {
+        base: String,
+        auth: Option<String>,
+    }
+
+    async fn request(c: &Client, method: &str, path: &str, body: &str) -> (u16, String) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let addr = c
+            .base
+            .trim_start_matches("http://")
+            .split('/')
+            .next()
+            .unwrap()
+            .to_string();
+        let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let auth = c
+            .auth
+            .as_ref()
+            .map(|a| format!("Authorization: {a}\r\n"))
+            .unwrap_or_default();
+        let req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).await.unwrap();
+        let status = resp
+            .split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let body = resp.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+        (status, body)
+    }
+
+    async fn setup() -> (tempfile::TempDir, Gateway, Client, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn StateStore> = Arc::new(LocalStore::new(
+            dir.path().into(),
+            "{env}.tfstate".into(),
+            5,
+        ));
+        let env = EnvName::parse("alice", "env-").unwrap();
+        let info = LockInfo::new("test", "x");
+        let Attempt::Acquired(token) = store.try_lock(&env, &info).await.unwrap() else {
+            panic!("not locked")
+        };
+        let gw = Gateway::start(store, token).await.unwrap();
+        let vars: std::collections::HashMap<_, _> = gw.terraform_env().into_iter().collect();
+        let auth = format!(
+            "Basic {}",
+            B64.encode(format!(
+                "{}:{}",
+                vars["TF_HTTP_USERNAME"], vars["TF_HTTP_PASSWORD"]
+            ))
+        );
+        let client = Client {
+            base: vars["TF_HTTP_ADDRESS"].clone(),
+            auth: Some(auth),
+        };
+        (dir, gw, client, "/state/alice".into())
+    }
+
+    fn state(lineage: &str, serial: i64) -> String {
+        format!(
+            r#"{{"version":4,"terraform_version":"1.15.5","serial":{serial},"lineage":"{lineage}","outputs":{{}},"resources":[]}}"#
+        )
+    }
+
+    #[tokio::test]
+    async fn listens_on_loopback_only() {
+        let (_d, gw, c, _) = setup().await;
+        assert!(c.base.starts_with("http://127.0.0.1:"));
+        assert!(gw.addr.ip().is_loopback());
+    }
+
+    #[tokio::test]
+    async fn requests_without_or_with_wrong_credentials_are_refused() {
+        let (_d, _gw, c, path) = setup().await;
+        let none = Client {
+            base: c.base.clone(),
+            auth: None,
+        };
+        let wrong = Client {
+            base: c.base.clone(),
+            auth: Some(format!("Basic {}", B64.encode("nubes:guess"))),
+        };
+        for client in [&none, &wrong] {
+            for method in ["GET", "POST", "DELETE", "LOCK", "UNLOCK"] {
+                let (status, _) = request(client, method, &path, &state("l", 1)).await;
+                assert_eq!(status, 401, "{method}");
+            }
+        }
+        // Nothing was written by the refused requests.
+        assert_eq!(request(&c, "GET", &path, "").await.0, 404);
+    }
+
+    #[tokio::test]
+    async fn other_paths_and_methods_are_refused() {
+        let (_d, _gw, c, _) = setup().await;
+        assert_eq!(request(&c, "GET", "/state/bob", "").await.0, 404);
+        assert_eq!(request(&c, "GET", "/", "").await.0, 404);
+        assert_eq!(request(&c, "PUT", "/state/alice", "").await.0, 405);
+    }
+
+    #[tokio::test]
+    async fn guard_refuses_other_lineage_and_lower_serial_with_409() {
+        let (_d, gw, c, path) = setup().await;
+        assert_eq!(request(&c, "POST", &path, &state("aaa", 3)).await.0, 200);
+        assert_eq!(request(&c, "GET", &path, "").await, (200, state("aaa", 3)));
+        let (status, body) = request(&c, "POST", &path, &state("bbb", 9)).await;
+        assert_eq!(status, 409);
+        assert!(body.contains("lineage"), "{body}");
+        let (status, body) = request(&c, "POST", &path, &state("aaa", 2)).await;
+        assert_eq!(status, 409);
+        assert!(body.contains("lower than the stored serial 3"), "{body}");
+        assert_eq!(request(&c, "POST", &path, &state("aaa", -1)).await.0, 400);
+        assert_eq!(request(&c, "POST", &path, "{\"version\":4,").await.0, 400);
+        assert_eq!(
+            request(&c, "GET", &path, "").await,
+            (200, state("aaa", 3)),
+            "stored state kept"
+        );
+        assert_eq!(request(&c, "POST", &path, &state("aaa", 4)).await.0, 200);
+        let report = gw.stop().await;
+        assert_eq!(report.writes, 2);
+        assert_eq!(report.problems.len(), 4);
+    }
+
+    #[tokio::test]
+    async fn terraform_lock_inside_nubes_hold_and_423_for_another() {
+        let (_d, _gw, c, path) = setup().await;
+        let a = r#"{"ID":"a","Operation":"OperationTypeApply","Who":"tf"}"#;
+        let b = r#"{"ID":"b","Operation":"OperationTypePlan","Who":"other"}"#;
+        assert_eq!(request(&c, "LOCK", &path, a).await.0, 200);
+        let (status, body) = request(&c, "LOCK", &path, b).await;
+        assert_eq!(status, 423);
+        let held: LockInfo = serde_json::from_str(&body).unwrap();
+        assert_eq!(held.id, "a");
+        // A write under the wrong lock ID is refused; under the right one it lands.
+        assert_eq!(
+            request(&c, "POST", &format!("{path}?ID=b"), &state("l", 1))
+                .await
+                .0,
+            423
+        );
+        assert_eq!(
+            request(&c, "POST", &format!("{path}?ID=a"), &state("l", 1))
+                .await
+                .0,
+            200
+        );
+        assert_eq!(request(&c, "UNLOCK", &path, b).await.0, 423);
+        assert_eq!(request(&c, "UNLOCK", &path, a).await.0, 200);
+        assert_eq!(request(&c, "LOCK", &path, b).await.0, 200);
+    }
+
+    #[tokio::test]
+    async fn stops_listening_when_stopped() {
+        let (_d, gw, c, _) = setup().await;
+        let addr = c
+            .base
+            .trim_start_matches("http://")
+            .split('/')
+            .next()
+            .unwrap()
+            .to_string();
+        gw.stop().await;
+        assert!(tokio::net::TcpStream::connect(&addr).await.is_err());
+    }
+}

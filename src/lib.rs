@@ -1,0 +1,16 @@
+//! nubes: a cloud environment per branch. See README.md for users and ARCHITECTURE.md
+//! for how the pieces fit.
+
+pub mod app;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod env_name;
+pub mod error;
+pub mod gateway;
+pub mod secrets;
+pub mod signals;
+pub mod state;
+pub mod terraform;
+pub mod ui;
+pub mod workdir;

@@ -1,0 +1,806 @@
+//! The Azure Blob Storage state store (official `azure_storage_blob` 1.x).
+//!
+//! Layout (DESIGN.md "State"): state for env E in `<container>/<key with {env}=E>`,
+//! exactly where Terraform's `azurerm` backend keeps it. The lock is a finite, renewed
+//! lease on that blob with the lock ID as proposed lease ID, plus `terraformlockid`
+//! metadata. Each overwrite first snapshots the previous version (snapshots carry the
+//! version's serial in metadata); `history` snapshots are kept. `delete` copies the
+//! final state to a tombstone blob `<key>.tombstone.<UTC time>` first.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use azure_core::error::ErrorKind;
+use azure_core::http::{
+    AsyncRawResponse, ClientOptions, Etag, ExponentialRetryOptions, HttpClient, NoFormat, Request,
+    RequestContent, RetryOptions, StatusCode, Transport, Url,
+};
+use azure_storage_blob::models::{
+    BlobClientAcquireLeaseOptions, BlobClientBreakLeaseOptions, BlobClientCreateSnapshotOptions,
+    BlobClientDeleteOptions, BlobClientDownloadOptions, BlobClientGetPropertiesOptions,
+    BlobClientGetPropertiesResultHeaders, BlobClientReleaseLeaseOptions,
+    BlobClientSetMetadataOptions, BlobClientUploadOptions, BlobContainerClientListBlobsOptions,
+    BlobItem, DeleteSnapshotsOptionType, LeaseDuration, LeaseState, ListBlobsIncludeItem,
+};
+use azure_storage_blob::{BlobClient, BlobContainerClient, BlobContainerClientOptions};
+use bytes::Bytes;
+use futures::TryStreamExt;
+
+use super::auth::StorageAuth;
+use super::lockinfo::{self, LOCK_META_KEY, LockInfo};
+use super::{Attempt, Holder, LockToken, StateHead, StateStore, Stored, Version, WriteConflict};
+use crate::env_name::EnvName;
+use crate::error::{Error, Result};
+
+/// Metadata nubes keeps on state blobs (and hence on their snapshots).
+pub const META_SERIAL: &str = "nubesserial";
+pub const META_LINEAGE: &str = "nubeslineage";
+pub const META_RESOURCES: &str = "nubesresources";
+pub const META_SAVED_AT: &str = "nubessavedat";
+pub const META_LAST_BREAK: &str = "nubeslastbreak";
+pub const META_TOMBSTONE: &str = "nubestombstone";
+pub const TOMBSTONE_INFIX: &str = ".tombstone.";
+
+/// Every HTTP request nubes makes to storage, counted (benchmarks report it) and logged
+/// at debug level without the query string (where a SAS would be).
+static REQUESTS: AtomicU64 = AtomicU64::new(0);
+
+pub fn requests_made() -> u64 {
+    REQUESTS.load(Ordering::Relaxed)
+}
+
+#[derive(Debug)]
+struct LoggingClient(reqwest::Client);
+
+#[async_trait]
+impl HttpClient for LoggingClient {
+    async fn execute_request(&self, request: &Request) -> azure_core::Result<AsyncRawResponse> {
+        REQUESTS.fetch_add(1, Ordering::Relaxed);
+        let started = std::time::Instant::now();
+        let result = self.0.execute_request(request).await;
+        let status = match &result {
+            Ok(r) => r.status().to_string(),
+            Err(e) => format!("error: {}", e.kind()),
+        };
+        tracing::debug!(
+            "storage {} {} -> {status} ({} ms)",
+            request.method(),
+            request.url().path(),
+            started.elapsed().as_millis()
+        );
+        result
+    }
+}
+
+/// The HTTP client used for storage: our own reqwest so an extra CA
+/// (`NUBES_STORAGE_CA_CERT`) can be trusted, with bounded connect/read times.
+pub fn http_client() -> Result<reqwest::Client> {
+    let mut builder = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .read_timeout(Duration::from_secs(60))
+        .redirect(reqwest::redirect::Policy::none());
+    if let Some(ca) = std::env::var_os("NUBES_STORAGE_CA_CERT").filter(|v| !v.is_empty()) {
+        let ca = ca.to_string_lossy().into_owned();
+        let pem = if ca.trim_start().starts_with("-----BEGIN") {
+            ca.into_bytes()
+        } else {
+            fs_err::read(&ca).map_err(|e| {
+                Error::input(format!("NUBES_STORAGE_CA_CERT: {e}"))
+                    .hint("set it to a PEM file with the CA certificate(s) to trust")
+            })?
+        };
+        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+            Error::input(format!(
+                "NUBES_STORAGE_CA_CERT is not a PEM certificate bundle: {e}"
+            ))
+        })?;
+        if certs.is_empty() {
+            return Err(Error::input(
+                "NUBES_STORAGE_CA_CERT holds no PEM certificate",
+            ));
+        }
+        builder = builder.tls_certs_merge(certs);
+    }
+    builder
+        .build()
+        .map_err(|e| Error::failed(format!("cannot set up the HTTPS client: {e}")))
+}
+
+pub struct AzureSettings {
+    /// `https://<account>.blob.core.windows.net`, no trailing slash.
+    pub account_url: String,
+    pub container: String,
+    pub key_template: String,
+    pub lease_seconds: u32,
+    pub history: usize,
+}
+
+pub struct AzureStore {
+    container: BlobContainerClient,
+    settings: AzureSettings,
+    auth_kind: &'static str,
+}
+
+impl AzureStore {
+    pub fn new(settings: AzureSettings) -> Result<Self> {
+        let http = http_client()?;
+        let auth = super::auth::from_env(http.clone())?;
+        let auth_kind = auth.describe();
+        let mut url = Url::parse(&format!("{}/", settings.account_url.trim_end_matches('/')))
+            .map_err(|e| {
+                Error::input(format!(
+                    "[state] account_url `{}` is not a URL: {e}",
+                    settings.account_url
+                ))
+            })?;
+        url.path_segments_mut()
+            .map_err(|_| {
+                Error::input(format!(
+                    "[state] account_url `{}` cannot hold a path",
+                    settings.account_url
+                ))
+            })?
+            .pop_if_empty()
+            .push(&settings.container);
+        let credential = match &auth {
+            StorageAuth::Sas(sas) => {
+                url.set_query(Some(sas));
+                None
+            }
+            StorageAuth::Token(cred, _) => {
+                if url.scheme() != "https" {
+                    return Err(Error::input(format!(
+                        "[state] account_url `{}` is not https: Entra ID tokens are only sent over HTTPS",
+                        settings.account_url
+                    ))
+                    .hint("use an https:// account URL, or a SAS token (NUBES_STORAGE_SAS) for plain-HTTP emulators"));
+                }
+                Some(cred.clone())
+            }
+        };
+        let options = BlobContainerClientOptions {
+            client_options: ClientOptions {
+                transport: Some(Transport::new(Arc::new(LoggingClient(http)))),
+                retry: RetryOptions::exponential(ExponentialRetryOptions {
+                    initial_delay: azure_core::time::Duration::milliseconds(200),
+                    max_retries: 5,
+                    max_total_elapsed: azure_core::time::Duration::seconds(30),
+                    max_delay: azure_core::time::Duration::seconds(5),
+                }),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let container = BlobContainerClient::new(url, credential, Some(options))
+            .map_err(|e| Error::input(format!("cannot use the state storage: {e}")))?;
+        Ok(AzureStore {
+            container,
+            settings,
+            auth_kind,
+        })
+    }
+
+    fn key(&self, env: &EnvName) -> String {
+        self.settings.key_template.replace("{env}", env.as_str())
+    }
+
+    fn blob(&self, env: &EnvName) -> BlobClient {
+        self.container.blob_client(&self.key(env))
+    }
+
+    /// Turn an SDK error into one a user can act on.
+    fn error(&self, e: azure_core::Error, doing: &str) -> Error {
+        let status = e.http_status();
+        let code = error_code(&e).unwrap_or_default();
+        let place = format!("{}/{}", self.settings.account_url, self.settings.container);
+        match (status, code.as_str()) {
+            (Some(StatusCode::NotFound), "ContainerNotFound") => Error::input(format!(
+                "{doing}: the container `{}` does not exist in {}",
+                self.settings.container, self.settings.account_url
+            ))
+            .hint(format!(
+                "create it (`az storage container create --name {} --account-name <account> --auth-mode login`) \
+                 or run `nubes bootstrap`, or fix [state] container",
+                self.settings.container
+            )),
+            (Some(StatusCode::Forbidden | StatusCode::Unauthorized), _) => Error::input(format!(
+                "{doing}: the storage account {place} refused nubes's credentials ({}): {}",
+                self.auth_kind,
+                if code.is_empty() { status.map(|s| s.to_string()).unwrap_or_default() } else { code.clone() }
+            ))
+            .hint(
+                "check that the credential is valid and not expired, and that it may read and write blobs \
+                 (role `Storage Blob Data Contributor`, or a SAS with read, add, create, write, delete and list)",
+            ),
+            (Some(s), _) => Error::failed(format!("{doing}: storage answered {s}{}", if code.is_empty() { String::new() } else { format!(" ({code})") })),
+            (None, _) => {
+                let detail = match e.kind() {
+                    ErrorKind::Io | ErrorKind::Connection => "cannot connect".to_string(),
+                    ErrorKind::Credential => "could not get an access token".to_string(),
+                    other => other.to_string(),
+                };
+                let mut err = Error::failed(format!("{doing}: {detail} to the state storage at {place}: {}", source_chain(&e)));
+                if matches!(e.kind(), ErrorKind::Credential) {
+                    err = Error::input(format!("{doing}: could not get an access token for the state storage ({}): {}", self.auth_kind, source_chain(&e)))
+                        .hint("log in again (`az login`), or check the federated credential / client secret settings");
+                } else {
+                    err = err.hint("check [state] account_url and the network; nubes retried for up to 30 seconds");
+                }
+                err
+            }
+        }
+    }
+
+    async fn properties(
+        &self,
+        blob: &BlobClient,
+        lease_id: Option<&str>,
+        doing: &str,
+    ) -> Result<Option<Props>> {
+        let options = BlobClientGetPropertiesOptions {
+            lease_id: lease_id.map(str::to_string),
+            ..Default::default()
+        };
+        match blob.get_properties(Some(options)).await {
+            Ok(r) => Ok(Some(Props {
+                etag: r
+                    .etag()
+                    .ok()
+                    .flatten()
+                    .map(|e| e.to_string())
+                    .unwrap_or_default(),
+                len: r.content_length().ok().flatten().unwrap_or(0),
+                metadata: r.metadata().unwrap_or_default(),
+                leased: matches!(r.lease_state(), Ok(Some(LeaseState::Leased))),
+                infinite: matches!(r.duration(), Ok(Some(LeaseDuration::Infinite))),
+            })),
+            Err(e)
+                if error_code(&e).as_deref() == Some("BlobNotFound")
+                    || (e.http_status() == Some(StatusCode::NotFound)
+                        && error_code(&e).is_none()) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(self.error(e, doing)),
+        }
+    }
+
+    fn holder_of(props: &Props) -> Holder {
+        Holder {
+            info: props
+                .metadata
+                .get(LOCK_META_KEY)
+                .and_then(|v| LockInfo::from_metadata_value(v)),
+            infinite: props.infinite,
+        }
+    }
+
+    async fn create_empty(&self, blob: &BlobClient) -> Result<()> {
+        let options = BlobClientUploadOptions {
+            if_none_match: Some(Etag::from("*")),
+            blob_content_type: Some("application/json".into()),
+            ..Default::default()
+        };
+        match blob.upload(content(Bytes::new()), Some(options)).await {
+            Ok(_) => Ok(()),
+            // Someone else created it meanwhile: fine.
+            Err(e)
+                if matches!(
+                    e.http_status(),
+                    Some(StatusCode::Conflict | StatusCode::PreconditionFailed)
+                ) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(self.error(e, "creating the state blob")),
+        }
+    }
+
+    /// Snapshots of this env's blob, newest first.
+    async fn snapshots(&self, env: &EnvName) -> Result<Vec<BlobItem>> {
+        let key = self.key(env);
+        let options = BlobContainerClientListBlobsOptions {
+            prefix: Some(key.clone()),
+            include: Some(vec![
+                ListBlobsIncludeItem::Snapshots,
+                ListBlobsIncludeItem::Metadata,
+            ]),
+            ..Default::default()
+        };
+        let mut pages = self
+            .container
+            .list_blobs(Some(options))
+            .map_err(|e| self.error(e, "listing state versions"))?
+            .into_pages();
+        let mut out = Vec::new();
+        while let Some(page) = pages
+            .try_next()
+            .await
+            .map_err(|e| self.error(e, "listing state versions"))?
+        {
+            let page = page
+                .into_model()
+                .map_err(|e| self.error(e, "reading the state version list"))?;
+            out.extend(
+                page.blob_items
+                    .into_iter()
+                    .filter(|b| b.snapshot.is_some() && b.name.as_deref() == Some(key.as_str())),
+            );
+        }
+        // Snapshot IDs are RFC 3339 times with 7 fractional digits: they sort as strings.
+        out.sort_by(|a, b| b.snapshot.cmp(&a.snapshot));
+        Ok(out)
+    }
+
+    async fn prune(&self, env: &EnvName) -> Result<()> {
+        let snapshots = self.snapshots(env).await?;
+        for old in snapshots.iter().skip(self.settings.history) {
+            let Some(id) = &old.snapshot else { continue };
+            let options = BlobClientDeleteOptions {
+                snapshot: Some(id.clone()),
+                ..Default::default()
+            };
+            if let Err(e) = self.blob(env).delete(Some(options)).await
+                && e.http_status() != Some(StatusCode::NotFound)
+            {
+                tracing::warn!(
+                    "could not drop old state version {id} of `{env}`: {}",
+                    self.error(e, "pruning history")
+                );
+            }
+        }
+        Ok(())
+    }
+
+    async fn download(&self, blob: &BlobClient, doing: &str) -> Result<Option<Stored>> {
+        let options = BlobClientDownloadOptions::default();
+        match blob.download(Some(options)).await {
+            Ok(r) => {
+                let etag = r
+                    .properties
+                    .etag
+                    .as_ref()
+                    .map(|e| e.to_string())
+                    .unwrap_or_default();
+                let bytes = r.body.collect().await.map_err(|e| self.error(e, doing))?;
+                if bytes.is_empty() {
+                    return Ok(None);
+                }
+                Ok(Some(Stored { bytes, etag }))
+            }
+            Err(e)
+                if e.http_status() == Some(StatusCode::NotFound)
+                    && error_code(&e).as_deref() != Some("ContainerNotFound") =>
+            {
+                Ok(None)
+            }
+            // A ranged read of an empty blob.
+            Err(e) if e.http_status() == Some(StatusCode::RequestedRangeNotSatisfiable) => Ok(None),
+            Err(e) => Err(self.error(e, doing)),
+        }
+    }
+
+    async fn clear_lock_and_release(
+        &self,
+        blob: &BlobClient,
+        token: &LockToken,
+        extra: Option<(&str, String)>,
+    ) -> Result<()> {
+        let doing = format!("releasing the lock on `{}`", token.env);
+        let Some(props) = self.properties(blob, Some(&token.lease_id), &doing).await? else {
+            return Ok(()); // deleted under the lock (down): the lease went with it
+        };
+        if props.len == 0 {
+            // Nothing was ever stored: remove the placeholder made for the lock.
+            let options = BlobClientDeleteOptions {
+                lease_id: Some(token.lease_id.clone()),
+                delete_snapshots: Some(DeleteSnapshotsOptionType::Include),
+                ..Default::default()
+            };
+            return match blob.delete(Some(options)).await {
+                Ok(_) => Ok(()),
+                Err(e) if e.http_status() == Some(StatusCode::NotFound) => Ok(()),
+                Err(e) => Err(self.error(e, &doing)),
+            };
+        }
+        let mut meta = props.metadata;
+        meta.remove(LOCK_META_KEY);
+        if let Some((k, v)) = extra {
+            meta.insert(k.to_string(), v);
+        }
+        let options = BlobClientSetMetadataOptions {
+            lease_id: Some(token.lease_id.clone()),
+            ..Default::default()
+        };
+        blob.set_metadata(&meta, Some(options))
+            .await
+            .map_err(|e| self.error(e, &doing))?;
+        blob.release_lease(
+            token.lease_id.clone(),
+            Some(BlobClientReleaseLeaseOptions::default()),
+        )
+        .await
+        .map_err(|e| self.error(e, &doing))?;
+        Ok(())
+    }
+}
+
+struct Props {
+    etag: String,
+    len: u64,
+    metadata: HashMap<String, String>,
+    leased: bool,
+    infinite: bool,
+}
+
+/// `RequestContent::from` is an inherent fn taking `Vec<u8>`; this avoids the copy.
+fn content(bytes: Bytes) -> RequestContent<Bytes, NoFormat> {
+    bytes.into()
+}
+
+fn error_code(e: &azure_core::Error) -> Option<String> {
+    match e.kind() {
+        ErrorKind::HttpResponse { error_code, .. } => error_code.clone(),
+        _ => None,
+    }
+}
+
+fn source_chain(e: &dyn std::error::Error) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let text = s.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        cur = s.source();
+    }
+    parts.join(": ")
+}
+
+fn is_lease_lost(e: &azure_core::Error) -> bool {
+    matches!(
+        error_code(e).as_deref(),
+        Some(
+            "LeaseIdMismatchWithLeaseOperation"
+                | "LeaseNotPresentWithLeaseOperation"
+                | "LeaseIdMismatchWithBlobOperation"
+                | "LeaseNotPresentWithBlobOperation"
+                | "LeaseLost"
+                | "LeaseIdMissing"
+                | "BlobNotFound"
+        )
+    )
+}
+
+fn utc_compact() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    let f = time::macros::format_description!("[year][month][day]T[hour][minute][second]Z");
+    now.format(&f)
+        .unwrap_or_else(|_| now.unix_timestamp().to_string())
+}
+
+#[async_trait]
+impl StateStore for AzureStore {
+    fn location(&self, env: &EnvName) -> String {
+        format!(
+            "{}/{}/{}",
+            self.settings.account_url,
+            self.settings.container,
+            self.key(env)
+        )
+    }
+
+    fn lock_path(&self, env: &EnvName) -> String {
+        format!("{}/{}", self.settings.container, self.key(env))
+    }
+
+    fn renew_every(&self) -> Option<Duration> {
+        Some(Duration::from_secs(
+            u64::from(self.settings.lease_seconds) / 3,
+        ))
+    }
+
+    async fn try_lock(&self, env: &EnvName, info: &LockInfo) -> Result<Attempt> {
+        let blob = self.blob(env);
+        let doing = format!("locking environment `{env}`");
+        for _ in 0..5 {
+            let options = BlobClientAcquireLeaseOptions {
+                proposed_lease_id: Some(info.id.clone()),
+                ..Default::default()
+            };
+            match blob
+                .acquire_lease(self.settings.lease_seconds as i32, Some(options))
+                .await
+            {
+                Ok(_) => {
+                    let token = LockToken {
+                        env: env.clone(),
+                        lease_id: info.id.clone(),
+                        info: info.clone(),
+                    };
+                    if let Err(e) = self.write_lock_info(&blob, &token).await {
+                        let _ = blob.release_lease(token.lease_id.clone(), None).await;
+                        return Err(e);
+                    }
+                    return Ok(Attempt::Acquired(token));
+                }
+                Err(e) if error_code(&e).as_deref() == Some("BlobNotFound") => {
+                    self.create_empty(&blob).await?
+                }
+                Err(e) if e.http_status() == Some(StatusCode::Conflict) => {
+                    match self.properties(&blob, None, &doing).await? {
+                        Some(props) if props.leased => {
+                            return Ok(Attempt::Held(Self::holder_of(&props)));
+                        }
+                        _ => continue, // released or deleted meanwhile: try again
+                    }
+                }
+                Err(e) => return Err(self.error(e, &doing)),
+            }
+        }
+        // The blob kept changing under us; report it as held so the caller waits.
+        Ok(Attempt::Held(Holder {
+            info: None,
+            infinite: false,
+        }))
+    }
+
+    async fn renew(&self, token: &LockToken) -> Result<bool> {
+        match self
+            .blob(&token.env)
+            .renew_lease(token.lease_id.clone(), None)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if is_lease_lost(&e) || e.http_status() == Some(StatusCode::Conflict) => {
+                Ok(false)
+            }
+            Err(e) => Err(self.error(e, "renewing the lock lease")),
+        }
+    }
+
+    async fn unlock(&self, token: &LockToken) -> Result<()> {
+        self.clear_lock_and_release(&self.blob(&token.env), token, None)
+            .await
+    }
+
+    async fn holder(&self, env: &EnvName) -> Result<Option<Holder>> {
+        let props = self
+            .properties(&self.blob(env), None, "reading the lock")
+            .await?;
+        Ok(props.filter(|p| p.leased).map(|p| Self::holder_of(&p)))
+    }
+
+    async fn break_lock(&self, env: &EnvName, by: &LockInfo) -> Result<Option<Holder>> {
+        let blob = self.blob(env);
+        let doing = format!("breaking the lock on `{env}`");
+        let Some(holder) = self.holder(env).await? else {
+            return Ok(None);
+        };
+        let options = BlobClientBreakLeaseOptions {
+            break_period: Some(0),
+            ..Default::default()
+        };
+        blob.break_lease(Some(options))
+            .await
+            .map_err(|e| self.error(e, &doing))?;
+        // Take the lock briefly to clear the stale lock info and record the break.
+        if let Attempt::Acquired(token) = self.try_lock(env, by).await? {
+            let record = serde_json::json!({
+                "by": by.who,
+                "at": lockinfo::now_rfc3339(),
+                "holder": holder.info,
+            });
+            let value = base64::Engine::encode(
+                &base64::engine::general_purpose::STANDARD,
+                record.to_string(),
+            );
+            self.clear_lock_and_release(&blob, &token, Some((META_LAST_BREAK, value)))
+                .await?;
+        }
+        Ok(Some(holder))
+    }
+
+    async fn read(&self, env: &EnvName) -> Result<Option<Stored>> {
+        self.download(&self.blob(env), &format!("reading the state of `{env}`"))
+            .await
+    }
+
+    async fn write(
+        &self,
+        token: &LockToken,
+        bytes: Bytes,
+        expected: Option<&str>,
+        head: &StateHead,
+    ) -> Result<std::result::Result<String, WriteConflict>> {
+        let env = &token.env;
+        let doing = format!("writing the state of `{env}`");
+        let blob = self.blob(env);
+        let options = BlobClientGetPropertiesOptions {
+            lease_id: Some(token.lease_id.clone()),
+            ..Default::default()
+        };
+        let props = match blob.get_properties(Some(options)).await {
+            Ok(r) => Props {
+                etag: r
+                    .etag()
+                    .ok()
+                    .flatten()
+                    .map(|e| e.to_string())
+                    .unwrap_or_default(),
+                len: r.content_length().ok().flatten().unwrap_or(0),
+                metadata: r.metadata().unwrap_or_default(),
+                leased: true,
+                infinite: false,
+            },
+            Err(e)
+                if is_lease_lost(&e) || e.http_status() == Some(StatusCode::PreconditionFailed) =>
+            {
+                return Ok(Err(WriteConflict::LockLost));
+            }
+            Err(e) => return Err(self.error(e, &doing)),
+        };
+        match expected {
+            Some(etag) if etag != props.etag => return Ok(Err(WriteConflict::Changed)),
+            None if props.len > 0 => return Ok(Err(WriteConflict::Changed)),
+            _ => {}
+        }
+        let mut meta = props.metadata;
+        if props.len > 0 {
+            let mut snap_meta = meta.clone();
+            snap_meta.remove(LOCK_META_KEY);
+            snap_meta.insert(META_SAVED_AT.into(), lockinfo::now_rfc3339());
+            let options = BlobClientCreateSnapshotOptions {
+                if_match: Some(Etag::from(props.etag.clone())),
+                metadata: Some(snap_meta),
+                ..Default::default()
+            };
+            match blob.create_snapshot(Some(options)).await {
+                Ok(_) => {}
+                Err(e) if e.http_status() == Some(StatusCode::PreconditionFailed) => {
+                    return Ok(Err(WriteConflict::Changed));
+                }
+                Err(e) => return Err(self.error(e, "keeping the previous state version")),
+            }
+        }
+        meta.insert(META_SERIAL.into(), head.serial.to_string());
+        meta.insert(META_LINEAGE.into(), head.lineage.clone());
+        meta.insert(META_RESOURCES.into(), head.resources.to_string());
+        meta.remove(META_SAVED_AT);
+        let options = BlobClientUploadOptions {
+            if_match: Some(Etag::from(props.etag.clone())),
+            lease_id: Some(token.lease_id.clone()),
+            metadata: Some(meta),
+            blob_content_type: Some("application/json".into()),
+            ..Default::default()
+        };
+        let new_etag = match blob.upload(content(bytes), Some(options)).await {
+            Ok(r) => r.etag.map(|e| e.to_string()).unwrap_or_default(),
+            Err(e)
+                if e.http_status() == Some(StatusCode::PreconditionFailed) && is_lease_lost(&e) =>
+            {
+                return Ok(Err(WriteConflict::LockLost));
+            }
+            Err(e) if e.http_status() == Some(StatusCode::PreconditionFailed) => {
+                return Ok(Err(WriteConflict::Changed));
+            }
+            Err(e) if is_lease_lost(&e) => return Ok(Err(WriteConflict::LockLost)),
+            Err(e) => return Err(self.error(e, &doing)),
+        };
+        if let Err(e) = self.prune(env).await {
+            tracing::warn!("could not prune old versions of `{env}`: {e}");
+        }
+        Ok(Ok(new_etag))
+    }
+
+    async fn delete(&self, token: &LockToken) -> Result<Option<String>> {
+        let env = &token.env;
+        let blob = self.blob(env);
+        let doing = format!("deleting the state of `{env}`");
+        let Some(props) = self
+            .properties(&blob, Some(&token.lease_id), &doing)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let mut tombstone = None;
+        if props.len > 0 {
+            let Some(current) = self.download(&blob, &doing).await? else {
+                return Ok(None);
+            };
+            let name = format!("{}{TOMBSTONE_INFIX}{}", self.key(env), utc_compact());
+            let mut meta = props.metadata.clone();
+            meta.remove(LOCK_META_KEY);
+            meta.insert(META_TOMBSTONE.into(), "true".into());
+            meta.insert("nubesdeletedat".into(), lockinfo::now_rfc3339());
+            meta.insert("nubesdeletedby".into(), token.info.who.clone());
+            let options = BlobClientUploadOptions {
+                metadata: Some(meta),
+                blob_content_type: Some("application/json".into()),
+                ..Default::default()
+            };
+            self.container
+                .blob_client(&name)
+                .upload(content(current.bytes), Some(options))
+                .await
+                .map_err(|e| self.error(e, "writing the tombstone copy of the final state"))?;
+            tombstone = Some(name);
+        }
+        let options = BlobClientDeleteOptions {
+            lease_id: Some(token.lease_id.clone()),
+            if_match: Some(Etag::from(props.etag)),
+            delete_snapshots: Some(DeleteSnapshotsOptionType::Include),
+            ..Default::default()
+        };
+        match blob.delete(Some(options)).await {
+            Ok(_) => Ok(tombstone),
+            Err(e) if e.http_status() == Some(StatusCode::NotFound) => Ok(tombstone),
+            Err(e) => Err(self.error(e, &doing)),
+        }
+    }
+
+    async fn history(&self, env: &EnvName) -> Result<Vec<Version>> {
+        Ok(self
+            .snapshots(env)
+            .await?
+            .into_iter()
+            .filter_map(|b| {
+                let id = b.snapshot?;
+                let meta = b.metadata.and_then(|m| m.values).unwrap_or_default();
+                Some(Version {
+                    saved_at: meta
+                        .get(META_SAVED_AT)
+                        .cloned()
+                        .unwrap_or_else(|| id.clone()),
+                    serial: meta.get(META_SERIAL).and_then(|s| s.parse().ok()),
+                    size: b.properties.and_then(|p| p.content_length).unwrap_or(0),
+                    id,
+                })
+            })
+            .collect())
+    }
+
+    async fn read_version(&self, env: &EnvName, id: &str) -> Result<Bytes> {
+        let blob = self
+            .blob(env)
+            .with_snapshot(id)
+            .map_err(|e| Error::input(format!("`{id}` is not a version ID: {e}")))?;
+        match self
+            .download(&blob, &format!("reading version {id} of `{env}`"))
+            .await
+        {
+            Ok(Some(s)) => Ok(s.bytes),
+            Ok(None) => Err(Error::input(format!(
+                "environment `{env}` has no kept version `{id}`"
+            ))
+            .hint(format!(
+                "list the versions with `nubes state history {env}`"
+            ))),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl AzureStore {
+    async fn write_lock_info(&self, blob: &BlobClient, token: &LockToken) -> Result<()> {
+        let doing = format!("recording the lock on `{}`", token.env);
+        let props = self
+            .properties(blob, Some(&token.lease_id), &doing)
+            .await?
+            .ok_or_else(|| Error::failed(format!("{doing}: the state blob vanished")))?;
+        let mut meta = props.metadata;
+        meta.insert(LOCK_META_KEY.into(), token.info.to_metadata_value());
+        let options = BlobClientSetMetadataOptions {
+            lease_id: Some(token.lease_id.clone()),
+            ..Default::default()
+        };
+        blob.set_metadata(&meta, Some(options))
+            .await
+            .map_err(|e| self.error(e, &doing))?;
+        Ok(())
+    }
+}

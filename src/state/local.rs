@@ -1,0 +1,339 @@
+//! The local-folder state store (`.nubes/state`), for trying nubes without Azure.
+//!
+//! Same guarantees as the Azure store, with local means: the lock is an OS file lock on
+//! `<key>.lock` (released by the kernel if the process dies, so it can never go stale)
+//! whose content is the lock info; writes go to a temporary file renamed into place,
+//! conditional on the content hash read earlier; previous versions are kept in
+//! `<key>.history/`; `delete` leaves `<key>.tombstone.<UTC time>`.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{Read, Seek, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use md5::{Digest, Md5};
+
+use super::azure::TOMBSTONE_INFIX;
+use super::{
+    Attempt, Holder, LockInfo, LockToken, StateHead, StateStore, Stored, Version, WriteConflict,
+};
+use crate::env_name::EnvName;
+use crate::error::{Error, Result};
+
+pub struct LocalStore {
+    root: PathBuf,
+    key_template: String,
+    history: usize,
+    held: Mutex<HashMap<String, File>>,
+}
+
+impl LocalStore {
+    pub fn new(root: PathBuf, key_template: String, history: usize) -> Self {
+        LocalStore {
+            root,
+            key_template,
+            history,
+            held: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn key(&self, env: &EnvName) -> String {
+        self.key_template.replace("{env}", env.as_str())
+    }
+
+    fn state_path(&self, env: &EnvName) -> PathBuf {
+        self.root.join(self.key(env))
+    }
+
+    fn sibling(&self, env: &EnvName, suffix: &str) -> PathBuf {
+        self.root.join(format!("{}{suffix}", self.key(env)))
+    }
+
+    fn open_lock_file(&self, env: &EnvName) -> Result<File> {
+        let path = self.sibling(env, ".lock");
+        if let Some(dir) = path.parent() {
+            fs_err::create_dir_all(dir)?;
+        }
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| {
+                Error::failed(format!("cannot open the lock file {}: {e}", path.display()))
+            })
+    }
+
+    fn read_info(file: &mut File) -> Option<LockInfo> {
+        let mut text = String::new();
+        file.rewind().ok()?;
+        file.read_to_string(&mut text).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    fn held_file(&self, token: &LockToken) -> Result<File> {
+        let held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        held.get(token.env.as_str())
+            .and_then(|f| f.try_clone().ok())
+            .ok_or_else(|| {
+                Error::failed(format!("nubes does not hold the lock on `{}`", token.env))
+            })
+    }
+
+    fn current(&self, env: &EnvName) -> Result<Option<Stored>> {
+        let path = self.state_path(env);
+        match fs_err::read(&path) {
+            Ok(bytes) if bytes.is_empty() => Ok(None),
+            Ok(bytes) => Ok(Some(Stored {
+                etag: etag(&bytes),
+                bytes: Bytes::from(bytes),
+            })),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::failed(format!(
+                "cannot read the state of `{env}`: {e}"
+            ))),
+        }
+    }
+
+    fn history_dir(&self, env: &EnvName) -> PathBuf {
+        self.sibling(env, ".history")
+    }
+
+    fn versions(&self, env: &EnvName) -> Result<Vec<(String, PathBuf)>> {
+        let dir = self.history_dir(env);
+        let mut out = Vec::new();
+        match fs_err::read_dir(&dir) {
+            Ok(entries) => {
+                for entry in entries {
+                    let path = entry?.path();
+                    if let Some(stem) = path.file_stem().and_then(|s| s.to_str())
+                        && path.extension().is_some_and(|e| e == "tfstate")
+                    {
+                        out.push((stem.to_string(), path.clone()));
+                    }
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e.into()),
+        }
+        out.sort_by(|a, b| b.0.cmp(&a.0));
+        Ok(out)
+    }
+}
+
+fn etag(bytes: &[u8]) -> String {
+    let digest = Md5::digest(bytes);
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn nanos() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    fs_err::create_dir_all(dir)?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| {
+        Error::failed(format!(
+            "cannot create a temporary file in {}: {e}",
+            dir.display()
+        ))
+    })?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path)
+        .map_err(|e| Error::failed(format!("cannot write {}: {}", path.display(), e.error)))?;
+    Ok(())
+}
+
+#[async_trait]
+impl StateStore for LocalStore {
+    fn location(&self, env: &EnvName) -> String {
+        self.state_path(env).display().to_string()
+    }
+
+    fn lock_path(&self, env: &EnvName) -> String {
+        self.location(env)
+    }
+
+    fn renew_every(&self) -> Option<Duration> {
+        None
+    }
+
+    async fn try_lock(&self, env: &EnvName, info: &LockInfo) -> Result<Attempt> {
+        let mut file = self.open_lock_file(env)?;
+        match file.try_lock() {
+            Ok(()) => {
+                file.set_len(0)?;
+                file.rewind()?;
+                file.write_all(&serde_json::to_vec(info).unwrap_or_default())?;
+                file.sync_data()?;
+                self.held
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(env.to_string(), file);
+                Ok(Attempt::Acquired(LockToken {
+                    env: env.clone(),
+                    lease_id: info.id.clone(),
+                    info: info.clone(),
+                }))
+            }
+            Err(TryLockError::WouldBlock) => Ok(Attempt::Held(Holder {
+                info: Self::read_info(&mut file),
+                infinite: false,
+            })),
+            Err(TryLockError::Error(e)) => Err(Error::failed(format!("cannot lock `{env}`: {e}"))),
+        }
+    }
+
+    async fn renew(&self, _token: &LockToken) -> Result<bool> {
+        Ok(true)
+    }
+
+    async fn unlock(&self, token: &LockToken) -> Result<()> {
+        let file = self
+            .held
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(token.env.as_str());
+        if let Some(file) = file {
+            file.set_len(0)?;
+            file.unlock()?;
+        }
+        Ok(())
+    }
+
+    async fn holder(&self, env: &EnvName) -> Result<Option<Holder>> {
+        if !self.sibling(env, ".lock").exists() {
+            return Ok(None);
+        }
+        let mut file = self.open_lock_file(env)?;
+        match file.try_lock() {
+            Ok(()) => {
+                file.unlock()?;
+                Ok(None)
+            }
+            Err(TryLockError::WouldBlock) => Ok(Some(Holder {
+                info: Self::read_info(&mut file),
+                infinite: false,
+            })),
+            Err(TryLockError::Error(e)) => Err(Error::failed(format!(
+                "cannot read the lock of `{env}`: {e}"
+            ))),
+        }
+    }
+
+    async fn break_lock(&self, env: &EnvName, _by: &LockInfo) -> Result<Option<Holder>> {
+        match self.holder(env).await? {
+            None => Ok(None),
+            Some(h) => Err(Error::input(format!(
+                "the local lock on `{env}` is held by a running process ({})",
+                h.describe()
+            ))
+            .hint("local locks are released by the operating system when their process ends: stop that process instead")),
+        }
+    }
+
+    async fn read(&self, env: &EnvName) -> Result<Option<Stored>> {
+        self.current(env)
+    }
+
+    async fn write(
+        &self,
+        token: &LockToken,
+        bytes: Bytes,
+        expected: Option<&str>,
+        head: &StateHead,
+    ) -> Result<std::result::Result<String, WriteConflict>> {
+        let env = &token.env;
+        self.held_file(token)?; // still ours
+        let current = self.current(env)?;
+        if current.as_ref().map(|c| c.etag.as_str()) != expected {
+            return Ok(Err(WriteConflict::Changed));
+        }
+        if let Some(current) = current {
+            let serial = StateHead::parse(&current.bytes)
+                .map(|h| h.serial)
+                .unwrap_or(0);
+            let name = format!("{:020}-s{serial}.tfstate", nanos());
+            write_atomic(&self.history_dir(env).join(name), &current.bytes)?;
+            for (_, old) in self.versions(env)?.into_iter().skip(self.history) {
+                let _ = fs_err::remove_file(old);
+            }
+        }
+        write_atomic(&self.state_path(env), &bytes)?;
+        tracing::debug!("wrote serial {} of `{env}`", head.serial);
+        Ok(Ok(etag(&bytes)))
+    }
+
+    async fn delete(&self, token: &LockToken) -> Result<Option<String>> {
+        let env = &token.env;
+        let Some(current) = self.current(env)? else {
+            let _ = fs_err::remove_file(self.state_path(env));
+            return Ok(None);
+        };
+        let now = time::OffsetDateTime::now_utc();
+        let f = time::macros::format_description!("[year][month][day]T[hour][minute][second]Z");
+        let name = format!(
+            "{}{TOMBSTONE_INFIX}{}",
+            self.key(env),
+            now.format(&f).unwrap_or_default()
+        );
+        write_atomic(&self.root.join(&name), &current.bytes)?;
+        fs_err::remove_file(self.state_path(env))?;
+        let _ = fs_err::remove_dir_all(self.history_dir(env));
+        Ok(Some(name))
+    }
+
+    async fn history(&self, env: &EnvName) -> Result<Vec<Version>> {
+        let mut out = Vec::new();
+        for (id, path) in self.versions(env)? {
+            let meta = fs_err::metadata(&path)?;
+            let serial = id.rsplit_once("-s").and_then(|(_, s)| s.parse().ok());
+            let saved_at = id
+                .split_once('-')
+                .and_then(|(n, _)| n.parse::<i128>().ok())
+                .and_then(|n| time::OffsetDateTime::from_unix_timestamp_nanos(n).ok())
+                .and_then(|t| {
+                    t.format(&time::format_description::well_known::Rfc3339)
+                        .ok()
+                })
+                .unwrap_or_default();
+            out.push(Version {
+                id,
+                serial,
+                saved_at,
+                size: meta.len(),
+            });
+        }
+        Ok(out)
+    }
+
+    async fn read_version(&self, env: &EnvName, id: &str) -> Result<Bytes> {
+        let bad = || {
+            Error::input(format!(
+                "environment `{env}` has no kept version `{}`",
+                crate::env_name::printable(id)
+            ))
+            .hint(format!(
+                "list the versions with `nubes state history {env}`"
+            ))
+        };
+        if id.is_empty() || id.contains(['/', '\\']) || id.contains("..") {
+            return Err(bad());
+        }
+        match fs_err::read(self.history_dir(env).join(format!("{id}.tfstate"))) {
+            Ok(b) => Ok(Bytes::from(b)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(bad()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}

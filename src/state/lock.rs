@@ -1,0 +1,159 @@
+//! Taking an environment's lock for the whole of a command: wait (showing the holder)
+//! with a short capped backoff until `lock_timeout`, then keep the lease alive until
+//! the command ends.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::task::JoinHandle;
+
+use super::{Attempt, LockInfo, LockToken, StateStore};
+use crate::env_name::EnvName;
+use crate::error::{Error, Result};
+
+/// Poll intervals while waiting: short at first so a released lock is taken quickly,
+/// capped so a long wait costs few requests.
+const FIRST_POLL: Duration = Duration::from_millis(50);
+const MAX_POLL: Duration = Duration::from_millis(500);
+
+/// The env lock, held until [`HeldLock::release`]. Dropping it without release stops the
+/// renewal, so the lease expires by itself.
+pub struct HeldLock {
+    store: Arc<dyn StateStore>,
+    token: LockToken,
+    lost: Arc<AtomicBool>,
+    renewer: Option<JoinHandle<()>>,
+}
+
+impl HeldLock {
+    pub fn token(&self) -> &LockToken {
+        &self.token
+    }
+
+    /// True once a renewal found the lock gone (expired or broken).
+    pub fn is_lost(&self) -> bool {
+        self.lost.load(Ordering::SeqCst)
+    }
+
+    pub async fn release(mut self) -> Result<()> {
+        if let Some(r) = self.renewer.take() {
+            r.abort();
+        }
+        if self.is_lost() {
+            return Err(Error::failed(format!(
+                "the lock on environment `{}` was lost while nubes worked (its lease expired or was broken)",
+                self.token.env
+            ))
+            .hint("check that nothing broke the lock, and that the storage account was reachable; then rerun"));
+        }
+        self.store.unlock(&self.token).await
+    }
+}
+
+impl Drop for HeldLock {
+    fn drop(&mut self) {
+        if let Some(r) = self.renewer.take() {
+            r.abort();
+        }
+    }
+}
+
+/// Take the lock, waiting up to `timeout` while someone else holds it.
+pub async fn acquire(
+    store: Arc<dyn StateStore>,
+    env: &EnvName,
+    operation: &str,
+    timeout: Duration,
+) -> Result<HeldLock> {
+    let info = LockInfo::new(operation, store.lock_path(env));
+    let started = Instant::now();
+    let mut poll = FIRST_POLL;
+    let mut last_shown: Option<String> = None;
+    loop {
+        match store.try_lock(env, &info).await? {
+            Attempt::Acquired(token) => {
+                if last_shown.is_some() {
+                    tracing::info!(
+                        "took the lock on `{env}` after waiting {}",
+                        humantime::format_duration(round(started.elapsed()))
+                    );
+                }
+                return Ok(start_renewal(store, token));
+            }
+            Attempt::Held(holder) => {
+                let shown = holder.describe();
+                if last_shown.as_deref() != Some(&shown) {
+                    tracing::warn!(
+                        "environment `{env}` is locked by {shown}; waiting up to {}",
+                        humantime::format_duration(timeout)
+                    );
+                    last_shown = Some(shown);
+                }
+                let waited = started.elapsed();
+                if waited >= timeout {
+                    return Err(Error::LockTimeout {
+                        env: env.to_string(),
+                        waited: round(waited),
+                        holder: holder.info.map(Box::new),
+                    });
+                }
+                tokio::time::sleep(poll.min(timeout - waited)).await;
+                poll = (poll * 2).min(MAX_POLL);
+            }
+        }
+    }
+}
+
+fn round(d: Duration) -> Duration {
+    Duration::from_millis(d.as_millis() as u64 / 100 * 100)
+}
+
+fn start_renewal(store: Arc<dyn StateStore>, token: LockToken) -> HeldLock {
+    let lost = Arc::new(AtomicBool::new(false));
+    let renewer = store.renew_every().map(|every| {
+        let (store, token, lost) = (store.clone(), token.clone(), lost.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.tick().await; // the first tick is immediate
+            loop {
+                tick.tick().await;
+                if !renew_with_retries(&*store, &token, every).await {
+                    lost.store(true, Ordering::SeqCst);
+                    tracing::error!(
+                        "lost the lock on environment `{}`: its lease could not be renewed",
+                        token.env
+                    );
+                    return;
+                }
+            }
+        })
+    });
+    HeldLock {
+        store,
+        token,
+        lost,
+        renewer,
+    }
+}
+
+/// Renew, retrying transient failures within one renewal period (the lease outlives
+/// the period by 2x, so there is time).
+async fn renew_with_retries(store: &dyn StateStore, token: &LockToken, every: Duration) -> bool {
+    let deadline = Instant::now() + every;
+    let mut wait = Duration::from_millis(250);
+    loop {
+        match store.renew(token).await {
+            Ok(true) => return true,
+            Ok(false) => return false,
+            Err(e) => {
+                tracing::warn!("renewing the lock on `{}` failed, retrying: {e}", token.env);
+                if Instant::now() + wait > deadline {
+                    return false;
+                }
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+}

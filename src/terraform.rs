@@ -1,0 +1,124 @@
+//! Finding and running Terraform (or OpenTofu).
+//!
+//! Terraform stays in nubes's process group (so a terminal's Ctrl-C reaches both) and
+//! is told by the kernel to terminate if nubes dies (`PR_SET_PDEATHSIG`), so it is never
+//! left running orphaned. A SIGTERM to nubes, or a SIGINT that did not come from the
+//! terminal, is forwarded to Terraform as an interrupt, which makes it stop gracefully
+//! and persist state through the gateway; nubes waits for it to exit.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+
+use crate::config::Settings;
+use crate::error::{Error, Result};
+use crate::signals::{self, Caught};
+
+/// Environment variables Terraform has no use for and must never see (a `local-exec`
+/// provisioner could print its environment).
+const WITHHELD_ENV: &[&str] = &[
+    "NUBES_STORAGE_SAS",
+    "NUBES_STORAGE_TOKEN",
+    "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
+];
+
+#[derive(Debug, Clone)]
+pub struct Terraform {
+    pub path: PathBuf,
+    pub name: String,
+}
+
+pub fn locate(settings: &Settings) -> Result<Terraform> {
+    let name = settings.terraform_binary.clone();
+    let found = if name.contains('/') {
+        let p = settings.root.join(&name);
+        p.is_file().then_some(p)
+    } else {
+        which::which(&name).ok()
+    };
+    match found {
+        Some(path) => Ok(Terraform { path, name }),
+        None => Err(Error::input(format!("`{name}` was not found{}", if name.contains('/') { "" } else { " on PATH" })).hint(
+            "install Terraform (1.5 or newer) or OpenTofu and put it on PATH, or set [terraform] binary \
+             (e.g. \"tofu\"); for the tests, scripts/install-prereqs.sh installs one",
+        )),
+    }
+}
+
+/// How a Terraform run ended.
+pub struct Outcome {
+    pub status: ExitStatus,
+    /// The signal nubes received (and forwarded) while Terraform ran.
+    pub interrupted: Option<Caught>,
+}
+
+impl Outcome {
+    pub fn code(&self) -> i32 {
+        self.status.code().unwrap_or(1)
+    }
+}
+
+/// True when a Ctrl-C on our terminal also reached Terraform (same foreground group).
+fn terminal_sent_it() -> bool {
+    // SAFETY: plain libc queries without pointers.
+    unsafe { libc::isatty(0) == 1 && libc::tcgetpgrp(0) == libc::getpgrp() }
+}
+
+/// Run Terraform in `dir` with `args`, extra `env`, inheriting stdio.
+pub async fn run(
+    tf: &Terraform,
+    dir: &Path,
+    args: &[OsString],
+    env: &[(&str, String)],
+    what: &str,
+) -> Result<Outcome> {
+    let mut cmd = tokio::process::Command::new(&tf.path);
+    cmd.args(args)
+        .current_dir(dir)
+        .stdin(Stdio::inherit())
+        .stdout(Stdio::inherit())
+        .stderr(Stdio::inherit());
+    for k in WITHHELD_ENV {
+        cmd.env_remove(k);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    // SAFETY: prctl is async-signal-safe; it only sets a flag on the new process.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong);
+            Ok(())
+        });
+    }
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| Error::failed(format!("{what}: cannot start {}: {e}", tf.path.display())))?;
+    tracing::debug!("started {what} (pid {:?})", child.id());
+    let mut signals = signals::subscribe();
+    let mut seen = signals.borrow().1;
+    let mut interrupted = None;
+    loop {
+        tokio::select! {
+            status = child.wait() => {
+                let status = status.map_err(|e| Error::failed(format!("{what}: waiting for Terraform failed: {e}")))?;
+                return Ok(Outcome { status, interrupted });
+            }
+            changed = signals.changed() => {
+                if changed.is_err() { continue; }
+                let (caught, count) = *signals.borrow_and_update();
+                if count == seen { continue; }
+                seen = count;
+                let Some(caught) = caught else { continue };
+                interrupted.get_or_insert(caught);
+                if caught == Caught::Interrupt && terminal_sent_it() {
+                    tracing::warn!("interrupted: waiting for Terraform to stop and save its state");
+                } else if let Some(pid) = child.id() {
+                    tracing::warn!("{}: asking Terraform to stop and save its state", caught.name());
+                    // SAFETY: sending a signal to our own child.
+                    unsafe { libc::kill(pid as libc::pid_t, libc::SIGINT) };
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,130 @@
+//! Command-line behaviour that needs no storage: env names, config errors, usage.
+
+use crate::support::Project;
+
+#[test]
+fn env_name_prints_the_name_for_branches_and_refs() {
+    let p = Project::new("", &[]);
+    assert_eq!(
+        p.run(&["env-name", "refs/heads/env-alice"]).ok().stdout,
+        "alice\n"
+    );
+    assert_eq!(
+        p.run(&["env-name", "env-feature-42"]).ok().stdout,
+        "feature-42\n"
+    );
+}
+
+#[test]
+fn env_name_rejects_bad_branches_with_the_rule_and_canonical_branch() {
+    let p = Project::new("", &[]);
+    for (branch, rule) in [
+        ("env-Alice", "uppercase"),
+        ("env-a_b", "`_`"),
+        ("env-", "nothing after"),
+        ("env-abcdefghijklmnopqrstu", "limit is 20"),
+        ("env-a;touch${IFS}pwned", "`;`"),
+        ("env-$(id)", "`$`"),
+        ("main", "does not start with `env-`"),
+        ("refs/tags/env-a", "not a branch"),
+    ] {
+        let out = p.run(&["env-name", branch]).code(2);
+        assert!(out.stderr.contains(rule), "{branch}: {}", out.stderr);
+        assert!(out.stdout.is_empty(), "{branch}: printed {}", out.stdout);
+    }
+    let out = p.run(&["env-name", "env-Alice"]).code(2);
+    assert!(out.stderr.contains("branch `env-alice`"), "{}", out.stderr);
+    assert!(!p.path().join("pwned").exists());
+}
+
+#[test]
+fn custom_branch_prefix_from_config() {
+    let p = Project::new("[project]\nbranch_prefix = \"preview/\"\n", &[]);
+    let out = p.run(&["env-name", "preview/bob"]).code(2);
+    assert!(
+        out.stderr.contains("usable branch prefix"),
+        "{}",
+        out.stderr
+    );
+    let p = Project::new("[project]\nbranch_prefix = \"pr-\"\n", &[]);
+    assert_eq!(p.run(&["env-name", "pr-bob"]).ok().stdout, "bob\n");
+}
+
+#[test]
+fn config_errors_name_file_line_column_and_allowed_values() {
+    let p = Project::new("[state]\nbackend = \"local\"\nlease_seconds = 5\n", &[]);
+    let out = p.run(&["state", "history", "alice"]).code(2);
+    assert!(
+        out.stderr.contains("nubes.toml:3:17") && out.stderr.contains("15 to 60"),
+        "{}",
+        out.stderr
+    );
+
+    let p = Project::new("[stat]\nbackend = \"local\"\n", &[]);
+    let out = p.run(&["state", "history", "alice"]).code(2);
+    assert!(
+        out.stderr.contains("nubes.toml:1:2") && out.stderr.contains("unknown field `stat`"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn environment_variables_override_the_file_and_flags_override_both() {
+    let mut p = Project::new("[state]\nbackend = \"local\"\nlease_seconds = 30\n", &[]);
+    p.set_env("NUBES_STATE_LEASE_SECONDS", "99");
+    let out = p.run(&["state", "history", "alice"]).code(2);
+    assert!(
+        out.stderr
+            .contains("environment variable NUBES_STATE_LEASE_SECONDS")
+            && out.stderr.contains("99"),
+        "{}",
+        out.stderr
+    );
+
+    p.set_env("NUBES_STATE_LEASE_SECONDS", "30");
+    p.set_env("NUBES_STATE_LOCK_TIMEOUT", "nonsense");
+    let out = p.run(&["state", "history", "alice"]).code(2);
+    assert!(
+        out.stderr.contains("NUBES_STATE_LOCK_TIMEOUT"),
+        "{}",
+        out.stderr
+    );
+    // The flag wins over the bad environment value.
+    p.run(&["--lock-timeout", "5s", "state", "history", "alice"])
+        .ok();
+    let out = p
+        .run(&["--lock-timeout", "later", "state", "history", "alice"])
+        .code(2);
+    assert!(out.stderr.contains("--lock-timeout"), "{}", out.stderr);
+}
+
+#[test]
+fn local_state_is_refused_on_ci_unless_explicit() {
+    let mut p = Project::new("", &[]);
+    p.set_env("CI", "true");
+    let out = p.run(&["state", "history", "alice"]).code(2);
+    assert!(
+        out.stderr.contains("vanish with the runner"),
+        "{}",
+        out.stderr
+    );
+    let mut p = Project::new("[state]\nbackend = \"local\"\n", &[]);
+    p.set_env("CI", "true");
+    p.run(&["state", "history", "alice"]).ok();
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let p = Project::new("", &[]);
+    assert_eq!(p.run(&["tf", "alice"]).code, 2, "tf without terraform args");
+    assert_eq!(p.run(&["frobnicate"]).code, 2);
+    let out = p
+        .run(&["-C", "/nonexistent/dir", "state", "history", "a"])
+        .code(2);
+    assert!(out.stderr.contains("no such directory"));
+    let out = p
+        .run(&["--config", "missing.toml", "state", "history", "a"])
+        .code(2);
+    assert!(out.stderr.contains("missing.toml"), "{}", out.stderr);
+}

@@ -1,0 +1,631 @@
+//! Test helpers: a real Azurite per test (HTTPS + `--oauth basic` with a CA and leaf
+//! generated here, or plain HTTP with a SAS signed with Azurite's well-known key), raw
+//! blob REST calls for setting up and inspecting storage independently of nubes, and a
+//! project folder + command builder for running the real `nubes` binary.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD as B64, URL_SAFE_NO_PAD};
+
+pub const ACCOUNT: &str = "devstoreaccount1";
+/// Azurite's documented well-known development key.
+pub const ACCOUNT_KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+const API_VERSION: &str = "2021-08-06";
+
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(f)
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+fn azurite_binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("NUBES_TEST_AZURITE") {
+        return PathBuf::from(p);
+    }
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(".cache/tools/azurite/node_modules/.bin/azurite-blob");
+    assert!(
+        p.exists(),
+        "Azurite is not installed: run scripts/install-prereqs.sh (scripts/test.sh does it)"
+    );
+    p
+}
+
+pub enum Auth {
+    Bearer(String),
+    Sas(String),
+}
+
+pub struct Azurite {
+    child: Child,
+    pub port: u16,
+    pub https: bool,
+    dir: tempfile::TempDir,
+    pub ca_pem: PathBuf,
+    pub token: String,
+    pub sas: String,
+    stopped: bool,
+}
+
+impl Azurite {
+    /// HTTPS with `--oauth basic`: nubes authenticates with a bearer token.
+    pub fn https() -> Azurite {
+        Self::start(true)
+    }
+
+    /// Plain HTTP: nubes authenticates with a SAS.
+    pub fn http() -> Azurite {
+        Self::start(false)
+    }
+
+    fn start(https: bool) -> Azurite {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ca_pem = dir.path().join("ca.pem");
+        let mut args: Vec<String> = vec![];
+        if https {
+            let (ca, cert, key) = make_certs();
+            std::fs::write(&ca_pem, ca).unwrap();
+            std::fs::write(dir.path().join("cert.pem"), cert).unwrap();
+            std::fs::write(dir.path().join("key.pem"), key).unwrap();
+            args.extend([
+                "--cert".into(),
+                dir.path().join("cert.pem").display().to_string(),
+                "--key".into(),
+                dir.path().join("key.pem").display().to_string(),
+                "--oauth".into(),
+                "basic".into(),
+            ]);
+        }
+        let mut last_err = String::new();
+        for _ in 0..5 {
+            let port = free_port();
+            let data = dir.path().join(format!("data-{port}"));
+            std::fs::create_dir_all(&data).unwrap();
+            let mut cmd = Command::new(azurite_binary());
+            cmd.args([
+                "--blobHost",
+                "127.0.0.1",
+                "--blobPort",
+                &port.to_string(),
+                "--location",
+            ])
+            .arg(&data)
+            .args([
+                "--silent",
+                "--skipApiVersionCheck",
+                "--loose",
+                "--disableProductStyleUrl",
+            ])
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+            kill_with_parent(&mut cmd);
+            let mut child = cmd.spawn().expect("start azurite");
+            if wait_for_port(port, Duration::from_secs(30)) {
+                let az = Azurite {
+                    child,
+                    port,
+                    https,
+                    dir,
+                    ca_pem,
+                    token: jwt(),
+                    sas: account_sas(),
+                    stopped: false,
+                };
+                let blobs = az.blobs();
+                block_on(blobs.create_container("tfstate"));
+                return az;
+            }
+            let _ = child.kill();
+            let out = child.wait_with_output().ok();
+            last_err = out
+                .map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
+                .unwrap_or_default();
+        }
+        panic!("Azurite did not start: {last_err}");
+    }
+
+    pub fn account_url(&self) -> String {
+        format!(
+            "{}://127.0.0.1:{}/{ACCOUNT}",
+            if self.https { "https" } else { "http" },
+            self.port
+        )
+    }
+
+    /// Environment for nubes to reach this Azurite.
+    pub fn nubes_env(&self) -> Vec<(String, String)> {
+        let mut env = vec![("NUBES_STATE_ACCOUNT_URL".to_string(), self.account_url())];
+        if self.https {
+            env.push(("NUBES_STORAGE_TOKEN".into(), self.token.clone()));
+            env.push((
+                "NUBES_STORAGE_CA_CERT".into(),
+                self.ca_pem.display().to_string(),
+            ));
+        } else {
+            env.push(("NUBES_STORAGE_SAS".into(), self.sas.clone()));
+        }
+        env
+    }
+
+    pub fn blobs(&self) -> Blobs {
+        let mut builder = reqwest::Client::builder();
+        if self.https {
+            let pem = std::fs::read(&self.ca_pem).unwrap();
+            builder = builder.tls_certs_merge(reqwest::Certificate::from_pem_bundle(&pem).unwrap());
+        }
+        Blobs {
+            http: builder.build().unwrap(),
+            base: self.account_url(),
+            auth: if self.https {
+                Auth::Bearer(self.token.clone())
+            } else {
+                Auth::Sas(self.sas.clone())
+            },
+        }
+    }
+
+    /// Stop Azurite (the data folder is kept, so `restart` brings the same storage back).
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.stopped = true;
+    }
+}
+
+impl Drop for Azurite {
+    fn drop(&mut self) {
+        if !self.stopped {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn kill_with_parent(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: prctl only sets a flag on the new process.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
+            Ok(())
+        });
+    }
+}
+
+fn wait_for_port(port: u16, within: Duration) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < within {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+/// A CA, and a leaf for 127.0.0.1/localhost signed by it (rustls rejects a self-signed
+/// certificate used directly as the server's).
+fn make_certs() -> (String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "nubes test CA");
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let leaf_key = KeyPair::generate().unwrap();
+    let leaf_params =
+        CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
+    let leaf = leaf_params.signed_by(&leaf_key, &issuer).unwrap();
+    (ca_cert.pem(), leaf.pem(), leaf_key.serialize_pem())
+}
+
+/// An unsigned JWT that Azurite's `--oauth basic` accepts.
+pub fn jwt() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let header = URL_SAFE_NO_PAD.encode(r#"{"alg":"RS256","typ":"JWT"}"#);
+    let claims = serde_json::json!({
+        "aud": "https://storage.azure.com",
+        "iss": "https://sts.windows.net/ab1f708d-50f6-404c-a006-d71b2ac7a606/",
+        "iat": now - 60, "nbf": now - 60, "exp": now + 7200,
+        "oid": "00000000-0000-0000-0000-0000000000aa",
+        "tid": "ab1f708d-50f6-404c-a006-d71b2ac7a606",
+        "appid": "nubes-tests",
+    });
+    let payload = URL_SAFE_NO_PAD.encode(claims.to_string());
+    let signature = URL_SAFE_NO_PAD.encode(format!("test-signature-{now}-{}", std::process::id()));
+    format!("{header}.{payload}.{signature}")
+}
+
+/// An account SAS for the blob service, signed with Azurite's well-known key.
+pub fn account_sas() -> String {
+    use hmac::{Hmac, Mac};
+    let (sp, ss, srt, se, spr, sv) = (
+        "rwdlacup",
+        "b",
+        "sco",
+        "2099-01-01T00:00:00Z",
+        "https,http",
+        API_VERSION,
+    );
+    let to_sign = format!("{ACCOUNT}\n{sp}\n{ss}\n{srt}\n\n{se}\n\n{spr}\n{sv}\n\n");
+    let key = B64.decode(ACCOUNT_KEY).unwrap();
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&key).unwrap();
+    mac.update(to_sign.as_bytes());
+    let sig = B64.encode(mac.finalize().into_bytes());
+    let sig: String = url::form_urlencoded::byte_serialize(sig.as_bytes()).collect();
+    format!(
+        "sv={sv}&ss={ss}&srt={srt}&sp={sp}&se={se}&spr={}&sig={sig}",
+        "https%2Chttp"
+    )
+}
+
+/// Raw Blob REST calls, for setting up and inspecting storage independently of nubes.
+pub struct Blobs {
+    http: reqwest::Client,
+    base: String,
+    auth: Auth,
+}
+
+pub struct BlobResponse {
+    pub status: u16,
+    pub headers: HashMap<String, String>,
+    pub body: Vec<u8>,
+}
+
+impl BlobResponse {
+    pub fn meta(&self, key: &str) -> Option<&str> {
+        self.headers
+            .get(&format!("x-ms-meta-{key}"))
+            .map(String::as_str)
+    }
+}
+
+impl Blobs {
+    fn url(&self, path: &str, query: &str) -> String {
+        let mut q = query.to_string();
+        if let Auth::Sas(sas) = &self.auth {
+            if !q.is_empty() {
+                q.push('&');
+            }
+            q.push_str(sas);
+        }
+        if q.is_empty() {
+            format!("{}/{path}", self.base)
+        } else {
+            format!("{}/{path}?{q}", self.base)
+        }
+    }
+
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        query: &str,
+        headers: &[(&str, String)],
+        body: Vec<u8>,
+    ) -> BlobResponse {
+        let mut req = self
+            .http
+            .request(
+                reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
+                self.url(path, query),
+            )
+            .header("x-ms-version", API_VERSION)
+            .header("x-ms-date", httpdate());
+        if let Auth::Bearer(t) = &self.auth {
+            req = req.bearer_auth(t);
+        }
+        for (k, v) in headers {
+            req = req.header(*k, v);
+        }
+        let resp = req.body(body).send().await.expect("azurite request");
+        let status = resp.status().as_u16();
+        let headers = resp
+            .headers()
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_lowercase(),
+                    v.to_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect();
+        let body = resp.bytes().await.map(|b| b.to_vec()).unwrap_or_default();
+        BlobResponse {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub async fn create_container(&self, name: &str) {
+        let r = self
+            .send("PUT", name, "restype=container", &[], vec![])
+            .await;
+        assert!(
+            r.status == 201 || r.status == 409,
+            "create container: {} {}",
+            r.status,
+            String::from_utf8_lossy(&r.body)
+        );
+    }
+
+    pub async fn get(&self, container: &str, blob: &str) -> BlobResponse {
+        self.send("GET", &format!("{container}/{blob}"), "", &[], vec![])
+            .await
+    }
+
+    pub async fn properties(&self, container: &str, blob: &str) -> BlobResponse {
+        self.send("HEAD", &format!("{container}/{blob}"), "", &[], vec![])
+            .await
+    }
+
+    pub async fn put(
+        &self,
+        container: &str,
+        blob: &str,
+        body: Vec<u8>,
+        meta: &[(&str, &str)],
+    ) -> BlobResponse {
+        // reqwest omits Content-Length for an empty body, which Azurite rejects.
+        let mut headers: Vec<(&str, String)> = vec![
+            ("x-ms-blob-type", "BlockBlob".into()),
+            ("content-length", body.len().to_string()),
+        ];
+        let meta: Vec<(String, String)> = meta
+            .iter()
+            .map(|(k, v)| (format!("x-ms-meta-{k}"), v.to_string()))
+            .collect();
+        for (k, v) in &meta {
+            headers.push((k.as_str(), v.clone()));
+        }
+        let r = self
+            .send("PUT", &format!("{container}/{blob}"), "", &headers, body)
+            .await;
+        assert_eq!(
+            r.status,
+            201,
+            "put blob: {:?} {}",
+            r.headers.get("x-ms-error-code"),
+            String::from_utf8_lossy(&r.body)
+        );
+        r
+    }
+
+    pub async fn list(&self, container: &str, include: &str) -> String {
+        let r = self
+            .send(
+                "GET",
+                container,
+                &format!("restype=container&comp=list&include={include}"),
+                &[],
+                vec![],
+            )
+            .await;
+        assert_eq!(r.status, 200);
+        String::from_utf8_lossy(&r.body).into_owned()
+    }
+
+    /// Lock a blob exactly as Terraform's `azurerm` backend does: infinite lease with the
+    /// lock ID as lease ID, then `terraformlockid` metadata.
+    pub async fn terraform_lock(&self, container: &str, blob: &str, lock_json: &str) -> String {
+        let id = serde_json::from_str::<serde_json::Value>(lock_json).unwrap()["ID"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let path = format!("{container}/{blob}");
+        if self.properties(container, blob).await.status == 404 {
+            self.put(container, blob, vec![], &[]).await;
+        }
+        let r = self
+            .send(
+                "PUT",
+                &path,
+                "comp=lease",
+                &[
+                    ("x-ms-lease-action", "acquire".into()),
+                    ("x-ms-lease-duration", "-1".into()),
+                    ("x-ms-proposed-lease-id", id.clone()),
+                ],
+                vec![],
+            )
+            .await;
+        assert_eq!(
+            r.status,
+            201,
+            "acquire lease: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        let r = self
+            .send(
+                "PUT",
+                &path,
+                "comp=metadata",
+                &[
+                    ("x-ms-lease-id", id.clone()),
+                    ("x-ms-meta-terraformlockid", B64.encode(lock_json)),
+                ],
+                vec![],
+            )
+            .await;
+        assert_eq!(
+            r.status,
+            200,
+            "set metadata: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        id
+    }
+}
+
+fn httpdate() -> String {
+    let f = time::macros::format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
+    time::OffsetDateTime::now_utc().format(&f).unwrap()
+}
+
+/// A Terraform stack of built-in resources, NubesGen-shaped: `backend "azurerm" {}`.
+pub const STACK: &str = r#"
+terraform {
+  backend "azurerm" {}
+}
+
+variable "n" {
+  type    = string
+  default = "1"
+}
+
+resource "terraform_data" "item" {
+  count = 3
+  input = "item-${count.index}-${var.n}"
+}
+
+output "value" {
+  value = terraform_data.item[0].output
+}
+"#;
+
+/// A project folder with `nubes.toml` and `terraform/`.
+pub struct Project {
+    pub dir: tempfile::TempDir,
+    env: Vec<(String, String)>,
+}
+
+pub struct Out {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Out {
+    pub fn all(&self) -> String {
+        format!("{}\n{}", self.stdout, self.stderr)
+    }
+
+    #[track_caller]
+    pub fn ok(self) -> Out {
+        assert_eq!(
+            self.code, 0,
+            "nubes failed:\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+
+    #[track_caller]
+    pub fn code(self, code: i32) -> Out {
+        assert_eq!(
+            self.code, code,
+            "unexpected exit code:\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+}
+
+impl From<Output> for Out {
+    fn from(o: Output) -> Out {
+        Out {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+impl Project {
+    pub fn new(nubes_toml: &str, terraform: &[(&str, &str)]) -> Project {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("nubes.toml"), nubes_toml).unwrap();
+        for (name, text) in terraform {
+            let p = dir.path().join("terraform").join(name);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        }
+        Project { dir, env: vec![] }
+    }
+
+    /// A project whose state lives in this Azurite.
+    pub fn on(az: &Azurite, extra_toml: &str) -> Project {
+        let mut p = Project::new(
+            &format!("[project]\nname = \"demo\"\n{extra_toml}"),
+            &[("main.tf", STACK)],
+        );
+        p.env = az.nubes_env();
+        p
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn set_env(&mut self, k: &str, v: &str) {
+        self.env.retain(|(key, _)| key != k);
+        self.env.push((k.into(), v.into()));
+    }
+
+    pub fn unset_env(&mut self, k: &str) {
+        self.env.retain(|(key, _)| key != k);
+    }
+
+    /// `nubes` in this project, with a clean environment (no ambient credentials).
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_nubes"));
+        cmd.args(args).current_dir(self.path()).stdin(Stdio::null());
+        for (k, _) in std::env::vars() {
+            if k.starts_with("NUBES_") && k != "NUBES_TEST_AZURITE"
+                || k.starts_with("ARM_")
+                || k.starts_with("AZURE_")
+                || k.starts_with("GITHUB_")
+                || k.starts_with("ACTIONS_")
+                || k == "CI"
+                || k == "TF_CLI_CONFIG_FILE"
+            {
+                cmd.env_remove(k);
+            }
+        }
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    pub fn run(&self, args: &[&str]) -> Out {
+        self.cmd(args).output().expect("run nubes").into()
+    }
+
+    pub fn spawn(&self, args: &[&str]) -> Child {
+        self.cmd(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn nubes")
+    }
+}
