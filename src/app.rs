@@ -47,6 +47,10 @@ fn settings(cli: &Cli) -> Result<Settings> {
             root.display()
         )));
     }
+    // Absolute, so paths derived from it stay right when a child runs elsewhere
+    // (Terraform runs in the working copy).
+    let root = std::path::absolute(&root)
+        .map_err(|e| crate::error::Error::input(format!("-C {}: {e}", root.display())))?;
     let overrides = Overrides {
         lock_timeout: cli.global.lock_timeout.clone(),
     };

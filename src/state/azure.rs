@@ -44,6 +44,15 @@ pub const META_LAST_BREAK: &str = "nubeslastbreak";
 pub const META_TOMBSTONE: &str = "nubestombstone";
 pub const TOMBSTONE_INFIX: &str = ".tombstone.";
 
+/// States up to this size move in one request each way. The SDK's default splits
+/// anything over 4 MiB into parallel ranges / staged blocks: slower on a state-sized
+/// payload, and Azurite rejects `Put Block` with a lease ID, which broke the second
+/// write of every state over 4 MiB.
+const SINGLE_REQUEST_LIMIT: std::num::NonZero<usize> =
+    std::num::NonZero::<usize>::MIN.saturating_add((256 << 20) - 1);
+const SINGLE_REQUEST_LIMIT_U64: std::num::NonZero<u64> =
+    std::num::NonZero::<u64>::MIN.saturating_add((256 << 20) - 1);
+
 /// Every HTTP request nubes makes to storage, counted (benchmarks report it) and logged
 /// at debug level without the query string (where a SAS would be).
 static REQUESTS: AtomicU64 = AtomicU64::new(0);
@@ -62,7 +71,12 @@ impl HttpClient for LoggingClient {
         let started = std::time::Instant::now();
         let result = self.0.execute_request(request).await;
         let status = match &result {
-            Ok(r) => r.status().to_string(),
+            Ok(r) => match r.headers().get_optional_str(
+                &azure_core::http::headers::HeaderName::from_static("x-ms-error-code"),
+            ) {
+                Some(code) => format!("{} {code}", r.status()),
+                None => r.status().to_string(),
+            },
             Err(e) => format!("error: {}", e.kind()),
         };
         tracing::debug!(
@@ -282,6 +296,7 @@ impl AzureStore {
         let options = BlobClientUploadOptions {
             if_none_match: Some(Etag::from("*")),
             blob_content_type: Some("application/json".into()),
+            partition_size: Some(SINGLE_REQUEST_LIMIT_U64),
             ..Default::default()
         };
         match blob.upload(content(Bytes::new()), Some(options)).await {
@@ -356,7 +371,10 @@ impl AzureStore {
     }
 
     async fn download(&self, blob: &BlobClient, doing: &str) -> Result<Option<Stored>> {
-        let options = BlobClientDownloadOptions::default();
+        let options = BlobClientDownloadOptions {
+            partition_size: Some(SINGLE_REQUEST_LIMIT),
+            ..Default::default()
+        };
         match blob.download(Some(options)).await {
             Ok(r) => {
                 let etag = r
@@ -676,6 +694,7 @@ impl StateStore for AzureStore {
             lease_id: Some(token.lease_id.clone()),
             metadata: Some(meta),
             blob_content_type: Some("application/json".into()),
+            partition_size: Some(SINGLE_REQUEST_LIMIT_U64),
             ..Default::default()
         };
         let new_etag = match blob.upload(content(bytes), Some(options)).await {
@@ -721,6 +740,7 @@ impl StateStore for AzureStore {
             let options = BlobClientUploadOptions {
                 metadata: Some(meta),
                 blob_content_type: Some("application/json".into()),
+                partition_size: Some(SINGLE_REQUEST_LIMIT_U64),
                 ..Default::default()
             };
             self.container

@@ -10,6 +10,7 @@ use serde::de::IgnoredAny;
 pub struct StateHead {
     pub lineage: String,
     pub serial: u64,
+    /// Resource instances (a `count = 3` resource counts 3).
     pub resources: usize,
 }
 
@@ -22,8 +23,27 @@ struct RawHead {
     resources: Option<Counted>,
 }
 
-/// Counts the elements of a JSON array without keeping them.
+/// Counts resource instances (`resources[*].instances[*]`) without keeping them.
 struct Counted(usize);
+
+/// One element of `resources`: only its number of instances is kept.
+struct Instances(usize);
+
+impl<'de> Deserialize<'de> for Instances {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Resource {
+            #[serde(default)]
+            instances: Option<Vec<IgnoredAny>>,
+        }
+        Ok(Instances(
+            Resource::deserialize(d)?
+                .instances
+                .map(|i| i.len())
+                .unwrap_or(0),
+        ))
+    }
+}
 
 impl<'de> Deserialize<'de> for Counted {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -38,8 +58,8 @@ impl<'de> Deserialize<'de> for Counted {
                 mut seq: A,
             ) -> Result<Counted, A::Error> {
                 let mut n = 0;
-                while seq.next_element::<IgnoredAny>()?.is_some() {
-                    n += 1;
+                while let Some(Instances(k)) = seq.next_element::<Instances>()? {
+                    n += k;
                 }
                 Ok(Counted(n))
             }
@@ -124,13 +144,13 @@ mod tests {
 
     #[test]
     fn parses_head_and_counts_resources() {
-        let h = StateHead::parse(br#"{"version":4,"serial":7,"lineage":"abc","resources":[{"a":1},{"b":[1,2]}],"outputs":{}}"#).unwrap();
+        let h = StateHead::parse(br#"{"version":4,"serial":7,"lineage":"abc","resources":[{"instances":[{},{}]},{"b":[1,2],"instances":[{"x":1}]},{}],"outputs":{}}"#).unwrap();
         assert_eq!(
             h,
             StateHead {
                 lineage: "abc".into(),
                 serial: 7,
-                resources: 2
+                resources: 3
             }
         );
     }

@@ -98,7 +98,15 @@ pub async fn acquire(
                         holder: holder.info.map(Box::new),
                     });
                 }
-                tokio::time::sleep(poll.min(timeout - waited)).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(poll.min(timeout - waited)) => {}
+                    caught = crate::signals::wait() => {
+                        return Err(Error::failed(format!(
+                            "interrupted by {} while waiting for the lock on `{env}`; nothing was changed",
+                            caught.name()
+                        )));
+                    }
+                }
                 poll = (poll * 2).min(MAX_POLL);
             }
         }

@@ -128,3 +128,22 @@ fn usage_errors_exit_2() {
         .code(2);
     assert!(out.stderr.contains("missing.toml"), "{}", out.stderr);
 }
+
+#[test]
+fn a_relative_terraform_binary_is_found_from_the_project_folder() {
+    // Regression: `binary = "./tf.sh"` was resolved against the working copy.
+    let p = Project::new(
+        "[state]\nbackend = \"local\"\n[terraform]\nbinary = \"./tf.sh\"\n",
+        &[("main.tf", "#\n")],
+    );
+    let script = p.path().join("tf.sh");
+    std::fs::write(&script, "#!/bin/sh\necho \"stand-in terraform: $*\"\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = p.run(&["tf", "alice", "--", "version"]).ok();
+    assert!(
+        out.stdout.contains("stand-in terraform: version"),
+        "{}",
+        out.stdout
+    );
+}
