@@ -45,12 +45,22 @@ fn first_var(names: &[&str]) -> Option<String> {
     names.iter().find_map(|n| var(n))
 }
 
-/// Pick the first credential source present in the environment.
+/// Pick the first credential source present in the environment for the state
+/// storage: a SAS, else the token chain with `NUBES_STORAGE_TOKEN` as its static token.
 pub fn from_env(http: reqwest::Client) -> Result<StorageAuth> {
     if let Some(sas) = var("NUBES_STORAGE_SAS") {
         secrets::register_sas(&sas);
         return Ok(StorageAuth::Sas(sas.trim_start_matches('?').to_string()));
     }
+    let (cred, what) = token_credential(http, "NUBES_STORAGE_TOKEN")?;
+    Ok(StorageAuth::Token(cred, what))
+}
+
+/// The Entra ID token chain of DESIGN.md (everything but the SAS): `AZURE_CREDENTIALS`,
+/// GitHub OIDC, workload identity file, client secret, then a static bearer token from
+/// `static_token_var` (e.g. `NUBES_STORAGE_TOKEN`, or `NUBES_ARM_TOKEN` for Resource
+/// Manager), then the Azure CLI. Each credential asks for the scope its caller needs.
+pub fn token_credential(http: reqwest::Client, static_token_var: &str) -> Result<(Arc<dyn TokenCredential>, &'static str)> {
     let client_id = first_var(&["ARM_CLIENT_ID", "AZURE_CLIENT_ID"]);
     let tenant_id = first_var(&["ARM_TENANT_ID", "AZURE_TENANT_ID"]);
     if let Some(json) = var("AZURE_CREDENTIALS") {
@@ -67,10 +77,7 @@ pub fn from_env(http: reqwest::Client) -> Result<StorageAuth> {
             None,
         )
         .map_err(|e| Error::input(format!("AZURE_CREDENTIALS cannot be used: {e}")))?;
-        return Ok(StorageAuth::Token(
-            cred,
-            "service principal from AZURE_CREDENTIALS",
-        ));
+        return Ok((cred, "service principal from AZURE_CREDENTIALS"));
     }
     if let (Some(url), Some(request_token)) = (
         var("ACTIONS_ID_TOKEN_REQUEST_URL"),
@@ -85,7 +92,7 @@ pub fn from_env(http: reqwest::Client) -> Result<StorageAuth> {
         };
         let cred = ClientAssertionCredential::new(tenant_id, client_id, assertion, None)
             .map_err(|e| Error::input(format!("GitHub OIDC credential cannot be used: {e}")))?;
-        return Ok(StorageAuth::Token(cred, "GitHub OIDC federated credential"));
+        return Ok((cred, "GitHub OIDC federated credential"));
     }
     if let Some(file) = var("AZURE_FEDERATED_TOKEN_FILE") {
         let options = WorkloadIdentityCredentialOptions {
@@ -99,7 +106,7 @@ pub fn from_env(http: reqwest::Client) -> Result<StorageAuth> {
                 "workload identity (AZURE_FEDERATED_TOKEN_FILE) cannot be used: {e}"
             ))
         })?;
-        return Ok(StorageAuth::Token(cred, "workload identity token file"));
+        return Ok((cred, "workload identity token file"));
     }
     if let Some(secret) = first_var(&["ARM_CLIENT_SECRET", "AZURE_CLIENT_SECRET"]) {
         secrets::register(&secret);
@@ -111,21 +118,23 @@ pub fn from_env(http: reqwest::Client) -> Result<StorageAuth> {
         };
         let cred = ClientSecretCredential::new(&tenant_id, client_id, Secret::new(secret), None)
             .map_err(|e| Error::input(format!("client secret credential cannot be used: {e}")))?;
-        return Ok(StorageAuth::Token(cred, "client secret"));
+        return Ok((cred, "client secret"));
     }
-    if let Some(token) = var("NUBES_STORAGE_TOKEN") {
+    if let Some(token) = var(static_token_var) {
         secrets::register(&token);
-        return Ok(StorageAuth::Token(
-            Arc::new(StaticToken(Secret::new(token))),
-            "bearer token (NUBES_STORAGE_TOKEN)",
-        ));
+        let what = if static_token_var == "NUBES_STORAGE_TOKEN" {
+            "bearer token (NUBES_STORAGE_TOKEN)"
+        } else {
+            "bearer token (NUBES_ARM_TOKEN)"
+        };
+        return Ok((Arc::new(StaticToken(Secret::new(token))), what));
     }
     if which::which("az").is_ok() {
         let cred = AzureCliCredential::new(None)
             .map_err(|e| Error::input(format!("Azure CLI credential cannot be used: {e}")))?;
-        return Ok(StorageAuth::Token(cred, "Azure CLI login"));
+        return Ok((cred, "Azure CLI login"));
     }
-    Err(Error::input("no Azure credentials found for the state storage account").hint(
+    Err(Error::input("no Azure credentials found").hint(
         "set one of: NUBES_STORAGE_SAS, AZURE_CREDENTIALS, GitHub OIDC (id-token: write + ARM_CLIENT_ID + \
          ARM_TENANT_ID), AZURE_FEDERATED_TOKEN_FILE, ARM_CLIENT_SECRET, NUBES_STORAGE_TOKEN, or log in \
          with `az login`; or use [state] backend = \"local\" to try nubes without Azure",
