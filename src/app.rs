@@ -57,14 +57,68 @@ fn settings(cli: &Cli) -> Result<Settings> {
     config::load(&root, cli.global.config.as_deref(), &overrides)
 }
 
+/// The context of a command run directly (not from an event): the env's own branch,
+/// and the commit checked out here (or GitHub's, in Actions).
+fn context<'a>(settings: &'a Settings, env: &EnvName) -> crate::pipeline::Context<'a> {
+    crate::pipeline::Context {
+        settings,
+        gh: crate::github::Github::from_env(),
+        origin: origin(settings, env),
+        actor: std::env::var("GITHUB_ACTOR").ok().filter(|a| !a.is_empty()),
+    }
+}
+
+pub fn origin(settings: &Settings, env: &EnvName) -> crate::render::Origin {
+    let commit = std::env::var("GITHUB_SHA")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .or_else(|| crate::git::head(&settings.root).and_then(|h| h.commit));
+    crate::render::Origin {
+        branch: env.branch(&settings.branch_prefix),
+        commit,
+    }
+}
+
 async fn dispatch(cli: &Cli) -> Result<()> {
     match &cli.command {
         Command::EnvName { branch_or_ref } => {
             // Works without a nubes.toml, and with one (for a custom branch prefix).
             let prefix = settings(cli)?.branch_prefix;
             let env = EnvName::from_branch(branch_or_ref, &prefix)?;
-            println!("{env}");
+            crate::outln!("{env}");
             Ok(())
+        }
+        Command::Run => commands::run::run(&settings(cli)?).await,
+        Command::Up { env, refresh } => {
+            let s = settings(cli)?;
+            let env = s.env_name(env)?;
+            commands::pipeline::up(&context(&s, &env), &env, *refresh).await
+        }
+        Command::Plan {
+            env,
+            json,
+            markdown,
+            detailed_exitcode,
+        } => {
+            let s = settings(cli)?;
+            let env = s.env_name(env)?;
+            commands::pipeline::plan(
+                &context(&s, &env),
+                &env,
+                *json,
+                *markdown,
+                *detailed_exitcode,
+            )
+            .await
+        }
+        Command::Down {
+            env,
+            force,
+            strategy,
+        } => {
+            let s = settings(cli)?;
+            let env = s.env_name(env)?;
+            commands::pipeline::down(&context(&s, &env), &env, *force, *strategy).await
         }
         Command::Tf { env, args } => commands::tf::run(&settings(cli)?, env, args).await,
         Command::Unlock { env, yes } => commands::unlock::run(&settings(cli)?, env, *yes).await,

@@ -52,6 +52,44 @@ pub enum ColorChoice {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// GitHub Actions entry point: read the event and run up, plan or down
+    ///
+    /// push to env-* -> up; delete of an env-* branch -> down; pull_request into env-*
+    /// -> plan (summary to the job summary); workflow_dispatch with inputs `environment`
+    /// and `action` (up|plan|down); anything else -> says why there is nothing to do.
+    /// Outside GitHub Actions: the current git branch, as a push.
+    Run,
+    /// Render, plan and apply an environment (skips Terraform when nothing changed)
+    Up {
+        /// Environment (alice, env-alice or refs/heads/env-alice)
+        env: String,
+        /// Plan even if configuration, variables and Terraform are unchanged since the last apply
+        #[arg(long)]
+        refresh: bool,
+    },
+    /// Render and plan an environment; print a summary of the changes
+    Plan {
+        env: String,
+        /// Stable JSON summary
+        #[arg(long, conflicts_with = "markdown")]
+        json: bool,
+        /// Markdown summary
+        #[arg(long)]
+        markdown: bool,
+        /// Exit 4 when there are changes
+        #[arg(long)]
+        detailed_exitcode: bool,
+    },
+    /// Tear an environment down and drop its state (keeps a tombstone copy)
+    Down {
+        env: String,
+        /// Tear down even a protected environment
+        #[arg(long)]
+        force: bool,
+        /// How to destroy the infrastructure
+        #[arg(long, value_enum, default_value_t = crate::pipeline::Strategy::Terraform)]
+        strategy: crate::pipeline::Strategy,
+    },
     /// Print the environment name for a branch or ref, or explain why it has none
     EnvName {
         /// A branch (env-alice), a full ref (refs/heads/env-alice) or a name (alice)

@@ -101,12 +101,6 @@ fn check_name(name: &str) -> Result<(), String> {
     if name.is_empty() {
         return Err("it is empty".into());
     }
-    let chars = name.chars().count();
-    if chars > MAX_LEN {
-        return Err(format!(
-            "it is {chars} characters long, the limit is {MAX_LEN} (Azure resource names are built from it)"
-        ));
-    }
     // The first offending character, in order, so the message points at it.
     if let Some(c) = name
         .chars()
@@ -125,6 +119,12 @@ fn check_name(name: &str) -> Result<(), String> {
                 describe_char(c)
             )
         });
+    }
+    let chars = name.chars().count();
+    if chars > MAX_LEN {
+        return Err(format!(
+            "it is {chars} characters long, the limit is {MAX_LEN} (Azure resource names are built from it)"
+        ));
     }
     if !name.starts_with(|c: char| c.is_ascii_lowercase()) {
         return Err("it must start with a lowercase letter".into());

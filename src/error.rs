@@ -13,6 +13,7 @@ pub mod exit {
     pub const FAILED: i32 = 1;
     pub const USAGE: i32 = 2;
     pub const LOCKED: i32 = 3;
+    pub const CHANGES: i32 = 4;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +37,9 @@ pub enum Error {
         waited: Duration,
         holder: Option<Box<LockInfo>>,
     },
+    /// Not a failure: a documented non-zero exit (4: changes found), already reported.
+    #[error("exit {0}")]
+    Quiet(i32),
     /// A child process exited unsuccessfully and its own exit code should be passed on
     /// (`nubes tf` mirrors Terraform's exit code).
     #[error("{what} exited with code {code}")]
@@ -92,6 +96,7 @@ impl Error {
             Error::Failed { .. } => exit::FAILED,
             Error::LockTimeout { .. } => exit::LOCKED,
             Error::ChildExit { code, .. } => *code,
+            Error::Quiet(code) => *code,
         }
     }
 
@@ -103,7 +108,7 @@ impl Error {
                  and its lease cannot expire (an infinite lease taken by plain Terraform), run \
                  `nubes unlock {env}`"
             )),
-            Error::ChildExit { .. } => None,
+            Error::ChildExit { .. } | Error::Quiet(_) => None,
         }
     }
 }

@@ -124,6 +124,17 @@ impl Gateway {
         ]
     }
 
+    /// Problems so far (refused or failed requests), for an error message while the
+    /// gateway still runs.
+    pub fn problems(&self) -> Vec<String> {
+        self.shared
+            .report
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .problems
+            .clone()
+    }
+
     /// Stop listening and return what happened.
     pub async fn stop(mut self) -> Report {
         if let Some(tx) = self.shutdown.take() {

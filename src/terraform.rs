@@ -64,7 +64,26 @@ fn terminal_sent_it() -> bool {
     unsafe { libc::isatty(0) == 1 && libc::tcgetpgrp(0) == libc::getpgrp() }
 }
 
-/// Run Terraform in `dir` with `args`, extra `env`, inheriting stdio.
+/// How Terraform's standard streams are connected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Io {
+    /// Interactive: stdin, stdout and stderr are nubes's own (`nubes tf`).
+    Inherit,
+    /// Pipeline: no stdin (never prompt), output streamed live.
+    Stream,
+    /// Pipeline: no stdin, stdout captured (e.g. `show -json`), stderr streamed.
+    Capture,
+}
+
+fn stderr_as_stdio() -> Stdio {
+    use std::os::fd::AsFd;
+    match std::io::stderr().as_fd().try_clone_to_owned() {
+        Ok(fd) => Stdio::from(fd),
+        Err(_) => Stdio::inherit(),
+    }
+}
+
+/// Run Terraform in `dir` with `args` and extra `env`, inheriting stdio.
 pub async fn run(
     tf: &Terraform,
     dir: &Path,
@@ -72,12 +91,29 @@ pub async fn run(
     env: &[(&str, String)],
     what: &str,
 ) -> Result<Outcome> {
+    run_with(tf, dir, args, env, what, Io::Inherit)
+        .await
+        .map(|(o, _)| o)
+}
+
+/// Run Terraform; with [`Io::Capture`] its stdout is returned.
+pub async fn run_with(
+    tf: &Terraform,
+    dir: &Path,
+    args: &[OsString],
+    env: &[(&str, String)],
+    what: &str,
+    io: Io,
+) -> Result<(Outcome, Vec<u8>)> {
     let mut cmd = tokio::process::Command::new(&tf.path);
-    cmd.args(args)
-        .current_dir(dir)
-        .stdin(Stdio::inherit())
-        .stdout(Stdio::inherit())
-        .stderr(Stdio::inherit());
+    cmd.args(args).current_dir(dir).stderr(Stdio::inherit());
+    match io {
+        Io::Inherit => cmd.stdin(Stdio::inherit()).stdout(Stdio::inherit()),
+        // Terraform's progress goes to stderr, so stdout carries only nubes's result
+        // (`nubes plan --json | jq` works).
+        Io::Stream => cmd.stdin(Stdio::null()).stdout(stderr_as_stdio()),
+        Io::Capture => cmd.stdin(Stdio::null()).stdout(Stdio::piped()),
+    };
     for k in WITHHELD_ENV {
         cmd.env_remove(k);
     }
@@ -95,6 +131,15 @@ pub async fn run(
         .spawn()
         .map_err(|e| Error::failed(format!("{what}: cannot start {}: {e}", tf.path.display())))?;
     tracing::debug!("started {what} (pid {:?})", child.id());
+    // Read stdout concurrently with waiting, so a large output cannot fill the pipe
+    // and stall Terraform.
+    let reader = child.stdout.take().map(|mut out| {
+        tokio::spawn(async move {
+            let mut buf = Vec::new();
+            let _ = tokio::io::AsyncReadExt::read_to_end(&mut out, &mut buf).await;
+            buf
+        })
+    });
     let mut signals = signals::subscribe();
     let mut seen = signals.borrow().1;
     let mut interrupted = None;
@@ -102,7 +147,11 @@ pub async fn run(
         tokio::select! {
             status = child.wait() => {
                 let status = status.map_err(|e| Error::failed(format!("{what}: waiting for Terraform failed: {e}")))?;
-                return Ok(Outcome { status, interrupted });
+                let captured = match reader {
+                    Some(r) => r.await.unwrap_or_default(),
+                    None => Vec::new(),
+                };
+                return Ok((Outcome { status, interrupted }, captured));
             }
             changed = signals.changed() => {
                 if changed.is_err() { continue; }
@@ -121,4 +170,40 @@ pub async fn run(
             }
         }
     }
+}
+
+/// Identity of the Terraform binary for the fingerprint, without running it (the fast
+/// path must start no Terraform): a digest of its content, cached by path, size and
+/// modification time under `.nubes/`.
+pub fn identity(tf: &Terraform, cache_dir: &Path) -> String {
+    use md5::{Digest, Md5};
+    let Ok(meta) = std::fs::metadata(&tf.path) else {
+        return tf.path.display().to_string();
+    };
+    let mtime = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let key = format!("{}|{}|{mtime}", tf.path.display(), meta.len());
+    let cache = cache_dir.join("terraform-identity.json");
+    let mut known: std::collections::BTreeMap<String, String> = std::fs::read(&cache)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    if let Some(id) = known.get(&key) {
+        return id.clone();
+    }
+    let Ok(bytes) = std::fs::read(&tf.path) else {
+        return key;
+    };
+    let id = Md5::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<String>();
+    known.insert(key, id.clone());
+    let _ = std::fs::create_dir_all(cache_dir);
+    let _ = std::fs::write(&cache, serde_json::to_vec(&known).unwrap_or_default());
+    id
 }

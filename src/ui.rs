@@ -3,6 +3,27 @@
 
 use std::io::IsTerminal;
 
+/// `println!` for results on stdout, where a closed pipe (`nubes list | head`) is not
+/// an error and must not panic.
+#[macro_export]
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
+/// `print!` counterpart of [`outln!`].
+#[macro_export]
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let mut lock = std::io::stdout().lock();
+        let _ = write!(lock, $($arg)*);
+        let _ = lock.flush();
+    }};
+}
+
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::{ColorChoice, Global};
@@ -45,13 +66,17 @@ pub fn init_logging(global: &Global) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(|| secrets::RedactingWriter)
-        .with_ansi(color(global.color))
-        .with_target(global.verbose > 1)
-        .without_time()
+        .event_format(Plain {
+            ansi: color(global.color),
+            target: global.verbose > 1,
+        })
         .try_init();
 }
 
 pub fn print_error(err: &Error) {
+    if matches!(err, Error::Quiet(_)) {
+        return;
+    }
     let message = secrets::redact(&err.to_string());
     eprintln!("error: {message}");
     if let Some(hint) = err.hint_text() {
@@ -63,6 +88,43 @@ pub fn print_error(err: &Error) {
             .replace('%', "%25")
             .replace('\r', "%0D")
             .replace('\n', "%0A");
-        println!("::error title=nubes::{line}");
+        eprintln!("::error title=nubes::{line}");
+    }
+}
+
+/// Log lines as a person reads them: `nubes: ...`, `warning: ...`, `error: ...`.
+struct Plain {
+    ansi: bool,
+    target: bool,
+}
+
+impl<S, N> tracing_subscriber::fmt::FormatEvent<S, N> for Plain
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let level = *event.metadata().level();
+        let (label, colour) = match level {
+            tracing::Level::ERROR => ("error", "31"),
+            tracing::Level::WARN => ("warning", "33"),
+            tracing::Level::INFO => ("nubes", "36"),
+            _ => ("debug", "2"),
+        };
+        if self.ansi {
+            write!(writer, "\x1b[{colour}m{label}:\x1b[0m ")?;
+        } else {
+            write!(writer, "{label}: ")?;
+        }
+        if self.target {
+            write!(writer, "[{}] ", event.metadata().target())?;
+        }
+        ctx.field_format().format_fields(writer.by_ref(), event)?;
+        writeln!(writer)
     }
 }

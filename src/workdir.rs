@@ -9,10 +9,10 @@ use walkdir::WalkDir;
 
 use crate::config::Settings;
 use crate::env_name::EnvName;
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 pub const OVERRIDE_FILE: &str = "nubes_backend_override.tf";
-const OVERRIDE: &str = "# Written by nubes: state goes through nubes's loopback gateway (Terraform's\n\
+pub const OVERRIDE: &str = "# Written by nubes: state goes through nubes's loopback gateway (Terraform's\n\
 # \"http\" backend), which replaces the backend block of the project. Do not edit.\n\
 terraform {\n  backend \"http\" {}\n}\n";
 
@@ -31,7 +31,7 @@ fn is_generated(rel: &Path) -> bool {
 }
 
 /// Skipped when copying: local state and caches that must not leak into the copy.
-fn is_skipped(rel: &Path) -> bool {
+pub fn is_skipped(rel: &Path) -> bool {
     rel.components().any(|c| {
         let s = c.as_os_str().to_string_lossy();
         s == ".terraform"
@@ -46,47 +46,14 @@ pub fn path(settings: &Settings, env: &EnvName) -> PathBuf {
     settings.root.join(".nubes").join("work").join(env.as_str())
 }
 
-/// Bring the working copy up to date with the project's Terraform folder.
-pub fn prepare(settings: &Settings, env: &EnvName) -> Result<PathBuf> {
-    let src = &settings.terraform_dir;
-    if !src.is_dir() {
-        return Err(Error::input(format!(
-            "there is no Terraform configuration at {}",
-            src.display()
-        ))
-        .hint(
-            "create it, or point [terraform] dir in nubes.toml at the folder with your .tf files",
-        ));
-    }
-    let dst = path(settings, env);
-    fs_err::create_dir_all(&dst)?;
-    ignore_nubes_folder(settings)?;
-    let mut wanted = std::collections::HashSet::new();
-    for entry in WalkDir::new(src).min_depth(1).follow_links(true) {
-        let entry =
-            entry.map_err(|e| Error::failed(format!("cannot read {}: {e}", src.display())))?;
-        let rel = entry
-            .path()
-            .strip_prefix(src)
-            .unwrap_or(entry.path())
-            .to_path_buf();
-        if is_skipped(&rel) {
-            continue;
-        }
-        let target = dst.join(&rel);
-        if entry.file_type().is_dir() {
-            fs_err::create_dir_all(&target)?;
-        } else {
-            copy_if_changed(entry.path(), &target)?;
-        }
-        wanted.insert(rel);
-    }
-    // Remove what the project no longer has (renamed or deleted files).
-    for entry in WalkDir::new(&dst).min_depth(1).contents_first(true) {
+/// Remove what the project no longer has (renamed or deleted files), keeping what
+/// Terraform and nubes generate.
+pub fn remove_stale(dst: &Path, wanted: &std::collections::BTreeSet<PathBuf>) -> Result<()> {
+    for entry in WalkDir::new(dst).min_depth(1).contents_first(true) {
         let Ok(entry) = entry else { continue };
         let rel = entry
             .path()
-            .strip_prefix(&dst)
+            .strip_prefix(dst)
             .unwrap_or(entry.path())
             .to_path_buf();
         if wanted.contains(&rel) || is_generated(&rel) {
@@ -98,13 +65,7 @@ pub fn prepare(settings: &Settings, env: &EnvName) -> Result<PathBuf> {
             fs_err::remove_file(entry.path())?;
         }
     }
-    write_if_changed(&dst.join(OVERRIDE_FILE), OVERRIDE.as_bytes())?;
-    Ok(dst)
-}
-
-fn copy_if_changed(from: &Path, to: &Path) -> Result<()> {
-    let bytes = fs_err::read(from)?;
-    write_if_changed(to, &bytes)
+    Ok(())
 }
 
 /// Leaves unchanged files alone, so Terraform's and our own change detection stay quiet.
@@ -120,7 +81,7 @@ pub fn write_if_changed(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 /// `.nubes/` holds working copies and possibly local state: never commit it.
-fn ignore_nubes_folder(settings: &Settings) -> Result<()> {
+pub fn ignore_nubes_folder(settings: &Settings) -> Result<()> {
     let ignore = settings.root.join(".nubes").join(".gitignore");
     if !ignore.exists() {
         write_if_changed(

@@ -1,6 +1,8 @@
 //! One module per command; each takes resolved settings and returns a result whose
 //! error maps to the documented exit code.
 
+pub mod pipeline;
+pub mod run;
 pub mod state;
 pub mod tf;
 pub mod unlock;

@@ -159,7 +159,7 @@ async fn restore(settings: &Settings, env_arg: &str, version: &str) -> Result<()
         let expected = current.as_ref().map(|c| c.etag.as_str());
         match store.write(held.token(), bytes, expected, &head).await? {
             Ok(_) => {
-                println!("restored version `{}` (serial {}) of `{env}` as serial {next_serial}", printable(version), old_head.serial);
+                crate::outln!("restored version `{}` (serial {}) of `{env}` as serial {next_serial}", printable(version), old_head.serial);
                 Ok(())
             }
             Err(conflict) => Err(Error::failed(format!("restore of `{env}` refused: {conflict}"))),

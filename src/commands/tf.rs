@@ -8,7 +8,7 @@ use crate::config::Settings;
 use crate::error::{Error, Result};
 use crate::gateway::Gateway;
 use crate::state::{self, StateStore, lock};
-use crate::{signals, terraform, workdir};
+use crate::{signals, terraform};
 
 pub async fn run(settings: &Settings, env_arg: &str, args: &[OsString]) -> Result<()> {
     let env = settings.env_name(env_arg)?;
@@ -23,7 +23,8 @@ pub async fn run(settings: &Settings, env_arg: &str, args: &[OsString]) -> Resul
     tracing::info!("holding the lock on `{env}` ({})", store.location(&env));
 
     let result = async {
-        let dir = workdir::prepare(settings, &env)?;
+        let origin = crate::app::origin(settings, &env);
+        let dir = crate::render::render(settings, &env, &origin)?.dir;
         let gateway = Gateway::start(store.clone(), held.token().clone()).await?;
         let mut env_vars = gateway.terraform_env();
         if std::env::var_os("TF_IN_AUTOMATION").is_none() && crate::ui::is_ci() {

@@ -10,7 +10,7 @@ pub async fn run(settings: &Settings, env_arg: &str, yes: bool) -> Result<()> {
     let env = settings.env_name(env_arg)?;
     let store = state::open(settings)?;
     let Some(holder) = store.holder(&env).await? else {
-        println!("environment `{env}` is not locked; nothing to do");
+        crate::outln!("environment `{env}` is not locked; nothing to do");
         return Ok(());
     };
     eprintln!("environment `{env}` is locked by {}", holder.describe());
@@ -32,12 +32,12 @@ pub async fn run(settings: &Settings, env_arg: &str, yes: bool) -> Result<()> {
     }
     let me = LockInfo::new("nubes unlock", store.lock_path(&env));
     match store.break_lock(&env, &me).await? {
-        Some(h) => println!(
+        Some(h) => crate::outln!(
             "broke the lock on `{env}` held by {} (recorded as broken by {})",
             h.describe(),
             me.who
         ),
-        None => println!("environment `{env}` was released meanwhile; nothing to do"),
+        None => crate::outln!("environment `{env}` was released meanwhile; nothing to do"),
     }
     Ok(())
 }

@@ -763,6 +763,58 @@ impl StateStore for AzureStore {
         }
     }
 
+    async fn read_meta(
+        &self,
+        env: &EnvName,
+    ) -> Result<Option<std::collections::BTreeMap<String, String>>> {
+        let props = self
+            .properties(
+                &self.blob(env),
+                None,
+                &format!("reading the metadata of `{env}`"),
+            )
+            .await?;
+        Ok(props.filter(|p| p.len > 0).map(|p| {
+            p.metadata
+                .into_iter()
+                .filter(|(k, _)| k.starts_with("nubes"))
+                .collect()
+        }))
+    }
+
+    async fn write_meta(&self, token: &LockToken, entries: &[(&str, String)]) -> Result<()> {
+        let doing = format!("recording the metadata of `{}`", token.env);
+        let blob = self.blob(&token.env);
+        let props = self
+            .properties(&blob, Some(&token.lease_id), &doing)
+            .await?
+            .ok_or_else(|| Error::failed(format!("{doing}: there is no state")))?;
+        let mut meta = props.metadata;
+        for (k, v) in entries {
+            // Header values must be visible ASCII.
+            let clean: String = v
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_graphic() || c == ' ' {
+                        c
+                    } else {
+                        '?'
+                    }
+                })
+                .collect();
+            meta.insert((*k).to_string(), clean);
+        }
+        let options = BlobClientSetMetadataOptions {
+            lease_id: Some(token.lease_id.clone()),
+            if_match: Some(Etag::from(props.etag)),
+            ..Default::default()
+        };
+        blob.set_metadata(&meta, Some(options))
+            .await
+            .map_err(|e| self.error(e, &doing))?;
+        Ok(())
+    }
+
     async fn history(&self, env: &EnvName) -> Result<Vec<Version>> {
         Ok(self
             .snapshots(env)

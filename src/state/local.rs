@@ -290,7 +290,34 @@ impl StateStore for LocalStore {
         write_atomic(&self.root.join(&name), &current.bytes)?;
         fs_err::remove_file(self.state_path(env))?;
         let _ = fs_err::remove_dir_all(self.history_dir(env));
+        let _ = fs_err::remove_file(self.sibling(env, ".meta.json"));
         Ok(Some(name))
+    }
+
+    async fn read_meta(
+        &self,
+        env: &EnvName,
+    ) -> Result<Option<std::collections::BTreeMap<String, String>>> {
+        if self.current(env)?.is_none() {
+            return Ok(None);
+        }
+        match fs_err::read(self.sibling(env, ".meta.json")) {
+            Ok(bytes) => Ok(Some(serde_json::from_slice(&bytes).unwrap_or_default())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Some(Default::default())),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn write_meta(&self, token: &LockToken, entries: &[(&str, String)]) -> Result<()> {
+        self.held_file(token)?;
+        let mut meta = self.read_meta(&token.env).await?.unwrap_or_default();
+        for (k, v) in entries {
+            meta.insert((*k).to_string(), v.clone());
+        }
+        write_atomic(
+            &self.sibling(&token.env, ".meta.json"),
+            &serde_json::to_vec_pretty(&meta).unwrap_or_default(),
+        )
     }
 
     async fn history(&self, env: &EnvName) -> Result<Vec<Version>> {

@@ -134,6 +134,14 @@ pub trait StateStore: Send + Sync {
     /// Keep the final state as a tombstone, then delete the state (and the lock with it).
     /// Returns the tombstone's name, or `None` when there was no state.
     async fn delete(&self, token: &LockToken) -> Result<Option<String>>;
+    /// nubes's metadata on the env's state (`nubes*` keys: fingerprint, commit, ...);
+    /// `None` when there is no state.
+    async fn read_meta(
+        &self,
+        env: &EnvName,
+    ) -> Result<Option<std::collections::BTreeMap<String, String>>>;
+    /// Merge `entries` into the env's metadata, under the lock.
+    async fn write_meta(&self, token: &LockToken, entries: &[(&str, String)]) -> Result<()>;
     /// Kept previous versions, newest first.
     async fn history(&self, env: &EnvName) -> Result<Vec<Version>>;
     /// The content of one kept version.

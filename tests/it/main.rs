@@ -2,6 +2,7 @@
 //! real files. One test binary; helpers in `support`.
 
 mod cli;
+mod pipeline;
 mod state_azure;
 mod state_errors;
 mod state_local;

@@ -1,0 +1,99 @@
+//! `nubes up`, `plan` and `down`: run the pipeline stage and report it on the terminal,
+//! in `$GITHUB_OUTPUT` and in `$GITHUB_STEP_SUMMARY`.
+
+use crate::env_name::EnvName;
+use crate::error::{Error, Result, exit};
+use crate::pipeline::{self, Context, DownReport, Strategy};
+
+pub async fn up(ctx: &Context<'_>, env: &EnvName, refresh: bool) -> Result<()> {
+    let report = pipeline::up(ctx, env, refresh).await?;
+    pipeline::mask_sensitive(&ctx.gh, &report.outputs);
+    let changes = report.plan.as_ref().is_some_and(|p| p.has_changes());
+    match (&report.plan, report.fast_path) {
+        (_, true) => {
+            crate::outln!("environment `{env}` is up to date (fast path: no Terraform run)")
+        }
+        (Some(plan), false) => crate::out!("environment `{env}`: {}", plan.text()),
+        (None, false) => {}
+    }
+    for line in pipeline::output_lines(&report.outputs) {
+        crate::outln!("  {line}");
+    }
+    let url = pipeline::output_str(&report.outputs, "application_url").unwrap_or_default();
+    let rg = pipeline::output_str(&report.outputs, "resource_group").unwrap_or_default();
+    ctx.gh.set_output("environment", env.as_str())?;
+    ctx.gh.set_output("application_url", &url)?;
+    ctx.gh.set_output("resource_group", &rg)?;
+    ctx.gh
+        .set_output("changes", if changes { "true" } else { "false" })?;
+    let mut md = match (&report.plan, report.fast_path) {
+        (Some(plan), _) => plan.markdown(&format!("nubes up `{env}`")),
+        _ => format!(
+            "### nubes up `{env}`\n\nUp to date: nothing changed since the last apply (no Terraform run).\n"
+        ),
+    };
+    if !url.is_empty() {
+        md.push_str(&format!("\nApplication: {url}\n"));
+    }
+    if let Some(commit) = &ctx.origin.commit {
+        md.push_str(&format!(
+            "\nCommit `{commit}` on `{}`.\n",
+            ctx.origin.branch
+        ));
+    }
+    ctx.gh.summary(&md)
+}
+
+pub async fn plan(
+    ctx: &Context<'_>,
+    env: &EnvName,
+    json: bool,
+    markdown: bool,
+    detailed_exitcode: bool,
+) -> Result<()> {
+    let summary = pipeline::plan(ctx, env).await?;
+    if json {
+        let doc = serde_json::json!({ "environment": env.as_str(), "changes": summary.has_changes(), "summary": summary });
+        crate::outln!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+    } else if markdown {
+        crate::out!("{}", summary.markdown(&format!("Plan for `{env}`")));
+    } else {
+        crate::out!("{}", summary.text());
+    }
+    ctx.gh.set_output("environment", env.as_str())?;
+    ctx.gh.set_output(
+        "changes",
+        if summary.has_changes() {
+            "true"
+        } else {
+            "false"
+        },
+    )?;
+    ctx.gh
+        .summary(&summary.markdown(&format!("Plan for `{env}`")))?;
+    if detailed_exitcode && summary.has_changes() {
+        return Err(Error::Quiet(exit::CHANGES));
+    }
+    Ok(())
+}
+
+pub async fn down(ctx: &Context<'_>, env: &EnvName, force: bool, strategy: Strategy) -> Result<()> {
+    match pipeline::down(ctx, env, force, strategy).await? {
+        DownReport::NothingToDo => {
+            crate::outln!("environment `{env}` has no state: nothing to tear down");
+            ctx.gh.summary(&format!(
+                "### nubes down `{env}`\n\nNothing to tear down: the environment has no state.\n"
+            ))?;
+        }
+        DownReport::Destroyed { tombstone } => {
+            let kept = tombstone
+                .map(|t| format!(" (final state kept as `{t}`)"))
+                .unwrap_or_default();
+            crate::outln!("environment `{env}` torn down and its state removed{kept}");
+            ctx.gh.summary(&format!(
+                "### nubes down `{env}`\n\nTorn down and state removed{kept}.\n"
+            ))?;
+        }
+    }
+    ctx.gh.set_output("environment", env.as_str())
+}

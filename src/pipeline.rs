@@ -1,0 +1,407 @@
+//! The environment pipeline: `up`, `plan` and `down`, each a short list of stages
+//! over a [`Session`] (the env lock, the rendered working copy, the loopback gateway).
+//! Build and deploy slot in after the infrastructure stages of `up`.
+
+use std::ffi::OsString;
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+use crate::config::Settings;
+use crate::env_name::EnvName;
+use crate::error::{Error, Result};
+use crate::gateway::Gateway;
+use crate::github::Github;
+use crate::plan::PlanSummary;
+use crate::render::{self, Origin, Rendered};
+use crate::state::lock::{self, HeldLock};
+use crate::state::{self, StateStore, lockinfo};
+use crate::terraform::{self, Io, Terraform};
+
+/// Everything a pipeline run knows besides the settings.
+pub struct Context<'a> {
+    pub settings: &'a Settings,
+    pub gh: Github,
+    pub origin: Origin,
+    pub actor: Option<String>,
+}
+
+impl Context<'_> {
+    fn lock_timeout_arg(&self) -> OsString {
+        format!(
+            "-lock-timeout={}s",
+            self.settings.state.lock_timeout.as_secs().max(1)
+        )
+        .into()
+    }
+}
+
+/// The env lock, held for a whole command.
+pub struct Locked {
+    pub store: Arc<dyn StateStore>,
+    pub held: HeldLock,
+    pub env: EnvName,
+}
+
+impl Locked {
+    pub async fn acquire(settings: &Settings, env: &EnvName, operation: &str) -> Result<Locked> {
+        let store = state::open(settings)?;
+        let held =
+            lock::acquire(store.clone(), env, operation, settings.state.lock_timeout).await?;
+        tracing::info!("holding the lock on `{env}` ({})", store.location(env));
+        Ok(Locked {
+            store,
+            held,
+            env: env.clone(),
+        })
+    }
+
+    /// Render the working copy and start the gateway. On failure the lock is released.
+    pub async fn start(self, ctx: &Context<'_>, tf: Terraform) -> Result<Session> {
+        let prepared = async {
+            let rendered = render::render(ctx.settings, &self.env, &ctx.origin)?;
+            let gateway = Gateway::start(self.store.clone(), self.held.token().clone()).await?;
+            Ok::<_, Error>((rendered, gateway))
+        }
+        .await;
+        match prepared {
+            Ok((rendered, gateway)) => {
+                let mut tf_env = gateway.terraform_env();
+                tf_env.push(("TF_IN_AUTOMATION", "1".into()));
+                tf_env.push(("TF_INPUT", "0".into()));
+                Ok(Session {
+                    locked: self,
+                    tf,
+                    rendered,
+                    gateway,
+                    tf_env,
+                })
+            }
+            Err(e) => {
+                let _ = self.held.release().await;
+                Err(e)
+            }
+        }
+    }
+
+    pub async fn release(self) -> Result<()> {
+        self.held.release().await
+    }
+}
+
+/// A locked environment with its rendered working copy and running gateway.
+pub struct Session {
+    pub locked: Locked,
+    tf: Terraform,
+    pub rendered: Rendered,
+    gateway: Gateway,
+    tf_env: Vec<(&'static str, String)>,
+}
+
+impl Session {
+    /// Run one Terraform command in a log group; a failure carries the gateway's
+    /// reasons (a refused write says why).
+    pub async fn terraform(&self, ctx: &Context<'_>, args: &[OsString], io: Io) -> Result<Vec<u8>> {
+        let sub = args
+            .first()
+            .map(|a| a.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let what = format!("terraform {sub} for env {}", self.locked.env);
+        ctx.gh.group(&what);
+        if !ctx.gh.active && io != Io::Capture {
+            tracing::info!("{what}");
+        }
+        let result =
+            terraform::run_with(&self.tf, &self.rendered.dir, args, &self.tf_env, &what, io).await;
+        ctx.gh.endgroup();
+        let (outcome, out) = result?;
+        if let Some(sig) = outcome.interrupted {
+            return Err(Error::failed(format!(
+                "{what}: interrupted by {}; Terraform stopped",
+                sig.name()
+            )));
+        }
+        if !outcome.status.success() {
+            let problems = self.gateway.problems();
+            let mut msg = format!("{what} failed (exit code {})", outcome.code());
+            if !problems.is_empty() {
+                msg.push_str(&format!(": {}", problems.join("; ")));
+            }
+            return Err(Error::failed(msg).hint("Terraform's own error is above"));
+        }
+        Ok(out)
+    }
+
+    pub fn fingerprint(&self, settings: &Settings) -> String {
+        let identity = terraform::identity(&self.tf, &settings.root.join(".nubes"));
+        self.rendered.fingerprint(&identity)
+    }
+
+    /// Stop the gateway and release the lock, keeping the first error.
+    pub async fn close<T>(self, result: Result<T>) -> Result<T> {
+        self.gateway.stop().await;
+        let released = self.locked.release().await;
+        let value = result?;
+        released?;
+        Ok(value)
+    }
+}
+
+fn args(list: &[&str]) -> Vec<OsString> {
+    list.iter().map(OsString::from).collect()
+}
+
+/// What `up` did.
+#[derive(Debug)]
+pub struct UpReport {
+    pub env: EnvName,
+    /// Terraform was skipped: nothing changed since the last successful apply.
+    pub fast_path: bool,
+    pub plan: Option<PlanSummary>,
+    pub outputs: Map<String, Value>,
+}
+
+/// Metadata keys recorded after a successful apply.
+pub const META_FINGERPRINT: &str = "nubesfingerprint";
+
+/// `nubes up <env>`: render, plan, apply (or nothing, on the fast path), record.
+pub async fn up(ctx: &Context<'_>, env: &EnvName, refresh: bool) -> Result<UpReport> {
+    let tf = terraform::locate(ctx.settings)?;
+    let session = Locked::acquire(ctx.settings, env, "nubes up")
+        .await?
+        .start(ctx, tf)
+        .await?;
+    let result = infrastructure(ctx, &session, refresh).await;
+    // Build and deploy run here, once they exist, inside the same lock.
+    session.close(result).await
+}
+
+async fn infrastructure(ctx: &Context<'_>, s: &Session, refresh: bool) -> Result<UpReport> {
+    let env = s.locked.env.clone();
+    let fingerprint = s.fingerprint(ctx.settings);
+    let recorded = s.locked.store.read_meta(&env).await?;
+    let unchanged = recorded
+        .as_ref()
+        .and_then(|m| m.get(META_FINGERPRINT))
+        .is_some_and(|f| *f == fingerprint);
+    if unchanged && !refresh {
+        tracing::info!(
+            "`{env}` is up to date: configuration, variables and Terraform unchanged since the last apply (--refresh plans anyway)"
+        );
+        let outputs = stored_outputs(&*s.locked.store, &env).await?;
+        return Ok(UpReport {
+            env,
+            fast_path: true,
+            plan: None,
+            outputs,
+        });
+    }
+    s.terraform(
+        ctx,
+        &args(&["init", "-input=false", "-no-color"]),
+        Io::Stream,
+    )
+    .await?;
+    let mut plan = args(&["plan", "-input=false", "-out=nubes.tfplan"]);
+    plan.push(ctx.lock_timeout_arg());
+    s.terraform(ctx, &plan, Io::Stream).await?;
+    let show = s
+        .terraform(ctx, &args(&["show", "-json", "nubes.tfplan"]), Io::Capture)
+        .await?;
+    let summary = PlanSummary::from_show_json(&show)?;
+    if summary.has_changes() {
+        let mut apply = args(&["apply", "-input=false", "-auto-approve"]);
+        apply.push(ctx.lock_timeout_arg());
+        apply.push("nubes.tfplan".into());
+        s.terraform(ctx, &apply, Io::Stream).await?;
+    } else {
+        tracing::info!("no changes for `{env}`");
+    }
+    record_apply(ctx, s, &fingerprint).await?;
+    let outputs = stored_outputs(&*s.locked.store, &env).await?;
+    Ok(UpReport {
+        env,
+        fast_path: false,
+        plan: Some(summary),
+        outputs,
+    })
+}
+
+async fn record_apply(ctx: &Context<'_>, s: &Session, fingerprint: &str) -> Result<()> {
+    if s.locked.store.read(&s.locked.env).await?.is_none() {
+        return Ok(()); // nothing was ever stored (an empty configuration)
+    }
+    let entries = [
+        (META_FINGERPRINT, fingerprint.to_string()),
+        ("nubescommit", ctx.origin.commit.clone().unwrap_or_default()),
+        ("nubesbranch", ctx.origin.branch.clone()),
+        (
+            "nubesactor",
+            ctx.actor.clone().unwrap_or_else(lockinfo::who),
+        ),
+        ("nubesappliedat", lockinfo::now_rfc3339()),
+        ("nubesversion", env!("CARGO_PKG_VERSION").to_string()),
+    ];
+    s.locked
+        .store
+        .write_meta(s.locked.held.token(), &entries)
+        .await
+}
+
+/// Terraform outputs read straight from the stored state (no Terraform run).
+pub async fn stored_outputs(store: &dyn StateStore, env: &EnvName) -> Result<Map<String, Value>> {
+    let Some(stored) = store.read(env).await? else {
+        return Ok(Map::new());
+    };
+    let doc: Value = serde_json::from_slice(&stored.bytes)
+        .map_err(|e| Error::failed(format!("the stored state of `{env}` is not JSON: {e}")))?;
+    Ok(doc
+        .get("outputs")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default())
+}
+
+/// `nubes plan <env>`: render and plan only.
+pub async fn plan(ctx: &Context<'_>, env: &EnvName) -> Result<PlanSummary> {
+    let tf = terraform::locate(ctx.settings)?;
+    let session = Locked::acquire(ctx.settings, env, "nubes plan")
+        .await?
+        .start(ctx, tf)
+        .await?;
+    let result = async {
+        session
+            .terraform(
+                ctx,
+                &args(&["init", "-input=false", "-no-color"]),
+                Io::Stream,
+            )
+            .await?;
+        let mut plan = args(&["plan", "-input=false", "-out=nubes.tfplan"]);
+        plan.push(ctx.lock_timeout_arg());
+        session.terraform(ctx, &plan, Io::Stream).await?;
+        let show = session
+            .terraform(ctx, &args(&["show", "-json", "nubes.tfplan"]), Io::Capture)
+            .await?;
+        PlanSummary::from_show_json(&show)
+    }
+    .await;
+    session.close(result).await
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Strategy {
+    /// `terraform destroy` through the gateway
+    Terraform,
+    /// Delete the resource groups tagged with the env and project through Azure Resource Manager
+    ResourceGroup,
+}
+
+/// What `down` did.
+#[derive(Debug)]
+pub enum DownReport {
+    NothingToDo,
+    Destroyed { tombstone: Option<String> },
+}
+
+/// `nubes down <env>`: tear the environment down and drop its state.
+pub async fn down(
+    ctx: &Context<'_>,
+    env: &EnvName,
+    force: bool,
+    strategy: Strategy,
+) -> Result<DownReport> {
+    let protected = ctx.settings.environment(env).is_some_and(|e| e.protected);
+    if protected && !force {
+        return Err(Error::input(format!("environment `{env}` is protected; it was not torn down"))
+            .hint(format!("run `nubes down {env} --force` if you really mean to destroy it, or set protected = false in [environments.{env}]")));
+    }
+    let tf = terraform::locate(ctx.settings)?;
+    let locked = Locked::acquire(ctx.settings, env, "nubes down").await?;
+    let has_state = match locked.store.read(env).await {
+        Ok(s) => s.is_some(),
+        Err(e) => {
+            let _ = locked.release().await;
+            return Err(e);
+        }
+    };
+    if !has_state {
+        locked.release().await?;
+        return Ok(DownReport::NothingToDo);
+    }
+    let session = locked.start(ctx, tf).await?;
+    let result = async {
+        match strategy {
+            Strategy::Terraform => {
+                session
+                    .terraform(
+                        ctx,
+                        &args(&["init", "-input=false", "-no-color"]),
+                        Io::Stream,
+                    )
+                    .await?;
+                let mut destroy = args(&["destroy", "-input=false", "-auto-approve"]);
+                destroy.push(ctx.lock_timeout_arg());
+                session.terraform(ctx, &destroy, Io::Stream).await?;
+            }
+            Strategy::ResourceGroup => {
+                return Err(Error::input(
+                    "--strategy resource-group is not available in this build",
+                ));
+            }
+        }
+        let tombstone = session
+            .locked
+            .store
+            .delete(session.locked.held.token())
+            .await?;
+        Ok(DownReport::Destroyed { tombstone })
+    }
+    .await;
+    session.close(result).await
+}
+
+/// Outputs as printable `name = value` lines, sensitive ones hidden.
+pub fn output_lines(outputs: &Map<String, Value>) -> Vec<String> {
+    outputs
+        .iter()
+        .map(|(name, o)| {
+            if is_sensitive(o) {
+                format!("{name} = <sensitive>")
+            } else {
+                let v = o.get("value").cloned().unwrap_or(Value::Null);
+                match v {
+                    Value::String(s) => format!("{name} = {s}"),
+                    other => format!("{name} = {other}"),
+                }
+            }
+        })
+        .collect()
+}
+
+pub fn is_sensitive(output: &Value) -> bool {
+    output
+        .get("sensitive")
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
+}
+
+/// A string output's value, if present and not sensitive.
+pub fn output_str(outputs: &Map<String, Value>, name: &str) -> Option<String> {
+    let o = outputs.get(name)?;
+    if is_sensitive(o) {
+        return None;
+    }
+    o.get("value").and_then(Value::as_str).map(str::to_string)
+}
+
+/// Register every sensitive output value as a secret (masked on GitHub).
+pub fn mask_sensitive(gh: &Github, outputs: &Map<String, Value>) {
+    for o in outputs.values().filter(|o| is_sensitive(o)) {
+        match o.get("value") {
+            Some(Value::String(s)) => gh.mask(s),
+            Some(other) => gh.mask(&other.to_string()),
+            None => {}
+        }
+    }
+}
