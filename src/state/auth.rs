@@ -60,7 +60,10 @@ pub fn from_env(http: reqwest::Client) -> Result<StorageAuth> {
 /// GitHub OIDC, workload identity file, client secret, then a static bearer token from
 /// `static_token_var` (e.g. `NUBES_STORAGE_TOKEN`, or `NUBES_ARM_TOKEN` for Resource
 /// Manager), then the Azure CLI. Each credential asks for the scope its caller needs.
-pub fn token_credential(http: reqwest::Client, static_token_var: &str) -> Result<(Arc<dyn TokenCredential>, &'static str)> {
+pub fn token_credential(
+    http: reqwest::Client,
+    static_token_var: &str,
+) -> Result<(Arc<dyn TokenCredential>, &'static str)> {
     let client_id = first_var(&["ARM_CLIENT_ID", "AZURE_CLIENT_ID"]);
     let tenant_id = first_var(&["ARM_TENANT_ID", "AZURE_TENANT_ID"]);
     if let Some(json) = var("AZURE_CREDENTIALS") {
