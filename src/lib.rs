@@ -2,6 +2,7 @@
 //! for how the pieces fit.
 
 pub mod app;
+pub mod arm;
 pub mod cli;
 pub mod commands;
 pub mod config;

@@ -1,6 +1,9 @@
 //! Integration tests: the real `nubes` binary against real Terraform, real Azurite and
-//! real files. One test binary; helpers in `support`.
+//! real files; Resource Manager, which nothing here can run, through the library against
+//! a fake that follows its documented protocol (`arm`). One test binary; helpers in
+//! `support`.
 
+mod arm;
 mod cli;
 mod pipeline;
 mod state_azure;

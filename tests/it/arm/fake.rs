@@ -1,0 +1,496 @@
+//! A small Azure Resource Manager served on 127.0.0.1 for the tests: resource groups with
+//! tags, the list call (a one-tag OData `$filter`, pages linked by `nextLink`), DELETE
+//! with a scripted behaviour per group, and both long-running-operation styles
+//! (`Azure-AsyncOperation` status documents and `Location` polling). It records every
+//! request, and answers 401 to any request without the expected bearer token.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+pub const SUBSCRIPTION: &str = "6d4f1c2e-9a3b-4c5d-8e7f-0a1b2c3d4e5f";
+const API_VERSION: &str = "api-version=2021-04-01";
+
+/// How a group answers its DELETE.
+#[derive(Clone, Debug)]
+pub enum Script {
+    /// 200 at once.
+    Immediate,
+    /// 200 after a pause (to watch concurrency).
+    Slow(Duration),
+    /// First 429 with `Retry-After: 1`, then 200.
+    Throttled,
+    /// First 503 (no `Retry-After`), then 200.
+    Unavailable,
+    /// 202 with `Azure-AsyncOperation` (and a `Location` that must not be used); the
+    /// status is `InProgress` `in_progress` times, without `Retry-After`, then `end`.
+    AsyncOperation { in_progress: u32, end: End },
+    /// 202 with `Location` only; the poll answers 202 with `Retry-After: 1` `pending`
+    /// times, then 200.
+    LocationPolling { pending: u32 },
+    /// 404: someone else deleted it between the list and the delete.
+    Gone,
+    /// 403 AuthorizationFailed.
+    Forbidden,
+}
+
+#[derive(Clone, Debug)]
+pub enum End {
+    Succeeded,
+    /// The operation fails with this message; `{authorization}` in it is replaced by the
+    /// request's Authorization header, like a careless server echoing what it got.
+    Failed(String),
+}
+
+pub struct Group {
+    name: String,
+    tags: Vec<(String, String)>,
+    script: Script,
+    deletes: u32,
+    polls: u32,
+    deleted: bool,
+}
+
+/// A group tagged the way `nubes up` tags them.
+pub fn group(name: &str, env: &str, project: &str, script: Script) -> Group {
+    group_with_tags(
+        name,
+        &[("nubes-env", env), ("nubes-project", project)],
+        script,
+    )
+}
+
+pub fn group_with_tags(name: &str, tags: &[(&str, &str)], script: Script) -> Group {
+    Group {
+        name: name.into(),
+        tags: tags
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        script,
+        deletes: 0,
+        polls: 0,
+        deleted: false,
+    }
+}
+
+/// One request as the server saw it.
+#[derive(Clone, Debug)]
+pub struct Seen {
+    pub method: String,
+    pub path: String,
+    /// Decoded query parameters.
+    pub query: HashMap<String, String>,
+    /// The Authorization header was exactly `Bearer <expected token>`.
+    pub authorized: bool,
+    pub at: Instant,
+}
+
+#[derive(Default)]
+struct State {
+    groups: Vec<Group>,
+    seen: Vec<Seen>,
+    in_flight: usize,
+    max_in_flight: usize,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    token: String,
+    base: String,
+    page_size: usize,
+}
+
+impl Shared {
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+pub struct FakeArm {
+    /// `http://127.0.0.1:<port>`, for `NUBES_ARM_ENDPOINT` / `Arm::new`.
+    pub endpoint: String,
+    shared: Arc<Shared>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for FakeArm {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl FakeArm {
+    /// Serve `groups` on the current runtime, accepting only `Bearer <token>`, listing
+    /// `page_size` groups per page.
+    pub async fn start(token: &str, page_size: usize, groups: Vec<Group>) -> FakeArm {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                groups,
+                ..State::default()
+            }),
+            token: token.into(),
+            base: endpoint.clone(),
+            page_size,
+        });
+        let serving = shared.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let shared = serving.clone();
+                tokio::spawn(async move {
+                    let service =
+                        hyper::service::service_fn(move |req| handle(shared.clone(), req));
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        FakeArm {
+            endpoint,
+            shared,
+            task,
+        }
+    }
+
+    pub fn requests(&self) -> Vec<Seen> {
+        self.shared.state().seen.clone()
+    }
+
+    /// Requests whose method is `method` and whose path ends with `suffix`.
+    pub fn requests_to(&self, method: &str, suffix: &str) -> Vec<Seen> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.method == method && r.path.ends_with(suffix))
+            .collect()
+    }
+
+    /// Groups whose deletion the server completed, in its own order.
+    pub fn deleted(&self) -> Vec<String> {
+        let state = self.shared.state();
+        state
+            .groups
+            .iter()
+            .filter(|g| g.deleted)
+            .map(|g| g.name.clone())
+            .collect()
+    }
+
+    pub fn max_in_flight(&self) -> usize {
+        self.shared.state().max_in_flight
+    }
+}
+
+type Reply = Response<Full<Bytes>>;
+
+async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Reply, Infallible> {
+    let authorization = req
+        .headers()
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let seen = Seen {
+        method: req.method().to_string(),
+        path: req.uri().path().to_string(),
+        query: url::form_urlencoded::parse(req.uri().query().unwrap_or_default().as_bytes())
+            .into_owned()
+            .collect(),
+        authorized: authorization == format!("Bearer {}", shared.token),
+        at: Instant::now(),
+    };
+    {
+        let mut state = shared.state();
+        state.seen.push(seen.clone());
+        state.in_flight += 1;
+        state.max_in_flight = state.max_in_flight.max(state.in_flight);
+    }
+    let (reply, pause) = if seen.authorized {
+        route(&shared, &seen, &authorization)
+    } else {
+        let message = format!("The access token is invalid. Received: {authorization}");
+        (error(401, "InvalidAuthenticationToken", &message), None)
+    };
+    if let Some(pause) = pause {
+        tokio::time::sleep(pause).await;
+    }
+    shared.state().in_flight -= 1;
+    Ok(reply)
+}
+
+fn route(shared: &Shared, seen: &Seen, authorization: &str) -> (Reply, Option<Duration>) {
+    let prefix = format!("/subscriptions/{SUBSCRIPTION}/");
+    let Some(rest) = seen.path.strip_prefix(&prefix) else {
+        return (
+            error(
+                404,
+                "SubscriptionNotFound",
+                "The subscription could not be found.",
+            ),
+            None,
+        );
+    };
+    let segments: Vec<String> = rest.split('/').map(str::to_ascii_lowercase).collect();
+    let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+    let mut state = shared.state();
+    match (seen.method.as_str(), segments.as_slice()) {
+        ("GET", ["resourcegroups"]) => (list(shared, &state, &seen.query), None),
+        ("DELETE", ["resourcegroups", name]) if has_api_version(seen) => {
+            delete(shared, &mut state, name)
+        }
+        ("GET", ["operationstatuses", name]) => {
+            (operation_status(&mut state, name, authorization), None)
+        }
+        ("GET", ["operationresults", name]) => (operation_result(&mut state, name), None),
+        _ => (error(400, "BadRequest", "Unexpected request."), None),
+    }
+}
+
+fn has_api_version(seen: &Seen) -> bool {
+    seen.query.get("api-version").map(String::as_str) == Some("2021-04-01")
+}
+
+fn list(shared: &Shared, state: &State, query: &HashMap<String, String>) -> Reply {
+    if query.get("api-version").map(String::as_str) != Some("2021-04-01") {
+        return error(
+            400,
+            "MissingApiVersionParameter",
+            "The api-version is missing.",
+        );
+    }
+    let Some((tag, value)) = query.get("$filter").and_then(|f| parse_filter(f)) else {
+        return error(400, "InvalidFilter", "Unsupported $filter.");
+    };
+    let matching: Vec<&Group> = state
+        .groups
+        .iter()
+        .filter(|g| !g.deleted)
+        .filter(|g| {
+            g.tags
+                .iter()
+                .any(|(k, v)| k.eq_ignore_ascii_case(&tag) && *v == value)
+        })
+        .collect();
+    let skip: usize = query
+        .get("$skiptoken")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let value: Vec<_> = matching
+        .iter()
+        .skip(skip)
+        .take(shared.page_size)
+        .map(|g| {
+            let tags: serde_json::Map<_, _> =
+                g.tags.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+            json!({
+                "id": format!("/subscriptions/{SUBSCRIPTION}/resourceGroups/{}", g.name),
+                "name": g.name,
+                "type": "Microsoft.Resources/resourceGroups",
+                "location": "eastus",
+                "properties": {"provisioningState": "Succeeded"},
+                "tags": tags,
+            })
+        })
+        .collect();
+    let mut body = json!({ "value": value });
+    if skip + shared.page_size < matching.len() {
+        let mut next = url::Url::parse(&format!(
+            "{}/subscriptions/{SUBSCRIPTION}/resourcegroups",
+            shared.base
+        ))
+        .expect("next link");
+        next.query_pairs_mut()
+            .append_pair("api-version", "2021-04-01")
+            .append_pair("$filter", &query["$filter"])
+            .append_pair("$skiptoken", &(skip + shared.page_size).to_string());
+        body["nextLink"] = json!(next.as_str());
+    }
+    respond(200, &[], body.to_string())
+}
+
+/// `tagName eq '<name>' and tagValue eq '<value>'` with OData string literals.
+fn parse_filter(filter: &str) -> Option<(String, String)> {
+    let rest = filter.strip_prefix("tagName eq ")?;
+    let (name, rest) = odata_literal(rest)?;
+    let rest = rest.strip_prefix(" and tagValue eq ")?;
+    let (value, rest) = odata_literal(rest)?;
+    rest.is_empty().then_some((name, value))
+}
+
+fn odata_literal(s: &str) -> Option<(String, &str)> {
+    let body = s.strip_prefix('\'')?;
+    let mut out = String::new();
+    let mut chars = body.char_indices();
+    while let Some((i, c)) = chars.next() {
+        if c != '\'' {
+            out.push(c);
+        } else if body[i + 1..].starts_with('\'') {
+            out.push('\'');
+            chars.next();
+        } else {
+            return Some((out, &body[i + 1..]));
+        }
+    }
+    None
+}
+
+fn delete(shared: &Shared, state: &mut State, name: &str) -> (Reply, Option<Duration>) {
+    let Some(group) = state
+        .groups
+        .iter_mut()
+        .find(|g| g.name.eq_ignore_ascii_case(name) && !g.deleted)
+    else {
+        return (not_found(name), None);
+    };
+    group.deletes += 1;
+    let operation = |kind: &str| {
+        format!(
+            "{}/subscriptions/{SUBSCRIPTION}/{kind}/{}?{API_VERSION}",
+            shared.base, group.name
+        )
+    };
+    let done = respond(200, &[], String::new());
+    match group.script.clone() {
+        Script::Immediate => {
+            group.deleted = true;
+            (done, None)
+        }
+        Script::Slow(pause) => {
+            group.deleted = true;
+            (done, Some(pause))
+        }
+        Script::Throttled if group.deletes == 1 => {
+            let body = json!({"error": {"code": "TooManyRequests", "message": "Slow down."}});
+            (
+                respond(429, &[("Retry-After", "1")], body.to_string()),
+                None,
+            )
+        }
+        Script::Unavailable if group.deletes == 1 => {
+            (error(503, "ServiceUnavailable", "Try again later."), None)
+        }
+        Script::Throttled | Script::Unavailable => {
+            group.deleted = true;
+            (done, None)
+        }
+        Script::AsyncOperation { .. } => {
+            let headers = [
+                ("Azure-AsyncOperation", operation("operationstatuses")),
+                ("Location", operation("operationresults")),
+                ("Retry-After", "0".into()),
+            ];
+            (accepted(&headers), None)
+        }
+        Script::LocationPolling { .. } => {
+            let headers = [
+                ("Location", operation("operationresults")),
+                ("Retry-After", "0".into()),
+            ];
+            (accepted(&headers), None)
+        }
+        Script::Gone => (not_found(name), None),
+        Script::Forbidden => (
+            error(
+                403,
+                "AuthorizationFailed",
+                "The client does not have authorization to perform action \
+                 'Microsoft.Resources/subscriptions/resourcegroups/delete'.",
+            ),
+            None,
+        ),
+    }
+}
+
+fn operation_status(state: &mut State, name: &str, authorization: &str) -> Reply {
+    let Some(group) = state.groups.iter_mut().find(|g| {
+        g.name.eq_ignore_ascii_case(name)
+            && g.deletes > 0
+            && matches!(g.script, Script::AsyncOperation { .. })
+    }) else {
+        return error(404, "OperationNotFound", "No such operation.");
+    };
+    let Script::AsyncOperation { in_progress, end } = group.script.clone() else {
+        return error(404, "OperationNotFound", "No such operation.");
+    };
+    group.polls += 1;
+    let body = if group.polls <= in_progress {
+        json!({"status": "InProgress"})
+    } else {
+        match end {
+            End::Succeeded => {
+                group.deleted = true;
+                json!({"status": "Succeeded"})
+            }
+            End::Failed(message) => json!({
+                "status": "Failed",
+                "error": {
+                    "code": "ResourceGroupDeletionBlocked",
+                    "message": message.replace("{authorization}", authorization),
+                },
+            }),
+        }
+    };
+    respond(200, &[], body.to_string())
+}
+
+fn operation_result(state: &mut State, name: &str) -> Reply {
+    let Some(group) = state.groups.iter_mut().find(|g| {
+        g.name.eq_ignore_ascii_case(name)
+            && g.deletes > 0
+            && matches!(g.script, Script::LocationPolling { .. })
+    }) else {
+        return error(404, "OperationNotFound", "No such operation.");
+    };
+    let Script::LocationPolling { pending } = group.script else {
+        return error(404, "OperationNotFound", "No such operation.");
+    };
+    group.polls += 1;
+    if group.polls <= pending {
+        respond(202, &[("Retry-After", "1")], String::new())
+    } else {
+        group.deleted = true;
+        respond(200, &[], String::new())
+    }
+}
+
+fn accepted(headers: &[(&str, String)]) -> Reply {
+    let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    respond(202, &headers, String::new())
+}
+
+fn not_found(name: &str) -> Reply {
+    error(
+        404,
+        "ResourceGroupNotFound",
+        &format!("Resource group '{name}' could not be found."),
+    )
+}
+
+fn error(status: u16, code: &str, message: &str) -> Reply {
+    let body = json!({"error": {"code": code, "message": message}});
+    respond(status, &[], body.to_string())
+}
+
+fn respond(status: u16, headers: &[(&str, &str)], body: String) -> Reply {
+    let mut builder = Response::builder()
+        .status(StatusCode::from_u16(status).expect("status"))
+        .header("Content-Type", "application/json; charset=utf-8");
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    builder
+        .body(Full::new(Bytes::from(body)))
+        .expect("response")
+}
