@@ -316,7 +316,15 @@ pub async fn down(
         return Err(Error::input(format!("environment `{env}` is protected; it was not torn down"))
             .hint(format!("run `nubes down {env} --force` if you really mean to destroy it, or set protected = false in [environments.{env}]")));
     }
-    let tf = terraform::locate(ctx.settings)?;
+    // Terraform is needed only to destroy through it; check before taking the lock.
+    let tf = match strategy {
+        Strategy::Terraform => Some(terraform::locate(ctx.settings)?),
+        Strategy::ResourceGroup => None,
+    };
+    let arm = match strategy {
+        Strategy::ResourceGroup => Some(crate::arm::Arm::from_env()?),
+        Strategy::Terraform => None,
+    };
     let locked = Locked::acquire(ctx.settings, env, "nubes down").await?;
     let has_state = match locked.store.read(env).await {
         Ok(s) => s.is_some(),
@@ -329,10 +337,10 @@ pub async fn down(
         locked.release().await?;
         return Ok(DownReport::NothingToDo);
     }
-    let session = locked.start(ctx, tf).await?;
-    let result = async {
-        match strategy {
-            Strategy::Terraform => {
+    match (tf, arm) {
+        (Some(tf), _) => {
+            let session = locked.start(ctx, tf).await?;
+            let result = async {
                 session
                     .terraform(
                         ctx,
@@ -343,22 +351,72 @@ pub async fn down(
                 let mut destroy = args(&["destroy", "-input=false", "-auto-approve"]);
                 destroy.push(ctx.lock_timeout_arg());
                 session.terraform(ctx, &destroy, Io::Stream).await?;
+                let tombstone = session
+                    .locked
+                    .store
+                    .delete(session.locked.held.token())
+                    .await?;
+                Ok(DownReport::Destroyed { tombstone })
             }
-            Strategy::ResourceGroup => {
-                return Err(Error::input(
-                    "--strategy resource-group is not available in this build",
-                ));
-            }
+            .await;
+            session.close(result).await
         }
-        let tombstone = session
-            .locked
-            .store
-            .delete(session.locked.held.token())
-            .await?;
-        Ok(DownReport::Destroyed { tombstone })
+        (None, Some(arm)) => {
+            let result = async {
+                delete_resource_groups(ctx, &arm, env).await?;
+                let tombstone = locked.store.delete(locked.held.token()).await?;
+                Ok::<_, Error>(DownReport::Destroyed { tombstone })
+            }
+            .await;
+            let released = locked.release().await;
+            let value = result?;
+            released?;
+            Ok(value)
+        }
+        (None, None) => Err(Error::failed("no teardown strategy")),
     }
-    .await;
-    session.close(result).await
+}
+
+/// How long resource-group deletions may take in all (Azure often needs minutes).
+const RESOURCE_GROUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30 * 60);
+
+/// Delete the env's resource groups through Resource Manager. State is dropped only if
+/// every group is gone; otherwise it is kept so a rerun can finish the job.
+async fn delete_resource_groups(
+    ctx: &Context<'_>,
+    arm: &crate::arm::Arm,
+    env: &EnvName,
+) -> Result<()> {
+    let project = render::project_name(ctx.settings);
+    ctx.gh
+        .group(&format!("delete resource groups of env {env}"));
+    let outcomes = arm
+        .delete_tagged_groups(env.as_str(), &project, RESOURCE_GROUP_TIMEOUT)
+        .await;
+    ctx.gh.endgroup();
+    let outcomes = outcomes?;
+    if outcomes.is_empty() {
+        tracing::warn!(
+            "no resource groups in subscription {} are tagged nubes-env={env} and nubes-project={project}",
+            arm.subscription()
+        );
+    }
+    let failures: Vec<String> = outcomes
+        .iter()
+        .filter_map(|o| o.result.as_ref().err().cloned())
+        .collect();
+    if !failures.is_empty() {
+        return Err(Error::failed(format!(
+            "{} of {} resource groups of `{env}` were not deleted, so its state was kept: {}",
+            failures.len(),
+            outcomes.len(),
+            failures.join("; ")
+        ))
+        .hint(format!(
+            "fix the cause and rerun `nubes down {env} --strategy resource-group`"
+        )));
+    }
+    Ok(())
 }
 
 /// Outputs as printable `name = value` lines, sensitive ones hidden.

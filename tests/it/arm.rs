@@ -2,7 +2,7 @@
 //! Resource Manager ([`fake`]) that follows the documented protocol: tag filtering and
 //! paging, both long-running-operation styles, throttling, failures and permissions.
 
-mod fake;
+pub mod fake;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

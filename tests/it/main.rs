@@ -3,7 +3,7 @@
 //! a fake that follows its documented protocol (`arm`). One test binary; helpers in
 //! `support`.
 
-mod arm;
+pub mod arm;
 mod cli;
 mod pipeline;
 mod state_azure;

@@ -640,3 +640,76 @@ fn sigterm_during_up_interrupts_terraform_and_releases_the_lock() {
     );
     p.run(&["up", "alice"]).ok();
 }
+
+#[test]
+fn down_by_resource_group_deletes_the_tagged_groups_through_arm_then_drops_state() {
+    use crate::arm::fake::{FakeArm, Script, group};
+    let az = Azurite::https();
+    let mut p = app_project(&az, "");
+    p.run(&["up", "alice"]).ok();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let token = "arm-token-for-the-down-test";
+    let fake = runtime.block_on(FakeArm::start(
+        token,
+        10,
+        vec![
+            group(
+                "rg-demo-alice",
+                "alice",
+                "demo",
+                Script::AsyncOperation {
+                    in_progress: 1,
+                    end: crate::arm::fake::End::Succeeded,
+                },
+            ),
+            group("rg-demo-alice-data", "alice", "demo", Script::Throttled),
+            group(
+                "rg-other-alice",
+                "alice",
+                "other-project",
+                Script::Immediate,
+            ),
+        ],
+    ));
+    p.set_env("NUBES_ARM_ENDPOINT", &fake.endpoint);
+    p.set_env("NUBES_ARM_TOKEN", token);
+    p.set_env("ARM_SUBSCRIPTION_ID", crate::arm::fake::SUBSCRIPTION);
+    let out = p
+        .run(&["down", "alice", "--strategy", "resource-group"])
+        .ok();
+    assert!(out.stdout.contains("torn down"), "{}", out.all());
+    assert_eq!(fake.deleted(), ["rg-demo-alice", "rg-demo-alice-data"]);
+    assert!(state(&az).is_none());
+    assert!(!out.all().contains(token));
+    assert!(
+        !terraform_calls(&p).iter().any(|c| c == "destroy"),
+        "no Terraform destroy"
+    );
+
+    // A failed deletion keeps the state for a rerun.
+    p.run(&["up", "alice"]).ok();
+    let fake = runtime.block_on(FakeArm::start(
+        token,
+        10,
+        vec![group(
+            "rg-demo-alice",
+            "alice",
+            "demo",
+            Script::AsyncOperation {
+                in_progress: 0,
+                end: crate::arm::fake::End::Failed("ResourceGroupDeletionBlocked".into()),
+            },
+        )],
+    ));
+    p.set_env("NUBES_ARM_ENDPOINT", &fake.endpoint);
+    let out = p
+        .run(&["down", "alice", "--strategy", "resource-group"])
+        .code(1);
+    assert!(
+        out.stderr.contains("state was kept")
+            && out.stderr.contains("ResourceGroupDeletionBlocked"),
+        "{}",
+        out.stderr
+    );
+    assert!(state(&az).is_some());
+}
