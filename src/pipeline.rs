@@ -102,18 +102,39 @@ impl Session {
     /// Run one Terraform command in a log group; a failure carries the gateway's
     /// reasons (a refused write says why).
     pub async fn terraform(&self, ctx: &Context<'_>, args: &[OsString], io: Io) -> Result<Vec<u8>> {
+        self.terraform_status(ctx, args, io, &[0])
+            .await
+            .map(|(_, out)| out)
+    }
+
+    /// Like [`Session::terraform`], accepting the exit codes in `ok` (e.g. 0 and 2 for
+    /// `plan -detailed-exitcode`) and returning which one it was.
+    pub async fn terraform_status(
+        &self,
+        ctx: &Context<'_>,
+        args: &[OsString],
+        io: Io,
+        ok: &[i32],
+    ) -> Result<(i32, Vec<u8>)> {
         let sub = args
             .first()
             .map(|a| a.to_string_lossy().into_owned())
             .unwrap_or_default();
         let what = format!("terraform {sub} for env {}", self.locked.env);
-        ctx.gh.group(&what);
-        if !ctx.gh.active && io != Io::Capture {
-            tracing::info!("{what}");
+        // A captured run shows nothing, so it gets no log group (it may also run
+        // alongside another Terraform command).
+        let visible = io != Io::Capture;
+        if visible {
+            ctx.gh.group(&what);
+            if !ctx.gh.active {
+                tracing::info!("{what}");
+            }
         }
         let result =
             terraform::run_with(&self.tf, &self.rendered.dir, args, &self.tf_env, &what, io).await;
-        ctx.gh.endgroup();
+        if visible {
+            ctx.gh.endgroup();
+        }
         let (outcome, out) = result?;
         if let Some(sig) = outcome.interrupted {
             return Err(Error::failed(format!(
@@ -121,7 +142,7 @@ impl Session {
                 sig.name()
             )));
         }
-        if !outcome.status.success() {
+        if !ok.contains(&outcome.code()) {
             let problems = self.gateway.problems();
             let mut msg = format!("{what} failed (exit code {})", outcome.code());
             if !problems.is_empty() {
@@ -129,12 +150,12 @@ impl Session {
             }
             return Err(Error::failed(msg).hint("Terraform's own error is above"));
         }
-        Ok(out)
+        Ok((outcome.code(), out))
     }
 
     pub fn fingerprint(&self, settings: &Settings) -> String {
-        let identity = terraform::identity(&self.tf, &settings.root.join(".nubes"));
-        self.rendered.fingerprint(&identity)
+        let _ = settings;
+        self.rendered.fingerprint(&terraform::identity(&self.tf))
     }
 
     /// Stop the gateway and release the lock, keeping the first error.
@@ -202,21 +223,31 @@ async fn infrastructure(ctx: &Context<'_>, s: &Session, refresh: bool) -> Result
         Io::Stream,
     )
     .await?;
-    let mut plan = args(&["plan", "-input=false", "-out=nubes.tfplan"]);
+    let mut plan = args(&[
+        "plan",
+        "-input=false",
+        "-detailed-exitcode",
+        "-out=nubes.tfplan",
+    ]);
     plan.push(ctx.lock_timeout_arg());
-    s.terraform(ctx, &plan, Io::Stream).await?;
-    let show = s
-        .terraform(ctx, &args(&["show", "-json", "nubes.tfplan"]), Io::Capture)
-        .await?;
-    let summary = PlanSummary::from_show_json(&show)?;
-    if summary.has_changes() {
+    let (code, _) = s.terraform_status(ctx, &plan, Io::Stream, &[0, 2]).await?;
+    let summary = if code == 2 {
+        // The summary (show -json) and the apply both only read the saved plan: run them
+        // side by side, so the summary costs no wall time.
         let mut apply = args(&["apply", "-input=false", "-auto-approve"]);
         apply.push(ctx.lock_timeout_arg());
         apply.push("nubes.tfplan".into());
-        s.terraform(ctx, &apply, Io::Stream).await?;
+        let show_args = args(&["show", "-json", "nubes.tfplan"]);
+        let (show, applied) = tokio::join!(
+            s.terraform(ctx, &show_args, Io::Capture),
+            s.terraform(ctx, &apply, Io::Stream)
+        );
+        applied?;
+        PlanSummary::from_show_json(&show?)?
     } else {
         tracing::info!("no changes for `{env}`");
-    }
+        PlanSummary::default()
+    };
     record_apply(ctx, s, &fingerprint).await?;
     let outputs = stored_outputs(&*s.locked.store, &env).await?;
     Ok(UpReport {
