@@ -120,6 +120,14 @@ async fn dispatch(cli: &Cli) -> Result<()> {
             let env = s.env_name(env)?;
             commands::pipeline::down(&context(&s, &env), &env, *force, *strategy).await
         }
+        Command::Status { env, json } => {
+            commands::inspect::status(&settings(cli)?, env, *json).await
+        }
+        Command::Outputs {
+            env,
+            json,
+            show_sensitive,
+        } => commands::inspect::outputs(&settings(cli)?, env, *json, *show_sensitive).await,
         Command::Tf { env, args } => commands::tf::run(&settings(cli)?, env, args).await,
         Command::Unlock { env, yes } => commands::unlock::run(&settings(cli)?, env, *yes).await,
         Command::State(cmd) => commands::state::run(&settings(cli)?, cmd).await,

@@ -108,6 +108,23 @@ pub enum Command {
         #[arg(last = true, required = true, value_name = "TERRAFORM ARGS")]
         args: Vec<OsString>,
     },
+    /// One environment's details: state, last apply, lock holder, outputs
+    Status {
+        env: String,
+        /// Stable JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// An environment's Terraform outputs, read from stored state
+    Outputs {
+        env: String,
+        /// Stable JSON
+        #[arg(long)]
+        json: bool,
+        /// Print sensitive values too
+        #[arg(long)]
+        show_sensitive: bool,
+    },
     /// Break a stale lock on an environment (records who broke it)
     Unlock {
         env: String,

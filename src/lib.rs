@@ -3,14 +3,17 @@
 
 pub mod app;
 pub mod arm;
+pub mod build;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod deploy;
 pub mod env_name;
 pub mod error;
 pub mod gateway;
 pub mod git;
 pub mod github;
+pub mod health;
 pub mod pipeline;
 pub mod plan;
 pub mod render;

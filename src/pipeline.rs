@@ -180,21 +180,75 @@ pub struct UpReport {
     pub fast_path: bool,
     pub plan: Option<PlanSummary>,
     pub outputs: Map<String, Value>,
+    pub built: Option<crate::build::Built>,
+    pub deployed: Option<crate::deploy::Deployed>,
+    pub health: Option<crate::health::Healthy>,
 }
 
 /// Metadata keys recorded after a successful apply.
 pub const META_FINGERPRINT: &str = "nubesfingerprint";
 
-/// `nubes up <env>`: render, plan, apply (or nothing, on the fast path), record.
+/// `nubes up <env>`: the whole pipeline, as one critical section under the env lock.
 pub async fn up(ctx: &Context<'_>, env: &EnvName, refresh: bool) -> Result<UpReport> {
     let tf = terraform::locate(ctx.settings)?;
+    let build = crate::build::detect(ctx.settings)?;
     let session = Locked::acquire(ctx.settings, env, "nubes up")
         .await?
         .start(ctx, tf)
         .await?;
-    let result = infrastructure(ctx, &session, refresh).await;
-    // Build and deploy run here, once they exist, inside the same lock.
+    let result = stages(ctx, &session, refresh, build.as_ref()).await;
     session.close(result).await
+}
+
+/// The stages of `up`. The build runs alongside the infrastructure unless it needs its
+/// outputs (`after_infra`); a failure of either stops the pipeline before deploying, so
+/// a half-deployed environment is never reported as a success.
+async fn stages(
+    ctx: &Context<'_>,
+    s: &Session,
+    refresh: bool,
+    build: Option<&crate::build::BuildPlan>,
+) -> Result<UpReport> {
+    let env = s.locked.env.clone();
+    let concurrent = build.filter(|b| !b.after_infra);
+    let build_stage = async {
+        match concurrent {
+            Some(plan) => Some(crate::build::run(ctx.settings, plan, &[]).await),
+            None => None,
+        }
+    };
+    let (infra, built) = tokio::join!(infrastructure(ctx, s, refresh), build_stage);
+    let mut report = infra.map_err(|e| e.context("stage infrastructure"))?;
+    let built = match (built, build.filter(|b| b.after_infra)) {
+        (Some(result), _) => Some(result.map_err(|e| e.context("stage build"))?),
+        (None, Some(plan)) => {
+            let artifact = ctx.settings.root.join(&plan.artifact);
+            let vars = crate::deploy::output_env(&env, &artifact, &report.outputs);
+            Some(
+                crate::build::run(ctx.settings, plan, &vars)
+                    .await
+                    .map_err(|e| e.context("stage build"))?,
+            )
+        }
+        (None, None) => None,
+    };
+    if let Some(built) = &built {
+        report.deployed =
+            crate::deploy::deploy(ctx.settings, &env, &built.artifact, &report.outputs)
+                .await
+                .map_err(|e| e.context("stage deploy"))?;
+    }
+    if report.deployed.is_some() {
+        if let Some(url) = output_str(&report.outputs, "application_url") {
+            let d = &ctx.settings.deploy;
+            let healthy = crate::health::check(&url, &d.health_path, d.health_timeout)
+                .await
+                .map_err(|e| e.context("stage health check"))?;
+            report.health = Some(healthy);
+        }
+    }
+    report.built = built;
+    Ok(report)
 }
 
 async fn infrastructure(ctx: &Context<'_>, s: &Session, refresh: bool) -> Result<UpReport> {
@@ -215,6 +269,9 @@ async fn infrastructure(ctx: &Context<'_>, s: &Session, refresh: bool) -> Result
             fast_path: true,
             plan: None,
             outputs,
+            built: None,
+            deployed: None,
+            health: None,
         });
     }
     s.terraform(
@@ -255,6 +312,9 @@ async fn infrastructure(ctx: &Context<'_>, s: &Session, refresh: bool) -> Result
         fast_path: false,
         plan: Some(summary),
         outputs,
+        built: None,
+        deployed: None,
+        health: None,
     })
 }
 

@@ -6,18 +6,47 @@ use crate::error::{Error, Result, exit};
 use crate::pipeline::{self, Context, DownReport, Strategy};
 
 pub async fn up(ctx: &Context<'_>, env: &EnvName, refresh: bool) -> Result<()> {
-    let report = pipeline::up(ctx, env, refresh).await?;
+    match pipeline::up(ctx, env, refresh).await {
+        Ok(report) => report_up(ctx, env, &report),
+        Err(e) => {
+            // The summary says which stage failed (the message starts with it).
+            let text = crate::secrets::redact(&e.to_string());
+            let _ = ctx.gh.summary(&format!(
+                "### nubes up `{env}` failed\n\n```\n{text}\n```\n"
+            ));
+            let _ = ctx.gh.set_output("environment", env.as_str());
+            Err(e)
+        }
+    }
+}
+
+fn report_up(ctx: &Context<'_>, env: &EnvName, report: &pipeline::UpReport) -> Result<()> {
     pipeline::mask_sensitive(&ctx.gh, &report.outputs);
     let changes = report.plan.as_ref().is_some_and(|p| p.has_changes());
     match (&report.plan, report.fast_path) {
-        (_, true) => {
-            crate::outln!("environment `{env}` is up to date (fast path: no Terraform run)")
-        }
+        (_, true) => crate::outln!(
+            "environment `{env}` infrastructure is up to date (fast path: no Terraform run)"
+        ),
         (Some(plan), false) => crate::out!("environment `{env}`: {}", plan.text()),
         (None, false) => {}
     }
     for line in pipeline::output_lines(&report.outputs) {
         crate::outln!("  {line}");
+    }
+    if let Some(built) = &report.built {
+        crate::outln!(
+            "built {} in {}",
+            built.artifact.display(),
+            humantime::format_duration(std::time::Duration::from_millis(
+                built.took.as_millis() as u64
+            ))
+        );
+    }
+    if let Some(d) = &report.deployed {
+        crate::outln!("deployed to {}: {}", d.target, d.detail);
+    }
+    if let Some(h) = &report.health {
+        crate::outln!("healthy: {} answered {}", h.url, h.status);
     }
     let url = pipeline::output_str(&report.outputs, "application_url").unwrap_or_default();
     let rg = pipeline::output_str(&report.outputs, "resource_group").unwrap_or_default();
@@ -29,11 +58,19 @@ pub async fn up(ctx: &Context<'_>, env: &EnvName, refresh: bool) -> Result<()> {
     let mut md = match (&report.plan, report.fast_path) {
         (Some(plan), _) => plan.markdown(&format!("nubes up `{env}`")),
         _ => format!(
-            "### nubes up `{env}`\n\nUp to date: nothing changed since the last apply (no Terraform run).\n"
+            "### nubes up `{env}`\n\nInfrastructure up to date: nothing changed since the last apply (no Terraform run).\n"
         ),
     };
-    if !url.is_empty() {
-        md.push_str(&format!("\nApplication: {url}\n"));
+    if let Some(d) = &report.deployed {
+        md.push_str(&format!("\nDeployed to **{}**: {}.\n", d.target, d.detail));
+    }
+    match &report.health {
+        Some(h) => md.push_str(&format!(
+            "\nHealth check: **healthy**, {} answered {}.\n",
+            h.url, h.status
+        )),
+        None if !url.is_empty() => md.push_str(&format!("\nApplication: {url}\n")),
+        None => {}
     }
     if let Some(commit) = &ctx.origin.commit {
         md.push_str(&format!(

@@ -5,6 +5,7 @@
 
 pub mod arm;
 mod cli;
+mod deploy;
 mod pipeline;
 mod state_azure;
 mod state_errors;

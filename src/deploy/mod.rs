@@ -1,0 +1,128 @@
+//! Deploying the built artifact into the environment, to the target named by
+//! `[deploy] target` or inferred from the Terraform outputs:
+//! `static-site` (output `static_site_account_url`), `app-service` / `functions`
+//! (output `scm_url`, or `app_name`), `command` (`[deploy] command`).
+
+use std::path::Path;
+
+use serde_json::{Map, Value};
+
+use crate::config::Settings;
+use crate::env_name::EnvName;
+use crate::error::{Error, Result};
+
+/// What was deployed, for the report.
+#[derive(Debug, Clone)]
+pub struct Deployed {
+    pub target: String,
+    pub detail: String,
+}
+
+fn output(outputs: &Map<String, Value>, name: &str) -> Option<String> {
+    outputs
+        .get(name)?
+        .get("value")?
+        .as_str()
+        .map(str::to_string)
+}
+
+/// Which target applies: configured, or inferred from the outputs.
+pub fn target(settings: &Settings, outputs: &Map<String, Value>) -> Option<String> {
+    if let Some(t) = &settings.deploy.target {
+        return Some(t.clone());
+    }
+    if output(outputs, "static_site_account_url").is_some() {
+        Some("static-site".into())
+    } else if output(outputs, "scm_url").is_some() || output(outputs, "app_name").is_some() {
+        Some("app-service".into())
+    } else if settings.deploy.command.is_some() {
+        Some("command".into())
+    } else {
+        None
+    }
+}
+
+/// `NUBES_OUTPUT_<NAME>` for every output (name upper-cased, other characters `_`).
+pub fn output_env(
+    env: &EnvName,
+    artifact: &Path,
+    outputs: &Map<String, Value>,
+) -> Vec<(String, String)> {
+    let mut vars = vec![
+        ("NUBES_ENV".to_string(), env.to_string()),
+        ("NUBES_ARTIFACT".to_string(), artifact.display().to_string()),
+    ];
+    for (name, o) in outputs {
+        let key: String = name
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_uppercase()
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let value = match o.get("value") {
+            Some(Value::String(s)) => s.clone(),
+            Some(other) => other.to_string(),
+            None => continue,
+        };
+        vars.push((format!("NUBES_OUTPUT_{key}"), value));
+    }
+    vars
+}
+
+pub async fn deploy(
+    settings: &Settings,
+    env: &EnvName,
+    artifact: &Path,
+    outputs: &Map<String, Value>,
+) -> Result<Option<Deployed>> {
+    let Some(target) = target(settings, outputs) else {
+        tracing::info!(
+            "no deploy target (set [deploy] target, or output static_site_account_url / scm_url): the build was not deployed"
+        );
+        return Ok(None);
+    };
+    match target.as_str() {
+        "command" => deploy_command(settings, env, artifact, outputs)
+            .await
+            .map(Some),
+        other => Err(Error::input(format!(
+            "deploy target `{other}` is not supported by this build"
+        ))),
+    }
+}
+
+/// Run `[deploy] command` (an argument list, never a shell string: the outputs reach it
+/// only through its environment).
+async fn deploy_command(
+    settings: &Settings,
+    env: &EnvName,
+    artifact: &Path,
+    outputs: &Map<String, Value>,
+) -> Result<Deployed> {
+    let argv = settings.deploy.command.clone().unwrap_or_default();
+    let Some((program, args)) = argv.split_first() else {
+        return Err(
+            Error::input("[deploy] target is \"command\" but [deploy] command is not set")
+                .hint("set command = [\"./deploy.sh\", \"--flag\"] (a list: no shell)"),
+        );
+    };
+    let program_path = if program.contains('/') {
+        settings.root.join(program)
+    } else {
+        program.into()
+    };
+    let mut cmd = tokio::process::Command::new(&program_path);
+    cmd.args(args).current_dir(&settings.root);
+    for (k, v) in output_env(env, artifact, outputs) {
+        cmd.env(k, v);
+    }
+    crate::build::run_streamed(cmd, &format!("deploy command `{program}`"), "deploy").await?;
+    Ok(Deployed {
+        target: "command".into(),
+        detail: format!("ran {program}"),
+    })
+}

@@ -1,0 +1,76 @@
+//! The health check after a deploy: GET `application_url + health_path` until it answers
+//! 2xx, with backoff, until `health_timeout`; on failure the last status and a short body.
+
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone)]
+pub struct Healthy {
+    pub url: String,
+    pub status: u16,
+    pub took: Duration,
+}
+
+pub fn url(application_url: &str, health_path: &str) -> String {
+    let base = application_url.trim_end_matches('/');
+    let path = health_path.trim_start_matches('/');
+    if path.is_empty() {
+        format!("{base}/")
+    } else {
+        format!("{base}/{path}")
+    }
+}
+
+pub async fn check(application_url: &str, health_path: &str, timeout: Duration) -> Result<Healthy> {
+    let url = url(application_url, health_path);
+    let http = crate::state::azure::http_client()?;
+    let started = Instant::now();
+    let mut wait = Duration::from_millis(500);
+    loop {
+        let last = match http.get(&url).timeout(Duration::from_secs(10)).send().await {
+            Ok(resp) if resp.status().is_success() => {
+                let status = resp.status().as_u16();
+                tracing::info!("health check: {url} answered {status}");
+                return Ok(Healthy {
+                    url,
+                    status,
+                    took: started.elapsed(),
+                });
+            }
+            Ok(resp) => {
+                let status = resp.status();
+                let body = resp.text().await.unwrap_or_default();
+                let short: String = body.chars().take(200).collect();
+                format!("HTTP {status}: {}", short.trim())
+            }
+            Err(e) => format!("{}", e.without_url()),
+        };
+        if started.elapsed() + wait > timeout {
+            return Err(Error::failed(format!(
+                "health check of {url} failed after {}: last answer {last}",
+                humantime::format_duration(Duration::from_secs(started.elapsed().as_secs()))
+            ))
+            .hint("check the application's logs; raise [deploy] health_timeout or fix [deploy] health_path if it needs longer or answers elsewhere"));
+        }
+        tracing::debug!("health check of {url}: {last}; retrying in {wait:?}");
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(Duration::from_secs(10));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn joins_url_and_path() {
+        assert_eq!(
+            super::url("https://a.test/", "/health"),
+            "https://a.test/health"
+        );
+        assert_eq!(super::url("https://a.test", "/"), "https://a.test/");
+        assert_eq!(
+            super::url("http://h/acct/$web", "index.html"),
+            "http://h/acct/$web/index.html"
+        );
+    }
+}

@@ -1,0 +1,246 @@
+//! Build and deploy stages of `nubes up`: concurrency with the infrastructure, the
+//! `command` target, the health check, and a clear failure at each stage.
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::time::Duration;
+
+use crate::support::{Azurite, Project};
+
+/// Terraform that records when its apply ran, and takes `sleep` seconds doing it.
+fn timed_stack(sleep: u32, url: &str) -> String {
+    format!(
+        r#"
+terraform {{
+  backend "azurerm" {{}}
+}}
+variable "environment" {{
+  type = string
+}}
+resource "terraform_data" "slow" {{
+  provisioner "local-exec" {{
+    command = "date +%s.%N > ${{path.root}}/../../../apply-start; sleep {sleep}; date +%s.%N > ${{path.root}}/../../../apply-end"
+  }}
+}}
+output "application_url" {{
+  value = "{url}"
+}}
+output "weird" {{
+  value = "$(touch pwned-by-output); echo `id`"
+}}
+"#
+    )
+}
+
+fn project(az: &Azurite, toml: &str, stack: &str) -> Project {
+    let p = Project::on(az, toml);
+    std::fs::write(p.path().join("terraform/main.tf"), stack).unwrap();
+    p
+}
+
+fn read_f64(p: &Project, name: &str) -> f64 {
+    std::fs::read_to_string(p.path().join(name))
+        .unwrap_or_else(|_| panic!("{name} missing"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+fn write_script(p: &Project, name: &str, body: &str) {
+    let path = p.path().join(name);
+    std::fs::write(&path, format!("#!/bin/sh\nset -e\n{body}\n")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// A tiny HTTP server answering every request with `status` (bounded: it stops after
+/// `max` requests or when the test ends).
+fn http_server(status: u16, body: &'static str, max: usize) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(max) {
+            let Ok(mut s) = stream else { continue };
+            let mut buf = [0u8; 2048];
+            let _ = s.read(&mut buf);
+            let reason = if status == 200 {
+                "OK"
+            } else {
+                "Service Unavailable"
+            };
+            let _ = write!(
+                s,
+                "HTTP/1.1 {status} {reason}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[test]
+fn build_runs_alongside_the_apply_then_the_command_target_gets_outputs_in_its_environment() {
+    let az = Azurite::https();
+    let url = http_server(200, "ok", 50);
+    let p = project(
+        &az,
+        "[build]\ncommand = \"date +%s.%N > build-start; sleep 3; mkdir -p out; echo built > out/app.txt; date +%s.%N > build-end\"\nartifact = \"out\"\n\
+         [deploy]\ntarget = \"command\"\ncommand = [\"./deploy.sh\", \"--flag with space\"]\nhealth_path = \"/healthz\"\n",
+        &timed_stack(3, &url),
+    );
+    write_script(
+        &p,
+        "deploy.sh",
+        "env | grep '^NUBES_' | sort > deploy-env.txt\necho \"args: $1\" >> deploy-env.txt\necho deploying $NUBES_ARTIFACT",
+    );
+    let out = p.run(&["up", "alice"]).ok();
+    assert!(
+        out.stderr.contains("[build]") || out.stdout.contains("built"),
+        "{}",
+        out.all()
+    );
+    assert!(
+        out.stdout.contains("deployed to command") && out.stdout.contains("healthy"),
+        "{}",
+        out.stdout
+    );
+
+    // The two stages overlapped: each started before the other ended.
+    let (bs, be) = (read_f64(&p, "build-start"), read_f64(&p, "build-end"));
+    let (as_, ae) = (read_f64(&p, "apply-start"), read_f64(&p, "apply-end"));
+    assert!(
+        bs < ae && as_ < be,
+        "build {bs}..{be} and apply {as_}..{ae} did not overlap"
+    );
+
+    let env = std::fs::read_to_string(p.path().join("deploy-env.txt")).unwrap();
+    assert!(env.contains("NUBES_ENV=alice"), "{env}");
+    assert!(
+        env.contains(&format!("NUBES_OUTPUT_APPLICATION_URL={url}")),
+        "{env}"
+    );
+    assert!(
+        env.contains("NUBES_ARTIFACT=") && env.contains("/out"),
+        "{env}"
+    );
+    assert!(
+        env.contains("NUBES_OUTPUT_WEIRD=$(touch pwned-by-output); echo `id`"),
+        "outputs are passed verbatim: {env}"
+    );
+    assert!(env.contains("args: --flag with space"), "{env}");
+    assert!(
+        !p.path().join("pwned-by-output").exists(),
+        "an output was executed by a shell"
+    );
+    assert!(
+        !env.contains("NUBES_STORAGE_TOKEN"),
+        "secrets withheld from the deploy command"
+    );
+}
+
+#[test]
+fn after_infra_builds_with_the_outputs() {
+    let az = Azurite::https();
+    let url = http_server(200, "ok", 50);
+    let p = project(
+        &az,
+        "[build]\ncommand = \"mkdir -p out; echo $NUBES_OUTPUT_APPLICATION_URL > out/url.txt; date +%s.%N > build-start\"\nartifact = \"out\"\nafter_infra = true\n",
+        &timed_stack(1, &url),
+    );
+    p.run(&["up", "alice"]).ok();
+    assert_eq!(
+        std::fs::read_to_string(p.path().join("out/url.txt"))
+            .unwrap()
+            .trim(),
+        url
+    );
+    assert!(read_f64(&p, "build-start") > read_f64(&p, "apply-end"));
+}
+
+#[test]
+fn a_failed_build_stops_the_pipeline_with_its_tail_and_the_stage() {
+    let az = Azurite::https();
+    let mut p = project(
+        &az,
+        "[build]\ncommand = \"echo compiling; echo 'error: missing semicolon' >&2; exit 7\"\nartifact = \"out\"\n[deploy]\ntarget = \"command\"\ncommand = [\"./deploy.sh\"]\n",
+        &timed_stack(0, "http://127.0.0.1:9"),
+    );
+    write_script(&p, "deploy.sh", "touch deployed");
+    let summary = p.path().join("summary.md");
+    p.set_env("GITHUB_STEP_SUMMARY", summary.to_str().unwrap());
+    let out = p.run(&["up", "alice"]).code(1);
+    assert!(
+        out.stderr.contains("stage build")
+            && out.stderr.contains("exit code 7")
+            && out.stderr.contains("missing semicolon"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !p.path().join("deployed").exists(),
+        "nothing deployed after a failed build"
+    );
+    let summary = std::fs::read_to_string(summary).unwrap();
+    assert!(
+        summary.contains("failed") && summary.contains("stage build"),
+        "{summary}"
+    );
+
+    let p = project(
+        &az,
+        "[build]\ncommand = \"no-such-compiler --all\"\nartifact = \"out\"\n",
+        &timed_stack(0, "http://127.0.0.1:9"),
+    );
+    let out = p.run(&["up", "bob"]).code(1);
+    assert!(
+        out.stderr.contains("not installed or not on PATH"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn a_missing_artifact_is_a_configuration_error() {
+    let az = Azurite::https();
+    let p = project(
+        &az,
+        "[build]\ncommand = \"true\"\nartifact = \"nowhere\"\n",
+        &timed_stack(0, "http://127.0.0.1:9"),
+    );
+    let out = p.run(&["up", "alice"]).code(2);
+    assert!(
+        out.stderr.contains("stage build")
+            && out.stderr.contains("nowhere")
+            && out.stderr.contains("[build] artifact"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn a_failing_health_check_reports_the_last_status_and_body() {
+    let az = Azurite::https();
+    let url = http_server(503, "warming up, try later", 100);
+    let mut p = project(
+        &az,
+        "[build]\ncommand = \"mkdir -p out\"\nartifact = \"out\"\n[deploy]\ntarget = \"command\"\ncommand = [\"true\"]\nhealth_timeout = \"3s\"\n",
+        &timed_stack(0, &url),
+    );
+    let summary = p.path().join("summary.md");
+    p.set_env("GITHUB_STEP_SUMMARY", summary.to_str().unwrap());
+    let started = std::time::Instant::now();
+    let out = p.run(&["up", "alice"]).code(1);
+    assert!(started.elapsed() < Duration::from_secs(60));
+    assert!(
+        out.stderr.contains("stage health check")
+            && out.stderr.contains("503")
+            && out.stderr.contains("warming up"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        std::fs::read_to_string(summary)
+            .unwrap()
+            .contains("stage health check")
+    );
+}
