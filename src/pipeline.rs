@@ -238,14 +238,14 @@ async fn stages(
                 .await
                 .map_err(|e| e.context("stage deploy"))?;
     }
-    if report.deployed.is_some() {
-        if let Some(url) = output_str(&report.outputs, "application_url") {
-            let d = &ctx.settings.deploy;
-            let healthy = crate::health::check(&url, &d.health_path, d.health_timeout)
-                .await
-                .map_err(|e| e.context("stage health check"))?;
-            report.health = Some(healthy);
-        }
+    if report.deployed.is_some()
+        && let Some(url) = output_str(&report.outputs, "application_url")
+    {
+        let d = &ctx.settings.deploy;
+        let healthy = crate::health::check(&url, &d.health_path, d.health_timeout)
+            .await
+            .map_err(|e| e.context("stage health check"))?;
+        report.health = Some(healthy);
     }
     report.built = built;
     Ok(report)
