@@ -5,6 +5,7 @@
 
 pub mod arm;
 mod cli;
+mod demo;
 mod deploy;
 mod pipeline;
 mod state_azure;
