@@ -11,6 +11,7 @@ pub mod error;
 pub mod gateway;
 pub mod git;
 pub mod github;
+pub mod kudu;
 pub mod pipeline;
 pub mod plan;
 pub mod render;
