@@ -1,12 +1,13 @@
 //! Integration tests: the real `nubes` binary against real Terraform, real Azurite and
-//! real files; Resource Manager, which nothing here can run, through the library against
-//! a fake that follows its documented protocol (`arm`). One test binary; helpers in
-//! `support`.
+//! real files; Resource Manager and Kudu, which nothing here can run, through the library
+//! against fakes that follow their documented protocols (`arm`, `kudu`). One test
+//! binary; helpers in `support`.
 
 pub mod arm;
 mod cli;
 mod demo;
 mod deploy;
+pub mod kudu;
 mod pipeline;
 mod state_azure;
 mod state_errors;
