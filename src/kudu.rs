@@ -90,12 +90,6 @@ impl Kudu {
     pub fn from_env(scm_url: &str) -> Result<Kudu> {
         let http = azure::http_client()?;
         let (credential, kind) = auth::token_credential(http.clone(), "NUBES_KUDU_TOKEN")?;
-        // `auth` names every static token other than the storage one after ARM's variable.
-        let kind = if kind.starts_with("bearer token") {
-            "bearer token (NUBES_KUDU_TOKEN)"
-        } else {
-            kind
-        };
         Ok(Kudu {
             http,
             scm: parse_scm_url(scm_url)?,

@@ -89,10 +89,40 @@ pub async fn deploy(
         "command" => deploy_command(settings, env, artifact, outputs)
             .await
             .map(Some),
-        other => Err(Error::input(format!(
-            "deploy target `{other}` is not supported by this build"
-        ))),
+        "app-service" | "functions" => {
+            let scm = scm_url(outputs).ok_or_else(|| {
+                Error::input(format!("deploy target `{target}` needs the Terraform output `scm_url` (or `app_name`)")).hint(
+                    "output the app's Kudu site, e.g. output \"scm_url\" { value = \"https://${azurerm_linux_web_app.app.name}.scm.azurewebsites.net\" }",
+                )
+            })?;
+            let report = crate::kudu::Kudu::from_env(&scm)?
+                .zip_deploy(artifact, KUDU_TIMEOUT)
+                .await?;
+            Ok(Some(Deployed {
+                detail: format!(
+                    "Kudu deployment {} ({}), {} bytes, to {scm}",
+                    report.deployment_id, report.status_text, report.bytes
+                ),
+                target,
+            }))
+        }
+        other => Err(
+            Error::input(format!("unknown deploy target `{other}`")).hint(format!(
+                "allowed: {}",
+                crate::config::ALLOWED_TARGETS.join(", ")
+            )),
+        ),
     }
+}
+
+/// How long a Kudu deployment may take (builds on the server can take minutes).
+const KUDU_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20 * 60);
+
+/// The app's Kudu (SCM) site: output `scm_url`, or derived from output `app_name`.
+fn scm_url(outputs: &Map<String, Value>) -> Option<String> {
+    output(outputs, "scm_url").or_else(|| {
+        output(outputs, "app_name").map(|name| format!("https://{name}.scm.azurewebsites.net"))
+    })
 }
 
 /// Run `[deploy] command` (an argument list, never a shell string: the outputs reach it

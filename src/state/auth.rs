@@ -137,11 +137,11 @@ pub fn token_credential(
             .map_err(|e| Error::input(format!("Azure CLI credential cannot be used: {e}")))?;
         return Ok((cred, "Azure CLI login"));
     }
-    Err(Error::input("no Azure credentials found").hint(
-        "set one of: NUBES_STORAGE_SAS, AZURE_CREDENTIALS, GitHub OIDC (id-token: write + ARM_CLIENT_ID + \
-         ARM_TENANT_ID), AZURE_FEDERATED_TOKEN_FILE, ARM_CLIENT_SECRET, NUBES_STORAGE_TOKEN, or log in \
-         with `az login`; or use [state] backend = \"local\" to try nubes without Azure",
-    ))
+    Err(Error::input("no Azure credentials found").hint(format!(
+        "set one of: NUBES_STORAGE_SAS (state storage only), AZURE_CREDENTIALS, GitHub OIDC (id-token: write + \
+         ARM_CLIENT_ID + ARM_TENANT_ID), AZURE_FEDERATED_TOKEN_FILE, ARM_CLIENT_SECRET, {static_token_var}, or log \
+         in with `az login`; or use [state] backend = \"local\" to try nubes without Azure"
+    )))
 }
 
 #[derive(Deserialize)]

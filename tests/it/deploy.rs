@@ -244,3 +244,62 @@ fn a_failing_health_check_reports_the_last_status_and_body() {
             .contains("stage health check")
     );
 }
+
+#[test]
+fn app_service_target_zip_deploys_through_kudu_and_a_failed_deployment_names_the_stage() {
+    use crate::kudu::fake::{FakeKudu, Script};
+    let az = Azurite::https();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let token = "kudu-token-for-the-pipeline-test";
+    let kudu = runtime.block_on(FakeKudu::start(token, Script::Succeed));
+    let health = http_server(200, "ok", 50);
+    let stack = format!(
+        "terraform {{\n  backend \"azurerm\" {{}}\n}}\nvariable \"environment\" {{\n  type = string\n}}\n\
+         output \"scm_url\" {{\n  value = \"{}\"\n}}\noutput \"application_url\" {{\n  value = \"{health}\"\n}}\n",
+        kudu.scm_url
+    );
+    let mut p = project(
+        &az,
+        "[build]\ncommand = \"mkdir -p out/lib && echo app > out/app.py && echo x > out/lib/a.txt && echo debug > out/debug.log\"\nartifact = \"out\"\n",
+        &stack,
+    );
+    std::fs::create_dir_all(p.path().join("out")).unwrap();
+    p.set_env("NUBES_KUDU_TOKEN", token);
+    let out = p.run(&["up", "alice"]).ok();
+    assert!(
+        out.stdout.contains("deployed to app-service")
+            && out.stdout.contains(crate::kudu::fake::DEPLOYMENT_ID),
+        "{}",
+        out.all()
+    );
+    let uploads = kudu.uploads();
+    let files = uploads.last().unwrap().as_ref().unwrap();
+    assert!(
+        files.iter().any(|f| f == "app.py") && files.iter().any(|f| f == "lib/a.txt"),
+        "{files:?}"
+    );
+    assert!(!out.all().contains(token));
+
+    let failing = runtime.block_on(FakeKudu::start(
+        token,
+        Script::Fail {
+            lines: vec!["Running oryx build".into()],
+            details: vec!["npm ERR! missing script: start".into()],
+        },
+    ));
+    let stack = stack.replace(&kudu.scm_url, &failing.scm_url);
+    std::fs::write(p.path().join("terraform/main.tf"), stack).unwrap();
+    let summary = p.path().join("summary.md");
+    p.set_env("GITHUB_STEP_SUMMARY", summary.to_str().unwrap());
+    let out = p.run(&["up", "alice"]).code(1);
+    assert!(
+        out.stderr.contains("stage deploy") && out.stderr.contains("missing script: start"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        std::fs::read_to_string(summary)
+            .unwrap()
+            .contains("stage deploy")
+    );
+}
