@@ -6,6 +6,7 @@ pub mod arm;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod deploy;
 pub mod env_name;
 pub mod error;
 pub mod gateway;
