@@ -3,6 +3,8 @@
 //! `static-site` (output `static_site_account_url`), `app-service` / `functions`
 //! (output `scm_url`, or `app_name`), `command` (`[deploy] command`).
 
+pub mod static_site;
+
 use std::path::Path;
 
 use serde_json::{Map, Value};
@@ -86,9 +88,22 @@ pub async fn deploy(
         return Ok(None);
     };
     match target.as_str() {
-        "command" => deploy_command(settings, env, artifact, outputs)
-            .await
-            .map(Some),
+        "command" => deploy_command(settings, env, artifact, outputs).await.map(Some),
+        "static-site" => {
+            let account = output(outputs, "static_site_account_url").ok_or_else(|| {
+                Error::input("deploy target `static-site` needs the Terraform output `static_site_account_url`")
+                    .hint("output the blob endpoint of the storage account whose static website serves the site")
+            })?;
+            let options = static_site::SiteOptions {
+                cache_control: settings.deploy.cache_control.clone(),
+                ..Default::default()
+            };
+            let report = static_site::sync(&account, artifact, &options).await?;
+            Ok(Some(Deployed {
+                detail: format!("{} to {account}/{}", report.summary(), static_site::CONTAINER),
+                target,
+            }))
+        }
         "app-service" | "functions" => {
             let scm = scm_url(outputs).ok_or_else(|| {
                 Error::input(format!("deploy target `{target}` needs the Terraform output `scm_url` (or `app_name`)")).hint(

@@ -34,6 +34,24 @@ impl StorageAuth {
     }
 }
 
+impl StorageAuth {
+    /// A SAS token given directly (registered for redaction; a leading `?` is dropped).
+    pub fn sas(token: &str) -> StorageAuth {
+        secrets::register_sas(token);
+        StorageAuth::Sas(token.trim().trim_start_matches('?').to_string())
+    }
+
+    /// A bearer token given directly (registered for redaction), e.g. from
+    /// `az account get-access-token`, or a test's token for Azurite.
+    pub fn bearer(token: &str, what: &'static str) -> StorageAuth {
+        secrets::register(token);
+        StorageAuth::Token(
+            Arc::new(StaticToken(Secret::new(token.trim().to_string()))),
+            what,
+        )
+    }
+}
+
 fn var(name: &str) -> Option<String> {
     std::env::var(name)
         .ok()

@@ -50,7 +50,7 @@ pub const TOMBSTONE_INFIX: &str = ".tombstone.";
 /// write of every state over 4 MiB.
 const SINGLE_REQUEST_LIMIT: std::num::NonZero<usize> =
     std::num::NonZero::<usize>::MIN.saturating_add((256 << 20) - 1);
-const SINGLE_REQUEST_LIMIT_U64: std::num::NonZero<u64> =
+pub(crate) const SINGLE_REQUEST_LIMIT_U64: std::num::NonZero<u64> =
     std::num::NonZero::<u64>::MIN.saturating_add((256 << 20) - 1);
 
 /// Every HTTP request nubes makes to storage, counted (benchmarks report it) and logged
@@ -123,6 +123,24 @@ pub fn http_client() -> Result<reqwest::Client> {
         .map_err(|e| Error::failed(format!("cannot set up the HTTPS client: {e}")))
 }
 
+/// SDK client options shared by every nubes storage client: our reqwest as the
+/// transport (wrapped in [`LoggingClient`]) and the retry policy of ARCHITECTURE.md.
+pub(crate) fn container_options(http: reqwest::Client) -> BlobContainerClientOptions {
+    BlobContainerClientOptions {
+        client_options: ClientOptions {
+            transport: Some(Transport::new(Arc::new(LoggingClient(http)))),
+            retry: RetryOptions::exponential(ExponentialRetryOptions {
+                initial_delay: azure_core::time::Duration::milliseconds(200),
+                max_retries: 5,
+                max_total_elapsed: azure_core::time::Duration::seconds(30),
+                max_delay: azure_core::time::Duration::seconds(5),
+            }),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
 pub struct AzureSettings {
     /// `https://<account>.blob.core.windows.net`, no trailing slash.
     pub account_url: String,
@@ -175,20 +193,7 @@ impl AzureStore {
                 Some(cred.clone())
             }
         };
-        let options = BlobContainerClientOptions {
-            client_options: ClientOptions {
-                transport: Some(Transport::new(Arc::new(LoggingClient(http)))),
-                retry: RetryOptions::exponential(ExponentialRetryOptions {
-                    initial_delay: azure_core::time::Duration::milliseconds(200),
-                    max_retries: 5,
-                    max_total_elapsed: azure_core::time::Duration::seconds(30),
-                    max_delay: azure_core::time::Duration::seconds(5),
-                }),
-                ..Default::default()
-            },
-            ..Default::default()
-        };
-        let container = BlobContainerClient::new(url, credential, Some(options))
+        let container = BlobContainerClient::new(url, credential, Some(container_options(http)))
             .map_err(|e| Error::input(format!("cannot use the state storage: {e}")))?;
         Ok(AzureStore {
             container,
@@ -455,18 +460,18 @@ struct Props {
 }
 
 /// `RequestContent::from` is an inherent fn taking `Vec<u8>`; this avoids the copy.
-fn content(bytes: Bytes) -> RequestContent<Bytes, NoFormat> {
+pub(crate) fn content(bytes: Bytes) -> RequestContent<Bytes, NoFormat> {
     bytes.into()
 }
 
-fn error_code(e: &azure_core::Error) -> Option<String> {
+pub(crate) fn error_code(e: &azure_core::Error) -> Option<String> {
     match e.kind() {
         ErrorKind::HttpResponse { error_code, .. } => error_code.clone(),
         _ => None,
     }
 }
 
-fn source_chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn source_chain(e: &dyn std::error::Error) -> String {
     let mut parts = vec![e.to_string()];
     let mut cur = e.source();
     while let Some(s) = cur {

@@ -12,5 +12,6 @@ mod pipeline;
 mod state_azure;
 mod state_errors;
 mod state_local;
+mod static_site;
 mod support;
 mod workflows;

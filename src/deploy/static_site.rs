@@ -1,0 +1,534 @@
+//! The `static-site` deploy target: sync an artifact folder into the `$web` container of
+//! a storage account (Azure Storage static website hosting).
+//!
+//! Like `az storage blob sync`, but decided by content: one paged List Blobs gives every
+//! blob's Content-MD5, Cache-Control and Content-Type; a file whose digest and headers
+//! already match is not sent. Changed files are uploaded (bounded parallelism, one
+//! request each, with `x-ms-blob-content-md5` so the next sync can compare), pages
+//! (`.html`) after the assets they reference, and blobs no longer in the artifact are
+//! deleted last, so a visitor never meets a page whose assets are missing.
+//!
+//! Blob names are the artifact's relative paths with `/`. The SDK's `blob_client(name)`
+//! percent-encodes a name as one path segment (`assets/app.js` travels as
+//! `assets%2Fapp.js`); Azure Storage and Azurite both decode it to `assets/app.js`
+//! (tests/it/static_site.rs checks the listed names and plain-URL GETs).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use azure_core::error::ErrorKind;
+use azure_core::http::{StatusCode, Url};
+use azure_storage_blob::BlobContainerClient;
+use azure_storage_blob::models::{
+    BlobClientDeleteOptions, BlobClientUploadOptions, BlobContainerClientListBlobsOptions,
+    DeleteSnapshotsOptionType,
+};
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use md5::{Digest, Md5};
+
+use crate::error::{Error, Result};
+use crate::state::auth::{self, StorageAuth};
+use crate::state::azure::{
+    SINGLE_REQUEST_LIMIT_U64, container_options, content, error_code, http_client, source_chain,
+};
+
+/// The container Azure Storage serves a static website from.
+pub const CONTAINER: &str = "$web";
+
+/// A SAS for the site's storage account; without it the state credential chain is used.
+pub const SAS_VAR: &str = "NUBES_SITE_SAS";
+
+const DEFAULT_PARALLEL: usize = 8;
+
+/// Files never deployed: macOS Finder litter.
+const SKIPPED: &[&str] = &[".DS_Store"];
+
+#[derive(Debug, Clone)]
+pub struct SiteOptions {
+    /// `Cache-Control` for every uploaded blob (e.g. "public, max-age=300"); None = not set.
+    pub cache_control: Option<String>,
+    /// Uploads in flight at once (default 8).
+    pub parallel: usize,
+}
+
+impl Default for SiteOptions {
+    fn default() -> Self {
+        SiteOptions {
+            cache_control: None,
+            parallel: DEFAULT_PARALLEL,
+        }
+    }
+}
+
+/// What a sync did. Names are blob names, sorted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SiteReport {
+    pub uploaded: Vec<String>,
+    pub unchanged: usize,
+    pub deleted: Vec<String>,
+}
+
+impl SiteReport {
+    /// "3 uploaded, 497 unchanged, 1 deleted"
+    pub fn summary(&self) -> String {
+        format!(
+            "{} uploaded, {} unchanged, {} deleted",
+            self.uploaded.len(),
+            self.unchanged,
+            self.deleted.len()
+        )
+    }
+}
+
+/// Sync `artifact` into `$web` of the account at `account_url` (e.g.
+/// `https://stdemo.blob.core.windows.net` or `http://127.0.0.1:10000/devstoreaccount1`).
+///
+/// Auth: `NUBES_SITE_SAS` (a SAS for the site's account) if set, else the state storage
+/// credential chain [`auth::from_env`]. `NUBES_STORAGE_CA_CERT` is trusted as for state.
+pub async fn sync(account_url: &str, artifact: &Path, options: &SiteOptions) -> Result<SiteReport> {
+    let http = http_client()?;
+    let auth = match std::env::var(SAS_VAR).ok().filter(|v| !v.trim().is_empty()) {
+        Some(sas) => StorageAuth::sas(&sas),
+        None => auth::from_env(http.clone())?,
+    };
+    sync_with(account_url, http, auth, artifact, options).await
+}
+
+/// [`sync`] with the HTTP client and credential given explicitly (tests, callers that
+/// resolved them already).
+pub async fn sync_with(
+    account_url: &str,
+    http: reqwest::Client,
+    auth: StorageAuth,
+    artifact: &Path,
+    options: &SiteOptions,
+) -> Result<SiteReport> {
+    let files = local_files(artifact).await?;
+    let site = Site::connect(account_url, http, &auth)?;
+    let mut remote = site.list().await?;
+
+    let mut report = SiteReport::default();
+    let mut pages = Vec::new();
+    let mut assets = Vec::new();
+    for file in &files {
+        match remote.remove(&file.name) {
+            Some(blob) if blob.matches(file, options.cache_control.as_deref()) => {
+                report.unchanged += 1;
+            }
+            _ if file.content_type.starts_with("text/html") => pages.push(file),
+            _ => assets.push(file),
+        }
+    }
+    let parallel = options.parallel.max(1);
+    // Assets first, then the pages that reference them.
+    for batch in [assets, pages] {
+        let mut done: Vec<String> = futures::stream::iter(batch)
+            .map(|file| site.upload(file, options.cache_control.as_deref()))
+            .buffer_unordered(parallel)
+            .try_collect()
+            .await?;
+        report.uploaded.append(&mut done);
+    }
+    // What is left in the listing is no longer in the artifact.
+    let stale: Vec<String> = remote.into_keys().collect();
+    report.deleted = futures::stream::iter(stale)
+        .map(|name| site.delete(name))
+        .buffer_unordered(parallel)
+        .try_collect()
+        .await?;
+    report.uploaded.sort();
+    report.deleted.sort();
+    tracing::info!("site: {}", report.summary());
+    Ok(report)
+}
+
+/// One file of the artifact.
+struct LocalFile {
+    /// Blob name: the relative path with `/`.
+    name: String,
+    path: PathBuf,
+    md5: [u8; 16],
+    content_type: &'static str,
+}
+
+/// Walk and hash the artifact (blocking I/O, off the async threads).
+async fn local_files(artifact: &Path) -> Result<Vec<LocalFile>> {
+    let artifact = artifact.to_path_buf();
+    tokio::task::spawn_blocking(move || walk(&artifact))
+        .await
+        .map_err(|e| Error::failed(format!("reading the artifact folder: {e}")))?
+}
+
+fn walk(artifact: &Path) -> Result<Vec<LocalFile>> {
+    let hint = "build the site first, or point [build] artifact at the folder your build writes";
+    if !artifact.is_dir() {
+        let what = if artifact.exists() {
+            "is not a folder"
+        } else {
+            "does not exist"
+        };
+        return Err(Error::input(format!(
+            "the artifact folder `{}` {what}",
+            artifact.display()
+        ))
+        .hint(hint));
+    }
+    let mut files = Vec::new();
+    for entry in walkdir::WalkDir::new(artifact)
+        .follow_links(true)
+        .sort_by_file_name()
+    {
+        let entry = entry.map_err(|e| {
+            let path = e.path().unwrap_or(artifact).display().to_string();
+            Error::failed(format!("reading the artifact folder at `{path}`: {e}"))
+        })?;
+        if !entry.file_type().is_file()
+            || SKIPPED
+                .iter()
+                .any(|s| entry.file_name() == std::ffi::OsStr::new(s))
+        {
+            continue;
+        }
+        let path = entry.path().to_path_buf();
+        let name = blob_name(artifact, &path)?;
+        let bytes = fs_err::read(&path)?;
+        files.push(LocalFile {
+            content_type: content_type(&name),
+            md5: Md5::digest(&bytes).into(),
+            name,
+            path,
+        });
+    }
+    if files.is_empty() {
+        return Err(Error::input(format!(
+            "the artifact folder `{}` is empty: nothing to deploy",
+            artifact.display()
+        ))
+        .hint(hint));
+    }
+    Ok(files)
+}
+
+/// `assets/app.js` for `<artifact>/assets/app.js`.
+fn blob_name(artifact: &Path, path: &Path) -> Result<String> {
+    let rel = path.strip_prefix(artifact).unwrap_or(path);
+    let mut parts = Vec::new();
+    for part in rel.components() {
+        let part = part.as_os_str().to_str().ok_or_else(|| {
+            Error::input(format!(
+                "the artifact file `{}` has a name that is not UTF-8, so it cannot be a blob name",
+                path.display()
+            ))
+        })?;
+        parts.push(part);
+    }
+    Ok(parts.join("/"))
+}
+
+/// Content type by extension (what browsers need to render or run the file).
+pub fn content_type(name: &str) -> &'static str {
+    let file = name.rsplit('/').next().unwrap_or(name);
+    let ext = file
+        .rsplit_once('.')
+        .map(|(_, e)| e.to_ascii_lowercase())
+        .unwrap_or_default();
+    match ext.as_str() {
+        "html" | "htm" => "text/html; charset=utf-8",
+        "css" => "text/css; charset=utf-8",
+        // RFC 9239: text/javascript is the one registered type for JavaScript.
+        "js" | "mjs" | "cjs" => "text/javascript; charset=utf-8",
+        "json" | "map" => "application/json",
+        "webmanifest" => "application/manifest+json",
+        "txt" => "text/plain; charset=utf-8",
+        "csv" => "text/csv; charset=utf-8",
+        "md" => "text/markdown; charset=utf-8",
+        "xml" => "application/xml",
+        "svg" => "image/svg+xml",
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "gif" => "image/gif",
+        "webp" => "image/webp",
+        "avif" => "image/avif",
+        "ico" => "image/x-icon",
+        "wasm" => "application/wasm",
+        "woff" => "font/woff",
+        "woff2" => "font/woff2",
+        "ttf" => "font/ttf",
+        "otf" => "font/otf",
+        "pdf" => "application/pdf",
+        "mp4" => "video/mp4",
+        "webm" => "video/webm",
+        "mp3" => "audio/mpeg",
+        _ => "application/octet-stream",
+    }
+}
+
+/// A blob as listed: the properties a sync compares.
+struct RemoteBlob {
+    md5: Option<Vec<u8>>,
+    cache_control: Option<String>,
+    content_type: Option<String>,
+}
+
+impl RemoteBlob {
+    fn matches(&self, file: &LocalFile, cache_control: Option<&str>) -> bool {
+        self.md5.as_deref() == Some(&file.md5[..])
+            && self.cache_control.as_deref() == cache_control
+            && self.content_type.as_deref() == Some(file.content_type)
+    }
+}
+
+/// The `$web` container of one account.
+struct Site {
+    container: BlobContainerClient,
+    place: String,
+    auth_kind: &'static str,
+}
+
+impl Site {
+    fn connect(account_url: &str, http: reqwest::Client, auth: &StorageAuth) -> Result<Site> {
+        let bad = |why: String| {
+            Error::input(format!("the static site account URL `{account_url}` {why}")).hint(
+                "use the storage account's blob endpoint, e.g. https://<account>.blob.core.windows.net \
+                 (Terraform output `static_site_account_url`)",
+            )
+        };
+        let mut url = Url::parse(&format!("{}/", account_url.trim_end_matches('/')))
+            .map_err(|e| bad(format!("is not a URL: {e}")))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(bad("is not http(s)".into()));
+        }
+        url.path_segments_mut()
+            .map_err(|_| bad("cannot hold a path".into()))?
+            .pop_if_empty()
+            .push(CONTAINER);
+        let (credential, auth_kind) = match auth {
+            StorageAuth::Sas(sas) => {
+                url.set_query(Some(sas));
+                (None, "SAS token")
+            }
+            StorageAuth::Token(cred, what) => {
+                if url.scheme() != "https" {
+                    return Err(bad(
+                        "is not https: Entra ID tokens are only sent over HTTPS".into()
+                    )
+                    .hint(format!(
+                        "use an https:// account URL, or a SAS ({SAS_VAR}) for plain-HTTP emulators"
+                    )));
+                }
+                (Some(cred.clone()), *what)
+            }
+        };
+        let container = BlobContainerClient::new(url, credential, Some(container_options(http)))
+            .map_err(|e| bad(format!("cannot be used: {e}")))?;
+        Ok(Site {
+            container,
+            place: format!("{}/{CONTAINER}", account_url.trim_end_matches('/')),
+            auth_kind,
+        })
+    }
+
+    /// Every blob in `$web` by name; the container is created when missing (Azure
+    /// creates it when static website hosting is enabled, Azurite never does).
+    async fn list(&self) -> Result<HashMap<String, RemoteBlob>> {
+        let doing = "listing the deployed site";
+        let mut out = HashMap::new();
+        let mut pages = self
+            .container
+            .list_blobs(Some(BlobContainerClientListBlobsOptions::default()))
+            .map_err(|e| self.error(e, doing))?
+            .into_pages();
+        loop {
+            let page = match pages.try_next().await {
+                Ok(Some(page)) => page,
+                Ok(None) => break,
+                Err(e) if error_code(&e).as_deref() == Some("ContainerNotFound") => {
+                    self.create().await?;
+                    return Ok(HashMap::new());
+                }
+                Err(e) => return Err(self.error(e, doing)),
+            };
+            let page = page
+                .into_model()
+                .map_err(|e| self.error(e, "reading the blob list of the site"))?;
+            for item in page.blob_items {
+                let Some(name) = item.name else { continue };
+                let props = item.properties.unwrap_or_default();
+                let present = |v: Option<String>| v.filter(|v| !v.is_empty());
+                out.insert(
+                    name,
+                    RemoteBlob {
+                        md5: props.content_md5.filter(|m| !m.is_empty()),
+                        cache_control: present(props.cache_control),
+                        content_type: present(props.content_type),
+                    },
+                );
+            }
+        }
+        Ok(out)
+    }
+
+    async fn create(&self) -> Result<()> {
+        tracing::info!(
+            "site: creating the `{CONTAINER}` container in {}",
+            self.place
+        );
+        match self.container.create(None).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.http_status() == Some(StatusCode::Conflict) => Ok(()),
+            Err(e) => Err(self.error(e, "creating the `$web` container").hint(
+                "enable static website hosting on the storage account (it creates `$web`), \
+                 e.g. `az storage blob service-properties update --static-website --account-name <account>`",
+            )),
+        }
+    }
+
+    /// Upload one file (read now, so the digest sent is the digest of the bytes sent).
+    async fn upload(&self, file: &LocalFile, cache_control: Option<&str>) -> Result<String> {
+        let doing = format!(
+            "uploading `{}` to blob `{}`",
+            file.path.display(),
+            file.name
+        );
+        let bytes = tokio::fs::read(&file.path)
+            .await
+            .map_err(|e| Error::failed(format!("{doing}: {e}")))?;
+        tracing::debug!(
+            "site: uploading {} ({} bytes, {})",
+            file.name,
+            bytes.len(),
+            file.content_type
+        );
+        let options = BlobClientUploadOptions {
+            blob_content_type: Some(file.content_type.to_string()),
+            blob_content_md5: Some(Md5::digest(&bytes).to_vec()),
+            blob_cache_control: cache_control.map(str::to_string),
+            partition_size: Some(SINGLE_REQUEST_LIMIT_U64),
+            ..Default::default()
+        };
+        self.container
+            .blob_client(&file.name)
+            .upload(content(Bytes::from(bytes)), Some(options))
+            .await
+            .map_err(|e| self.error(e, &doing))?;
+        Ok(file.name.clone())
+    }
+
+    async fn delete(&self, name: String) -> Result<String> {
+        tracing::debug!("site: deleting {name}");
+        let options = BlobClientDeleteOptions {
+            delete_snapshots: Some(DeleteSnapshotsOptionType::Include),
+            ..Default::default()
+        };
+        match self
+            .container
+            .blob_client(&name)
+            .delete(Some(options))
+            .await
+        {
+            Ok(_) => Ok(name),
+            Err(e) if e.http_status() == Some(StatusCode::NotFound) => Ok(name),
+            Err(e) => Err(self.error(e, &format!("deleting blob `{name}`"))),
+        }
+    }
+
+    /// Turn an SDK error into one a user can act on (as the state store does).
+    fn error(&self, e: azure_core::Error, doing: &str) -> Error {
+        let status = e.http_status();
+        let code = error_code(&e).unwrap_or_default();
+        match status {
+            Some(StatusCode::Forbidden | StatusCode::Unauthorized) => Error::input(format!(
+                "{doing}: the storage account {} refused nubes's credentials ({}): {}",
+                self.place,
+                self.auth_kind,
+                if code.is_empty() {
+                    status.map(|s| s.to_string()).unwrap_or_default()
+                } else {
+                    code.clone()
+                }
+            ))
+            .hint(format!(
+                "set {SAS_VAR} to a SAS for the site's account (read, add, create, write, delete, list), \
+                 or grant the identity `Storage Blob Data Contributor` on it; a state SAS \
+                 (NUBES_STORAGE_SAS) only works when the site lives in the state account"
+            )),
+            Some(s) => Error::failed(format!(
+                "{doing}: storage answered {s}{}",
+                if code.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({code})")
+                }
+            )),
+            None if matches!(e.kind(), ErrorKind::Credential) => Error::input(format!(
+                "{doing}: could not get an access token for the site's storage ({}): {}",
+                self.auth_kind,
+                source_chain(&e)
+            ))
+            .hint(format!(
+                "log in again (`az login`), check the federated credential / client secret settings, or set {SAS_VAR}"
+            )),
+            None => {
+                let detail = match e.kind() {
+                    ErrorKind::Io | ErrorKind::Connection => "cannot connect".to_string(),
+                    other => other.to_string(),
+                };
+                Error::failed(format!(
+                    "{doing}: {detail} to the site's storage at {}: {}",
+                    self.place,
+                    source_chain(&e)
+                ))
+                .hint("check the static site account URL and the network; nubes retried for up to 30 seconds")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_types_by_extension() {
+        assert_eq!(content_type("index.html"), "text/html; charset=utf-8");
+        assert_eq!(content_type("A/B.HTM"), "text/html; charset=utf-8");
+        assert_eq!(content_type("app.mjs"), "text/javascript; charset=utf-8");
+        assert_eq!(content_type("img/logo.png"), "image/png");
+        assert_eq!(content_type("photo.JPEG"), "image/jpeg");
+        assert_eq!(
+            content_type("site.webmanifest"),
+            "application/manifest+json"
+        );
+        assert_eq!(content_type("font.woff2"), "font/woff2");
+        assert_eq!(content_type("LICENSE"), "application/octet-stream");
+        assert_eq!(content_type("archive.tar.gz"), "application/octet-stream");
+        assert_eq!(content_type(".hidden/x"), "application/octet-stream");
+    }
+
+    #[test]
+    fn blob_names_use_slashes() {
+        let root = Path::new("/tmp/dist");
+        assert_eq!(
+            blob_name(root, &root.join("assets").join("app.js")).unwrap(),
+            "assets/app.js"
+        );
+        assert_eq!(
+            blob_name(root, &root.join("a b").join("é.txt")).unwrap(),
+            "a b/é.txt"
+        );
+    }
+
+    #[test]
+    fn missing_and_empty_artifacts_are_input_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = walk(&dir.path().join("dist")).err().unwrap();
+        assert_eq!(missing.exit_code(), 2);
+        assert!(missing.hint_text().unwrap().contains("[build] artifact"));
+        std::fs::create_dir(dir.path().join("empty")).unwrap();
+        std::fs::write(dir.path().join("empty/.DS_Store"), "x").unwrap();
+        let empty = walk(&dir.path().join("empty")).err().unwrap();
+        assert_eq!(empty.exit_code(), 2);
+        assert!(empty.to_string().contains("is empty"));
+    }
+}

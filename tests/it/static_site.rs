@@ -1,0 +1,376 @@
+//! The `static-site` deploy target (`nubes::deploy::static_site`) against real Azurite:
+//! bearer token over HTTPS and SAS over HTTP. Storage is inspected with raw Blob REST
+//! (`support::Blobs`), independently of the SDK nubes uses.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Instant;
+
+use nubes::deploy::static_site::{self, SiteOptions, SiteReport};
+use nubes::error::Result;
+use nubes::state::auth::StorageAuth;
+
+use crate::support::{Azurite, Blobs, block_on};
+
+const CACHE: &str = "public, max-age=300";
+
+/// Sync `dir` into this Azurite's `$web`, with the credential its mode uses.
+fn sync(az: &Azurite, dir: &Path, options: &SiteOptions) -> Result<SiteReport> {
+    let mut http = reqwest::Client::builder();
+    if az.https {
+        let pem = std::fs::read(&az.ca_pem).unwrap();
+        http = http.tls_certs_merge(reqwest::Certificate::from_pem_bundle(&pem).unwrap());
+    }
+    let auth = if az.https {
+        StorageAuth::bearer(&az.token, "test bearer token")
+    } else {
+        StorageAuth::sas(&az.sas)
+    };
+    block_on(static_site::sync_with(
+        &az.account_url(),
+        http.build().unwrap(),
+        auth,
+        dir,
+        options,
+    ))
+}
+
+fn options() -> SiteOptions {
+    SiteOptions {
+        cache_control: Some(CACHE.into()),
+        parallel: 4,
+    }
+}
+
+/// A blob name as a URL path: each segment percent-encoded, `/` kept.
+fn url_path(name: &str) -> String {
+    let mut url = url::Url::parse("http://x/").unwrap();
+    url.path_segments_mut()
+        .unwrap()
+        .pop_if_empty()
+        .extend(name.split('/'));
+    url.path().trim_start_matches('/').to_string()
+}
+
+fn write(dir: &Path, name: &str, bytes: &[u8]) {
+    let p = dir.join(name);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, bytes).unwrap();
+}
+
+/// ~20 files in nested folders, including a name with a space and one with non-ASCII
+/// letters. Returns name → bytes (what the site must hold).
+fn make_site(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    png.extend((0..=255u8).cycle().take(3000));
+    let mut files: BTreeMap<String, Vec<u8>> = [
+        ("index.html", b"<!doctype html><h1>home</h1>".to_vec()),
+        (
+            "about/index.html",
+            b"<!doctype html><h1>about</h1>".to_vec(),
+        ),
+        ("assets/app.js", b"console.log('app');".to_vec()),
+        ("assets/style.css", b"body { color: red }".to_vec()),
+        ("assets/app.js.map", b"{\"version\":3}".to_vec()),
+        ("img/logo.png", png),
+        (
+            "img/icon.svg",
+            b"<svg xmlns=\"http://www.w3.org/2000/svg\"/>".to_vec(),
+        ),
+        ("docs/read me.txt", b"a name with a space".to_vec()),
+        (
+            "docs/\u{fc}n\u{ef}code \u{e9}t\u{e9}.txt",
+            "unicode name".as_bytes().to_vec(),
+        ),
+        ("a/b/c/deep.txt", b"deep".to_vec()),
+        ("empty.txt", Vec::new()),
+        ("site.webmanifest", b"{}".to_vec()),
+        ("robots.txt", b"User-agent: *".to_vec()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    for i in 0..8 {
+        files.insert(
+            format!("data/part-{i}.json"),
+            format!("{{\"part\":{i}}}").into_bytes(),
+        );
+    }
+    for (name, bytes) in &files {
+        write(dir, name, bytes);
+    }
+    write(dir, ".DS_Store", b"finder"); // never deployed
+    files
+}
+
+/// ETag of every blob in `$web`, by name (from a raw listing).
+fn etags(blobs: &Blobs) -> BTreeMap<String, String> {
+    let xml = block_on(blobs.list("$web", ""));
+    let mut out = BTreeMap::new();
+    for part in xml.split("<Blob>").skip(1) {
+        let field = |tag: &str| {
+            let start = part.find(&format!("<{tag}>")).unwrap() + tag.len() + 2;
+            let end = part.find(&format!("</{tag}>")).unwrap();
+            part[start..end].to_string()
+        };
+        let name = field("Name")
+            .replace("&amp;", "&")
+            .replace("&lt;", "<")
+            .replace("&gt;", ">");
+        out.insert(name, field("Etag"));
+    }
+    out
+}
+
+#[track_caller]
+fn check_served(blobs: &Blobs, files: &BTreeMap<String, Vec<u8>>) {
+    for (name, bytes) in files {
+        let r = block_on(blobs.get("$web", &url_path(name)));
+        assert_eq!(r.status, 200, "GET {name}");
+        assert_eq!(&r.body, bytes, "content of {name}");
+        assert_eq!(
+            r.headers.get("cache-control").map(String::as_str),
+            Some(CACHE),
+            "Cache-Control of {name}"
+        );
+    }
+}
+
+fn content_type(blobs: &Blobs, name: &str) -> String {
+    let r = block_on(blobs.properties("$web", &url_path(name)));
+    assert_eq!(r.status, 200, "HEAD {name}");
+    r.headers.get("content-type").cloned().unwrap_or_default()
+}
+
+/// First sync uploads everything; a re-sync after changing one file and deleting another
+/// writes exactly one blob and deletes exactly one; the rest keep their ETags.
+fn full_cycle(az: &Azurite) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut files = make_site(dir.path());
+    let blobs = az.blobs();
+
+    let report = sync(az, dir.path(), &options()).unwrap();
+    assert_eq!(report.uploaded, files.keys().cloned().collect::<Vec<_>>());
+    assert_eq!((report.unchanged, report.deleted.len()), (0, 0));
+
+    // Names are stored with real `/` and unescaped spaces/unicode.
+    let before = etags(&blobs);
+    assert_eq!(
+        before.keys().collect::<Vec<_>>(),
+        files.keys().collect::<Vec<_>>()
+    );
+    check_served(&blobs, &files);
+    assert!(content_type(&blobs, "index.html").starts_with("text/html"));
+    assert!(content_type(&blobs, "about/index.html").starts_with("text/html"));
+    let js = content_type(&blobs, "assets/app.js");
+    assert!(
+        js.starts_with("text/javascript") || js.starts_with("application/javascript"),
+        "{js}"
+    );
+    assert!(content_type(&blobs, "assets/style.css").starts_with("text/css"));
+    assert_eq!(content_type(&blobs, "img/logo.png"), "image/png");
+    assert_eq!(content_type(&blobs, "img/icon.svg"), "image/svg+xml");
+
+    // Change one file, delete another.
+    let changed = "assets/style.css";
+    let removed = "docs/read me.txt";
+    files.insert(changed.into(), b"body { color: blue }".to_vec());
+    write(dir.path(), changed, &files[changed]);
+    files.remove(removed);
+    std::fs::remove_file(dir.path().join(removed)).unwrap();
+
+    let report = sync(az, dir.path(), &options()).unwrap();
+    assert_eq!(report.uploaded, vec![changed.to_string()]);
+    assert_eq!(report.deleted, vec![removed.to_string()]);
+    assert_eq!(report.unchanged, files.len() - 1);
+    let after = etags(&blobs);
+    assert_eq!(
+        after.keys().collect::<Vec<_>>(),
+        files.keys().collect::<Vec<_>>()
+    );
+    for (name, etag) in &after {
+        if name == changed {
+            assert_ne!(etag, &before[name], "{name} was not rewritten");
+        } else {
+            assert_eq!(etag, &before[name], "{name} was rewritten");
+        }
+    }
+    check_served(&blobs, &files);
+
+    // Nothing changed: nothing written.
+    let report = sync(az, dir.path(), &options()).unwrap();
+    assert_eq!(
+        report,
+        SiteReport {
+            uploaded: vec![],
+            unchanged: files.len(),
+            deleted: vec![]
+        }
+    );
+    assert_eq!(etags(&blobs), after);
+}
+
+#[test]
+fn syncs_over_https_with_a_bearer_token() {
+    let az = Azurite::https();
+    full_cycle(&az);
+}
+
+#[test]
+fn syncs_over_http_with_a_sas() {
+    let az = Azurite::http();
+    full_cycle(&az);
+}
+
+#[test]
+fn creates_web_and_removes_blobs_it_did_not_write() {
+    let az = Azurite::http();
+    let blobs = az.blobs();
+    let r = block_on(blobs.send("GET", "$web", "restype=container", &[], vec![]));
+    assert_eq!(r.status, 404, "Azurite has no $web until nubes creates it");
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "index.html", b"<h1>hi</h1>");
+    let report = sync(&az, dir.path(), &SiteOptions::default()).unwrap();
+    assert_eq!(report.uploaded, vec!["index.html".to_string()]);
+    // Default options: no Cache-Control.
+    let r = block_on(blobs.properties("$web", "index.html"));
+    assert_eq!(r.headers.get("cache-control"), None);
+
+    // A blob someone else left there is not in the artifact: deleted.
+    block_on(blobs.put("$web", "old/stale.html", b"old".to_vec(), &[]));
+    let report = sync(&az, dir.path(), &SiteOptions::default()).unwrap();
+    assert_eq!(report.deleted, vec!["old/stale.html".to_string()]);
+    assert_eq!(report.unchanged, 1);
+    assert_eq!(block_on(blobs.get("$web", "old/stale.html")).status, 404);
+
+    // A new Cache-Control re-uploads what has a different one.
+    let report = sync(&az, dir.path(), &options()).unwrap();
+    assert_eq!(report.uploaded, vec!["index.html".to_string()]);
+    let r = block_on(blobs.properties("$web", "index.html"));
+    assert_eq!(
+        r.headers.get("cache-control").map(String::as_str),
+        Some(CACHE)
+    );
+}
+
+#[test]
+fn a_missing_or_empty_artifact_is_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let http = reqwest::Client::new();
+    for artifact in [dir.path().join("dist"), dir.path().to_path_buf()] {
+        let err = block_on(static_site::sync_with(
+            "http://127.0.0.1:9/devstoreaccount1",
+            http.clone(),
+            StorageAuth::sas("sv=x&sig=unused-signature"),
+            &artifact,
+            &SiteOptions::default(),
+        ))
+        .unwrap_err();
+        assert_eq!(err.exit_code(), 2, "{err}");
+        assert!(
+            err.to_string().contains(&artifact.display().to_string()),
+            "{err}"
+        );
+        assert!(err.hint_text().unwrap().contains("[build] artifact"));
+    }
+}
+
+#[test]
+fn refused_credentials_are_a_usage_error_naming_the_account() {
+    let az = Azurite::http();
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "index.html", b"<h1>hi</h1>");
+    let bad_sas = az.sas.replace("sig=", "sig=AAAA");
+    let err = block_on(static_site::sync_with(
+        &az.account_url(),
+        reqwest::Client::new(),
+        StorageAuth::sas(&bad_sas),
+        dir.path(),
+        &SiteOptions::default(),
+    ))
+    .unwrap_err();
+    assert_eq!(err.exit_code(), 2, "{err}");
+    assert!(err.to_string().contains(&az.account_url()), "{err}");
+    assert!(err.hint_text().unwrap().contains("NUBES_SITE_SAS"));
+}
+
+#[test]
+fn an_unreachable_account_is_a_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "index.html", b"<h1>hi</h1>");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port(); // bound then dropped: nothing listens
+    let err = block_on(static_site::sync_with(
+        &format!("http://127.0.0.1:{port}/devstoreaccount1"),
+        reqwest::Client::new(),
+        StorageAuth::sas("sv=x&sig=unused-signature"),
+        dir.path(),
+        &SiteOptions::default(),
+    ))
+    .unwrap_err();
+    assert_eq!(err.exit_code(), 1, "{err}");
+    assert!(err.to_string().contains("cannot connect"), "{err}");
+}
+
+/// `scripts/bench-site.sh`: 500 small files, first upload vs re-sync with one change,
+/// against Azurite over HTTP + SAS. Prints Markdown; `NUBES_BENCH_RUNS` runs (default 3).
+#[test]
+#[ignore = "benchmark: run by scripts/bench-site.sh"]
+fn bench_site_sync_500_files() {
+    let runs: usize = std::env::var("NUBES_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    let (mut first, mut resync) = (Vec::new(), Vec::new());
+    let (mut first_requests, mut resync_requests) = (0, 0);
+    for run in 0..runs {
+        let az = Azurite::http();
+        let dir = tempfile::tempdir().unwrap();
+        for i in 0..500 {
+            let body = format!(
+                "<p>page {i} of run {run}</p>{}",
+                "x".repeat(1000 + i % 7 * 300)
+            );
+            let ext = ["html", "css", "js", "json", "svg"][i % 5];
+            write(
+                dir.path(),
+                &format!("d{}/f{i}.{ext}", i % 10),
+                body.as_bytes(),
+            );
+        }
+        let requests = nubes::state::azure::requests_made;
+        let (t, r0) = (Instant::now(), requests());
+        let report = sync(&az, dir.path(), &SiteOptions::default()).unwrap();
+        first.push(t.elapsed().as_secs_f64());
+        first_requests = requests() - r0;
+        assert_eq!(report.uploaded.len(), 500);
+
+        write(dir.path(), "d3/f3.json", b"{\"changed\":true}"); // one of the 500
+        let (t, r0) = (Instant::now(), requests());
+        let report = sync(&az, dir.path(), &SiteOptions::default()).unwrap();
+        resync.push(t.elapsed().as_secs_f64());
+        resync_requests = requests() - r0;
+        assert_eq!((report.uploaded.len(), report.unchanged), (1, 499));
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (f, r) = (median(&mut first), median(&mut resync));
+    println!(
+        "| static-site sync, 500 files (Azurite, HTTP + SAS, parallel 8) | median of {runs} |"
+    );
+    println!("|---|---|");
+    println!(
+        "| first upload | {:.0} ms ({first_requests} requests) |",
+        f * 1000.0
+    );
+    println!(
+        "| re-sync, 1 file changed | {:.0} ms ({resync_requests} requests) |",
+        r * 1000.0
+    );
+    println!("| ratio | {:.3} |", r / f);
+}
