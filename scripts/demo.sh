@@ -101,8 +101,8 @@ cat >"$WORK/push.json" <<JSON
 }
 JSON
 (cd "$REPO" && GITHUB_EVENT_NAME=push GITHUB_EVENT_PATH="$WORK/push.json" GITHUB_REF=refs/heads/env-demo "$NUBES" run)
-say "step outputs:"
-sed -n 's/^\(environment\|application_url\|resource_group\|changes\)<<.*/    \1:/p' "$WORK/github-output" | head -4
+say "step outputs (\$GITHUB_OUTPUT):"
+awk '/<</ { split($0, a, "<<"); name = a[1]; getline; printf "      %s = %s\n", name, $0 }' "$WORK/github-output"
 URL=$(awk '/^application_url<</{getline; print; exit}' "$WORK/github-output")
 
 step "6/8 Fetching the deployed page: $URL/index.html"

@@ -213,7 +213,7 @@ async fn stages(
     let concurrent = build.filter(|b| !b.after_infra);
     let build_stage = async {
         match concurrent {
-            Some(plan) => Some(crate::build::run(ctx.settings, plan, &[]).await),
+            Some(plan) => Some(crate::build::run(ctx.settings, plan, &build_env(ctx, &env)).await),
             None => None,
         }
     };
@@ -223,7 +223,8 @@ async fn stages(
         (Some(result), _) => Some(result.map_err(|e| e.context("stage build"))?),
         (None, Some(plan)) => {
             let artifact = ctx.settings.root.join(&plan.artifact);
-            let vars = crate::deploy::output_env(&env, &artifact, &report.outputs);
+            let mut vars = build_env(ctx, &env);
+            vars.extend(crate::deploy::output_env(&env, &artifact, &report.outputs));
             Some(
                 crate::build::run(ctx.settings, plan, &vars)
                     .await
@@ -337,6 +338,14 @@ async fn record_apply(ctx: &Context<'_>, s: &Session, fingerprint: &str) -> Resu
         .store
         .write_meta(s.locked.held.token(), &entries)
         .await
+}
+
+/// What every build sees: the environment and project (a Docker build tags with them).
+fn build_env(ctx: &Context<'_>, env: &EnvName) -> Vec<(String, String)> {
+    vec![
+        ("NUBES_ENV".to_string(), env.to_string()),
+        ("NUBES_PROJECT".to_string(), render::project_name(ctx.settings)),
+    ]
 }
 
 /// Terraform outputs read straight from the stored state (no Terraform run).
