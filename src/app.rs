@@ -25,6 +25,7 @@ pub fn run(cli: Cli) -> i32 {
         signals::install();
         dispatch(&cli).await
     });
+    tracing::debug!("{} storage requests", crate::state::azure::requests_made());
     // Background tasks (lease renewal, idle connections) must not hold up the exit.
     runtime.shutdown_timeout(std::time::Duration::from_millis(200));
     match result {
@@ -120,6 +121,7 @@ async fn dispatch(cli: &Cli) -> Result<()> {
             let env = s.env_name(env)?;
             commands::pipeline::down(&context(&s, &env), &env, *force, *strategy).await
         }
+        Command::List { json, all } => commands::inspect::list(&settings(cli)?, *json, *all).await,
         Command::Status { env, json } => {
             commands::inspect::status(&settings(cli)?, env, *json).await
         }

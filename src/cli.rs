@@ -108,6 +108,15 @@ pub enum Command {
         #[arg(last = true, required = true, value_name = "TERRAFORM ARGS")]
         args: Vec<OsString>,
     },
+    /// Every environment: last apply, commit, actor, serial, resources, lock holder
+    List {
+        /// Stable JSON
+        #[arg(long)]
+        json: bool,
+        /// Include torn-down environments (their tombstones)
+        #[arg(long)]
+        all: bool,
+    },
     /// One environment's details: state, last apply, lock holder, outputs
     Status {
         env: String,

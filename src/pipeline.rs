@@ -344,7 +344,10 @@ async fn record_apply(ctx: &Context<'_>, s: &Session, fingerprint: &str) -> Resu
 fn build_env(ctx: &Context<'_>, env: &EnvName) -> Vec<(String, String)> {
     vec![
         ("NUBES_ENV".to_string(), env.to_string()),
-        ("NUBES_PROJECT".to_string(), render::project_name(ctx.settings)),
+        (
+            "NUBES_PROJECT".to_string(),
+            render::project_name(ctx.settings),
+        ),
     ]
 }
 

@@ -147,3 +147,102 @@ pub async fn outputs(
     }
     Ok(())
 }
+
+/// `nubes list`: every environment in the store, from one listing.
+pub async fn list(settings: &Settings, json_out: bool, all: bool) -> Result<()> {
+    let store = state::open(settings)?;
+    let mut entries: Vec<state::Listed> = store
+        .list()
+        .await?
+        .into_iter()
+        .filter(|e| e.env.is_some() && (all || !e.tombstone))
+        .collect();
+    entries.sort_by(|a, b| (&a.env, a.tombstone, &a.name).cmp(&(&b.env, b.tombstone, &b.name)));
+    let rows: Vec<Value> = entries
+        .iter()
+        .map(|e| {
+            let env = e.env.as_ref().map(|n| n.to_string()).unwrap_or_default();
+            let m = |k: &str| e.metadata.get(k).filter(|v| !v.is_empty()).cloned();
+            let num = |k: &str| m(k).and_then(|v| v.parse::<u64>().ok());
+            let protected = e.env.as_ref().and_then(|n| settings.environment(n)).is_some_and(|s| s.protected);
+            json!({
+                "name": env,
+                "blob": e.name,
+                "tombstone": e.tombstone,
+                "serial": num("nubesserial"),
+                "resources": num("nubesresources"),
+                "last_apply": {
+                    "at": m("nubesappliedat"), "commit": m("nubescommit"), "branch": m("nubesbranch"),
+                    "actor": m("nubesactor"), "nubes_version": m("nubesversion"),
+                },
+                "lock": e.holder.as_ref().map(|h| json!({
+                    "who": h.info.as_ref().map(|i| i.who.clone()),
+                    "operation": h.info.as_ref().map(|i| i.operation.clone()),
+                    "since": h.info.as_ref().map(|i| i.created.clone()),
+                    "info": h.info.as_ref().map(|i| i.info.clone()),
+                    "infinite": h.infinite,
+                })),
+                "protected": protected,
+            })
+        })
+        .collect();
+    if json_out {
+        let doc = json!({ "count": rows.len(), "environments": rows });
+        crate::outln!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+        return Ok(());
+    }
+    if rows.is_empty() {
+        crate::outln!("no environments");
+        return Ok(());
+    }
+    crate::outln!(
+        "{:<20} {:>6} {:>5}  {:<20} {:<16} {:<12} LOCK",
+        "ENVIRONMENT",
+        "SERIAL",
+        "RES",
+        "LAST APPLY",
+        "BY",
+        "COMMIT"
+    );
+    for r in &rows {
+        let s = |v: &Value| v.as_str().map(str::to_string);
+        let mut name = r["name"].as_str().unwrap_or_default().to_string();
+        if r["tombstone"] == true {
+            name.push_str(" (deleted)");
+        } else if r["protected"] == true {
+            name.push_str(" (protected)");
+        }
+        let applied = s(&r["last_apply"]["at"])
+            .map(|a| a.chars().take(19).collect::<String>())
+            .unwrap_or_else(|| "-".into());
+        let lock = match &r["lock"] {
+            Value::Null => "-".to_string(),
+            l => format!(
+                "{} ({}, since {})",
+                s(&l["who"]).unwrap_or_else(|| "?".into()),
+                s(&l["operation"]).unwrap_or_else(|| "?".into()),
+                s(&l["since"])
+                    .map(|t| t.chars().take(19).collect::<String>())
+                    .unwrap_or_else(|| "?".into())
+            ),
+        };
+        crate::outln!(
+            "{:<20} {:>6} {:>5}  {:<20} {:<16} {:<12} {lock}",
+            name,
+            r["serial"]
+                .as_u64()
+                .map(|v| v.to_string())
+                .unwrap_or_else(|| "-".into()),
+            r["resources"]
+                .as_u64()
+                .map(|v| v.to_string())
+                .unwrap_or_else(|| "-".into()),
+            applied,
+            s(&r["last_apply"]["actor"]).unwrap_or_else(|| "-".into()),
+            s(&r["last_apply"]["commit"])
+                .map(|c| c.chars().take(12).collect::<String>())
+                .unwrap_or_else(|| "-".into()),
+        );
+    }
+    Ok(())
+}

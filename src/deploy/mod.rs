@@ -88,7 +88,9 @@ pub async fn deploy(
         return Ok(None);
     };
     match target.as_str() {
-        "command" => deploy_command(settings, env, artifact, outputs).await.map(Some),
+        "command" => deploy_command(settings, env, artifact, outputs)
+            .await
+            .map(Some),
         "static-site" => {
             let account = output(outputs, "static_site_account_url").ok_or_else(|| {
                 Error::input("deploy target `static-site` needs the Terraform output `static_site_account_url`")
@@ -100,7 +102,11 @@ pub async fn deploy(
             };
             let report = static_site::sync(&account, artifact, &options).await?;
             Ok(Some(Deployed {
-                detail: format!("{} to {account}/{}", report.summary(), static_site::CONTAINER),
+                detail: format!(
+                    "{} to {account}/{}",
+                    report.summary(),
+                    static_site::CONTAINER
+                ),
                 target,
             }))
         }

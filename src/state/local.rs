@@ -320,6 +320,59 @@ impl StateStore for LocalStore {
         )
     }
 
+    async fn list(&self) -> Result<Vec<super::Listed>> {
+        let mut out = Vec::new();
+        let entries = match fs_err::read_dir(&self.root) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(e.into()),
+        };
+        for entry in entries {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !entry.file_type()?.is_file()
+                || name.ends_with(".lock")
+                || name.ends_with(".meta.json")
+            {
+                continue;
+            }
+            let (state_name, tombstone) = match name.split_once(TOMBSTONE_INFIX) {
+                Some((base, _)) => (base.to_string(), true),
+                None => (name.clone(), false),
+            };
+            let Some(env) = super::env_of(&self.key_template, &state_name, "") else {
+                continue;
+            };
+            let size = entry.metadata()?.len();
+            if size == 0 && !tombstone {
+                continue;
+            }
+            let (metadata, holder) = if tombstone {
+                (Default::default(), None)
+            } else {
+                let mut meta = self.read_meta(&env).await?.unwrap_or_default();
+                // The Azure store keeps these in blob metadata; here the file is at hand.
+                if let Some(Ok(head)) = self.current(&env)?.map(|s| StateHead::parse(&s.bytes)) {
+                    meta.insert(super::azure::META_SERIAL.into(), head.serial.to_string());
+                    meta.insert(
+                        super::azure::META_RESOURCES.into(),
+                        head.resources.to_string(),
+                    );
+                }
+                (meta, self.holder(&env).await?)
+            };
+            out.push(super::Listed {
+                env: Some(env),
+                name,
+                tombstone,
+                size,
+                metadata,
+                holder,
+            });
+        }
+        Ok(out)
+    }
+
     async fn history(&self, env: &EnvName) -> Result<Vec<Version>> {
         let mut out = Vec::new();
         for (id, path) in self.versions(env)? {

@@ -75,6 +75,27 @@ pub struct Version {
     pub size: u64,
 }
 
+/// One entry of [`StateStore::list`]: a state blob (or a tombstone) and its metadata.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    /// The environment, when the name matches the key template.
+    pub env: Option<EnvName>,
+    /// The blob (or file) name.
+    pub name: String,
+    pub tombstone: bool,
+    pub size: u64,
+    pub metadata: std::collections::BTreeMap<String, String>,
+    /// Who holds the lock, read from the listing itself.
+    pub holder: Option<Holder>,
+}
+
+/// The environment a state name belongs to, given the key template (`{env}` once).
+pub fn env_of(key_template: &str, name: &str, prefix: &str) -> Option<EnvName> {
+    let (before, after) = key_template.split_once("{env}")?;
+    let middle = name.strip_prefix(before)?.strip_suffix(after)?;
+    EnvName::parse(middle, prefix).ok()
+}
+
 /// Why a conditional write did not happen.
 #[derive(Debug)]
 pub enum WriteConflict {
@@ -142,6 +163,8 @@ pub trait StateStore: Send + Sync {
     ) -> Result<Option<std::collections::BTreeMap<String, String>>>;
     /// Merge `entries` into the env's metadata, under the lock.
     async fn write_meta(&self, token: &LockToken, entries: &[(&str, String)]) -> Result<()>;
+    /// Every environment in the store, from one listing (no per-env requests).
+    async fn list(&self) -> Result<Vec<Listed>>;
     /// Kept previous versions, newest first.
     async fn history(&self, env: &EnvName) -> Result<Vec<Version>>;
     /// The content of one kept version.

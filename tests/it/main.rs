@@ -8,6 +8,7 @@ mod cli;
 mod demo;
 mod deploy;
 pub mod kudu;
+mod list;
 mod pipeline;
 mod state_azure;
 mod state_errors;

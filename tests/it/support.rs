@@ -462,17 +462,24 @@ impl Blobs {
             "acquire lease: {}",
             String::from_utf8_lossy(&r.body)
         );
+        // Like azurerm's writeLockInfo: keep the existing metadata, add the lock info.
+        let existing = self.properties(container, blob).await;
+        let mut headers: Vec<(String, String)> = existing
+            .headers
+            .iter()
+            .filter(|(k, _)| {
+                k.starts_with("x-ms-meta-") && k.as_str() != "x-ms-meta-terraformlockid"
+            })
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        headers.push(("x-ms-lease-id".into(), id.clone()));
+        headers.push(("x-ms-meta-terraformlockid".into(), B64.encode(lock_json)));
+        let headers: Vec<(&str, String)> = headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.clone()))
+            .collect();
         let r = self
-            .send(
-                "PUT",
-                &path,
-                "comp=metadata",
-                &[
-                    ("x-ms-lease-id", id.clone()),
-                    ("x-ms-meta-terraformlockid", B64.encode(lock_json)),
-                ],
-                vec![],
-            )
+            .send("PUT", &path, "comp=metadata", &headers, vec![])
             .await;
         assert_eq!(
             r.status,
