@@ -1,4 +1,4 @@
-"""Pipeline benchmarks for nubes (see scripts/bench-pipeline.sh).
+"""Pipeline benchmarks for nubes (see scripts/bench.sh pipeline).
 
 Reuses the Azurite and project helpers of bench_state.py. Bounded loops, loopback only.
 """

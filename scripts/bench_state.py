@@ -1,4 +1,4 @@
-"""State-layer benchmarks for nubes (see scripts/bench-state.sh).
+"""State-layer benchmarks for nubes (see scripts/bench.sh state).
 
 Starts its own Azurite (HTTP, SAS signed with Azurite's well-known key), runs the real
 nubes binary, and prints a Markdown report. Bounded: every loop has a fixed count and

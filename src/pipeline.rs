@@ -153,6 +153,18 @@ impl Session {
         Ok((outcome.code(), out))
     }
 
+    /// `terraform init` in the working copy (providers and modules; the backend is the
+    /// gateway, so nothing about it is saved).
+    pub async fn init(&self, ctx: &Context<'_>) -> Result<()> {
+        self.terraform(
+            ctx,
+            &args(&["init", "-input=false", "-no-color"]),
+            Io::Stream,
+        )
+        .await
+        .map(|_| ())
+    }
+
     pub fn fingerprint(&self, settings: &Settings) -> String {
         let _ = settings;
         self.rendered.fingerprint(&terraform::identity(&self.tf))
@@ -275,12 +287,7 @@ async fn infrastructure(ctx: &Context<'_>, s: &Session, refresh: bool) -> Result
             health: None,
         });
     }
-    s.terraform(
-        ctx,
-        &args(&["init", "-input=false", "-no-color"]),
-        Io::Stream,
-    )
-    .await?;
+    s.init(ctx).await?;
     let mut plan = args(&[
         "plan",
         "-input=false",
@@ -373,13 +380,7 @@ pub async fn plan(ctx: &Context<'_>, env: &EnvName) -> Result<PlanSummary> {
         .start(ctx, tf)
         .await?;
     let result = async {
-        session
-            .terraform(
-                ctx,
-                &args(&["init", "-input=false", "-no-color"]),
-                Io::Stream,
-            )
-            .await?;
+        session.init(ctx).await?;
         let mut plan = args(&["plan", "-input=false", "-out=nubes.tfplan"]);
         plan.push(ctx.lock_timeout_arg());
         session.terraform(ctx, &plan, Io::Stream).await?;
@@ -444,13 +445,7 @@ pub async fn down(
         (Some(tf), _) => {
             let session = locked.start(ctx, tf).await?;
             let result = async {
-                session
-                    .terraform(
-                        ctx,
-                        &args(&["init", "-input=false", "-no-color"]),
-                        Io::Stream,
-                    )
-                    .await?;
+                session.init(ctx).await?;
                 let mut destroy = args(&["destroy", "-input=false", "-auto-approve"]);
                 destroy.push(ctx.lock_timeout_arg());
                 session.terraform(ctx, &destroy, Io::Stream).await?;

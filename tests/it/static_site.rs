@@ -315,10 +315,10 @@ fn an_unreachable_account_is_a_failure() {
     assert!(err.to_string().contains("cannot connect"), "{err}");
 }
 
-/// `scripts/bench-site.sh`: 500 small files, first upload vs re-sync with one change,
+/// `scripts/bench.sh site`: 500 small files, first upload vs re-sync with one change,
 /// against Azurite over HTTP + SAS. Prints Markdown; `NUBES_BENCH_RUNS` runs (default 3).
 #[test]
-#[ignore = "benchmark: run by scripts/bench-site.sh"]
+#[ignore = "benchmark: run by scripts/bench.sh site"]
 fn bench_site_sync_500_files() {
     let runs: usize = std::env::var("NUBES_BENCH_RUNS")
         .ok()
