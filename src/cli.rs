@@ -59,7 +59,7 @@ pub enum Command {
     /// and `action` (up|plan|down); anything else -> says why there is nothing to do.
     /// Outside GitHub Actions: the current git branch, as a push.
     Run,
-    /// Render, plan and apply an environment (skips Terraform when nothing changed)
+    /// Create or update an environment: plan and apply, build, deploy, health check
     Up {
         /// Environment (alice, env-alice or refs/heads/env-alice)
         env: String,
