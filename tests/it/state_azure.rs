@@ -142,18 +142,7 @@ fn nubes_lock_is_seen_by_terraforms_own_azurerm_format() {
     // While nubes holds the lock, the blob carries a lease and terraformlockid metadata
     // in Terraform's format, which is what plain `terraform` (azurerm) checks.
     let az = Azurite::https();
-    let p = Project::on(&az, "");
-    p.run(&["tf", "alice", "--", "init", "-input=false"]).ok();
-    let mut holder = p.spawn(&["tf", "alice", "--", "console"]);
-    // `console` waits on stdin, which is closed: it exits quickly. Poll the lease instead
-    // with a long-running plan.
-    let _ = holder.wait();
-    let mut slow = Project::on(&az, "");
-    slow.set_env("NUBES_TERRAFORM_DIR", "slow");
-    std::fs::create_dir_all(slow.path().join("slow")).unwrap();
-    std::fs::write(slow.path().join("slow/main.tf"), SLOW_STACK).unwrap();
-    slow.run(&["tf", "alice", "--", "init", "-input=false"])
-        .ok();
+    let slow = slow_project(&az, "");
     let mut child = slow.spawn(&[
         "tf",
         "alice",
@@ -176,6 +165,16 @@ fn nubes_lock_is_seen_by_terraforms_own_azurerm_format() {
         "a finite lease"
     );
     assert!(child.wait().unwrap().success());
+}
+
+/// A project whose Terraform is [`SLOW_STACK`], initialised for env `alice`.
+fn slow_project(az: &Azurite, toml: &str) -> Project {
+    let mut p = Project::on(az, toml);
+    p.set_env("NUBES_TERRAFORM_DIR", "slow");
+    std::fs::create_dir_all(p.path().join("slow")).unwrap();
+    std::fs::write(p.path().join("slow/main.tf"), SLOW_STACK).unwrap();
+    p.run(&["tf", "alice", "--", "init", "-input=false"]).ok();
+    p
 }
 
 pub const SLOW_STACK: &str = r#"
@@ -305,11 +304,7 @@ fn eight_concurrent_applies_on_one_env_all_succeed_and_none_loses_a_write() {
 #[test]
 fn a_killed_holder_leaves_a_lock_that_expires_by_itself() {
     let az = Azurite::https();
-    let mut p = Project::on(&az, "[state]\nlease_seconds = 15\n");
-    p.set_env("NUBES_TERRAFORM_DIR", "slow");
-    std::fs::create_dir_all(p.path().join("slow")).unwrap();
-    std::fs::write(p.path().join("slow/main.tf"), SLOW_STACK).unwrap();
-    p.run(&["tf", "alice", "--", "init", "-input=false"]).ok();
+    let p = slow_project(&az, "[state]\nlease_seconds = 15\n");
     // A sleep value no other test uses, to find this run's processes.
     let mut victim = p.spawn(&[
         "tf",
@@ -528,11 +523,7 @@ fn secrets_never_appear_in_output() {
 #[test]
 fn sigterm_during_apply_interrupts_terraform_keeps_state_and_releases_the_lock() {
     let az = Azurite::https();
-    let mut p = Project::on(&az, "");
-    p.set_env("NUBES_TERRAFORM_DIR", "slow");
-    std::fs::create_dir_all(p.path().join("slow")).unwrap();
-    std::fs::write(p.path().join("slow/main.tf"), SLOW_STACK).unwrap();
-    p.run(&["tf", "alice", "--", "init", "-input=false"]).ok();
+    let p = slow_project(&az, "");
     p.run(&[
         "tf",
         "alice",
