@@ -66,6 +66,7 @@ fn context<'a>(settings: &'a Settings, env: &EnvName) -> crate::pipeline::Contex
         gh: crate::github::Github::from_env(),
         origin: origin(settings, env),
         actor: std::env::var("GITHUB_ACTOR").ok().filter(|a| !a.is_empty()),
+        quiet: false,
     }
 }
 
@@ -121,6 +122,12 @@ async fn dispatch(cli: &Cli) -> Result<()> {
             let env = s.env_name(env)?;
             commands::pipeline::down(&context(&s, &env), &env, *force, *strategy).await
         }
+        Command::Drift {
+            envs,
+            jobs,
+            json,
+            markdown,
+        } => commands::drift::run(&settings(cli)?, envs, *jobs, *json, *markdown).await,
         Command::List { json, all } => commands::inspect::list(&settings(cli)?, *json, *all).await,
         Command::Status { env, json } => {
             commands::inspect::status(&settings(cli)?, env, *json).await

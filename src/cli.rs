@@ -108,6 +108,23 @@ pub enum Command {
         #[arg(last = true, required = true, value_name = "TERRAFORM ARGS")]
         args: Vec<OsString>,
     },
+    /// Plan every (or the named) environment and report which drifted; never applies
+    ///
+    /// Exits 4 when any environment would change, 3 when one could not be checked
+    /// because it stayed locked, 1 when a check failed.
+    Drift {
+        /// Environments to check (default: every environment in the state storage)
+        envs: Vec<String>,
+        /// Plans run at once
+        #[arg(long, default_value_t = 4)]
+        jobs: usize,
+        /// Stable JSON report
+        #[arg(long, conflicts_with = "markdown")]
+        json: bool,
+        /// Markdown report (for a job summary or an issue body)
+        #[arg(long)]
+        markdown: bool,
+    },
     /// Every environment: last apply, commit, actor, serial, resources, lock holder
     List {
         /// Stable JSON

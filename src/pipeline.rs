@@ -24,6 +24,9 @@ pub struct Context<'a> {
     pub gh: Github,
     pub origin: Origin,
     pub actor: Option<String>,
+    /// Keep Terraform's progress off the terminal (errors still show): several
+    /// environments are being planned at once.
+    pub quiet: bool,
 }
 
 impl Context<'_> {
@@ -123,6 +126,11 @@ impl Session {
         let what = format!("terraform {sub} for env {}", self.locked.env);
         // A captured run shows nothing, so it gets no log group (it may also run
         // alongside another Terraform command).
+        let io = if ctx.quiet && io == Io::Stream {
+            Io::Capture
+        } else {
+            io
+        };
         let visible = io != Io::Capture;
         if visible {
             ctx.gh.group(&what);

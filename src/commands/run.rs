@@ -197,6 +197,7 @@ pub async fn run(settings: &Settings) -> Result<()> {
         gh: gh.clone(),
         origin,
         actor: actor.clone(),
+        quiet: false,
     };
     match action {
         Action::Nothing(why) => {

@@ -7,6 +7,7 @@ pub mod arm;
 mod cli;
 mod demo;
 mod deploy;
+mod drift;
 pub mod kudu;
 mod list;
 mod pipeline;
