@@ -128,6 +128,33 @@ async fn dispatch(cli: &Cli) -> Result<()> {
             json,
             markdown,
         } => commands::drift::run(&settings(cli)?, envs, *jobs, *json, *markdown).await,
+        Command::Reap {
+            gone_branches,
+            older_than,
+            dry_run,
+            jobs,
+            json,
+        } => {
+            let older_than = older_than
+                .as_deref()
+                .map(|d| {
+                    humantime::parse_duration(d).map_err(|e| {
+                        crate::error::Error::input(format!(
+                            "--older-than `{d}` is not a duration ({e})"
+                        ))
+                        .hint("use e.g. 7d, 36h or 90m")
+                    })
+                })
+                .transpose()?;
+            let options = commands::reap::Options {
+                gone_branches: *gone_branches,
+                older_than,
+                dry_run: *dry_run,
+                jobs: *jobs,
+                json: *json,
+            };
+            commands::reap::run(&settings(cli)?, &options).await
+        }
         Command::List { json, all } => commands::inspect::list(&settings(cli)?, *json, *all).await,
         Command::Status { env, json } => {
             commands::inspect::status(&settings(cli)?, env, *json).await

@@ -125,6 +125,24 @@ pub enum Command {
         #[arg(long)]
         markdown: bool,
     },
+    /// Tear down environments whose branch is gone or that were not applied for a while
+    Reap {
+        /// Environments whose env-* branch no longer exists on the remote
+        #[arg(long)]
+        gone_branches: bool,
+        /// Environments not applied for longer than this, e.g. 7d, 36h
+        #[arg(long, value_name = "DURATION")]
+        older_than: Option<String>,
+        /// Only say what would be torn down, and why
+        #[arg(long)]
+        dry_run: bool,
+        /// Teardowns run at once
+        #[arg(long, default_value_t = 4)]
+        jobs: usize,
+        /// Stable JSON report
+        #[arg(long)]
+        json: bool,
+    },
     /// Every environment: last apply, commit, actor, serial, resources, lock holder
     List {
         /// Stable JSON

@@ -4,6 +4,7 @@
 pub mod drift;
 pub mod inspect;
 pub mod pipeline;
+pub mod reap;
 pub mod run;
 pub mod state;
 pub mod tf;

@@ -11,6 +11,7 @@ mod drift;
 pub mod kudu;
 mod list;
 mod pipeline;
+mod reap;
 mod state_azure;
 mod state_errors;
 mod state_local;
