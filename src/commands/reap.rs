@@ -52,10 +52,10 @@ pub async fn run(settings: &Settings, o: &Options) -> Result<()> {
         let Some(env) = l.env.clone() else { continue };
         let branch = env.branch(&settings.branch_prefix);
         let mut reasons = Vec::new();
-        if let Some(branches) = &branches {
-            if !branches.contains(&branch) {
-                reasons.push(format!("branch `{branch}` is gone from the remote"));
-            }
+        if let Some(branches) = &branches
+            && !branches.contains(&branch)
+        {
+            reasons.push(format!("branch `{branch}` is gone from the remote"));
         }
         if let Some(limit) = o.older_than {
             let applied = l.metadata.get("nubesappliedat").and_then(|t| {
