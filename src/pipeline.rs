@@ -29,7 +29,19 @@ pub struct Context<'a> {
     pub quiet: bool,
 }
 
-impl Context<'_> {
+impl<'a> Context<'a> {
+    /// The context of one of several environments handled at once (`drift`, `reap`):
+    /// the env's own branch, the checked-out commit, Terraform's progress kept quiet.
+    pub fn quiet_for(settings: &'a Settings, gh: Github, env: &EnvName) -> Context<'a> {
+        Context {
+            settings,
+            gh,
+            origin: crate::app::origin(settings, env),
+            actor: None,
+            quiet: true,
+        }
+    }
+
     fn lock_timeout_arg(&self) -> OsString {
         format!(
             "-lock-timeout={}s",

@@ -40,13 +40,7 @@ pub async fn run(
         .map(|env| {
             let gh = gh.clone();
             async move {
-                let ctx = Context {
-                    settings,
-                    gh,
-                    origin: crate::app::origin(settings, &env),
-                    actor: None,
-                    quiet: true,
-                };
+                let ctx = Context::quiet_for(settings, gh, &env);
                 let result = pipeline::plan(&ctx, &env).await;
                 Checked { env, result }
             }

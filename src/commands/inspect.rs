@@ -8,6 +8,27 @@ use crate::error::{Error, Result};
 use crate::pipeline;
 use crate::state::{self, StateHead};
 
+/// The `last_apply` object of `status` and `list` JSON, from nubes's blob metadata
+/// (values nubes never recorded are null).
+fn last_apply_json(meta: &std::collections::BTreeMap<String, String>) -> Value {
+    let m = |k: &str| meta.get(k).filter(|v| !v.is_empty()).cloned();
+    json!({
+        "at": m("nubesappliedat"), "commit": m("nubescommit"), "branch": m("nubesbranch"),
+        "actor": m("nubesactor"), "nubes_version": m("nubesversion"),
+    })
+}
+
+/// The `lock` object of `status` and `list` JSON.
+fn lock_json(h: &state::Holder) -> Value {
+    json!({
+        "who": h.info.as_ref().map(|i| i.who.clone()),
+        "operation": h.info.as_ref().map(|i| i.operation.clone()),
+        "since": h.info.as_ref().map(|i| i.created.clone()),
+        "info": h.info.as_ref().map(|i| i.info.clone()),
+        "infinite": h.infinite,
+    })
+}
+
 pub async fn status(settings: &Settings, env_arg: &str, json_out: bool) -> Result<()> {
     let env = settings.env_name(env_arg)?;
     let store = state::open(settings)?;
@@ -40,17 +61,8 @@ pub async fn status(settings: &Settings, env_arg: &str, json_out: bool) -> Resul
         "lineage": head.as_ref().and_then(|h| h.as_ref().ok()).map(|h| h.lineage.clone()),
         "resources": head.as_ref().and_then(|h| h.as_ref().ok()).map(|h| h.resources),
         "state_error": head.as_ref().and_then(|h| h.as_ref().err()).cloned(),
-        "last_apply": {
-            "at": m("nubesappliedat"), "commit": m("nubescommit"), "branch": m("nubesbranch"),
-            "actor": m("nubesactor"), "nubes_version": m("nubesversion"),
-        },
-        "lock": holder.as_ref().map(|h| json!({
-            "who": h.info.as_ref().map(|i| i.who.clone()),
-            "operation": h.info.as_ref().map(|i| i.operation.clone()),
-            "since": h.info.as_ref().map(|i| i.created.clone()),
-            "info": h.info.as_ref().map(|i| i.info.clone()),
-            "infinite": h.infinite,
-        })),
+        "last_apply": last_apply_json(&meta),
+        "lock": holder.as_ref().map(lock_json),
         "protected": protected,
         "kept_versions": versions,
         "outputs": outputs_json,
@@ -164,24 +176,19 @@ pub async fn list(settings: &Settings, json_out: bool, all: bool) -> Result<()> 
             let env = e.env.as_ref().map(|n| n.to_string()).unwrap_or_default();
             let m = |k: &str| e.metadata.get(k).filter(|v| !v.is_empty()).cloned();
             let num = |k: &str| m(k).and_then(|v| v.parse::<u64>().ok());
-            let protected = e.env.as_ref().and_then(|n| settings.environment(n)).is_some_and(|s| s.protected);
+            let protected = e
+                .env
+                .as_ref()
+                .and_then(|n| settings.environment(n))
+                .is_some_and(|s| s.protected);
             json!({
                 "name": env,
                 "blob": e.name,
                 "tombstone": e.tombstone,
                 "serial": num("nubesserial"),
                 "resources": num("nubesresources"),
-                "last_apply": {
-                    "at": m("nubesappliedat"), "commit": m("nubescommit"), "branch": m("nubesbranch"),
-                    "actor": m("nubesactor"), "nubes_version": m("nubesversion"),
-                },
-                "lock": e.holder.as_ref().map(|h| json!({
-                    "who": h.info.as_ref().map(|i| i.who.clone()),
-                    "operation": h.info.as_ref().map(|i| i.operation.clone()),
-                    "since": h.info.as_ref().map(|i| i.created.clone()),
-                    "info": h.info.as_ref().map(|i| i.info.clone()),
-                    "infinite": h.infinite,
-                })),
+                "last_apply": last_apply_json(&e.metadata),
+                "lock": e.holder.as_ref().map(lock_json),
                 "protected": protected,
             })
         })

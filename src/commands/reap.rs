@@ -99,13 +99,7 @@ pub async fn run(settings: &Settings, o: &Options) -> Result<()> {
             .map(|(env, why)| {
                 let gh = gh.clone();
                 async move {
-                    let ctx = Context {
-                        settings,
-                        gh,
-                        origin: crate::app::origin(settings, &env),
-                        actor: None,
-                        quiet: true,
-                    };
+                    let ctx = Context::quiet_for(settings, gh, &env);
                     let result = pipeline::down(&ctx, &env, false, Strategy::Terraform).await;
                     (env, why, Some(result))
                 }
