@@ -23,8 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use azure_core::credentials::TokenCredential;
-use bytes::Bytes;
-use reqwest::header::{HeaderMap, LOCATION, RETRY_AFTER};
+use reqwest::header::{HeaderMap, LOCATION};
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use tokio::sync::Semaphore;
@@ -32,6 +31,7 @@ use tokio::time::Instant;
 use url::{Host, Url};
 
 use crate::error::{Error, Result, exit};
+use crate::rest::{Reply, SendError, backoff, error_chain, retry_after};
 use crate::secrets;
 use crate::state::{auth, azure};
 
@@ -52,11 +52,8 @@ const ASYNC_OPERATION: &str = "azure-asyncoperation";
 const MAX_IN_FLIGHT: usize = 4;
 /// Tries per request when throttled, on 5xx, or when the connection fails.
 const MAX_ATTEMPTS: u32 = 5;
-const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 /// Throttled without a `Retry-After` (ARM always sends one, proxies may not).
 const THROTTLED_WAIT: Duration = Duration::from_secs(5);
-/// No server-requested wait is honoured beyond this, so a bad header cannot stall us.
-const MAX_WAIT: Duration = Duration::from_secs(60);
 const POLL_INTERVAL: Duration = Duration::from_secs(1);
 /// A `nextLink` chain longer than this is a server bug, not a subscription.
 const MAX_PAGES: usize = 1000;
@@ -501,17 +498,6 @@ fn explain(e: &Error) -> String {
     secrets::redact(&text)
 }
 
-struct Reply {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Bytes,
-}
-
-enum SendError {
-    Token(azure_core::Error),
-    Transport(reqwest::Error),
-}
-
 #[derive(Deserialize)]
 struct GroupPage {
     #[serde(default)]
@@ -604,27 +590,8 @@ fn retry_wait(reply: &Reply, attempt: u32) -> Option<Duration> {
     }
 }
 
-/// `Retry-After` in seconds, capped. ARM sends seconds; an HTTP date (allowed by
-/// RFC 9110, unused by ARM) falls back to our own interval.
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let seconds: u64 = headers
-        .get(RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    Some(Duration::from_secs(seconds).min(MAX_WAIT))
-}
-
 fn poll_delay(headers: &HeaderMap) -> Duration {
     retry_after(headers).unwrap_or(POLL_INTERVAL)
-}
-
-fn backoff(attempt: u32) -> Duration {
-    FIRST_BACKOFF
-        .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1)))
-        .min(MAX_WAIT)
 }
 
 /// `tagName eq '<name>' and tagValue eq '<value>'`, OData string literals.
@@ -722,22 +689,6 @@ fn env_var(name: &str) -> Option<String> {
         .ok()
         .map(|v| v.trim().to_string())
         .filter(|v| !v.is_empty())
-}
-
-/// An error and its sources on one line: reqwest's own message ("error sending
-/// request") says nothing without them.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let part = s.to_string();
-        if !text.ends_with(&part) {
-            text.push_str(": ");
-            text.push_str(&part);
-        }
-        source = s.source();
-    }
-    text
 }
 
 #[cfg(test)]
@@ -868,21 +819,15 @@ mod tests {
     }
 
     #[test]
-    fn retry_after_is_seconds_capped() {
+    fn an_http_date_retry_after_polls_at_our_own_interval() {
         let mut headers = HeaderMap::new();
-        assert_eq!(retry_after(&headers), None);
-        headers.insert(RETRY_AFTER, "7".parse().expect("header"));
-        assert_eq!(retry_after(&headers), Some(Duration::from_secs(7)));
-        headers.insert(RETRY_AFTER, "86400".parse().expect("header"));
-        assert_eq!(retry_after(&headers), Some(MAX_WAIT));
         headers.insert(
-            RETRY_AFTER,
+            reqwest::header::RETRY_AFTER,
             "Wed, 21 Oct 2015 07:28:00 GMT".parse().expect("header"),
         );
         assert_eq!(poll_delay(&headers), POLL_INTERVAL);
-        assert_eq!(backoff(1), FIRST_BACKOFF);
-        assert_eq!(backoff(3), FIRST_BACKOFF * 4);
-        assert_eq!(backoff(40), MAX_WAIT);
+        headers.insert(reqwest::header::RETRY_AFTER, "7".parse().expect("header"));
+        assert_eq!(poll_delay(&headers), Duration::from_secs(7));
     }
 
     #[test]

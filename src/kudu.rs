@@ -26,13 +26,14 @@ use std::time::Duration;
 use azure_core::credentials::TokenCredential;
 use bytes::Bytes;
 use ignore::gitignore::{Gitignore, GitignoreBuilder};
-use reqwest::header::{CONTENT_TYPE, HeaderMap, LOCATION, RETRY_AFTER};
+use reqwest::header::{CONTENT_TYPE, LOCATION};
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use tokio::time::Instant;
 use url::{Host, Url};
 
 use crate::error::{Error, Result};
+use crate::rest::{Reply, SendError, backoff, error_chain, retry_after};
 use crate::secrets;
 use crate::state::{auth, azure};
 
@@ -45,11 +46,8 @@ pub const IGNORE_FILE: &str = ".nubesignore";
 const MAX_ATTEMPTS: u32 = 4;
 /// Tries of the upload while Kudu says another deployment is in progress (409).
 const CONFLICT_ATTEMPTS: u32 = 4;
-const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 const CONFLICT_BACKOFF: Duration = Duration::from_secs(5);
 const THROTTLED_WAIT: Duration = Duration::from_secs(5);
-/// No server-requested wait is honoured beyond this.
-const MAX_WAIT: Duration = Duration::from_secs(60);
 const POLL_INTERVAL: Duration = Duration::from_secs(1);
 /// Log lines of a failed deployment shown in the error.
 const LOG_TAIL: usize = 20;
@@ -617,17 +615,6 @@ fn parse_scm_url(raw: &str) -> Result<Url> {
     Ok(url)
 }
 
-struct Reply {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Bytes,
-}
-
-enum SendError {
-    Token(azure_core::Error),
-    Transport(reqwest::Error),
-}
-
 /// Kudu's deployment status document (`DeployResult`); only what nubes reads.
 #[derive(Deserialize)]
 struct Status {
@@ -701,39 +688,6 @@ fn retry_wait(reply: &Reply, attempt: u32) -> Option<Duration> {
     } else {
         None
     }
-}
-
-/// `Retry-After` in seconds, capped; an HTTP date falls back to our own interval.
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let seconds: u64 = headers
-        .get(RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    Some(Duration::from_secs(seconds).min(MAX_WAIT))
-}
-
-fn backoff(attempt: u32) -> Duration {
-    FIRST_BACKOFF
-        .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1)))
-        .min(MAX_WAIT)
-}
-
-/// An error and its sources on one line.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let part = s.to_string();
-        if !text.ends_with(&part) {
-            text.push_str(": ");
-            text.push_str(&part);
-        }
-        source = s.source();
-    }
-    text
 }
 
 #[cfg(test)]
@@ -922,17 +876,5 @@ mod tests {
         );
         assert_eq!(state(r#"{"status":"Failed"}"#), "failed");
         assert_eq!(state(r#"{}"#), "running");
-    }
-
-    #[test]
-    fn retry_after_is_seconds_capped() {
-        let mut headers = HeaderMap::new();
-        assert_eq!(retry_after(&headers), None);
-        headers.insert(RETRY_AFTER, "3".parse().expect("header"));
-        assert_eq!(retry_after(&headers), Some(Duration::from_secs(3)));
-        headers.insert(RETRY_AFTER, "99999".parse().expect("header"));
-        assert_eq!(retry_after(&headers), Some(MAX_WAIT));
-        assert_eq!(backoff(1), FIRST_BACKOFF);
-        assert_eq!(backoff(3), FIRST_BACKOFF * 4);
     }
 }

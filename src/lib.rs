@@ -18,6 +18,7 @@ pub mod kudu;
 pub mod pipeline;
 pub mod plan;
 pub mod render;
+pub mod rest;
 pub mod secrets;
 pub mod signals;
 pub mod state;

@@ -471,18 +471,7 @@ pub(crate) fn error_code(e: &azure_core::Error) -> Option<String> {
     }
 }
 
-pub(crate) fn source_chain(e: &dyn std::error::Error) -> String {
-    let mut parts = vec![e.to_string()];
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        let text = s.to_string();
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        cur = s.source();
-    }
-    parts.join(": ")
-}
+pub(crate) use crate::rest::error_chain as source_chain;
 
 fn is_lease_lost(e: &azure_core::Error) -> bool {
     matches!(

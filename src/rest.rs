@@ -1,0 +1,86 @@
+//! Pieces shared by nubes's small REST clients for Azure services that are not
+//! storage (`arm.rs` for Resource Manager, `kudu.rs` for App Service deployments): the
+//! captured reply, why a send failed, `Retry-After` and backoff, and error chains.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use reqwest::StatusCode;
+use reqwest::header::{HeaderMap, RETRY_AFTER};
+
+/// First retry delay after a transient failure; doubles per attempt.
+pub(crate) const FIRST_BACKOFF: Duration = Duration::from_millis(500);
+/// The longest nubes waits between two attempts, whatever `Retry-After` says.
+pub(crate) const MAX_WAIT: Duration = Duration::from_secs(60);
+
+/// A response read whole (these APIs answer small JSON documents).
+pub(crate) struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+/// Why a request got no reply.
+pub(crate) enum SendError {
+    Token(azure_core::Error),
+    Transport(reqwest::Error),
+}
+
+/// `Retry-After` in seconds, capped at [`MAX_WAIT`]. An HTTP date (allowed by RFC
+/// 9110, unused by these services) gives `None`, so the caller's own interval applies.
+pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let seconds: u64 = headers
+        .get(RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(Duration::from_secs(seconds).min(MAX_WAIT))
+}
+
+/// Delay before retry `attempt` (1-based): [`FIRST_BACKOFF`] doubling, capped.
+pub(crate) fn backoff(attempt: u32) -> Duration {
+    FIRST_BACKOFF
+        .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1)))
+        .min(MAX_WAIT)
+}
+
+/// An error and its sources on one line, each part once: reqwest's and the SDK's own
+/// messages ("error sending request") say nothing without their sources, and often
+/// repeat them.
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let text = s.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        cur = s.source();
+    }
+    parts.join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_is_seconds_capped_and_backoff_doubles() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(retry_after(&headers), None);
+        headers.insert(RETRY_AFTER, "7".parse().expect("header"));
+        assert_eq!(retry_after(&headers), Some(Duration::from_secs(7)));
+        headers.insert(RETRY_AFTER, "86400".parse().expect("header"));
+        assert_eq!(retry_after(&headers), Some(MAX_WAIT));
+        headers.insert(
+            RETRY_AFTER,
+            "Wed, 21 Oct 2015 07:28:00 GMT".parse().expect("header"),
+        );
+        assert_eq!(retry_after(&headers), None);
+        assert_eq!(backoff(1), FIRST_BACKOFF);
+        assert_eq!(backoff(3), FIRST_BACKOFF * 4);
+        assert_eq!(backoff(30), MAX_WAIT);
+    }
+}
