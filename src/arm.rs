@@ -310,43 +310,18 @@ impl Arm {
     }
 
     async fn send(&self, method: &Method, url: &Url) -> std::result::Result<Reply, SendError> {
-        let token = self
-            .credential
-            .get_token(&[SCOPE], None)
-            .await
-            .map_err(SendError::Token)?;
-        let token = token.token.secret();
-        secrets::register(token);
         // The semaphore is never closed, so acquiring cannot fail.
         let _permit = self.in_flight.acquire().await.ok();
-        let started = Instant::now();
-        let sent = self
-            .http
-            .request(method.clone(), url.clone())
-            .bearer_auth(token)
-            .header(reqwest::header::ACCEPT, "application/json")
-            .send()
-            .await;
-        let response = match sent {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::debug!("arm {method} {} -> error", url.path());
-                return Err(SendError::Transport(e));
-            }
-        };
-        let status = response.status();
-        let headers = response.headers().clone();
-        let body = response.bytes().await.map_err(SendError::Transport)?;
-        tracing::debug!(
-            "arm {method} {} -> {status} ({} ms)",
-            url.path(),
-            started.elapsed().as_millis()
-        );
-        Ok(Reply {
-            status,
-            headers,
-            body,
-        })
+        crate::rest::send(
+            &self.http,
+            &*self.credential,
+            SCOPE,
+            "arm",
+            method,
+            url,
+            None,
+        )
+        .await
     }
 
     fn send_error(&self, e: SendError, doing: &str) -> Error {

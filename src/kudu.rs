@@ -26,7 +26,7 @@ use std::time::Duration;
 use azure_core::credentials::TokenCredential;
 use bytes::Bytes;
 use ignore::gitignore::{Gitignore, GitignoreBuilder};
-use reqwest::header::{CONTENT_TYPE, LOCATION};
+use reqwest::header::LOCATION;
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use tokio::time::Instant;
@@ -335,42 +335,17 @@ impl Kudu {
         url: &Url,
         body: Option<Bytes>,
     ) -> std::result::Result<Reply, SendError> {
-        let token = self
-            .credential
-            .get_token(&[SCOPE], None)
-            .await
-            .map_err(SendError::Token)?;
-        let token = token.token.secret();
-        secrets::register(token);
-        let started = Instant::now();
-        let mut request = self
-            .http
-            .request(method.clone(), url.clone())
-            .bearer_auth(token)
-            .header(reqwest::header::ACCEPT, "application/json");
-        if let Some(body) = body {
-            request = request.header(CONTENT_TYPE, "application/zip").body(body);
-        }
-        let response = match request.send().await {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::debug!("kudu {method} {} -> error", url.path());
-                return Err(SendError::Transport(e));
-            }
-        };
-        let status = response.status();
-        let headers = response.headers().clone();
-        let body = response.bytes().await.map_err(SendError::Transport)?;
-        tracing::debug!(
-            "kudu {method} {} -> {status} ({} ms)",
-            url.path(),
-            started.elapsed().as_millis()
-        );
-        Ok(Reply {
-            status,
-            headers,
+        let body = body.map(|b| (b, "application/zip"));
+        crate::rest::send(
+            &self.http,
+            &*self.credential,
+            SCOPE,
+            "kudu",
+            method,
+            url,
             body,
-        })
+        )
+        .await
     }
 
     fn send_error(&self, e: SendError, doing: &str) -> Error {

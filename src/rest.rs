@@ -2,11 +2,13 @@
 //! storage (`arm.rs` for Resource Manager, `kudu.rs` for App Service deployments): the
 //! captured reply, why a send failed, `Retry-After` and backoff, and error chains.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use azure_core::credentials::TokenCredential;
 use bytes::Bytes;
 use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
+use reqwest::{Method, Url};
 
 /// First retry delay after a transient failure; doubles per attempt.
 pub(crate) const FIRST_BACKOFF: Duration = Duration::from_millis(500);
@@ -24,6 +26,56 @@ pub(crate) struct Reply {
 pub(crate) enum SendError {
     Token(azure_core::Error),
     Transport(reqwest::Error),
+}
+
+/// One authenticated request, read whole. The bearer token (for `scope`) is registered
+/// as a secret before use; the debug log shows `label`, method, path and status only,
+/// never the query or headers. `body` is the payload and its content type.
+pub(crate) async fn send(
+    http: &reqwest::Client,
+    credential: &dyn TokenCredential,
+    scope: &str,
+    label: &str,
+    method: &Method,
+    url: &Url,
+    body: Option<(Bytes, &'static str)>,
+) -> Result<Reply, SendError> {
+    let token = credential
+        .get_token(&[scope], None)
+        .await
+        .map_err(SendError::Token)?;
+    let token = token.token.secret();
+    crate::secrets::register(token);
+    let started = Instant::now();
+    let mut request = http
+        .request(method.clone(), url.clone())
+        .bearer_auth(token)
+        .header(reqwest::header::ACCEPT, "application/json");
+    if let Some((body, content_type)) = body {
+        request = request
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .body(body);
+    }
+    let response = match request.send().await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::debug!("{label} {method} {} -> error", url.path());
+            return Err(SendError::Transport(e));
+        }
+    };
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response.bytes().await.map_err(SendError::Transport)?;
+    tracing::debug!(
+        "{label} {method} {} -> {status} ({} ms)",
+        url.path(),
+        started.elapsed().as_millis()
+    );
+    Ok(Reply {
+        status,
+        headers,
+        body,
+    })
 }
 
 /// `Retry-After` in seconds, capped at [`MAX_WAIT`]. An HTTP date (allowed by RFC
