@@ -121,6 +121,11 @@ impl Gateway {
             ("TF_HTTP_UPDATE_METHOD", "POST".into()),
             ("TF_HTTP_USERNAME", USERNAME.into()),
             ("TF_HTTP_PASSWORD", self.password.clone()),
+            // nubes already retries storage for up to `[state] timeout` behind each
+            // request. Terraform's own retries (2, backing off up to 30 s) could only help
+            // when the gateway is gone, i.e. nubes died: then they keep an orphaned
+            // Terraform alive for seconds before it saves errored.tfstate and exits.
+            ("TF_HTTP_RETRY_MAX", "0".into()),
         ]
     }
 

@@ -17,6 +17,7 @@ pub mod health;
 pub mod kudu;
 pub mod pipeline;
 pub mod plan;
+pub mod recover;
 pub mod render;
 pub mod rest;
 pub mod secrets;

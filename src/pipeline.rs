@@ -71,9 +71,18 @@ impl Locked {
         })
     }
 
-    /// Render the working copy and start the gateway. On failure the lock is released.
+    /// Push the state an interrupted run could not save (see `recover.rs`), render the
+    /// working copy and start the gateway. On failure the lock is released.
     pub async fn start(self, ctx: &Context<'_>, tf: Terraform) -> Result<Session> {
         let prepared = async {
+            // Before rendering: a sync of the working copy would delete the file.
+            crate::recover::errored_state(
+                &*self.store,
+                self.held.token(),
+                &self.env,
+                &crate::workdir::path(ctx.settings, &self.env),
+            )
+            .await?;
             let rendered = render::render(ctx.settings, &self.env, &ctx.origin)?;
             let gateway = Gateway::start(self.store.clone(), self.held.token().clone()).await?;
             Ok::<_, Error>((rendered, gateway))

@@ -28,6 +28,9 @@ fn is_generated(rel: &Path) -> bool {
         || first == ".terraform.lock.hcl"
         || first == "nubes.auto.tfvars.json"
         || first.ends_with(".tfplan")
+        // Terraform's unsaved state of an interrupted run, and copies set aside by
+        // recover.rs: the only record of resources no state knows about.
+        || first.starts_with(crate::recover::ERRORED)
 }
 
 /// Skipped when copying: local state and caches that must not leak into the copy.

@@ -5,6 +5,7 @@
 
 pub mod arm;
 mod cli;
+mod crash;
 mod demo;
 mod deploy;
 mod drift;
