@@ -50,6 +50,7 @@ struct FileState {
     key: Option<Spanned<String>>,
     lease_seconds: Option<Spanned<i64>>,
     lock_timeout: Option<Spanned<String>>,
+    timeout: Option<Spanned<String>>,
     history: Option<Spanned<i64>>,
     path: Option<Spanned<String>>,
 }
@@ -111,6 +112,9 @@ pub struct StateSettings {
     pub key: String,
     pub lease_seconds: u32,
     pub lock_timeout: Duration,
+    /// How long storage may keep failing (unreachable, 5xx, throttled) before an
+    /// operation gives up; requests are retried with backoff until then.
+    pub timeout: Duration,
     pub history: usize,
     /// Folder of the local backend.
     pub local_path: PathBuf,
@@ -545,6 +549,20 @@ fn resolve(
         Some(p) => duration(&p)?,
         None => Duration::from_secs(600),
     };
+    let timeout = match ctx.pick_str(None, "NUBES_STATE_TIMEOUT", &s.timeout, "[state] timeout") {
+        Some(p) => {
+            let d = duration(&p)?;
+            if d < Duration::from_secs(1) || d > Duration::from_secs(600) {
+                return Err(bad(
+                    &p.origin,
+                    format!("`{}` is out of range", p.value),
+                    "use a duration from 1s to 10m (how long storage may stay unreachable before nubes gives up)",
+                ));
+            }
+            d
+        }
+        None => Duration::from_secs(30),
+    };
     let history = match ctx.pick_int("NUBES_STATE_HISTORY", &s.history, "[state] history") {
         Some(p) => int_in(&p, 1, 1000, "previous versions kept per environment")? as usize,
         None => 20,
@@ -646,6 +664,7 @@ fn resolve(
             key,
             lease_seconds,
             lock_timeout,
+            timeout,
             history,
             local_path,
         },

@@ -246,6 +246,11 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>
     }
 }
 
+/// A storage error's hint, to go with it into Terraform's error and nubes's report.
+fn hint_of(e: &Error) -> String {
+    e.hint_text().map(|h| format!(" ({h})")).unwrap_or_default()
+}
+
 impl Shared {
     fn problem(&self, text: String) {
         tracing::error!("{text}");
@@ -294,7 +299,11 @@ async fn get(shared: &Shared) -> Response<Full<Bytes>> {
             }
         },
         Err(e) => {
-            let text = format!("reading the state of `{}` failed: {e}", shared.env());
+            let text = format!(
+                "reading the state of `{}` failed: {e}{}",
+                shared.env(),
+                hint_of(&e)
+            );
             shared.problem(text.clone());
             reply(StatusCode::SERVICE_UNAVAILABLE, text)
         }
@@ -347,8 +356,9 @@ async fn post(
             },
             Err(e) => {
                 let text = format!(
-                    "reading the state of `{}` before writing failed: {e}",
-                    shared.env()
+                    "reading the state of `{}` before writing failed: {e}{}",
+                    shared.env(),
+                    hint_of(&e)
                 );
                 shared.problem(text.clone());
                 return reply(StatusCode::SERVICE_UNAVAILABLE, text);
@@ -392,7 +402,11 @@ async fn post(
             reply(status, text)
         }
         Err(e) => {
-            let text = format!("writing the state of `{}` failed: {e}", shared.env());
+            let text = format!(
+                "writing the state of `{}` failed: {e}{}",
+                shared.env(),
+                hint_of(&e)
+            );
             shared.problem(text.clone());
             reply(StatusCode::SERVICE_UNAVAILABLE, text)
         }
@@ -413,7 +427,11 @@ async fn delete(shared: &Shared) -> Response<Full<Bytes>> {
             reply(StatusCode::OK, "")
         }
         Err(e) => {
-            let text = format!("deleting the state of `{}` failed: {e}", shared.env());
+            let text = format!(
+                "deleting the state of `{}` failed: {e}{}",
+                shared.env(),
+                hint_of(&e)
+            );
             shared.problem(text.clone());
             reply(StatusCode::SERVICE_UNAVAILABLE, text)
         }

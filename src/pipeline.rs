@@ -177,7 +177,16 @@ impl Session {
             if !problems.is_empty() {
                 msg.push_str(&format!(": {}", problems.join("; ")));
             }
-            return Err(Error::failed(msg).hint("Terraform's own error is above"));
+            let mut hint = String::from("Terraform's own error is above");
+            if self.rendered.dir.join(crate::recover::ERRORED).exists() {
+                hint.push_str(&format!(
+                    "; Terraform kept the state it could not save in {}: the next nubes command \
+                     on `{}` pushes it before anything else",
+                    self.rendered.dir.join(crate::recover::ERRORED).display(),
+                    self.locked.env
+                ));
+            }
+            return Err(Error::failed(msg).hint(hint));
         }
         Ok((outcome.code(), out))
     }

@@ -279,6 +279,9 @@ impl RemoteBlob {
     }
 }
 
+/// How long requests to the site's storage are retried.
+const SITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// The `$web` container of one account.
 struct Site {
     container: BlobContainerClient,
@@ -320,7 +323,9 @@ impl Site {
                 (Some(cred.clone()), *what)
             }
         };
-        let container = BlobContainerClient::new(url, credential, Some(container_options(http)))
+        // The site's storage is not the state's: [state] timeout does not apply.
+        let options = container_options(http, SITE_TIMEOUT);
+        let container = BlobContainerClient::new(url, credential, Some(options))
             .map_err(|e| bad(format!("cannot be used: {e}")))?;
         Ok(Site {
             container,

@@ -124,16 +124,30 @@ pub fn http_client() -> Result<reqwest::Client> {
 }
 
 /// SDK client options shared by every nubes storage client: our reqwest as the
-/// transport (wrapped in [`LoggingClient`]) and the retry policy of ARCHITECTURE.md.
-pub(crate) fn container_options(http: reqwest::Client) -> BlobContainerClientOptions {
+/// transport (wrapped in [`LoggingClient`]) and the retry policy of ARCHITECTURE.md:
+/// exponential backoff (0.2 s doubling to 5 s) for as long as `timeout` allows.
+pub(crate) fn container_options(
+    http: reqwest::Client,
+    timeout: Duration,
+) -> BlobContainerClientOptions {
     BlobContainerClientOptions {
         client_options: ClientOptions {
             transport: Some(Transport::new(Arc::new(LoggingClient(http)))),
             retry: RetryOptions::exponential(ExponentialRetryOptions {
                 initial_delay: azure_core::time::Duration::milliseconds(200),
-                max_retries: 5,
-                max_total_elapsed: azure_core::time::Duration::seconds(30),
-                max_delay: azure_core::time::Duration::seconds(5),
+                // Bounded by time, not by count: an outage of `timeout` is ridden out.
+                // The SDK computes 2^retries, which overflows past 2^56: the cap of
+                // 50 retries is reached only if max_delay is long enough (see below).
+                max_retries: 50,
+                max_total_elapsed: azure_core::time::Duration::milliseconds(
+                    i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX),
+                ),
+                // 5 s, longer for long timeouts so 50 retries span them (10 m: 15 s).
+                max_delay: azure_core::time::Duration::milliseconds(
+                    i64::try_from((timeout / 40).as_millis())
+                        .unwrap_or(i64::MAX)
+                        .clamp(5_000, 15_000),
+                ),
             }),
             ..Default::default()
         },
@@ -148,6 +162,8 @@ pub struct AzureSettings {
     pub key_template: String,
     pub lease_seconds: u32,
     pub history: usize,
+    /// `[state] timeout`: how long requests are retried.
+    pub timeout: Duration,
 }
 
 pub struct AzureStore {
@@ -193,8 +209,12 @@ impl AzureStore {
                 Some(cred.clone())
             }
         };
-        let container = BlobContainerClient::new(url, credential, Some(container_options(http)))
-            .map_err(|e| Error::input(format!("cannot use the state storage: {e}")))?;
+        let container = BlobContainerClient::new(
+            url,
+            credential,
+            Some(container_options(http, settings.timeout)),
+        )
+        .map_err(|e| Error::input(format!("cannot use the state storage: {e}")))?;
         Ok(AzureStore {
             container,
             settings,
@@ -246,7 +266,10 @@ impl AzureStore {
                     err = Error::input(format!("{doing}: could not get an access token for the state storage ({}): {}", self.auth_kind, source_chain(&e)))
                         .hint("log in again (`az login`), or check the federated credential / client secret settings");
                 } else {
-                    err = err.hint("check [state] account_url and the network; nubes retried for up to 30 seconds");
+                    err = err.hint(format!(
+                        "check [state] account_url and the network; nubes retried for {} ([state] timeout)",
+                        humantime::format_duration(self.settings.timeout)
+                    ));
                 }
                 err
             }
@@ -629,132 +652,27 @@ impl StateStore for AzureStore {
         expected: Option<&str>,
         head: &StateHead,
     ) -> Result<std::result::Result<String, WriteConflict>> {
-        let env = &token.env;
-        let doing = format!("writing the state of `{env}`");
-        let blob = self.blob(env);
-        let options = BlobClientGetPropertiesOptions {
-            lease_id: Some(token.lease_id.clone()),
-            ..Default::default()
-        };
-        let props = match blob.get_properties(Some(options)).await {
-            Ok(r) => Props {
-                etag: r
-                    .etag()
-                    .ok()
-                    .flatten()
-                    .map(|e| e.to_string())
-                    .unwrap_or_default(),
-                len: r.content_length().ok().flatten().unwrap_or(0),
-                metadata: r.metadata().unwrap_or_default(),
-                leased: true,
-                infinite: false,
-            },
-            Err(e)
-                if is_lease_lost(&e) || e.http_status() == Some(StatusCode::PreconditionFailed) =>
-            {
-                return Ok(Err(WriteConflict::LockLost));
+        match self
+            .write_once(token, bytes.clone(), expected, head)
+            .await?
+        {
+            // The lease expired while storage was unreachable (longer than the lease).
+            // Azure renews an expired lease only if nobody leased or changed the blob
+            // since, so a successful renewal proves the lock was never someone else's.
+            Err(WriteConflict::LockLost) if matches!(self.renew(token).await, Ok(true)) => {
+                tracing::warn!(
+                    "the lease on `{}` had expired while storage was unreachable; nobody took \
+                     the lock meanwhile, so nubes renewed it and wrote the state",
+                    token.env
+                );
+                self.write_once(token, bytes, expected, head).await
             }
-            Err(e) => return Err(self.error(e, &doing)),
-        };
-        match expected {
-            Some(etag) if etag != props.etag => return Ok(Err(WriteConflict::Changed)),
-            None if props.len > 0 => return Ok(Err(WriteConflict::Changed)),
-            _ => {}
+            other => Ok(other),
         }
-        let mut meta = props.metadata;
-        if props.len > 0 {
-            let mut snap_meta = meta.clone();
-            snap_meta.remove(LOCK_META_KEY);
-            snap_meta.insert(META_SAVED_AT.into(), lockinfo::now_rfc3339());
-            let options = BlobClientCreateSnapshotOptions {
-                if_match: Some(Etag::from(props.etag.clone())),
-                metadata: Some(snap_meta),
-                ..Default::default()
-            };
-            match blob.create_snapshot(Some(options)).await {
-                Ok(_) => {}
-                Err(e) if e.http_status() == Some(StatusCode::PreconditionFailed) => {
-                    return Ok(Err(WriteConflict::Changed));
-                }
-                Err(e) => return Err(self.error(e, "keeping the previous state version")),
-            }
-        }
-        meta.insert(META_SERIAL.into(), head.serial.to_string());
-        meta.insert(META_LINEAGE.into(), head.lineage.clone());
-        meta.insert(META_RESOURCES.into(), head.resources.to_string());
-        meta.remove(META_SAVED_AT);
-        let options = BlobClientUploadOptions {
-            if_match: Some(Etag::from(props.etag.clone())),
-            lease_id: Some(token.lease_id.clone()),
-            metadata: Some(meta),
-            blob_content_type: Some("application/json".into()),
-            partition_size: Some(SINGLE_REQUEST_LIMIT_U64),
-            ..Default::default()
-        };
-        let new_etag = match blob.upload(content(bytes), Some(options)).await {
-            Ok(r) => r.etag.map(|e| e.to_string()).unwrap_or_default(),
-            Err(e)
-                if e.http_status() == Some(StatusCode::PreconditionFailed) && is_lease_lost(&e) =>
-            {
-                return Ok(Err(WriteConflict::LockLost));
-            }
-            Err(e) if e.http_status() == Some(StatusCode::PreconditionFailed) => {
-                return Ok(Err(WriteConflict::Changed));
-            }
-            Err(e) if is_lease_lost(&e) => return Ok(Err(WriteConflict::LockLost)),
-            Err(e) => return Err(self.error(e, &doing)),
-        };
-        if let Err(e) = self.prune(env).await {
-            tracing::warn!("could not prune old versions of `{env}`: {e}");
-        }
-        Ok(Ok(new_etag))
     }
 
     async fn delete(&self, token: &LockToken) -> Result<Option<String>> {
-        let env = &token.env;
-        let blob = self.blob(env);
-        let doing = format!("deleting the state of `{env}`");
-        let Some(props) = self
-            .properties(&blob, Some(&token.lease_id), &doing)
-            .await?
-        else {
-            return Ok(None);
-        };
-        let mut tombstone = None;
-        if props.len > 0 {
-            let Some(current) = self.download(&blob, &doing).await? else {
-                return Ok(None);
-            };
-            let name = format!("{}{TOMBSTONE_INFIX}{}", self.key(env), utc_compact());
-            let mut meta = props.metadata.clone();
-            meta.remove(LOCK_META_KEY);
-            meta.insert(META_TOMBSTONE.into(), "true".into());
-            meta.insert("nubesdeletedat".into(), lockinfo::now_rfc3339());
-            meta.insert("nubesdeletedby".into(), token.info.who.clone());
-            let options = BlobClientUploadOptions {
-                metadata: Some(meta),
-                blob_content_type: Some("application/json".into()),
-                partition_size: Some(SINGLE_REQUEST_LIMIT_U64),
-                ..Default::default()
-            };
-            self.container
-                .blob_client(&name)
-                .upload(content(current.bytes), Some(options))
-                .await
-                .map_err(|e| self.error(e, "writing the tombstone copy of the final state"))?;
-            tombstone = Some(name);
-        }
-        let options = BlobClientDeleteOptions {
-            lease_id: Some(token.lease_id.clone()),
-            if_match: Some(Etag::from(props.etag)),
-            delete_snapshots: Some(DeleteSnapshotsOptionType::Include),
-            ..Default::default()
-        };
-        match blob.delete(Some(options)).await {
-            Ok(_) => Ok(tombstone),
-            Err(e) if e.http_status() == Some(StatusCode::NotFound) => Ok(tombstone),
-            Err(e) => Err(self.error(e, &doing)),
-        }
+        self.delete_blob(token).await
     }
 
     async fn read_meta(
@@ -922,5 +840,143 @@ impl AzureStore {
             .await
             .map_err(|e| self.error(e, &doing))?;
         Ok(())
+    }
+}
+
+impl AzureStore {
+    /// One attempt of [`StateStore::write`].
+    async fn write_once(
+        &self,
+        token: &LockToken,
+        bytes: Bytes,
+        expected: Option<&str>,
+        head: &StateHead,
+    ) -> Result<std::result::Result<String, WriteConflict>> {
+        let env = &token.env;
+        let doing = format!("writing the state of `{env}`");
+        let blob = self.blob(env);
+        let options = BlobClientGetPropertiesOptions {
+            lease_id: Some(token.lease_id.clone()),
+            ..Default::default()
+        };
+        let props = match blob.get_properties(Some(options)).await {
+            Ok(r) => Props {
+                etag: r
+                    .etag()
+                    .ok()
+                    .flatten()
+                    .map(|e| e.to_string())
+                    .unwrap_or_default(),
+                len: r.content_length().ok().flatten().unwrap_or(0),
+                metadata: r.metadata().unwrap_or_default(),
+                leased: true,
+                infinite: false,
+            },
+            Err(e)
+                if is_lease_lost(&e) || e.http_status() == Some(StatusCode::PreconditionFailed) =>
+            {
+                return Ok(Err(WriteConflict::LockLost));
+            }
+            Err(e) => return Err(self.error(e, &doing)),
+        };
+        match expected {
+            Some(etag) if etag != props.etag => return Ok(Err(WriteConflict::Changed)),
+            None if props.len > 0 => return Ok(Err(WriteConflict::Changed)),
+            _ => {}
+        }
+        let mut meta = props.metadata;
+        if props.len > 0 {
+            let mut snap_meta = meta.clone();
+            snap_meta.remove(LOCK_META_KEY);
+            snap_meta.insert(META_SAVED_AT.into(), lockinfo::now_rfc3339());
+            let options = BlobClientCreateSnapshotOptions {
+                if_match: Some(Etag::from(props.etag.clone())),
+                metadata: Some(snap_meta),
+                ..Default::default()
+            };
+            match blob.create_snapshot(Some(options)).await {
+                Ok(_) => {}
+                Err(e) if e.http_status() == Some(StatusCode::PreconditionFailed) => {
+                    return Ok(Err(WriteConflict::Changed));
+                }
+                Err(e) => return Err(self.error(e, "keeping the previous state version")),
+            }
+        }
+        meta.insert(META_SERIAL.into(), head.serial.to_string());
+        meta.insert(META_LINEAGE.into(), head.lineage.clone());
+        meta.insert(META_RESOURCES.into(), head.resources.to_string());
+        meta.remove(META_SAVED_AT);
+        let options = BlobClientUploadOptions {
+            if_match: Some(Etag::from(props.etag.clone())),
+            lease_id: Some(token.lease_id.clone()),
+            metadata: Some(meta),
+            blob_content_type: Some("application/json".into()),
+            partition_size: Some(SINGLE_REQUEST_LIMIT_U64),
+            ..Default::default()
+        };
+        let new_etag = match blob.upload(content(bytes), Some(options)).await {
+            Ok(r) => r.etag.map(|e| e.to_string()).unwrap_or_default(),
+            Err(e)
+                if e.http_status() == Some(StatusCode::PreconditionFailed) && is_lease_lost(&e) =>
+            {
+                return Ok(Err(WriteConflict::LockLost));
+            }
+            Err(e) if e.http_status() == Some(StatusCode::PreconditionFailed) => {
+                return Ok(Err(WriteConflict::Changed));
+            }
+            Err(e) if is_lease_lost(&e) => return Ok(Err(WriteConflict::LockLost)),
+            Err(e) => return Err(self.error(e, &doing)),
+        };
+        if let Err(e) = self.prune(env).await {
+            tracing::warn!("could not prune old versions of `{env}`: {e}");
+        }
+        Ok(Ok(new_etag))
+    }
+
+    async fn delete_blob(&self, token: &LockToken) -> Result<Option<String>> {
+        let env = &token.env;
+        let blob = self.blob(env);
+        let doing = format!("deleting the state of `{env}`");
+        let Some(props) = self
+            .properties(&blob, Some(&token.lease_id), &doing)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let mut tombstone = None;
+        if props.len > 0 {
+            let Some(current) = self.download(&blob, &doing).await? else {
+                return Ok(None);
+            };
+            let name = format!("{}{TOMBSTONE_INFIX}{}", self.key(env), utc_compact());
+            let mut meta = props.metadata.clone();
+            meta.remove(LOCK_META_KEY);
+            meta.insert(META_TOMBSTONE.into(), "true".into());
+            meta.insert("nubesdeletedat".into(), lockinfo::now_rfc3339());
+            meta.insert("nubesdeletedby".into(), token.info.who.clone());
+            let options = BlobClientUploadOptions {
+                metadata: Some(meta),
+                blob_content_type: Some("application/json".into()),
+                partition_size: Some(SINGLE_REQUEST_LIMIT_U64),
+                ..Default::default()
+            };
+            self.container
+                .blob_client(&name)
+                .upload(content(current.bytes), Some(options))
+                .await
+                .map_err(|e| self.error(e, "writing the tombstone copy of the final state"))?;
+            tombstone = Some(name);
+        }
+        let options = BlobClientDeleteOptions {
+            lease_id: Some(token.lease_id.clone()),
+            if_match: Some(Etag::from(props.etag)),
+            delete_snapshots: Some(DeleteSnapshotsOptionType::Include),
+            ..Default::default()
+        };
+        match blob.delete(Some(options)).await {
+            Ok(_) => Ok(tombstone),
+            Err(e) if e.http_status() == Some(StatusCode::NotFound) => Ok(tombstone),
+            Err(e) => Err(self.error(e, &doing)),
+        }
     }
 }

@@ -126,7 +126,7 @@ fn start_renewal(store: Arc<dyn StateStore>, token: LockToken) -> HeldLock {
             tick.tick().await; // the first tick is immediate
             loop {
                 tick.tick().await;
-                if !renew_with_retries(&*store, &token, every).await {
+                if !keep_alive(&*store, &token).await {
                     lost.store(true, Ordering::SeqCst);
                     tracing::error!(
                         "lost the lock on environment `{}`: its lease could not be renewed",
@@ -145,22 +145,35 @@ fn start_renewal(store: Arc<dyn StateStore>, token: LockToken) -> HeldLock {
     }
 }
 
-/// Renew, retrying transient failures within one renewal period (the lease outlives
-/// the period by 2x, so there is time).
-async fn renew_with_retries(store: &dyn StateStore, token: &LockToken, every: Duration) -> bool {
-    let deadline = Instant::now() + every;
+/// Renew until it succeeds, or storage says the lease is no longer ours. Through a
+/// storage outage this keeps trying: the lease's own expiry protects other runs while
+/// storage is unreachable, and once it answers again Azure renews a lease that expired
+/// meanwhile only if nobody else took it and the blob did not change, so holding on is
+/// safe. (Giving up after one period declared the lock lost during outages shorter than
+/// the lease; `storage_outage_shorter_than_the_lease_keeps_the_lock` caught it.)
+async fn keep_alive(store: &dyn StateStore, token: &LockToken) -> bool {
     let mut wait = Duration::from_millis(250);
+    let mut failing_since: Option<Instant> = None;
     loop {
         match store.renew(token).await {
-            Ok(true) => return true,
+            Ok(true) => {
+                if let Some(since) = failing_since {
+                    tracing::info!(
+                        "renewed the lock on `{}` again after {} of storage failures",
+                        token.env,
+                        humantime::format_duration(round(since.elapsed()))
+                    );
+                }
+                return true;
+            }
             Ok(false) => return false,
             Err(e) => {
-                tracing::warn!("renewing the lock on `{}` failed, retrying: {e}", token.env);
-                if Instant::now() + wait > deadline {
-                    return false;
+                if failing_since.is_none() {
+                    tracing::warn!("renewing the lock on `{}` failed, retrying: {e}", token.env);
+                    failing_since = Some(Instant::now());
                 }
                 tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(Duration::from_secs(2));
+                wait = (wait * 2).min(Duration::from_secs(5));
             }
         }
     }

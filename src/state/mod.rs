@@ -194,6 +194,7 @@ pub fn open(settings: &crate::config::Settings) -> Result<std::sync::Arc<dyn Sta
             key_template: s.key.clone(),
             lease_seconds: s.lease_seconds,
             history: s.history,
+            timeout: s.timeout,
         })?),
     })
 }

@@ -11,6 +11,7 @@ mod deploy;
 mod drift;
 pub mod kudu;
 mod list;
+mod outage;
 mod pipeline;
 mod reap;
 mod state_azure;

@@ -63,6 +63,8 @@ pub struct Azurite {
     pub token: String,
     pub sas: String,
     stopped: bool,
+    /// Arguments besides host, port and data folder (certificates, OAuth).
+    args: Vec<String>,
 }
 
 impl Azurite {
@@ -99,27 +101,7 @@ impl Azurite {
             let port = free_port();
             let data = dir.path().join(format!("data-{port}"));
             std::fs::create_dir_all(&data).unwrap();
-            let mut cmd = Command::new(azurite_binary());
-            cmd.args([
-                "--blobHost",
-                "127.0.0.1",
-                "--blobPort",
-                &port.to_string(),
-                "--location",
-            ])
-            .arg(&data)
-            .args([
-                "--silent",
-                "--skipApiVersionCheck",
-                "--loose",
-                "--disableProductStyleUrl",
-            ])
-            .args(&args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-            kill_with_parent(&mut cmd);
-            let mut child = cmd.spawn().expect("start azurite");
+            let mut child = spawn_azurite(port, &data, &args);
             if wait_for_port(port, Duration::from_secs(30)) {
                 let az = Azurite {
                     child,
@@ -130,6 +112,7 @@ impl Azurite {
                     token: jwt(),
                     sas: account_sas(),
                     stopped: false,
+                    args,
                 };
                 let blobs = az.blobs();
                 block_on(blobs.create_container("tfstate"));
@@ -184,12 +167,57 @@ impl Azurite {
         }
     }
 
-    /// Stop Azurite (the data folder is kept, so `restart` brings the same storage back).
+    /// Stop Azurite (the data folder is kept, so `resume` brings the same storage back).
     pub fn stop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
         self.stopped = true;
     }
+
+    /// A storage outage: stop Azurite as an operator would (SIGTERM, so it saves its
+    /// blob database) and wait until its port refuses connections.
+    pub fn pause(&mut self) {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        let _ = self.child.wait();
+        self.stopped = true;
+    }
+
+    /// End the outage: the same storage (data folder) on the same port.
+    pub fn resume(&mut self) {
+        let data = self.dir.path().join(format!("data-{}", self.port));
+        self.child = spawn_azurite(self.port, &data, &self.args);
+        self.stopped = false;
+        assert!(
+            wait_for_port(self.port, Duration::from_secs(30)),
+            "Azurite did not come back on port {}",
+            self.port
+        );
+    }
+}
+
+fn spawn_azurite(port: u16, data: &Path, args: &[String]) -> Child {
+    let mut cmd = Command::new(azurite_binary());
+    cmd.args([
+        "--blobHost",
+        "127.0.0.1",
+        "--blobPort",
+        &port.to_string(),
+        "--location",
+    ])
+    .arg(data)
+    .args([
+        "--silent",
+        "--skipApiVersionCheck",
+        "--loose",
+        "--disableProductStyleUrl",
+    ])
+    .args(args)
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped());
+    kill_with_parent(&mut cmd);
+    cmd.spawn().expect("start azurite")
 }
 
 impl Drop for Azurite {
