@@ -150,7 +150,7 @@ fn start_renewal(store: Arc<dyn StateStore>, token: LockToken) -> HeldLock {
 /// storage is unreachable, and once it answers again Azure renews a lease that expired
 /// meanwhile only if nobody else took it and the blob did not change, so holding on is
 /// safe. (Giving up after one period declared the lock lost during outages shorter than
-/// the lease; `storage_outage_shorter_than_the_lease_keeps_the_lock` caught it.)
+/// the lease; `storage_outage_mid_apply_is_ridden_out` caught it.)
 async fn keep_alive(store: &dyn StateStore, token: &LockToken) -> bool {
     let mut wait = Duration::from_millis(250);
     let mut failing_since: Option<Instant> = None;

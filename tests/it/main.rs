@@ -14,6 +14,7 @@ mod list;
 mod outage;
 mod pipeline;
 mod reap;
+mod soak;
 mod state_azure;
 mod state_errors;
 mod state_local;
