@@ -10,8 +10,7 @@ resource "azurerm_resource_group" "state" {
 }
 
 resource "azurerm_storage_account" "state" {
-  # checkov:skip=CKV_AZURE_35:GitHub-hosted runners have no fixed addresses to allow; every request needs an Entra ID token (shared keys are disabled) and RBAC on the account.
-  # checkov:skip=CKV_AZURE_59:Same reason as CKV_AZURE_35: public network access is how runners and developers reach the state; authentication is Entra ID only.
+  # checkov:skip=CKV_AZURE_59:GitHub-hosted runners have no fixed addresses to allow, so the endpoint stays reachable; every request needs an Entra ID token (shared keys are disabled) and an RBAC role on the account.
   # checkov:skip=CKV2_AZURE_33:A private endpoint needs a virtual network the runners are in; GitHub-hosted runners are not. Self-hosted setups can add one outside this module.
   # checkov:skip=CKV2_AZURE_1:A customer-managed key needs a Key Vault (and its own state) before the state storage exists; Microsoft-managed keys plus infrastructure encryption encrypt the state twice at rest.
   # checkov:skip=CKV_AZURE_33:The account serves blobs only (Terraform state); the queue service is unused, so queue logging has nothing to record.
