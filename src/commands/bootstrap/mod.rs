@@ -61,7 +61,7 @@ pub async fn run(settings: &Settings, args: &BootstrapArgs) -> Result<()> {
     module::render(&dir, &module::variables(&o, &target), &imports)?;
     let result = apply(&tf, &dir, &o).await;
     // The bootstrap state is rebuilt by import on every run; none is kept.
-    let cleaned = module::remove_leftovers(&dir);
+    let cleaned = module::remove_state(&dir);
     let Some(outputs) = result? else {
         return cleaned;
     };

@@ -165,9 +165,27 @@ pub fn render(dir: &Path, vars: &Value, imports: &[(&str, String)]) -> Result<()
     Ok(())
 }
 
-/// Remove state, plan and generated files: the bootstrap state is rebuilt on every run.
+/// Remove what an earlier run left: state, saved plan, generated and stale `.tf` files.
 /// `.terraform/` (providers) and the lock file are kept.
 pub fn remove_leftovers(dir: &Path) -> Result<()> {
+    remove_matching(dir, |name| {
+        is_state(name)
+            || name == IMPORTS_FILE
+            || (name.ends_with(".tf") && !FILES.iter().any(|(f, _)| *f == name))
+    })
+}
+
+/// Remove the state and the saved plan, at the end of a run: the bootstrap state is
+/// rebuilt on every run, and what the provider recorded in it must not stay on disk.
+pub fn remove_state(dir: &Path) -> Result<()> {
+    remove_matching(dir, is_state)
+}
+
+fn is_state(name: &str) -> bool {
+    name.ends_with(".tfstate") || name.ends_with(".tfstate.backup") || name == PLAN_FILE
+}
+
+fn remove_matching(dir: &Path, stale: impl Fn(&str) -> bool) -> Result<()> {
     let entries = match fs_err::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
@@ -176,12 +194,7 @@ pub fn remove_leftovers(dir: &Path) -> Result<()> {
     for entry in entries {
         let entry = entry?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        let stale = name.ends_with(".tfstate")
-            || name.ends_with(".tfstate.backup")
-            || name == PLAN_FILE
-            || name == IMPORTS_FILE
-            || (name.ends_with(".tf") && !FILES.iter().any(|(f, _)| *f == name));
-        if stale && entry.file_type()?.is_file() {
+        if stale(&name) && entry.file_type()?.is_file() {
             fs_err::remove_file(entry.path())?;
         }
     }
@@ -362,5 +375,9 @@ mod tests {
         );
         render(&work, &json!({"a": 1}), &[(GROUP, "/x".into())]).expect("render");
         assert!(work.join(IMPORTS_FILE).is_file());
+        fs_err::write(work.join("terraform.tfstate"), "{}").expect("write");
+        remove_state(&work).expect("clean");
+        assert!(!work.join("terraform.tfstate").exists());
+        assert!(work.join(IMPORTS_FILE).is_file(), "kept for inspection");
     }
 }
