@@ -216,7 +216,7 @@ pub struct BootstrapArgs {
     #[arg(long, value_name = "DAYS", default_value_t = 7, value_parser = clap::value_parser!(u16).range(7..=365))]
     pub soft_delete_days: u16,
     /// Redundancy of a new account (default: GRS; an existing account keeps its own)
-    #[arg(long, value_enum, value_name = "TYPE")]
+    #[arg(long, value_enum, ignore_case = true, value_name = "TYPE")]
     pub replication: Option<Replication>,
     /// GitHub repository (owner/name) the variables and federated credentials are for
     /// (default: GITHUB_REPOSITORY, else the `origin` remote)

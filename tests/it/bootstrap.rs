@@ -258,7 +258,9 @@ fn plan_mode_shows_what_would_be_created_and_derives_names_from_the_project() {
         &arm,
     );
     p.set_env("AZURE_SUBSCRIPTION_ID", SUB);
-    let out = p.run(&["bootstrap", "--plan"]).code(1);
+    let out = p
+        .run(&["bootstrap", "--plan", "--replication", "ragrs"])
+        .code(1);
     assert_provider_failure(&out);
     assert!(
         out.stdout.contains("resource group   rg-petclinic-tfstate"),
@@ -266,7 +268,8 @@ fn plan_mode_shows_what_would_be_created_and_derives_names_from_the_project() {
         out.all()
     );
     assert!(
-        out.stdout.contains("create in westeurope (GRS redundancy"),
+        out.stdout
+            .contains("create in westeurope (RAGRS redundancy"),
         "{}",
         out.all()
     );

@@ -154,8 +154,9 @@ async fn apply(tf: &Terraform, dir: &Path, o: &Options) -> Result<Option<report:
         confirm(o, &plan)?;
     } else {
         tracing::info!(
-            "nothing to change: the state storage already exists with these settings ({})",
-            plan.text()
+            "nothing to change in Azure: the state storage already exists with these settings \
+             ({} existing resources adopted into a throwaway state)",
+            plan.import
         );
     }
     let what = "terraform apply of the state storage";

@@ -196,7 +196,7 @@ pub fn render(out: &Outputs, o: &Options) -> String {
         let _ = writeln!(
             text,
             "    az ad app federated-credential create --id {client} --parameters '{}'",
-            credential_json(&name, &subject)
+            credential_json(name, &subject)
         );
     }
     let _ = writeln!(
