@@ -614,6 +614,7 @@ fn report_reads_real_terraform_output_json() {
         soft_delete_days: 7,
         replication: None,
         repo: Some("octo-org/petclinic".into()),
+        default_branch: "main".into(),
         client_id: None,
         tenant_id: Some("99999999-8888-7777-6666-555555555555".into()),
         key: "{env}.terraform.tfstate".into(),

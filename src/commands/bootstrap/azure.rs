@@ -269,6 +269,7 @@ mod tests {
             soft_delete_days: 7,
             replication: None,
             repo: None,
+            default_branch: "main".into(),
             client_id: None,
             tenant_id: None,
             key: "{env}.terraform.tfstate".into(),

@@ -228,6 +228,7 @@ mod tests {
             soft_delete_days: 14,
             replication: None,
             repo: None,
+            default_branch: "main".into(),
             client_id: None,
             tenant_id: None,
             key: "{env}.terraform.tfstate".into(),

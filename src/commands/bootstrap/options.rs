@@ -25,6 +25,9 @@ pub struct Options {
     pub replication: Option<Replication>,
     /// `owner/name` on GitHub, when known.
     pub repo: Option<String>,
+    /// The repository's default branch (where `delete`, `schedule` and
+    /// `workflow_dispatch` runs start): `origin/HEAD`, else `main`.
+    pub default_branch: String,
     pub client_id: Option<String>,
     pub tenant_id: Option<String>,
     /// `[state] key` (with `{env}`), printed in the `[state]` section.
@@ -105,6 +108,7 @@ impl Options {
             soft_delete_days: args.soft_delete_days,
             replication: args.replication,
             repo,
+            default_branch: default_branch(&settings.root),
             client_id,
             tenant_id,
             key: settings.state.key.clone(),
@@ -291,6 +295,21 @@ fn origin_repo(root: &std::path::Path) -> Option<String> {
     let repo = git2::Repository::discover(root).ok()?;
     let remote = repo.find_remote("origin").ok()?;
     github_repo_of(remote.url().ok()?)
+}
+
+/// The branch `origin/HEAD` points at (the remote's default branch), else `main`.
+fn default_branch(root: &std::path::Path) -> String {
+    git2::Repository::discover(root)
+        .ok()
+        .and_then(|repo| {
+            let head = repo.find_reference("refs/remotes/origin/HEAD").ok()?;
+            let target = head.symbolic_target().ok().flatten()?;
+            target
+                .strip_prefix("refs/remotes/origin/")
+                .map(str::to_string)
+        })
+        .filter(|b| !b.is_empty())
+        .unwrap_or_else(|| "main".to_string())
 }
 
 /// `owner/name` from a github.com remote URL (https, ssh or scp-like), else `None`.

@@ -180,34 +180,44 @@ pub fn render(out: &Outputs, o: &Options) -> String {
 
     let _ = writeln!(
         text,
-        "\n4. Trust GitHub Actions of {repo_shown} (OIDC federated credentials; Entra ID matches\n   \
-         subjects exactly, one credential per branch, at most 20 per app):\n"
+        "\n4. Trust GitHub Actions of {repo_shown} (OIDC federated credentials). Entra ID matches\n   \
+         a credential's subject exactly: one per branch, at most 20 per app. Pull requests, and\n   \
+         the default branch (branch deletions, scheduled and manual runs start there):\n"
     );
-    for (name, subject) in [
+    let branch = &o.default_branch;
+    let credentials = [
         (
-            "nubes-pull-requests",
+            "nubes-pull-requests".to_string(),
             format!("repo:{repo_shown}:pull_request"),
         ),
         (
-            "nubes-env-<name>",
+            format!("nubes-{}", credential_name(branch)),
+            format!("repo:{repo_shown}:ref:refs/heads/{branch}"),
+        ),
+        (
+            "nubes-env-<name>".to_string(),
             format!("repo:{repo_shown}:ref:refs/heads/env-<name>"),
         ),
-    ] {
+    ];
+    for (i, (name, subject)) in credentials.iter().enumerate() {
+        if i == 2 {
+            let _ = writeln!(text, "\n   and one for each environment branch:\n");
+        }
         let _ = writeln!(
             text,
-            "    az ad app federated-credential create --id {client} --parameters '{}'",
-            credential_json(name, &subject)
+            "    az ad app federated-credential create --id {client} --parameters {}",
+            shell_word(&credential_json(name, subject))
         );
     }
     let _ = writeln!(
         text,
-        "\n   Every env-* branch with one credential needs a flexible federated identity credential\n   \
-         (preview, app registrations only), created through Microsoft Graph:\n"
+        "\n   To cover every env-* branch with one credential instead, use a flexible federated\n   identity credential \
+         (preview; app registrations only), created through Microsoft Graph:\n"
     );
     let _ = writeln!(
         text,
-        "    az rest --method post --url \"https://graph.microsoft.com/beta/applications(appId='{client}')/federatedIdentityCredentials\" --body '{}'",
-        flexible_json(repo_shown)
+        "    az rest --method post --url \"https://graph.microsoft.com/beta/applications(appId='{client}')/federatedIdentityCredentials\" --body {}",
+        shell_word(&flexible_json(repo_shown))
     );
     let _ = writeln!(
         text,
@@ -215,6 +225,20 @@ pub fn render(out: &Outputs, o: &Options) -> String {
          instead; see README.md, \"nubes bootstrap\"."
     );
     text
+}
+
+/// A credential name from a branch: letters, digits, `-` and `_`.
+fn credential_name(branch: &str) -> String {
+    branch
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect()
 }
 
 fn credential_json(name: &str, subject: &str) -> String {
@@ -266,6 +290,7 @@ mod tests {
             soft_delete_days: 7,
             replication: None,
             repo: Some("octo-org/demo".into()),
+            default_branch: "main".into(),
             client_id: Some("11111111-2222-3333-4444-555555555555".into()),
             tenant_id: None,
             key: "{env}.terraform.tfstate".into(),
@@ -305,12 +330,30 @@ mod tests {
             "--role \"Storage Blob Data Contributor\" --scope /subscriptions/6d4f1c2e-9a3b-4c5d-8e7f-0a1b2c3d4e5f/resourceGroups/rg-demo-tfstate/providers/Microsoft.Storage/storageAccounts/stdemo1a2b3c4d",
             "--role Contributor --scope /subscriptions/6d4f1c2e-9a3b-4c5d-8e7f-0a1b2c3d4e5f",
             r#""subject":"repo:octo-org/demo:pull_request""#,
+            r#""name":"nubes-main","issuer":"https://token.actions.githubusercontent.com","subject":"repo:octo-org/demo:ref:refs/heads/main""#,
             r#""subject":"repo:octo-org/demo:ref:refs/heads/env-<name>""#,
-            r#"claims['sub'] matches 'repo:octo-org/demo:ref:refs/heads/env-*'"#,
+            r#"--body '{"name":"nubes-env-branches","issuer":"https://token.actions.githubusercontent.com","audiences":["api://AzureADTokenExchange"],"claimsMatchingExpression":{"value":"claims['\''sub'\''] matches '\''repo:octo-org/demo:ref:refs/heads/env-*'\''","languageVersion":1}}'"#,
             "repo:octo-org/demo:environment:<name>",
         ] {
             assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
         }
+    }
+
+    #[test]
+    fn printed_json_survives_the_shell() {
+        // What a user pastes goes through sh: the quoted body must come out as the JSON.
+        let body = flexible_json("octo-org/demo");
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("printf %s {}", shell_word(&body)))
+            .output()
+            .expect("sh");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), body);
+        let parsed: serde_json::Value = serde_json::from_str(&body).expect("json");
+        assert_eq!(
+            parsed["claimsMatchingExpression"]["value"],
+            "claims['sub'] matches 'repo:octo-org/demo:ref:refs/heads/env-*'"
+        );
     }
 
     #[test]
