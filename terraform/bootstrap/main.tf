@@ -1,7 +1,7 @@
 resource "azurerm_resource_group" "state" {
   name     = var.resource_group_name
   location = coalesce(var.resource_group_location, var.location)
-  tags     = var.tags
+  tags     = var.resource_group_tags
 
   # Every environment's state lives below: never let a plan delete it.
   lifecycle {
@@ -49,7 +49,7 @@ resource "azurerm_storage_account" "state" {
     }
   }
 
-  tags = var.tags
+  tags = var.account_tags
 
   lifecycle {
     prevent_destroy = true

@@ -78,8 +78,14 @@ variable "soft_delete_days" {
   }
 }
 
-variable "tags" {
-  description = "Tags for the resource group and the account."
+variable "resource_group_tags" {
+  description = "Tags of the resource group (nubes passes an adopted group's own tags plus its own)."
+  type        = map(string)
+  default     = {}
+}
+
+variable "account_tags" {
+  description = "Tags of the storage account (nubes passes an adopted account's own tags plus its own)."
   type        = map(string)
   default     = {}
 }

@@ -163,7 +163,11 @@ fn bad_flags_are_refused_before_azure_is_asked() {
 #[test]
 fn existing_storage_is_adopted_with_import_blocks_and_a_missing_provider_is_explained() {
     let arm = arm(
-        vec![group_in("rg-demo-tfstate", "westeurope")],
+        vec![group_in(
+            "rg-demo-tfstate",
+            "westeurope",
+            &[("team", "web")],
+        )],
         vec![storage_account(
             "rg-demo-tfstate",
             "stdemostate",
@@ -232,6 +236,11 @@ fn existing_storage_is_adopted_with_import_blocks_and_a_missing_provider_is_expl
     assert_eq!(vars["replication_type"], "GRS");
     assert_eq!(vars["account_name"], "stdemostate");
     assert_eq!(vars["subscription_id"], SUB);
+    assert_eq!(
+        vars["resource_group_tags"]["team"], "web",
+        "an adopted group keeps its tags"
+    );
+    assert_eq!(vars["resource_group_tags"]["managed-by"], "nubes");
     assert!(!work.join("terraform.tfstate").exists());
 
     // What nubes generated is formatted as Terraform formats it.
@@ -305,7 +314,7 @@ fn plan_mode_shows_what_would_be_created_and_derives_names_from_the_project() {
 #[test]
 fn an_account_name_held_elsewhere_is_refused() {
     let arm = arm(
-        vec![group_in("rg-demo-tfstate", "westeurope")],
+        vec![group_in("rg-demo-tfstate", "westeurope", &[])],
         vec![],
         &["sttaken"],
     );
@@ -345,7 +354,7 @@ fn an_account_name_held_elsewhere_is_refused() {
 #[test]
 fn an_existing_account_is_not_moved_to_another_region() {
     let arm = arm(
-        vec![group_in("rg-demo-tfstate", "westeurope")],
+        vec![group_in("rg-demo-tfstate", "westeurope", &[])],
         vec![storage_account(
             "rg-demo-tfstate",
             "stdemostate",

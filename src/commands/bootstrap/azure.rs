@@ -5,6 +5,8 @@
 //! request that would need the account replaced is refused here with exit 2, before
 //! Terraform could plan it.
 
+use std::collections::BTreeMap;
+
 use serde_json::{Value, json};
 
 use crate::arm::Arm;
@@ -27,6 +29,8 @@ const READ_PERMISSION: &str = "the identity needs at least the Reader role on th
 pub struct Existing {
     /// The resource group's region, when the group exists.
     pub group_location: Option<String>,
+    /// Its tags (kept when it is adopted).
+    pub group_tags: BTreeMap<String, String>,
     pub account: Option<Account>,
     pub container: bool,
 }
@@ -40,6 +44,7 @@ pub struct Account {
     pub tier: String,
     pub infrastructure_encryption: bool,
     pub hierarchical_namespace: bool,
+    pub tags: BTreeMap<String, String>,
 }
 
 impl Existing {
@@ -63,6 +68,7 @@ pub async fn discover(arm: &Arm, o: &Options) -> Result<Existing> {
         .await?;
     if let Some(group) = group {
         found.group_location = Some(string_at(&group, "/location"));
+        found.group_tags = tags_of(&group);
         let account_path = [
             "resourceGroups",
             rg,
@@ -107,6 +113,18 @@ fn string_at(v: &Value, pointer: &str) -> String {
         .to_string()
 }
 
+/// A resource's string tags (Azure tags are strings; anything else is skipped).
+fn tags_of(v: &Value) -> BTreeMap<String, String> {
+    v.get("tags")
+        .and_then(Value::as_object)
+        .map(|tags| {
+            tags.iter()
+                .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 fn parse_account(v: &Value) -> Account {
     let sku = string_at(v, "/sku/name");
     let (tier, replication) = sku.split_once('_').unwrap_or(("", sku.as_str()));
@@ -123,6 +141,7 @@ fn parse_account(v: &Value) -> Account {
             .pointer("/properties/isHnsEnabled")
             .and_then(Value::as_bool)
             .unwrap_or(false),
+        tags: tags_of(v),
     }
 }
 
@@ -284,6 +303,7 @@ mod tests {
             group_location: Some("westeurope".into()),
             account: Some(parse_account(&json)),
             container: true,
+            ..Existing::default()
         }
     }
 
@@ -292,7 +312,8 @@ mod tests {
         let a = parse_account(&json!({
             "kind": "StorageV2", "location": "westeurope",
             "sku": {"name": "Standard_RAGRS", "tier": "Standard"},
-            "properties": {"encryption": {"requireInfrastructureEncryption": true}, "isHnsEnabled": false}
+            "properties": {"encryption": {"requireInfrastructureEncryption": true}, "isHnsEnabled": false},
+            "tags": {"team": "web", "odd": 3}
         }));
         assert_eq!(
             a,
@@ -303,6 +324,7 @@ mod tests {
                 tier: "Standard".into(),
                 infrastructure_encryption: true,
                 hierarchical_namespace: false,
+                tags: BTreeMap::from([("team".to_string(), "web".to_string())]),
             }
         );
     }

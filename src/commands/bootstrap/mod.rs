@@ -58,7 +58,7 @@ pub async fn run(settings: &Settings, args: &BootstrapArgs) -> Result<()> {
 
     let dir = module::workdir(&settings.root);
     let imports = module::imports(&o, &existing);
-    module::render(&dir, &module::variables(&o, &target), &imports)?;
+    module::render(&dir, &module::variables(&o, &target, &existing), &imports)?;
     let result = apply(&tf, &dir, &o).await;
     // The bootstrap state is rebuilt by import on every run; none is kept.
     let cleaned = module::remove_state(&dir);

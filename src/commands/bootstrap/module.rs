@@ -8,6 +8,7 @@
 //! so it can be neither lost nor stale, and nothing it holds (the provider records the
 //! account's keys in it) outlives the run.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value, json};
@@ -127,13 +128,28 @@ fn hcl_string(s: &str) -> String {
     out
 }
 
-/// The module's variables. Only variables `variables.tf` declares are set.
-pub fn variables(o: &Options, target: &Target) -> Value {
-    let mut tags = Map::new();
+/// Tags: an adopted resource's own, plus nubes's (`managed-by`, `nubes-project`), so
+/// adopting never drops a tag someone set.
+fn tags(own: Option<&BTreeMap<String, String>>, o: &Options) -> Map<String, Value> {
+    let mut tags: Map<String, Value> = own
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), json!(v)))
+        .collect();
     tags.insert("managed-by".into(), json!("nubes"));
     if let Some(p) = &o.project {
         tags.insert("nubes-project".into(), json!(p));
     }
+    tags
+}
+
+/// The module's variables. Only variables `variables.tf` declares are set.
+pub fn variables(o: &Options, target: &Target, existing: &Existing) -> Value {
+    let group_tags = existing
+        .group_location
+        .is_some()
+        .then_some(&existing.group_tags);
+    let account_tags = existing.account.as_ref().map(|a| &a.tags);
     json!({
         "subscription_id": o.subscription,
         "resource_group_name": o.resource_group,
@@ -144,7 +160,8 @@ pub fn variables(o: &Options, target: &Target) -> Value {
         "replication_type": target.replication,
         "infrastructure_encryption": target.infrastructure_encryption,
         "soft_delete_days": o.soft_delete_days,
-        "tags": tags,
+        "resource_group_tags": tags(group_tags, o),
+        "account_tags": tags(account_tags, o),
     })
 }
 
@@ -248,8 +265,10 @@ mod tests {
                 tier: "Standard".into(),
                 infrastructure_encryption: true,
                 hierarchical_namespace: false,
+                tags: BTreeMap::from([("team".to_string(), "web".to_string())]),
             }),
             container: true,
+            ..Existing::default()
         }
     }
 
@@ -329,7 +348,7 @@ mod tests {
             replication: "GRS".into(),
             infrastructure_encryption: true,
         };
-        let vars = variables(&options(), &target);
+        let vars = variables(&options(), &target, &all_exist());
         let set: Vec<&String> = vars.as_object().expect("object").keys().collect();
         for name in &set {
             assert!(
@@ -339,7 +358,13 @@ mod tests {
         }
         assert_eq!(set.len(), declared.len(), "every variable is set: {set:?}");
         assert_eq!(vars["soft_delete_days"], 14);
-        assert_eq!(vars["tags"]["nubes-project"], "demo");
+        assert_eq!(vars["account_tags"]["nubes-project"], "demo");
+        assert_eq!(
+            vars["account_tags"]["team"], "web",
+            "an adopted account keeps its tags"
+        );
+        assert_eq!(vars["resource_group_tags"]["managed-by"], "nubes");
+        assert!(vars["resource_group_tags"].get("team").is_none());
         assert!(vars["resource_group_location"].is_null());
     }
 

@@ -80,7 +80,7 @@ impl Options {
         };
         let repo = match &args.repo {
             Some(r) => Some(repo(r, "--repo")?),
-            None => match lookup("GITHUB_REPOSITORY") {
+            None => match lookup("GITHUB_REPOSITORY").filter(|r| !r.trim().is_empty()) {
                 Some(r) => Some(repo(&r, "GITHUB_REPOSITORY")?),
                 None => origin_repo(&settings.root),
             },

@@ -91,8 +91,8 @@ pub fn group_with_tags(name: &str, tags: &[(&str, &str)], script: Script) -> Gro
 }
 
 /// A group without tags in `location` (what `nubes bootstrap` looks for).
-pub fn group_in(name: &str, location: &str) -> Group {
-    let mut g = group_with_tags(name, &[], Script::Immediate);
+pub fn group_in(name: &str, location: &str, tags: &[(&str, &str)]) -> Group {
+    let mut g = group_with_tags(name, tags, Script::Immediate);
     g.location = location.into();
     g
 }
@@ -379,11 +379,13 @@ fn get_group(state: &State, name: &str) -> Reply {
     let Some(g) = live_group(state, name) else {
         return not_found(name);
     };
+    let tags: serde_json::Map<_, _> = g.tags.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
     let body = json!({
         "id": format!("/subscriptions/{SUBSCRIPTION}/resourceGroups/{}", g.name),
         "name": g.name,
         "type": "Microsoft.Resources/resourceGroups",
         "location": g.location,
+        "tags": tags,
         "properties": {"provisioningState": "Succeeded"},
     });
     respond(200, &[], body.to_string())
