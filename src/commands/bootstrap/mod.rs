@@ -105,6 +105,10 @@ async fn apply(tf: &Terraform, dir: &Path, o: &Options) -> Result<Option<report:
         ("TF_IN_AUTOMATION", "1".to_string()),
         ("TF_INPUT", "0".to_string()),
     ];
+    tracing::info!(
+        "terraform init in {} (the first run downloads the azurerm provider)",
+        dir.display()
+    );
     let what = "terraform init of the bootstrap module";
     let (outcome, _, stderr) = terraform::run_captured(
         tf,

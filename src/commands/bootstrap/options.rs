@@ -330,6 +330,84 @@ mod tests {
     use super::*;
     use crate::error::exit;
 
+    fn args() -> BootstrapArgs {
+        BootstrapArgs {
+            subscription: None,
+            resource_group: None,
+            account: None,
+            location: None,
+            container: None,
+            soft_delete_days: 7,
+            replication: None,
+            repo: None,
+            client_id: None,
+            tenant_id: None,
+            plan: false,
+            yes: false,
+        }
+    }
+
+    fn settings(toml: &str) -> (tempfile::TempDir, Settings) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        fs_err::write(dir.path().join("nubes.toml"), toml).expect("write");
+        let s = crate::config::load(dir.path(), None, &Default::default()).expect("config");
+        (dir, s)
+    }
+
+    const SUB: &str = "6d4f1c2e-9a3b-4c5d-8e7f-0a1b2c3d4e5f";
+
+    #[test]
+    fn flags_win_over_the_environment_which_wins_over_nubes_toml() {
+        let (_dir, s) = settings(
+            "[project]\nname = \"petclinic\"\nlocation = \"westeurope\"\n[state]\ncontainer = \"states\"\n",
+        );
+        let env = |name: &str| match name {
+            "ARM_SUBSCRIPTION_ID" => Some(SUB.to_uppercase()),
+            "AZURE_SUBSCRIPTION_ID" => Some("00000000-0000-0000-0000-000000000009".into()),
+            "AZURE_CLIENT_ID" => Some("11111111-2222-3333-4444-555555555555".into()),
+            "GITHUB_REPOSITORY" => Some("octo-org/petclinic".into()),
+            _ => None,
+        };
+        let o = Options::resolve(&args(), &s, env).expect("options");
+        assert_eq!(o.subscription, SUB, "ARM_ first, lowercased");
+        assert_eq!(o.resource_group, "rg-petclinic-tfstate");
+        assert_eq!(o.account, default_account(Some("petclinic"), SUB));
+        assert!(!o.account_explicit);
+        assert_eq!(o.location.as_deref(), Some("westeurope"));
+        assert_eq!(o.container, "states");
+        assert_eq!(o.repo.as_deref(), Some("octo-org/petclinic"));
+        assert_eq!(
+            o.client_id.as_deref(),
+            Some("11111111-2222-3333-4444-555555555555")
+        );
+        assert_eq!(o.tenant_id, None);
+        assert_eq!(o.key, "{env}.terraform.tfstate");
+
+        let mut a = args();
+        a.subscription = Some("00000000-0000-0000-0000-000000000001".into());
+        a.location = Some("eastus".into());
+        a.account = Some("stmine".into());
+        a.container = Some("tfstate".into());
+        a.repo = Some("me/app".into());
+        let o = Options::resolve(&a, &s, env).expect("options");
+        assert_eq!(o.subscription, "00000000-0000-0000-0000-000000000001");
+        assert_eq!(
+            (o.location.as_deref(), o.location_from),
+            (Some("eastus"), "--location")
+        );
+        assert_eq!((o.account.as_str(), o.account_explicit), ("stmine", true));
+        assert_eq!(o.container, "tfstate");
+        assert_eq!(o.repo.as_deref(), Some("me/app"));
+
+        let e = Options::resolve(&args(), &s, |_| None).expect_err("no subscription");
+        assert_eq!(e.exit_code(), exit::USAGE);
+        let bad = |name: &str| (name == "AZURE_CLIENT_ID").then(|| "nope".to_string());
+        let mut a = args();
+        a.subscription = Some(SUB.into());
+        let e = Options::resolve(&a, &s, bad).expect_err("bad client id");
+        assert!(e.to_string().starts_with("AZURE_CLIENT_ID:"), "{e}");
+    }
+
     #[test]
     fn account_names_follow_azure_rules() {
         for ok in ["abc", "stpetclinic01", "a23456789012345678901234"] {
