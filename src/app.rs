@@ -167,5 +167,8 @@ async fn dispatch(cli: &Cli) -> Result<()> {
         Command::Tf { env, args } => commands::tf::run(&settings(cli)?, env, args).await,
         Command::Unlock { env, yes } => commands::unlock::run(&settings(cli)?, env, *yes).await,
         Command::State(cmd) => commands::state::run(&settings(cli)?, cmd).await,
+        // A missing nubes.toml is fine here (bootstrap usually comes first); settings
+        // then hold the defaults.
+        Command::Bootstrap(args) => commands::bootstrap::run(&settings(cli)?, args).await,
     }
 }

@@ -83,13 +83,17 @@ impl Arm {
     /// `subscriptionId` in the AZURE_CREDENTIALS JSON.
     /// Credential: the chain of DESIGN.md with `NUBES_ARM_TOKEN` as the static token.
     pub fn from_env() -> Result<Arm> {
+        let (subscription, source) = subscription_from(env_var)?;
+        let subscription = parse_subscription(&subscription).map_err(|e| e.context(source))?;
+        Arm::from_env_for(&subscription)
+    }
+
+    /// Like [`Arm::from_env`], for a subscription the caller already resolved (a flag).
+    pub fn from_env_for(subscription: &str) -> Result<Arm> {
         let http = azure::http_client()?;
         let (credential, kind) = auth::token_credential(http.clone(), "NUBES_ARM_TOKEN")?;
-        let lookup = |name: &str| env_var(name);
-        let endpoint = lookup("NUBES_ARM_ENDPOINT").unwrap_or_else(|| DEFAULT_ENDPOINT.into());
-        let (subscription, source) = subscription_from(lookup)?;
-        let subscription = parse_subscription(&subscription).map_err(|e| e.context(source))?;
-        let mut arm = Arm::build(http, &endpoint, &subscription, credential)?;
+        let endpoint = env_var("NUBES_ARM_ENDPOINT").unwrap_or_else(|| DEFAULT_ENDPOINT.into());
+        let mut arm = Arm::build(http, &endpoint, subscription, credential)?;
         arm.credential_kind = Some(kind);
         Ok(arm)
     }
@@ -282,13 +286,69 @@ impl Arm {
         }
     }
 
+    /// GET a resource below the subscription (`segments` after `/subscriptions/<id>/`);
+    /// `None` when Resource Manager answers 404 (the resource or its group does not exist).
+    /// `permission` names the role a 401/403 hint should suggest.
+    pub async fn get_resource(
+        &self,
+        segments: &[&str],
+        api_version: &str,
+        doing: &str,
+        permission: &str,
+    ) -> Result<Option<serde_json::Value>> {
+        let url = self.resource_url(segments, api_version);
+        let reply = self.call(Method::GET, &url, doing).await?;
+        match reply.status {
+            StatusCode::OK => parse_json(&reply, doing).map(Some),
+            StatusCode::NOT_FOUND if is_subscription_not_found(&reply) => {
+                Err(self.subscription_not_found(doing, &reply))
+            }
+            StatusCode::NOT_FOUND => Ok(None),
+            _ => Err(self.status_error_for(doing, &reply, permission)),
+        }
+    }
+
+    /// POST a JSON body to an action below the subscription (e.g. a provider's
+    /// `checkNameAvailability`) and return the JSON answer of a 200.
+    pub async fn post_action(
+        &self,
+        segments: &[&str],
+        api_version: &str,
+        body: &serde_json::Value,
+        doing: &str,
+        permission: &str,
+    ) -> Result<serde_json::Value> {
+        let url = self.resource_url(segments, api_version);
+        let body = bytes::Bytes::from(body.to_string());
+        let reply = self
+            .call_with(Method::POST, &url, Some(body), doing)
+            .await?;
+        match reply.status {
+            StatusCode::OK => parse_json(&reply, doing),
+            StatusCode::NOT_FOUND if is_subscription_not_found(&reply) => {
+                Err(self.subscription_not_found(doing, &reply))
+            }
+            _ => Err(self.status_error_for(doing, &reply, permission)),
+        }
+    }
+
     /// One Resource Manager call, retried when throttled (after `Retry-After`), on 5xx
     /// and on connection failures (with backoff). The final reply is returned whatever
     /// its status; the caller decides what it means.
     async fn call(&self, method: Method, url: &Url, doing: &str) -> Result<Reply> {
+        self.call_with(method, url, None, doing).await
+    }
+
+    async fn call_with(
+        &self,
+        method: Method,
+        url: &Url,
+        body: Option<bytes::Bytes>,
+        doing: &str,
+    ) -> Result<Reply> {
         let mut attempt = 1;
         loop {
-            let result = self.send(&method, url).await;
+            let result = self.send(&method, url, body.clone()).await;
             let wait = match &result {
                 Ok(reply) => retry_wait(reply, attempt),
                 Err(SendError::Transport(e)) if !e.is_builder() => Some(backoff(attempt)),
@@ -309,7 +369,12 @@ impl Arm {
         }
     }
 
-    async fn send(&self, method: &Method, url: &Url) -> std::result::Result<Reply, SendError> {
+    async fn send(
+        &self,
+        method: &Method,
+        url: &Url,
+        body: Option<bytes::Bytes>,
+    ) -> std::result::Result<Reply, SendError> {
         // The semaphore is never closed, so acquiring cannot fail.
         let _permit = self.in_flight.acquire().await.ok();
         crate::rest::send(
@@ -319,7 +384,7 @@ impl Arm {
             "arm",
             method,
             url,
-            None,
+            body.map(|b| (b, "application/json")),
         )
         .await
     }
@@ -349,12 +414,19 @@ impl Arm {
     /// An unexpected status, as an error a user can act on.
     fn status_error(&self, doing: &str, reply: &Reply) -> Error {
         let sub = &self.subscription;
-        let detail = server_error(reply);
         let permission = format!(
             "the identity needs permission to delete resource groups in subscription {sub}, e.g. \
              the Contributor role: `az role assignment create --assignee <client-id> --role \
              Contributor --scope /subscriptions/{sub}`"
         );
+        self.status_error_for(doing, reply, &permission)
+    }
+
+    /// An unexpected status; `permission` is the hint for 401 and 403.
+    fn status_error_for(&self, doing: &str, reply: &Reply, permission: &str) -> Error {
+        let sub = &self.subscription;
+        let detail = server_error(reply);
+        let permission = permission.to_string();
         match reply.status {
             StatusCode::UNAUTHORIZED => Error::input(format!(
                 "{doing}: Azure Resource Manager did not accept the access token{} for \
@@ -386,6 +458,12 @@ impl Arm {
         self.credential_kind
             .map(|k| format!(" ({k})"))
             .unwrap_or_default()
+    }
+
+    fn resource_url(&self, segments: &[&str], api_version: &str) -> Url {
+        let mut path = vec!["subscriptions", self.subscription.as_str()];
+        path.extend_from_slice(segments);
+        self.url(&path, &format!("api-version={api_version}"))
     }
 
     fn list_url(&self, env: &str) -> Url {
@@ -528,6 +606,14 @@ fn describe_error(detail: Option<&ErrorDetail>) -> Option<String> {
         (None, None) => return None,
     };
     Some(secrets::redact(&text))
+}
+
+/// A 404 about the subscription itself, not about the resource asked for.
+fn is_subscription_not_found(reply: &Reply) -> bool {
+    serde_json::from_slice::<CloudError>(&reply.body)
+        .ok()
+        .and_then(|c| c.error?.code)
+        .is_some_and(|code| code.eq_ignore_ascii_case("SubscriptionNotFound"))
 }
 
 /// The status and what the server said about it (ARM's error JSON, else a short excerpt).

@@ -179,6 +179,85 @@ pub enum Command {
     /// Kept versions of an environment's state: list, print, restore
     #[command(subcommand)]
     State(StateCommand),
+    /// Create (or adopt) the state storage with secure defaults, and print the settings to use
+    ///
+    /// Applies nubes's embedded Terraform module `terraform/bootstrap`: a resource group, a
+    /// StorageV2 account (HTTPS only, TLS 1.2, no public blobs, no shared keys, blob
+    /// versioning and soft delete) and a private `tfstate` container. Resources that already
+    /// exist are adopted with Terraform import blocks, so running it again changes nothing.
+    /// Then prints the [state] section for nubes.toml and the GitHub variables to set (and
+    /// sets them with `gh`, after asking, when it is installed and logged in).
+    /// Works without a nubes.toml; uses its [project] name and location when there is one.
+    #[command(
+        after_help = "Example: nubes bootstrap --subscription 00000000-0000-0000-0000-000000000000 --location westeurope"
+    )]
+    Bootstrap(BootstrapArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BootstrapArgs {
+    /// Azure subscription ID (default: ARM_SUBSCRIPTION_ID, then AZURE_SUBSCRIPTION_ID)
+    #[arg(long, value_name = "ID")]
+    pub subscription: Option<String>,
+    /// Resource group of the state storage (default: rg-<project>-tfstate)
+    #[arg(long, value_name = "NAME")]
+    pub resource_group: Option<String>,
+    /// Storage account name, 3-24 lowercase letters and digits, globally unique
+    /// (default: st<project><hash of subscription and project>)
+    #[arg(long, value_name = "NAME")]
+    pub account: Option<String>,
+    /// Azure region, e.g. westeurope (default: [project] location, else the existing account's)
+    #[arg(long, value_name = "REGION")]
+    pub location: Option<String>,
+    /// Container for the state (default: [state] container, else tfstate)
+    #[arg(long, value_name = "NAME")]
+    pub container: Option<String>,
+    /// Days deleted state blobs and containers are kept (7 to 365)
+    #[arg(long, value_name = "DAYS", default_value_t = 7, value_parser = clap::value_parser!(u16).range(7..=365))]
+    pub soft_delete_days: u16,
+    /// Redundancy of a new account (default: GRS; an existing account keeps its own)
+    #[arg(long, value_enum, ignore_case = true, value_name = "TYPE")]
+    pub replication: Option<Replication>,
+    /// GitHub repository (owner/name) the variables and federated credentials are for
+    /// (default: GITHUB_REPOSITORY, else the `origin` remote)
+    #[arg(long, value_name = "OWNER/NAME")]
+    pub repo: Option<String>,
+    /// Client ID of the identity GitHub Actions logs in as (default: ARM_CLIENT_ID, then AZURE_CLIENT_ID)
+    #[arg(long, value_name = "ID")]
+    pub client_id: Option<String>,
+    /// Entra ID tenant of that identity (default: ARM_TENANT_ID, then AZURE_TENANT_ID)
+    #[arg(long, value_name = "ID")]
+    pub tenant_id: Option<String>,
+    /// Only check Azure and show what would be created or adopted; change nothing
+    #[arg(long, visible_alias = "dry-run")]
+    pub plan: bool,
+    /// Do not ask: apply, and set the GitHub variables when gh can (on a terminal)
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+}
+
+/// Storage redundancy accepted for the state account (LRS keeps a single copy in one
+/// datacenter, too little for every environment's state).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[value(rename_all = "UPPER")]
+pub enum Replication {
+    Zrs,
+    Grs,
+    Ragrs,
+    Gzrs,
+    Ragzrs,
+}
+
+impl Replication {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Replication::Zrs => "ZRS",
+            Replication::Grs => "GRS",
+            Replication::Ragrs => "RAGRS",
+            Replication::Gzrs => "GZRS",
+            Replication::Ragzrs => "RAGZRS",
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]

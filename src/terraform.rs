@@ -73,6 +73,9 @@ pub enum Io {
     Stream,
     /// Pipeline: no stdin, stdout captured (e.g. `show -json`), stderr streamed.
     Capture,
+    /// No stdin, stdout and stderr both captured (a step whose output nubes explains
+    /// itself, e.g. `init` of `nubes bootstrap`).
+    Silent,
 }
 
 fn stderr_as_stdio() -> Stdio {
@@ -105,6 +108,21 @@ pub async fn run_with(
     what: &str,
     io: Io,
 ) -> Result<(Outcome, Vec<u8>)> {
+    run_captured(tf, dir, args, env, what, io)
+        .await
+        .map(|(outcome, stdout, _)| (outcome, stdout))
+}
+
+/// Run Terraform; returns what was captured of stdout and stderr (empty when not
+/// captured, see [`Io`]).
+pub async fn run_captured(
+    tf: &Terraform,
+    dir: &Path,
+    args: &[OsString],
+    env: &[(&str, String)],
+    what: &str,
+    io: Io,
+) -> Result<(Outcome, Vec<u8>, Vec<u8>)> {
     let mut cmd = tokio::process::Command::new(&tf.path);
     cmd.args(args).current_dir(dir).stderr(Stdio::inherit());
     match io {
@@ -113,6 +131,10 @@ pub async fn run_with(
         // (`nubes plan --json | jq` works).
         Io::Stream => cmd.stdin(Stdio::null()).stdout(stderr_as_stdio()),
         Io::Capture => cmd.stdin(Stdio::null()).stdout(Stdio::piped()),
+        Io::Silent => cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
     };
     for k in WITHHELD_ENV {
         cmd.env_remove(k);
@@ -131,15 +153,10 @@ pub async fn run_with(
         .spawn()
         .map_err(|e| Error::failed(format!("{what}: cannot start {}: {e}", tf.path.display())))?;
     tracing::debug!("started {what} (pid {:?})", child.id());
-    // Read stdout concurrently with waiting, so a large output cannot fill the pipe
-    // and stall Terraform.
-    let reader = child.stdout.take().map(|mut out| {
-        tokio::spawn(async move {
-            let mut buf = Vec::new();
-            let _ = tokio::io::AsyncReadExt::read_to_end(&mut out, &mut buf).await;
-            buf
-        })
-    });
+    // Read the captured streams concurrently with waiting, so a large output cannot
+    // fill a pipe and stall Terraform.
+    let reader = child.stdout.take().map(drain);
+    let err_reader = child.stderr.take().map(drain);
     let mut signals = signals::subscribe();
     let mut seen = signals.borrow().1;
     let mut interrupted = None;
@@ -151,7 +168,11 @@ pub async fn run_with(
                     Some(r) => r.await.unwrap_or_default(),
                     None => Vec::new(),
                 };
-                return Ok((Outcome { status, interrupted }, captured));
+                let captured_err = match err_reader {
+                    Some(r) => r.await.unwrap_or_default(),
+                    None => Vec::new(),
+                };
+                return Ok((Outcome { status, interrupted }, captured, captured_err));
             }
             changed = signals.changed() => {
                 if changed.is_err() { continue; }
@@ -170,6 +191,17 @@ pub async fn run_with(
             }
         }
     }
+}
+
+fn drain<R>(mut stream: R) -> tokio::task::JoinHandle<Vec<u8>>
+where
+    R: tokio::io::AsyncRead + Unpin + Send + 'static,
+{
+    tokio::spawn(async move {
+        let mut buf = Vec::new();
+        let _ = tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut buf).await;
+        buf
+    })
 }
 
 /// Identity of the Terraform binary for the fingerprint, without running it (the fast

@@ -1,6 +1,7 @@
 //! One module per command; each takes resolved settings and returns a result whose
 //! error maps to the documented exit code.
 
+pub mod bootstrap;
 pub mod drift;
 pub mod inspect;
 pub mod pipeline;

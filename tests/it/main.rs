@@ -4,6 +4,7 @@
 //! binary; helpers in `support`.
 
 pub mod arm;
+mod bootstrap;
 mod cli;
 mod crash;
 mod demo;

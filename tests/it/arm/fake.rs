@@ -1,8 +1,11 @@
 //! A small Azure Resource Manager served on 127.0.0.1 for the tests: resource groups with
 //! tags, the list call (a one-tag OData `$filter`, pages linked by `nextLink`), DELETE
 //! with a scripted behaviour per group, and both long-running-operation styles
-//! (`Azure-AsyncOperation` status documents and `Location` polling). It records every
-//! request, and answers 401 to any request without the expected bearer token.
+//! (`Azure-AsyncOperation` status documents and `Location` polling). For `nubes bootstrap`
+//! it also answers GET on one resource group, storage account or blob container, and the
+//! storage provider's `checkNameAvailability` (names are global: some may be taken
+//! elsewhere). It records every request, and answers 401 to any request without the
+//! expected bearer token.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -20,6 +23,7 @@ use tokio::task::JoinHandle;
 
 pub const SUBSCRIPTION: &str = "6d4f1c2e-9a3b-4c5d-8e7f-0a1b2c3d4e5f";
 const API_VERSION: &str = "api-version=2021-04-01";
+const STORAGE_API_VERSION: &str = "2023-05-01";
 
 /// How a group answers its DELETE.
 #[derive(Clone, Debug)]
@@ -54,6 +58,7 @@ pub enum End {
 
 pub struct Group {
     name: String,
+    location: String,
     tags: Vec<(String, String)>,
     script: Script,
     deletes: u32,
@@ -73,6 +78,7 @@ pub fn group(name: &str, env: &str, project: &str, script: Script) -> Group {
 pub fn group_with_tags(name: &str, tags: &[(&str, &str)], script: Script) -> Group {
     Group {
         name: name.into(),
+        location: "eastus".into(),
         tags: tags
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -81,6 +87,44 @@ pub fn group_with_tags(name: &str, tags: &[(&str, &str)], script: Script) -> Gro
         deletes: 0,
         polls: 0,
         deleted: false,
+    }
+}
+
+/// A group without tags in `location` (what `nubes bootstrap` looks for).
+pub fn group_in(name: &str, location: &str, tags: &[(&str, &str)]) -> Group {
+    let mut g = group_with_tags(name, tags, Script::Immediate);
+    g.location = location.into();
+    g
+}
+
+/// A storage account in a resource group.
+#[derive(Clone, Debug)]
+pub struct StorageAccount {
+    pub group: String,
+    pub name: String,
+    pub location: String,
+    /// e.g. `Standard_GRS`.
+    pub sku: String,
+    pub kind: String,
+    pub infrastructure_encryption: bool,
+    pub containers: Vec<String>,
+}
+
+/// A StorageV2 `Standard_GRS` account with infrastructure encryption, as bootstrap makes them.
+pub fn storage_account(
+    group: &str,
+    name: &str,
+    location: &str,
+    containers: &[&str],
+) -> StorageAccount {
+    StorageAccount {
+        group: group.into(),
+        name: name.into(),
+        location: location.into(),
+        sku: "Standard_GRS".into(),
+        kind: "StorageV2".into(),
+        infrastructure_encryption: true,
+        containers: containers.iter().map(|c| c.to_string()).collect(),
     }
 }
 
@@ -94,11 +138,15 @@ pub struct Seen {
     /// The Authorization header was exactly `Bearer <expected token>`.
     pub authorized: bool,
     pub at: Instant,
+    pub body: String,
 }
 
 #[derive(Default)]
 struct State {
     groups: Vec<Group>,
+    accounts: Vec<StorageAccount>,
+    /// Account names held by someone else, somewhere in Azure.
+    taken: Vec<String>,
     seen: Vec<Seen>,
     in_flight: usize,
     max_in_flight: usize,
@@ -134,11 +182,25 @@ impl FakeArm {
     /// Serve `groups` on the current runtime, accepting only `Bearer <token>`, listing
     /// `page_size` groups per page.
     pub async fn start(token: &str, page_size: usize, groups: Vec<Group>) -> FakeArm {
+        Self::start_with_storage(token, page_size, groups, vec![], &[]).await
+    }
+
+    /// Also serve storage `accounts`, and answer that the names in `taken` belong to
+    /// someone else.
+    pub async fn start_with_storage(
+        token: &str,
+        page_size: usize,
+        groups: Vec<Group>,
+        accounts: Vec<StorageAccount>,
+        taken: &[&str],
+    ) -> FakeArm {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 groups,
+                accounts,
+                taken: taken.iter().map(|t| t.to_string()).collect(),
                 ..State::default()
             }),
             token: token.into(),
@@ -202,14 +264,22 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Reply, In
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_string();
+    let method = req.method().to_string();
+    let path = req.uri().path().to_string();
+    let query = url::form_urlencoded::parse(req.uri().query().unwrap_or_default().as_bytes())
+        .into_owned()
+        .collect();
+    let body = http_body_util::BodyExt::collect(req.into_body())
+        .await
+        .map(|b| String::from_utf8_lossy(&b.to_bytes()).into_owned())
+        .unwrap_or_default();
     let seen = Seen {
-        method: req.method().to_string(),
-        path: req.uri().path().to_string(),
-        query: url::form_urlencoded::parse(req.uri().query().unwrap_or_default().as_bytes())
-            .into_owned()
-            .collect(),
+        method,
+        path,
+        query,
         authorized: authorization == format!("Bearer {}", shared.token),
         at: Instant::now(),
+        body,
     };
     {
         let mut state = shared.state();
@@ -250,12 +320,154 @@ fn route(shared: &Shared, seen: &Seen, authorization: &str) -> (Reply, Option<Du
         ("DELETE", ["resourcegroups", name]) if has_api_version(seen) => {
             delete(shared, &mut state, name)
         }
+        ("GET", ["resourcegroups", name]) if has_api_version(seen) => {
+            (get_group(&state, name), None)
+        }
+        (
+            "GET",
+            [
+                "resourcegroups",
+                rg,
+                "providers",
+                "microsoft.storage",
+                "storageaccounts",
+                account,
+            ],
+        ) if has_storage_api_version(seen) => (get_account(&state, rg, account, None), None),
+        (
+            "GET",
+            [
+                "resourcegroups",
+                rg,
+                "providers",
+                "microsoft.storage",
+                "storageaccounts",
+                account,
+                "blobservices",
+                "default",
+                "containers",
+                container,
+            ],
+        ) if has_storage_api_version(seen) => {
+            (get_account(&state, rg, account, Some(container)), None)
+        }
+        ("POST", ["providers", "microsoft.storage", "checknameavailability"])
+            if has_storage_api_version(seen) =>
+        {
+            (check_name(&state, &seen.body), None)
+        }
         ("GET", ["operationstatuses", name]) => {
             (operation_status(&mut state, name, authorization), None)
         }
         ("GET", ["operationresults", name]) => (operation_result(&mut state, name), None),
         _ => (error(400, "BadRequest", "Unexpected request."), None),
     }
+}
+
+fn has_storage_api_version(seen: &Seen) -> bool {
+    seen.query.get("api-version").map(String::as_str) == Some(STORAGE_API_VERSION)
+}
+
+fn live_group<'a>(state: &'a State, name: &str) -> Option<&'a Group> {
+    state
+        .groups
+        .iter()
+        .find(|g| g.name.eq_ignore_ascii_case(name) && !g.deleted)
+}
+
+fn get_group(state: &State, name: &str) -> Reply {
+    let Some(g) = live_group(state, name) else {
+        return not_found(name);
+    };
+    let tags: serde_json::Map<_, _> = g.tags.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+    let body = json!({
+        "id": format!("/subscriptions/{SUBSCRIPTION}/resourceGroups/{}", g.name),
+        "name": g.name,
+        "type": "Microsoft.Resources/resourceGroups",
+        "location": g.location,
+        "tags": tags,
+        "properties": {"provisioningState": "Succeeded"},
+    });
+    respond(200, &[], body.to_string())
+}
+
+/// The account (or, with `container`, one of its containers), as the Storage resource
+/// provider returns them.
+fn get_account(state: &State, rg: &str, name: &str, container: Option<&str>) -> Reply {
+    let Some(group) = live_group(state, rg) else {
+        return not_found(rg);
+    };
+    let Some(a) = state
+        .accounts
+        .iter()
+        .find(|a| a.group.eq_ignore_ascii_case(rg) && a.name == name)
+    else {
+        return error(
+            404,
+            "ResourceNotFound",
+            &format!(
+                "The Resource 'Microsoft.Storage/storageAccounts/{name}' under resource group '{rg}' was not found."
+            ),
+        );
+    };
+    let id = format!(
+        "/subscriptions/{SUBSCRIPTION}/resourceGroups/{}/providers/Microsoft.Storage/storageAccounts/{}",
+        group.name, a.name
+    );
+    if let Some(container) = container {
+        if !a.containers.iter().any(|c| c == container) {
+            return error(
+                404,
+                "ContainerNotFound",
+                "The specified container does not exist.",
+            );
+        }
+        let body = json!({
+            "id": format!("{id}/blobServices/default/containers/{container}"),
+            "name": container,
+            "type": "Microsoft.Storage/storageAccounts/blobServices/containers",
+            "properties": {"publicAccess": "None", "deleted": false},
+        });
+        return respond(200, &[], body.to_string());
+    }
+    let (tier, _) = a.sku.split_once('_').unwrap_or(("Standard", ""));
+    let body = json!({
+        "id": id,
+        "name": a.name,
+        "type": "Microsoft.Storage/storageAccounts",
+        "location": a.location,
+        "kind": a.kind,
+        "sku": {"name": a.sku, "tier": tier},
+        "properties": {
+            "provisioningState": "Succeeded",
+            "isHnsEnabled": false,
+            "encryption": {"requireInfrastructureEncryption": a.infrastructure_encryption, "keySource": "Microsoft.Storage"},
+            "primaryEndpoints": {"blob": format!("https://{}.blob.core.windows.net/", a.name)},
+        },
+    });
+    respond(200, &[], body.to_string())
+}
+
+fn check_name(state: &State, body: &str) -> Reply {
+    let request: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+    let (Some(name), Some("Microsoft.Storage/storageAccounts")) = (
+        request.get("name").and_then(|n| n.as_str()),
+        request.get("type").and_then(|t| t.as_str()),
+    ) else {
+        return error(400, "InvalidRequestContent", "name and type are required.");
+    };
+    let taken =
+        state.taken.iter().any(|t| t == name) || state.accounts.iter().any(|a| a.name == name);
+    let body = if taken {
+        json!({
+            "nameAvailable": false,
+            "reason": "AlreadyExists",
+            "message": format!("The storage account named {name} is already taken."),
+        })
+    } else {
+        json!({"nameAvailable": true})
+    };
+    respond(200, &[], body.to_string())
 }
 
 fn has_api_version(seen: &Seen) -> bool {
@@ -298,7 +510,7 @@ fn list(shared: &Shared, state: &State, query: &HashMap<String, String>) -> Repl
                 "id": format!("/subscriptions/{SUBSCRIPTION}/resourceGroups/{}", g.name),
                 "name": g.name,
                 "type": "Microsoft.Resources/resourceGroups",
-                "location": "eastus",
+                "location": g.location,
                 "properties": {"provisioningState": "Succeeded"},
                 "tags": tags,
             })
