@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::env_name::{DEFAULT_PREFIX, EnvName};
+use crate::env_name::{DEFAULT_PREFIX, EnvName, printable};
 use crate::error::{Error, Result};
 
 // ---------------------------------------------------------------------------------
@@ -295,7 +295,7 @@ fn int_in(p: &Pick, lo: i64, hi: i64, why: &str) -> Result<i64> {
     let n: i64 = p.value.trim().parse().map_err(|_| {
         bad(
             &p.origin,
-            format!("`{}` is not a whole number", p.value),
+            format!("`{}` is not a whole number", printable(&p.value)),
             format!("allowed: {lo} to {hi} ({why})"),
         )
     })?;
@@ -313,7 +313,7 @@ fn duration(p: &Pick) -> Result<Duration> {
     humantime::parse_duration(p.value.trim()).map_err(|e| {
         bad(
             &p.origin,
-            format!("`{}` is not a duration ({e})", p.value),
+            format!("`{}` is not a duration ({e})", printable(&p.value)),
             "use a number with a unit, e.g. \"90s\", \"10m\" or \"1h\"",
         )
     })
@@ -325,7 +325,7 @@ fn one_of(p: &Pick, allowed: &[&str]) -> Result<String> {
     } else {
         Err(bad(
             &p.origin,
-            format!("`{}` is not allowed", p.value),
+            format!("`{}` is not allowed", printable(&p.value)),
             format!("allowed values: {}", allowed.join(", ")),
         ))
     }
@@ -418,7 +418,7 @@ fn resolve(
         {
             return Err(bad(
                 &p.origin,
-                format!("`{}` is not a usable branch prefix", p.value),
+                format!("`{}` is not a usable branch prefix", printable(&p.value)),
                 "use something like \"env-\"",
             ));
         }
@@ -445,7 +445,7 @@ fn resolve(
                 _ => {
                     return Err(bad(
                         &p.origin,
-                        format!("`{}` is not an account URL", p.value),
+                        format!("`{}` is not an account URL", printable(&p.value)),
                         "use https://<account>.blob.core.windows.net (no query string: give a SAS through NUBES_STORAGE_SAS)",
                     ));
                 }
@@ -458,7 +458,7 @@ fn resolve(
             Some(p) => {
                 return Err(bad(
                     &p.origin,
-                    format!("`{}` is not a storage account name", p.value),
+                    format!("`{}` is not a storage account name", printable(&p.value)),
                     "3 to 24 lowercase letters and digits",
                 ));
             }
@@ -495,7 +495,7 @@ fn resolve(
         Some(p) => {
             return Err(bad(
                 &p.origin,
-                format!("`{}` is not a valid container name", p.value),
+                format!("`{}` is not a valid container name", printable(&p.value)),
                 "3 to 63 lowercase letters, digits and single hyphens",
             ));
         }
@@ -508,7 +508,7 @@ fn resolve(
                 &p.origin,
                 format!(
                     "`{}` does not contain {{env}}, so every environment would share one state",
-                    p.value
+                    printable(&p.value)
                 ),
                 "keep {env} in the key, e.g. \"{env}.terraform.tfstate\" (the NubesGen-compatible default)",
             ));
@@ -520,7 +520,7 @@ fn resolve(
         {
             return Err(bad(
                 &p.origin,
-                format!("`{}` is not a valid blob name", p.value),
+                format!("`{}` is not a valid blob name", printable(&p.value)),
                 "no leading `/`, no `.` or `..` segments, no `\\`",
             ));
         }

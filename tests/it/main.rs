@@ -8,6 +8,7 @@ mod cli;
 mod demo;
 mod deploy;
 mod drift;
+mod hostile;
 pub mod kudu;
 mod list;
 mod pipeline;
