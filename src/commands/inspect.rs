@@ -85,7 +85,7 @@ pub async fn status(settings: &Settings, env_arg: &str, json_out: bool) -> Resul
             "  serial:     {} ({} resources, lineage {})",
             h.serial,
             h.resources,
-            h.lineage
+            crate::env_name::printable(&h.lineage)
         ),
         Some(Err(e)) => crate::outln!("  state:      unreadable: {e}"),
         None => {}
