@@ -78,6 +78,24 @@ fn str_at<'a>(event: &str, v: &'a Value, path: &[&str]) -> Result<Option<&'a str
     }
 }
 
+/// A commit SHA at `path`: hex, as GitHub writes it. It ends up in blob metadata (an
+/// HTTP header), tags and templates, so anything else is refused rather than carried.
+fn commit_at(event: &str, v: &Value, path: &[&str]) -> Result<Option<String>> {
+    let Some(sha) = str_at(event, v, path)? else {
+        return Ok(None);
+    };
+    if (4..=64).contains(&sha.len()) && sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Ok(Some(sha.to_string()));
+    }
+    Err(Error::input(format!(
+        "the {} event payload is malformed: `{}` is `{}`, not a commit SHA",
+        printable(event),
+        path.join("."),
+        printable(sha)
+    ))
+    .hint("nubes reads the payload GitHub Actions writes to GITHUB_EVENT_PATH; do not replace it"))
+}
+
 fn bool_at(event: &str, v: &Value, key: &str) -> Result<Option<bool>> {
     match v.get(key) {
         None | Some(Value::Null) => Ok(None),
@@ -159,7 +177,7 @@ pub fn action_for(
                 ));
             }
             let env = EnvName::from_branch(&r, prefix)?;
-            let commit = str_at(event, p, &["after"])?.map(str::to_string).or(sha);
+            let commit = commit_at(event, p, &["after"])?.or(sha);
             Ok(Action::Up(
                 env.clone(),
                 Origin {
@@ -197,9 +215,7 @@ pub fn action_for(
                 )));
             }
             let env = EnvName::from_branch(base, prefix)?;
-            let commit = str_at(event, p, &["pull_request", "head", "sha"])?
-                .map(str::to_string)
-                .or(sha);
+            let commit = commit_at(event, p, &["pull_request", "head", "sha"])?.or(sha);
             Ok(Action::Plan(
                 env.clone(),
                 Origin {

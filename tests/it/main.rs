@@ -8,6 +8,7 @@ mod cli;
 mod demo;
 mod deploy;
 mod drift;
+mod gateway;
 mod hostile;
 pub mod kudu;
 mod list;

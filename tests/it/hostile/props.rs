@@ -284,6 +284,16 @@ fn a_payload_field_of_the_wrong_type_is_refused_not_ignored() {
             json!({"inputs": {"environment": 7}}),
             "`inputs.environment` is a number",
         ),
+        (
+            "push",
+            json!({"ref": "refs/heads/env-a", "after": "abc\ndef"}),
+            "`after` is `abc\\ndef`, not a commit SHA",
+        ),
+        (
+            "pull_request",
+            json!({"pull_request": {"base": {"ref": "env-a"}, "head": {"sha": "$(id)"}}}),
+            "not a commit SHA",
+        ),
     ] {
         let e = action_for(event, &p, "env-", None, None).unwrap_err();
         assert_input_error(&e, &p.to_string(), &[field]);
