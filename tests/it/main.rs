@@ -14,6 +14,7 @@ pub mod kudu;
 mod list;
 mod pipeline;
 mod reap;
+mod secrets;
 mod state_azure;
 mod state_errors;
 mod state_local;
