@@ -80,6 +80,11 @@ impl Gateway {
         rand::rng().fill_bytes(&mut raw);
         let password = URL_SAFE_NO_PAD.encode(raw);
         secrets::register(&password);
+        if crate::ui::in_github_actions() {
+            // nubes scrubs its own output, but Terraform writes to the job log directly
+            // (a provisioner could print its environment): have GitHub hide it too.
+            eprintln!("::add-mask::{password}");
+        }
         let expected_auth = format!("Basic {}", B64.encode(format!("{USERNAME}:{password}")));
         secrets::register(&expected_auth);
         let path = format!("/state/{}", token.env);

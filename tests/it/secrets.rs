@@ -273,6 +273,14 @@ fn no_secret_anywhere(az: &Azurite, storage_secrets: Vec<(String, &'static str)>
     let metadata = block_on(az.blobs().list("tfstate", "metadata,snapshots"));
 
     let passwords = s.passwords();
+    // GitHub is told to hide each run's password, since Terraform writes to the log itself.
+    let masks: String = s.outputs.iter().map(|(_, _, e)| e.as_str()).collect();
+    for pw in s.spied("passwords").lines().filter(|l| !l.is_empty()) {
+        assert!(
+            masks.contains(&format!("::add-mask::{pw}\n")),
+            "password never masked"
+        );
+    }
     assert!(
         passwords.len() >= 2 * 8,
         "too few Terraform runs recorded: {}",
@@ -336,8 +344,22 @@ fn no_secret_anywhere(az: &Azurite, storage_secrets: Vec<(String, &'static str)>
         }
     }
     assert!(leaks.is_empty(), "secrets leaked:\n{}", leaks.join("\n"));
+    let debug_lines: usize = s
+        .outputs
+        .iter()
+        .map(|(_, _, e)| e.matches("debug: ").count())
+        .sum();
+    assert!(
+        debug_lines > 100,
+        "-vv printed only {debug_lines} debug lines"
+    );
+    let redacted: usize = s
+        .outputs
+        .iter()
+        .map(|(_, o, e)| o.matches("***").count() + e.matches("***").count())
+        .sum();
     println!(
-        "{} commands checked against {} secret values",
+        "{} commands checked against {} secret values ({debug_lines} debug lines, {redacted} redactions)",
         s.outputs.len() + 2,
         secrets.len()
     );
