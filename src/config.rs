@@ -443,9 +443,14 @@ fn resolve(
                     Some(url)
                 }
                 _ => {
+                    // A query string here is most likely a SAS: never echo it.
+                    let shown = match p.value.split_once('?') {
+                        Some((base, _)) => format!("{}?…", printable(base)),
+                        None => printable(&p.value),
+                    };
                     return Err(bad(
                         &p.origin,
-                        format!("`{}` is not an account URL", printable(&p.value)),
+                        format!("`{shown}` is not an account URL"),
                         "use https://<account>.blob.core.windows.net (no query string: give a SAS through NUBES_STORAGE_SAS)",
                     ));
                 }

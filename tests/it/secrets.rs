@@ -334,10 +334,10 @@ fn no_secret_anywhere(az: &Azurite, storage_secrets: Vec<(String, &'static str)>
     // credentials, and never a secret on its command line.
     let tf_env = s.spied("environments");
     for (value, name) in &secrets[..] {
-        if name.starts_with("SAS") || name.starts_with("bearer") {
-            if tf_env.contains(value.as_str()) {
-                leaks.push(format!("Terraform's environment holds the {name}"));
-            }
+        if (name.starts_with("SAS") || name.starts_with("bearer"))
+            && tf_env.contains(value.as_str())
+        {
+            leaks.push(format!("Terraform's environment holds the {name}"));
         }
         if s.spied("arguments").contains(value.as_str()) {
             leaks.push(format!("a Terraform command line holds the {name}"));

@@ -325,3 +325,77 @@ fn pulling_and_listing_hostile_state_documents_does_not_panic() {
         assert_eq!(current(&p), doc);
     }
 }
+
+#[test]
+fn hostile_environment_variables_and_flags_are_refused_and_shown_escaped() {
+    let big = "9".repeat(100_000);
+    for (var, value, what) in [
+        (
+            "NUBES_STATE_LEASE_SECONDS",
+            "99999999999999999999",
+            "not a whole number",
+        ),
+        (
+            "NUBES_STATE_LEASE_SECONDS",
+            big.as_str(),
+            "100000 characters",
+        ),
+        ("NUBES_STATE_HISTORY", "-1", "out of range"),
+        (
+            "NUBES_STATE_KEY",
+            "{env}/../../etc/x",
+            "not a valid blob name",
+        ),
+        ("NUBES_STATE_KEY", "state\n::warning::x", "\\n::warning::x"),
+        ("NUBES_BRANCH_PREFIX", "env /", "not a usable branch prefix"),
+        (
+            "NUBES_STATE_ACCOUNT_URL",
+            "https://acct.blob.core.windows.net/?sig=s3cr3t",
+            "no query string",
+        ),
+        (
+            "NUBES_STATE_ACCOUNT",
+            "\u{430}ccount",
+            "not a storage account name",
+        ),
+        ("NUBES_STATE_CONTAINER", "a\x1b[2Jb", "\\u{1b}[2J"),
+        ("NUBES_STATE_LOCK_TIMEOUT", "soon\r\n", "not a duration"),
+        ("NUBES_DEPLOY_TARGET", "k8s\u{202e}", "\\u{202e}"),
+    ] {
+        let mut p = Project::new(LOCAL, &[("main.tf", STACK)]);
+        p.set_env(var, value);
+        let out = refused(p.run(&["up", "alice"]), what);
+        nothing_written(&p);
+        assert!(
+            !out.stderr.contains("s3cr3t"),
+            "a SAS in the account URL was echoed"
+        );
+    }
+    let p = Project::new(LOCAL, &[("main.tf", STACK)]);
+    refused(
+        p.run(&["-C", "/no/such\n::warning::x", "list"]),
+        "such\\n::warning::x",
+    );
+    refused(p.run(&["--lock-timeout", "1\x1b[2J", "list"]), "\\u{1b}[2J");
+    refused(
+        p.run(&["reap", "--older-than", "7d\n::warning::x"]),
+        "7d\\n::warning::x",
+    );
+    nothing_written(&p);
+}
+
+#[test]
+fn an_account_url_with_a_sas_is_refused_without_echoing_it() {
+    // Regression: the refusal quoted the whole URL, SAS signature included.
+    let url = "https://acct.blob.core.windows.net?sv=2021-08-06&sig=c2VjcmV0LXNpZw%3D%3D";
+    let mut p = Project::new(
+        &format!("[state]\naccount_url = \"{url}\"\n"),
+        &[("main.tf", STACK)],
+    );
+    let out = refused(p.run(&["list"]), "is not an account URL");
+    assert!(!out.stderr.contains("c2VjcmV0"), "{}", out.stderr);
+    assert!(out.stderr.contains("NUBES_STORAGE_SAS"), "{}", out.stderr);
+    p.set_env("NUBES_STATE_ACCOUNT_URL", url);
+    let out = refused(p.run(&["list"]), "NUBES_STATE_ACCOUNT_URL");
+    assert!(!out.stderr.contains("c2VjcmV0"), "{}", out.stderr);
+}
