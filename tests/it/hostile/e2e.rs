@@ -399,3 +399,43 @@ fn an_account_url_with_a_sas_is_refused_without_echoing_it() {
     let out = refused(p.run(&["list"]), "NUBES_STATE_ACCOUNT_URL");
     assert!(!out.stderr.contains("c2VjcmV0"), "{}", out.stderr);
 }
+
+#[test]
+fn a_lock_held_by_a_hostile_holder_is_described_escaped() {
+    // Lock info is whatever the holder wrote (plain Terraform writes it too); `list`
+    // showed its `Who` and `Operation` raw.
+    let az = crate::support::Azurite::https();
+    let p = Project::on(&az, "");
+    let info = r#"{"ID":"5c0ffee0-0000-4000-8000-000000000001","Operation":"OperationTypeApply\u001b[2J","Who":"mallory\n::warning::pwned\u202e","Info":"\u200dhttps://example.com","Version":"1.11.4","Created":"2020-01-01T00:00:00Z","Path":"x"}"#;
+    crate::support::block_on(az.blobs().put(
+        "tfstate",
+        "alice.terraform.tfstate",
+        br#"{"version":4,"serial":1,"lineage":"aaa"}"#.to_vec(),
+        &[],
+    ));
+    crate::support::block_on(
+        az.blobs()
+            .terraform_lock("tfstate", "alice.terraform.tfstate", info),
+    );
+    for args in [
+        &["list"][..],
+        &["status", "alice"],
+        &["--lock-timeout", "1s", "up", "alice"],
+        &["--lock-timeout", "1s", "tf", "alice", "--", "plan"],
+        &["unlock", "alice", "--yes"],
+    ] {
+        let out = p.run(args);
+        assert!(!out.all().contains("panicked"), "{args:?}: {}", out.all());
+        assert!(
+            out.all().contains("mallory\\n::warning::pwned"),
+            "{args:?}: {}",
+            out.all()
+        );
+        assert_shown_safely(&out.all(), "hostile lock info");
+        assert!(
+            !out.all().contains("\n::warning::pwned"),
+            "{args:?}: {}",
+            out.all()
+        );
+    }
+}
