@@ -179,6 +179,9 @@ fn hostile_event_payloads_are_refused_through_the_binary() {
         run_with_payload(&mut p, "push", dir.path()),
         "event payload",
     );
+    let looped = dir.path().join("loop.json");
+    std::os::unix::fs::symlink(&looped, &looped).unwrap();
+    refused(run_with_payload(&mut p, "push", &looped), "event payload");
     nothing_written(&p);
 }
 
@@ -211,6 +214,12 @@ fn a_corrupt_nubes_toml_is_refused_with_its_position() {
     let p = Project::new("", &[("main.tf", STACK)]);
     std::fs::remove_file(p.path().join("nubes.toml")).unwrap();
     std::fs::create_dir(p.path().join("nubes.toml")).unwrap();
+    refused(p.run(&["up", "alice"]), "cannot read the configuration");
+    nothing_written(&p);
+    // One that cannot be read (tests run as root, where permissions do not stop a read:
+    // a symlink loop does).
+    std::fs::remove_dir(p.path().join("nubes.toml")).unwrap();
+    std::os::unix::fs::symlink("nubes.toml", p.path().join("nubes.toml")).unwrap();
     refused(p.run(&["up", "alice"]), "cannot read the configuration");
     nothing_written(&p);
 }
