@@ -309,14 +309,27 @@ fn int_in(p: &Pick, lo: i64, hi: i64, why: &str) -> Result<i64> {
     Ok(n)
 }
 
+/// The longest duration a setting may have. Longer waits make no sense for a lock or a
+/// health check, and Terraform rejects a `-lock-timeout` past ~292 years, which used to
+/// surface only as a failed `terraform plan` (exit 1) instead of a configuration error.
+const MAX_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);
+
 fn duration(p: &Pick) -> Result<Duration> {
-    humantime::parse_duration(p.value.trim()).map_err(|e| {
+    let d = humantime::parse_duration(p.value.trim()).map_err(|e| {
         bad(
             &p.origin,
             format!("`{}` is not a duration ({e})", printable(&p.value)),
             "use a number with a unit, e.g. \"90s\", \"10m\" or \"1h\"",
         )
-    })
+    })?;
+    if d > MAX_DURATION {
+        return Err(bad(
+            &p.origin,
+            format!("`{}` is too long", printable(&p.value)),
+            "allowed: up to 7d",
+        ));
+    }
+    Ok(d)
 }
 
 fn one_of(p: &Pick, allowed: &[&str]) -> Result<String> {

@@ -448,3 +448,26 @@ fn a_lock_held_by_a_hostile_holder_is_described_escaped() {
         );
     }
 }
+
+#[test]
+fn a_lock_timeout_beyond_what_terraform_accepts_is_refused_as_input() {
+    // Regression: `--lock-timeout 99999999999y` passed validation and reached Terraform
+    // as `-lock-timeout=3155695200000000000s`, which it rejects: exit 1 after taking the
+    // lock, not exit 2 up front.
+    let p = Project::new(LOCAL, &[("main.tf", STACK)]);
+    refused(
+        p.run(&["--lock-timeout", "99999999999y", "plan", "alice"]),
+        "too long",
+    );
+    let mut p = Project::new(
+        "[state]\nbackend = \"local\"\n[deploy]\nhealth_timeout = \"300y\"\n",
+        &[("main.tf", STACK)],
+    );
+    refused(
+        p.run(&["up", "alice"]),
+        "nubes.toml:4:18: [deploy] health_timeout",
+    );
+    p.set_env("NUBES_STATE_LOCK_TIMEOUT", "8d");
+    refused(p.run(&["up", "alice"]), "NUBES_STATE_LOCK_TIMEOUT");
+    nothing_written(&p);
+}
