@@ -775,6 +775,16 @@ mod tests {
     }
 
     #[test]
+    fn values_are_shown_escaped_in_errors() {
+        // Regression: a value was quoted raw, so a newline in it could start a line of its
+        // own in the job log (`::warning::...` is a workflow command) and ESC drove the
+        // terminal.
+        let m = err("[deploy]\ntarget = \"x\\n::warning::pwned\\u001b[2J\"\n");
+        assert!(m.contains("`x\\n::warning::pwned\\u{1b}[2J`"), "{m}");
+        assert!(!m.contains('\n') && !m.contains('\u{1b}'), "{m}");
+    }
+
+    #[test]
     fn precedence_flag_env_file_default() {
         let dir = tempfile::tempdir().unwrap();
         fs_err::write(
