@@ -124,8 +124,9 @@ fn foreign_lineages_lower_or_negative_serials_and_non_states_are_refused_and_cha
     let az = Azurite::https();
     let dir = tempfile::tempdir().unwrap();
     let report_file = dir.path().join("report.json");
-    let p = client_as_terraform(&az, &report_file);
-    let out = p.run(&["tf", "alice", "--", "guard"]);
+    let mut p = client_as_terraform(&az, &report_file);
+    p.set_env("GATEWAY_EXIT", "1");
+    let out = p.run(&["tf", "alice", "--", "guard"]).code(1);
     assert!(!out.all().contains("panicked"), "{}", out.all());
     let report = read_report(&report_file);
     let status = |k: &str| report[k]["status"].as_u64().unwrap();
@@ -168,6 +169,10 @@ fn foreign_lineages_lower_or_negative_serials_and_non_states_are_refused_and_cha
         out.stderr
     );
     assert!(!out.stderr.contains("\n::warning::x"), "{}", out.stderr);
+
+    // The command failed, and its gateway is gone all the same.
+    let port = report["port"].as_u64().unwrap() as u16;
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
 
     let first = r#"{"version": 4, "serial": 3, "lineage": "aaa", "outputs": {}, "resources": []}"#;
     assert_eq!(report["after"]["body"], first);

@@ -115,3 +115,5 @@ def odd_lineage():
 {"probe": probe, "guard": guard, "odd_lineage": odd_lineage}[sys.argv[1]]()
 with open(os.environ["GATEWAY_REPORT"], "w") as f:
     json.dump(report, f, indent=1)
+# Like Terraform after a refused write: fail, so nubes's failure path is exercised too.
+sys.exit(int(os.environ.get("GATEWAY_EXIT", "0")))
