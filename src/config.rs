@@ -426,13 +426,21 @@ fn resolve(
         &file.project.branch_prefix,
         "[project] branch_prefix",
     ) {
+        // Letters, digits, `-`, `_`, `.`: the prefix is shown in messages and hints, and
+        // control or invisible characters (which no git branch can carry anyway) must
+        // not reach the terminal or the job log through it.
         Some(p)
-            if p.value.is_empty() || p.value.contains(|c: char| c.is_whitespace() || c == '/') =>
+            if p.value.is_empty()
+                || p.value.len() > 40
+                || !p
+                    .value
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) =>
         {
             return Err(bad(
                 &p.origin,
                 format!("`{}` is not a usable branch prefix", printable(&p.value)),
-                "use something like \"env-\"",
+                "use letters, digits, `-`, `_` or `.` (at most 40), e.g. \"env-\"",
             ));
         }
         Some(p) => p.value,
@@ -772,6 +780,26 @@ mod tests {
         );
         let m = err("[state\n");
         assert!(m.contains("nubes.toml:1:"), "{m}");
+    }
+
+    #[test]
+    fn a_branch_prefix_with_invisible_or_control_characters_is_refused() {
+        // Regression: only whitespace and `/` were refused, so a prefix with a bidi
+        // override or ESC was accepted and later printed raw in every env-name hint.
+        for prefix in [
+            "env\\u202e-",
+            "env\\u001b[2J-",
+            "env\\u200d-",
+            "env~",
+            "env:",
+        ] {
+            let m = err(&format!("[project]\nbranch_prefix = \"{prefix}\"\n"));
+            assert!(m.contains("not a usable branch prefix"), "{m}");
+        }
+        for prefix in ["env-", "pr_", "preview.", "Env-"] {
+            let s = load_text(&format!("[project]\nbranch_prefix = \"{prefix}\"\n")).unwrap();
+            assert_eq!(s.branch_prefix, prefix);
+        }
     }
 
     #[test]
