@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use crate::cli::{Cli, Command};
 use crate::config::{self, Overrides, Settings};
-use crate::env_name::EnvName;
+use crate::env_name::{EnvName, printable};
 use crate::error::{Result, exit};
 use crate::{commands, signals, ui};
 
@@ -45,7 +45,7 @@ fn settings(cli: &Cli) -> Result<Settings> {
     if !root.is_dir() {
         return Err(crate::error::Error::input(format!(
             "-C {}: no such directory",
-            root.display()
+            printable(&root.to_string_lossy())
         )));
     }
     // Absolute, so paths derived from it stay right when a child runs elsewhere
@@ -140,7 +140,8 @@ async fn dispatch(cli: &Cli) -> Result<()> {
                 .map(|d| {
                     humantime::parse_duration(d).map_err(|e| {
                         crate::error::Error::input(format!(
-                            "--older-than `{d}` is not a duration ({e})"
+                            "--older-than `{}` is not a duration ({e})",
+                            printable(d)
                         ))
                         .hint("use e.g. 7d, 36h or 90m")
                     })

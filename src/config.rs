@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::env_name::{DEFAULT_PREFIX, EnvName};
+use crate::env_name::{DEFAULT_PREFIX, EnvName, printable};
 use crate::error::{Error, Result};
 
 // ---------------------------------------------------------------------------------
@@ -299,7 +299,7 @@ fn int_in(p: &Pick, lo: i64, hi: i64, why: &str) -> Result<i64> {
     let n: i64 = p.value.trim().parse().map_err(|_| {
         bad(
             &p.origin,
-            format!("`{}` is not a whole number", p.value),
+            format!("`{}` is not a whole number", printable(&p.value)),
             format!("allowed: {lo} to {hi} ({why})"),
         )
     })?;
@@ -313,14 +313,27 @@ fn int_in(p: &Pick, lo: i64, hi: i64, why: &str) -> Result<i64> {
     Ok(n)
 }
 
+/// The longest duration a setting may have. Longer waits make no sense for a lock or a
+/// health check, and Terraform rejects a `-lock-timeout` past ~292 years, which used to
+/// surface only as a failed `terraform plan` (exit 1) instead of a configuration error.
+const MAX_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);
+
 fn duration(p: &Pick) -> Result<Duration> {
-    humantime::parse_duration(p.value.trim()).map_err(|e| {
+    let d = humantime::parse_duration(p.value.trim()).map_err(|e| {
         bad(
             &p.origin,
-            format!("`{}` is not a duration ({e})", p.value),
+            format!("`{}` is not a duration ({e})", printable(&p.value)),
             "use a number with a unit, e.g. \"90s\", \"10m\" or \"1h\"",
         )
-    })
+    })?;
+    if d > MAX_DURATION {
+        return Err(bad(
+            &p.origin,
+            format!("`{}` is too long", printable(&p.value)),
+            "allowed: up to 7d",
+        ));
+    }
+    Ok(d)
 }
 
 fn one_of(p: &Pick, allowed: &[&str]) -> Result<String> {
@@ -329,7 +342,7 @@ fn one_of(p: &Pick, allowed: &[&str]) -> Result<String> {
     } else {
         Err(bad(
             &p.origin,
-            format!("`{}` is not allowed", p.value),
+            format!("`{}` is not allowed", printable(&p.value)),
             format!("allowed values: {}", allowed.join(", ")),
         ))
     }
@@ -417,13 +430,21 @@ fn resolve(
         &file.project.branch_prefix,
         "[project] branch_prefix",
     ) {
+        // Letters, digits, `-`, `_`, `.`: the prefix is shown in messages and hints, and
+        // control or invisible characters (which no git branch can carry anyway) must
+        // not reach the terminal or the job log through it.
         Some(p)
-            if p.value.is_empty() || p.value.contains(|c: char| c.is_whitespace() || c == '/') =>
+            if p.value.is_empty()
+                || p.value.len() > 40
+                || !p
+                    .value
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) =>
         {
             return Err(bad(
                 &p.origin,
-                format!("`{}` is not a usable branch prefix", p.value),
-                "use something like \"env-\"",
+                format!("`{}` is not a usable branch prefix", printable(&p.value)),
+                "use letters, digits, `-`, `_` or `.` (at most 40), e.g. \"env-\"",
             ));
         }
         Some(p) => p.value,
@@ -447,9 +468,14 @@ fn resolve(
                     Some(url)
                 }
                 _ => {
+                    // A query string here is most likely a SAS: never echo it.
+                    let shown = match p.value.split_once('?') {
+                        Some((base, _)) => format!("{}?…", printable(base)),
+                        None => printable(&p.value),
+                    };
                     return Err(bad(
                         &p.origin,
-                        format!("`{}` is not an account URL", p.value),
+                        format!("`{shown}` is not an account URL"),
                         "use https://<account>.blob.core.windows.net (no query string: give a SAS through NUBES_STORAGE_SAS)",
                     ));
                 }
@@ -462,7 +488,7 @@ fn resolve(
             Some(p) => {
                 return Err(bad(
                     &p.origin,
-                    format!("`{}` is not a storage account name", p.value),
+                    format!("`{}` is not a storage account name", printable(&p.value)),
                     "3 to 24 lowercase letters and digits",
                 ));
             }
@@ -499,7 +525,7 @@ fn resolve(
         Some(p) => {
             return Err(bad(
                 &p.origin,
-                format!("`{}` is not a valid container name", p.value),
+                format!("`{}` is not a valid container name", printable(&p.value)),
                 "3 to 63 lowercase letters, digits and single hyphens",
             ));
         }
@@ -512,7 +538,7 @@ fn resolve(
                 &p.origin,
                 format!(
                     "`{}` does not contain {{env}}, so every environment would share one state",
-                    p.value
+                    printable(&p.value)
                 ),
                 "keep {env} in the key, e.g. \"{env}.terraform.tfstate\" (the NubesGen-compatible default)",
             ));
@@ -524,7 +550,7 @@ fn resolve(
         {
             return Err(bad(
                 &p.origin,
-                format!("`{}` is not a valid blob name", p.value),
+                format!("`{}` is not a valid blob name", printable(&p.value)),
                 "no leading `/`, no `.` or `..` segments, no `\\`",
             ));
         }
@@ -555,7 +581,7 @@ fn resolve(
             if d < Duration::from_secs(1) || d > Duration::from_secs(600) {
                 return Err(bad(
                     &p.origin,
-                    format!("`{}` is out of range", p.value),
+                    format!("`{}` is out of range", printable(&p.value)),
                     "use a duration from 1s to 10m (how long storage may stay unreachable before nubes gives up)",
                 ));
             }
@@ -773,6 +799,36 @@ mod tests {
         );
         let m = err("[state\n");
         assert!(m.contains("nubes.toml:1:"), "{m}");
+    }
+
+    #[test]
+    fn a_branch_prefix_with_invisible_or_control_characters_is_refused() {
+        // Regression: only whitespace and `/` were refused, so a prefix with a bidi
+        // override or ESC was accepted and later printed raw in every env-name hint.
+        for prefix in [
+            "env\\u202e-",
+            "env\\u001b[2J-",
+            "env\\u200d-",
+            "env~",
+            "env:",
+        ] {
+            let m = err(&format!("[project]\nbranch_prefix = \"{prefix}\"\n"));
+            assert!(m.contains("not a usable branch prefix"), "{m}");
+        }
+        for prefix in ["env-", "pr_", "preview.", "Env-"] {
+            let s = load_text(&format!("[project]\nbranch_prefix = \"{prefix}\"\n")).unwrap();
+            assert_eq!(s.branch_prefix, prefix);
+        }
+    }
+
+    #[test]
+    fn values_are_shown_escaped_in_errors() {
+        // Regression: a value was quoted raw, so a newline in it could start a line of its
+        // own in the job log (`::warning::...` is a workflow command) and ESC drove the
+        // terminal.
+        let m = err("[deploy]\ntarget = \"x\\n::warning::pwned\\u001b[2J\"\n");
+        assert!(m.contains("`x\\n::warning::pwned\\u{1b}[2J`"), "{m}");
+        assert!(!m.contains('\n') && !m.contains('\u{1b}'), "{m}");
     }
 
     #[test]

@@ -186,6 +186,25 @@ pub fn printable(s: &str) -> String {
     out
 }
 
+/// Text another party wrote (a lock holder's name, a run URL) made safe to show: control
+/// and invisible formatting characters escaped (a newline could forge a log line or a
+/// GitHub workflow command, a bidi override could disguise the text), quotes kept as
+/// they are, and at most `max` characters.
+pub fn escaped(s: &str, max: usize) -> String {
+    let mut out = String::with_capacity(s.len().min(max));
+    for c in s.chars().take(max) {
+        if matches!(c, '\'' | '"' | '\\') {
+            out.push(c);
+        } else {
+            out.extend(c.escape_debug());
+        }
+    }
+    if s.chars().nth(max).is_some() {
+        out.push('…');
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -80,6 +80,11 @@ impl Gateway {
         rand::rng().fill_bytes(&mut raw);
         let password = URL_SAFE_NO_PAD.encode(raw);
         secrets::register(&password);
+        if crate::ui::in_github_actions() {
+            // nubes scrubs its own output, but Terraform writes to the job log directly
+            // (a provisioner could print its environment): have GitHub hide it too.
+            eprintln!("::add-mask::{password}");
+        }
         let expected_auth = format!("Basic {}", B64.encode(format!("{USERNAME}:{password}")));
         secrets::register(&expected_auth);
         let path = format!("/state/{}", token.env);
@@ -572,6 +577,94 @@ mod tests {
         }
         // Nothing was written by the refused requests.
         assert_eq!(request(&c, "GET", &path, "").await.0, 404);
+    }
+
+    #[tokio::test]
+    async fn every_wrong_credential_gets_401_with_a_basic_challenge() {
+        let (_d, gw, c, path) = setup().await;
+        let vars: std::collections::HashMap<_, _> = gw.terraform_env().into_iter().collect();
+        let password = vars["TF_HTTP_PASSWORD"].clone();
+        for auth in [
+            None,
+            Some(format!(
+                "Basic {}",
+                B64.encode(format!("terraform:{password}"))
+            )),
+            Some(format!("Basic {}", B64.encode("nubes:"))),
+            Some(format!(
+                "Basic {}",
+                B64.encode(format!("nubes:{password}x"))
+            )),
+            Some(format!("Basic {}", B64.encode(&password))),
+            Some(format!("Bearer {password}")),
+            Some(format!("basic {}", B64.encode(format!("nubes:{password}")))),
+            Some(format!(
+                "Basic  {}",
+                B64.encode(format!("nubes:{password}"))
+            )),
+            Some("Basic !!!not-base64!!!".into()),
+            Some(String::new()),
+        ] {
+            let client = Client {
+                base: c.base.clone(),
+                auth: auth.clone(),
+            };
+            let raw = raw_request(&client, "GET", &path).await;
+            assert!(raw.starts_with("HTTP/1.1 401"), "{auth:?}: {raw}");
+            assert!(
+                raw.to_ascii_lowercase()
+                    .contains("www-authenticate: basic realm=\"nubes\""),
+                "{auth:?}: {raw}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unauthenticated_body_is_never_read() {
+        // A client without credentials announcing 2 GB gets its 401 at once: the
+        // gateway refuses before reading (or buffering) any of the body.
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (_d, _gw, c, path) = setup().await;
+        let addr = c
+            .base
+            .trim_start_matches("http://")
+            .split('/')
+            .next()
+            .unwrap()
+            .to_string();
+        let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let head =
+            format!("POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 2000000000\r\n\r\n");
+        s.write_all(head.as_bytes()).await.unwrap();
+        let mut buf = vec![0u8; 1024];
+        let n = s.read(&mut buf).await.unwrap();
+        let reply = String::from_utf8_lossy(&buf[..n]);
+        assert!(reply.starts_with("HTTP/1.1 401"), "{reply}");
+    }
+
+    /// The raw response (status line and headers) to a request with `c`'s credentials.
+    async fn raw_request(c: &Client, method: &str, path: &str) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let addr = c
+            .base
+            .trim_start_matches("http://")
+            .split('/')
+            .next()
+            .unwrap()
+            .to_string();
+        let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let auth = c
+            .auth
+            .as_ref()
+            .map(|a| format!("Authorization: {a}\r\n"))
+            .unwrap_or_default();
+        let req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).await.unwrap();
+        resp
     }
 
     #[tokio::test]

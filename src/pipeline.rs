@@ -211,12 +211,24 @@ impl Session {
     /// Stop the gateway and release the lock, keeping the first error.
     pub async fn close<T>(self, result: Result<T>) -> Result<T> {
         self.gateway.stop().await;
+        // A saved plan holds the prior state and every planned value in plain text,
+        // sensitive ones included: it must not outlive the command in the working copy.
+        match fs_err::remove_file(self.rendered.dir.join(PLAN_FILE)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!("cannot remove the saved plan: {e}"),
+        }
         let released = self.locked.release().await;
         let value = result?;
         released?;
         Ok(value)
     }
 }
+
+/// The saved plan `up` and `plan` apply or summarise, in the working copy while the
+/// command runs (removed by [`Session::close`]).
+const PLAN_FILE: &str = "nubes.tfplan";
+const PLAN_OUT: &str = "-out=nubes.tfplan";
 
 fn args(list: &[&str]) -> Vec<OsString> {
     list.iter().map(OsString::from).collect()
@@ -326,12 +338,7 @@ async fn infrastructure(ctx: &Context<'_>, s: &Session, refresh: bool) -> Result
         });
     }
     s.init(ctx).await?;
-    let mut plan = args(&[
-        "plan",
-        "-input=false",
-        "-detailed-exitcode",
-        "-out=nubes.tfplan",
-    ]);
+    let mut plan = args(&["plan", "-input=false", "-detailed-exitcode", PLAN_OUT]);
     plan.push(ctx.lock_timeout_arg());
     let (code, _) = s.terraform_status(ctx, &plan, Io::Stream, &[0, 2]).await?;
     let summary = if code == 2 {
@@ -339,8 +346,8 @@ async fn infrastructure(ctx: &Context<'_>, s: &Session, refresh: bool) -> Result
         // side by side, so the summary costs no wall time.
         let mut apply = args(&["apply", "-input=false", "-auto-approve"]);
         apply.push(ctx.lock_timeout_arg());
-        apply.push("nubes.tfplan".into());
-        let show_args = args(&["show", "-json", "nubes.tfplan"]);
+        apply.push(PLAN_FILE.into());
+        let show_args = args(&["show", "-json", PLAN_FILE]);
         let (show, applied) = tokio::join!(
             s.terraform(ctx, &show_args, Io::Capture),
             s.terraform(ctx, &apply, Io::Stream)
@@ -419,11 +426,11 @@ pub async fn plan(ctx: &Context<'_>, env: &EnvName) -> Result<PlanSummary> {
         .await?;
     let result = async {
         session.init(ctx).await?;
-        let mut plan = args(&["plan", "-input=false", "-out=nubes.tfplan"]);
+        let mut plan = args(&["plan", "-input=false", PLAN_OUT]);
         plan.push(ctx.lock_timeout_arg());
         session.terraform(ctx, &plan, Io::Stream).await?;
         let show = session
-            .terraform(ctx, &args(&["show", "-json", "nubes.tfplan"]), Io::Capture)
+            .terraform(ctx, &args(&["show", "-json", PLAN_FILE]), Io::Capture)
             .await?;
         PlanSummary::from_show_json(&show)
     }

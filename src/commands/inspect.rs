@@ -41,7 +41,11 @@ pub async fn status(settings: &Settings, env_arg: &str, json_out: bool) -> Resul
         .await
         .unwrap_or_default();
     let protected = settings.environment(&env).is_some_and(|e| e.protected);
-    let m = |k: &str| meta.get(k).filter(|v| !v.is_empty()).cloned();
+    let m = |k: &str| {
+        meta.get(k)
+            .filter(|v| !v.is_empty())
+            .map(|v| crate::env_name::escaped(v, 200))
+    };
     let outputs_json: serde_json::Map<String, Value> = outputs
         .iter()
         .map(|(k, o)| {
@@ -85,7 +89,7 @@ pub async fn status(settings: &Settings, env_arg: &str, json_out: bool) -> Resul
             "  serial:     {} ({} resources, lineage {})",
             h.serial,
             h.resources,
-            h.lineage
+            crate::env_name::printable(&h.lineage)
         ),
         Some(Err(e)) => crate::outln!("  state:      unreadable: {e}"),
         None => {}
@@ -212,7 +216,8 @@ pub async fn list(settings: &Settings, json_out: bool, all: bool) -> Result<()> 
         "COMMIT"
     );
     for r in &rows {
-        let s = |v: &Value| v.as_str().map(str::to_string);
+        // Lock info and metadata were written by whoever held or applied: shown escaped.
+        let s = |v: &Value| v.as_str().map(|t| crate::env_name::escaped(t, 200));
         let mut name = r["name"].as_str().unwrap_or_default().to_string();
         if r["tombstone"] == true {
             name.push_str(" (deleted)");

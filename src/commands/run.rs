@@ -13,7 +13,9 @@ use crate::github::Github;
 use crate::pipeline::{Context, Strategy};
 use crate::render::Origin;
 
-enum Action {
+/// What an event asks for.
+#[derive(Debug)]
+pub enum Action {
     Up(EnvName, Origin),
     Plan(EnvName, Origin),
     Down(EnvName, Origin),
@@ -24,43 +26,136 @@ fn var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
-fn payload() -> Result<Value> {
+/// Read and parse the event payload GitHub Actions wrote to `path`.
+pub fn read_payload(path: &str) -> Result<Value> {
+    let bytes = fs_err::read(path)
+        .map_err(|e| Error::input(format!("cannot read the event payload: {e}")))?;
+    parse_payload(&bytes).map_err(|e| e.context(format!("the event payload {}", printable(path))))
+}
+
+/// Parse an event payload: a JSON object, or an input error saying what is wrong.
+pub fn parse_payload(bytes: &[u8]) -> Result<Value> {
+    let value: Value = serde_json::from_slice(bytes)
+        .map_err(|e| Error::input(format!("is not valid JSON: {e}")))?;
+    if !value.is_object() {
+        return Err(Error::input(format!(
+            "is {}, not a JSON object",
+            kind(&value)
+        )));
+    }
+    Ok(value)
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// The string at `path`: `None` when absent (or null), an input error when present with
+/// another type (a malformed payload must not be read as "no value").
+fn str_at<'a>(event: &str, v: &'a Value, path: &[&str]) -> Result<Option<&'a str>> {
+    let mut cur = v;
+    for (i, key) in path.iter().enumerate() {
+        match cur {
+            Value::Object(map) => match map.get(*key) {
+                Some(next) => cur = next,
+                None => return Ok(None),
+            },
+            Value::Null => return Ok(None),
+            other => return Err(wrong_type(event, &path[..i], other, "an object")),
+        }
+    }
+    match cur {
+        Value::String(s) => Ok(Some(s)),
+        Value::Null => Ok(None),
+        other => Err(wrong_type(event, path, other, "a string")),
+    }
+}
+
+/// A commit SHA at `path`: hex, as GitHub writes it. It ends up in blob metadata (an
+/// HTTP header), tags and templates, so anything else is refused rather than carried.
+fn commit_at(event: &str, v: &Value, path: &[&str]) -> Result<Option<String>> {
+    let Some(sha) = str_at(event, v, path)? else {
+        return Ok(None);
+    };
+    if (4..=64).contains(&sha.len()) && sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Ok(Some(sha.to_string()));
+    }
+    Err(Error::input(format!(
+        "the {} event payload is malformed: `{}` is `{}`, not a commit SHA",
+        printable(event),
+        path.join("."),
+        printable(sha)
+    ))
+    .hint("nubes reads the payload GitHub Actions writes to GITHUB_EVENT_PATH; do not replace it"))
+}
+
+fn bool_at(event: &str, v: &Value, key: &str) -> Result<Option<bool>> {
+    match v.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(other) => Err(wrong_type(event, &[key], other, "a boolean")),
+    }
+}
+
+fn wrong_type(event: &str, path: &[&str], found: &Value, wanted: &str) -> Error {
+    let field = if path.is_empty() {
+        "the payload".to_string()
+    } else {
+        format!("`{}`", path.join("."))
+    };
+    Error::input(format!(
+        "the {} event payload is malformed: {field} is {}, not {wanted}",
+        printable(event),
+        kind(found)
+    ))
+    .hint("nubes reads the payload GitHub Actions writes to GITHUB_EVENT_PATH; do not replace it")
+}
+
+fn decide(settings: &Settings) -> Result<Action> {
+    let Some(event) = var("GITHUB_EVENT_NAME") else {
+        return local_branch(settings);
+    };
     let Some(path) = var("GITHUB_EVENT_PATH") else {
         return Err(Error::input("GITHUB_EVENT_NAME is set but GITHUB_EVENT_PATH is not")
             .hint("nubes run reads the event payload GitHub Actions writes; outside Actions unset GITHUB_EVENT_NAME"));
     };
-    let text = fs_err::read_to_string(&path)
-        .map_err(|e| Error::input(format!("cannot read the event payload: {e}")))?;
-    serde_json::from_str(&text)
-        .map_err(|e| Error::input(format!("the event payload {path} is not JSON: {e}")))
+    let payload = read_payload(&path)?;
+    action_for(
+        &event,
+        &payload,
+        &settings.branch_prefix,
+        var("GITHUB_SHA"),
+        var("GITHUB_REF"),
+    )
 }
 
-fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
-    let mut cur = v;
-    for key in path {
-        cur = cur.get(key)?;
-    }
-    cur.as_str()
-}
-
-fn decide(settings: &Settings) -> Result<Action> {
-    let prefix = settings.branch_prefix.as_str();
-    let sha = var("GITHUB_SHA");
-    let Some(event) = var("GITHUB_EVENT_NAME") else {
-        return local_branch(settings);
-    };
-    let p = payload()?;
+/// What the event `event` with `payload` asks for. `sha` and `github_ref` are the
+/// `GITHUB_SHA`/`GITHUB_REF` fallbacks.
+pub fn action_for(
+    event: &str,
+    p: &Value,
+    prefix: &str,
+    sha: Option<String>,
+    github_ref: Option<String>,
+) -> Result<Action> {
     let in_scope = |branch: &str| {
         branch
             .strip_prefix("refs/heads/")
             .unwrap_or(branch)
             .starts_with(prefix)
     };
-    match event.as_str() {
+    match event {
         "push" => {
-            let Some(r) = str_at(&p, &["ref"])
+            let Some(r) = str_at(event, p, &["ref"])?
                 .map(str::to_string)
-                .or_else(|| var("GITHUB_REF"))
+                .or(github_ref)
             else {
                 return Ok(Action::Nothing("the push event names no ref".into()));
             };
@@ -76,13 +171,13 @@ fn decide(settings: &Settings) -> Result<Action> {
                     printable(&r)
                 )));
             }
-            if p.get("deleted").and_then(Value::as_bool) == Some(true) {
+            if bool_at(event, p, "deleted")? == Some(true) {
                 return Ok(Action::Nothing(
                     "the push deleted the branch; the delete event tears it down".into(),
                 ));
             }
             let env = EnvName::from_branch(&r, prefix)?;
-            let commit = str_at(&p, &["after"]).map(str::to_string).or(sha);
+            let commit = commit_at(event, p, &["after"])?.or(sha);
             Ok(Action::Up(
                 env.clone(),
                 Origin {
@@ -92,10 +187,10 @@ fn decide(settings: &Settings) -> Result<Action> {
             ))
         }
         "delete" => {
-            if str_at(&p, &["ref_type"]) != Some("branch") {
+            if str_at(event, p, &["ref_type"])? != Some("branch") {
                 return Ok(Action::Nothing("a deleted tag has no environment".into()));
             }
-            let r = str_at(&p, &["ref"]).unwrap_or_default();
+            let r = str_at(event, p, &["ref"])?.unwrap_or_default();
             if !in_scope(r) {
                 return Ok(Action::Nothing(format!(
                     "deleted branch `{}` is not an `{prefix}*` branch",
@@ -112,7 +207,7 @@ fn decide(settings: &Settings) -> Result<Action> {
             ))
         }
         "pull_request" | "pull_request_target" => {
-            let base = str_at(&p, &["pull_request", "base", "ref"]).unwrap_or_default();
+            let base = str_at(event, p, &["pull_request", "base", "ref"])?.unwrap_or_default();
             if !in_scope(base) {
                 return Ok(Action::Nothing(format!(
                     "the pull request's base `{}` is not an `{prefix}*` branch",
@@ -120,9 +215,7 @@ fn decide(settings: &Settings) -> Result<Action> {
                 )));
             }
             let env = EnvName::from_branch(base, prefix)?;
-            let commit = str_at(&p, &["pull_request", "head", "sha"])
-                .map(str::to_string)
-                .or(sha);
+            let commit = commit_at(event, p, &["pull_request", "head", "sha"])?.or(sha);
             Ok(Action::Plan(
                 env.clone(),
                 Origin {
@@ -132,17 +225,18 @@ fn decide(settings: &Settings) -> Result<Action> {
             ))
         }
         "workflow_dispatch" => {
-            let Some(target) = str_at(&p, &["inputs", "environment"]).filter(|s| !s.is_empty())
+            let Some(target) =
+                str_at(event, p, &["inputs", "environment"])?.filter(|s| !s.is_empty())
             else {
                 return Err(Error::input("workflow_dispatch needs the input `environment`")
                     .hint("declare inputs `environment` and `action` (up, plan or down) in the workflow"));
             };
-            let env = settings.env_name(target)?;
+            let env = EnvName::from_arg(target, prefix)?;
             let origin = Origin {
                 branch: env.branch(prefix),
                 commit: sha,
             };
-            match str_at(&p, &["inputs", "action"]).unwrap_or("up") {
+            match str_at(event, p, &["inputs", "action"])?.unwrap_or("up") {
                 "up" => Ok(Action::Up(env, origin)),
                 "plan" => Ok(Action::Plan(env, origin)),
                 "down" => Ok(Action::Down(env, origin)),

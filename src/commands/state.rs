@@ -148,10 +148,16 @@ async fn restore(settings: &Settings, env_arg: &str, version: &str) -> Result<()
             && cur.lineage != old_head.lineage {
                 return Err(Error::input(format!(
                     "version `{}` has lineage {} but the current state has lineage {}: it belongs to another state history",
-                    printable(version), old_head.lineage, cur.lineage
+                    printable(version), printable(&old_head.lineage), printable(&cur.lineage)
                 )));
             }
-        let next_serial = current_head.as_ref().map(|h| h.serial + 1).unwrap_or(old_head.serial).max(old_head.serial);
+        let next_serial = match &current_head {
+            // A hostile or corrupt current state may carry the largest serial there is.
+            Some(h) => h.serial.checked_add(1).ok_or_else(|| Error::input(format!(
+                "the current state of `{env}` has serial {}, the largest possible, so no restored version can be newer", h.serial
+            )).hint(format!("inspect it with `nubes state pull {env}`")))?,
+            None => old_head.serial,
+        }.max(old_head.serial);
         let mut doc: serde_json::Value = serde_json::from_slice(&old).map_err(|e| Error::input(format!("version is not JSON: {e}")))?;
         doc["serial"] = serde_json::Value::from(next_serial);
         let bytes = Bytes::from(serde_json::to_vec_pretty(&doc).unwrap_or_default());

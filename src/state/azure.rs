@@ -903,7 +903,14 @@ impl AzureStore {
             }
         }
         meta.insert(META_SERIAL.into(), head.serial.to_string());
-        meta.insert(META_LINEAGE.into(), head.lineage.clone());
+        // Metadata travels in HTTP headers (printable ASCII, 8 KiB in all). Terraform
+        // writes UUIDs, but a state may carry any lineage string; an unfit one is left
+        // out of the (informational) metadata rather than failing the write.
+        if head.lineage.len() <= 128 && head.lineage.bytes().all(|b| b.is_ascii_graphic()) {
+            meta.insert(META_LINEAGE.into(), head.lineage.clone());
+        } else {
+            meta.remove(META_LINEAGE);
+        }
         meta.insert(META_RESOURCES.into(), head.resources.to_string());
         meta.remove(META_SAVED_AT);
         let options = BlobClientUploadOptions {

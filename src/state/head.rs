@@ -3,6 +3,8 @@
 //! that refuses another lineage or a lower serial.
 
 use serde::Deserialize;
+
+use crate::env_name::printable;
 use serde::de::IgnoredAny;
 
 /// Lineage and serial of a state document.
@@ -71,6 +73,11 @@ impl<'de> Deserialize<'de> for Counted {
 impl StateHead {
     /// Parse the head of a state document; the error says what is wrong with it.
     pub fn parse(bytes: &[u8]) -> Result<Self, String> {
+        // serde reads a struct from a JSON array too (`[4, "lineage", 1]`); a state
+        // document is always an object, and code that edits it relies on that.
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err("not a Terraform state document: it is not a JSON object".into());
+        }
         let raw: RawHead = serde_json::from_slice(bytes)
             .map_err(|e| format!("not a Terraform state document: {e}"))?;
         if raw.version.is_none() {
@@ -108,8 +115,10 @@ impl std::fmt::Display for Refusal {
         match self {
             Refusal::Lineage { stored, incoming } => write!(
                 f,
-                "the new state has lineage {incoming} but the stored state has lineage {stored}: it \
-                 belongs to a different state history, so the stored state was kept"
+                "the new state has lineage {} but the stored state has lineage {}: it belongs to \
+                 a different state history, so the stored state was kept",
+                printable(incoming),
+                printable(stored)
             ),
             Refusal::Serial { stored, incoming } => write!(
                 f,
@@ -160,6 +169,7 @@ mod tests {
         for (doc, want) in [
             (&b"{"[..], "not a Terraform state"),
             (&b"[]"[..], "not a Terraform state"),
+            (br#"[4, "lineage", 1]"#, "not a JSON object"),
             (
                 br#"{"version":4,"serial":-1,"lineage":"a"}"#,
                 "non-negative",

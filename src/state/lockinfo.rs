@@ -54,25 +54,27 @@ impl LockInfo {
 
     /// One line for humans: who, doing what, since when, and where.
     pub fn describe(&self) -> String {
+        // Lock info is written by whoever took the lock (plain Terraform too): shown escaped.
+        let shown = |s: &str| crate::env_name::escaped(s, 200);
         let mut s = if self.who.is_empty() {
             "an unknown holder".to_string()
         } else {
-            self.who.clone()
+            shown(&self.who)
         };
         if !self.operation.is_empty() {
-            s.push_str(&format!(", {}", self.operation));
+            s.push_str(&format!(", {}", shown(&self.operation)));
         }
         if !self.created.is_empty() {
-            s.push_str(&format!(", since {}", self.created));
+            s.push_str(&format!(", since {}", shown(&self.created)));
             if let Some(age) = self.age() {
                 s.push_str(&format!(" ({} ago)", humantime::format_duration(age)));
             }
         }
         if !self.info.is_empty() {
-            s.push_str(&format!(", {}", self.info));
+            s.push_str(&format!(", {}", shown(&self.info)));
         }
         if !self.id.is_empty() {
-            s.push_str(&format!(", lock ID {}", self.id));
+            s.push_str(&format!(", lock ID {}", shown(&self.id)));
         }
         s
     }

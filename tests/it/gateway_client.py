@@ -1,0 +1,119 @@
+#!/usr/bin/env python3
+"""A hostile client of nubes's loopback state gateway, for tests/it/gateway.rs.
+
+Run while nubes holds a gateway open: from a Terraform `local-exec` provisioner
+(`probe`), or as a stand-in Terraform binary under `nubes tf <env> -- guard`. It reads
+the gateway's address and credentials from the TF_HTTP_* variables nubes gives
+Terraform, makes its requests, and writes what it saw as JSON to $GATEWAY_REPORT.
+"""
+import base64
+import http.client
+import json
+import os
+import socket
+import sys
+import urllib.parse
+
+URL = urllib.parse.urlparse(os.environ["TF_HTTP_ADDRESS"])
+USER = os.environ["TF_HTTP_USERNAME"]
+PASSWORD = os.environ["TF_HTTP_PASSWORD"]
+report = {"address": os.environ["TF_HTTP_ADDRESS"], "host": URL.hostname, "port": URL.port}
+
+
+def request(method, path, body=b"", auth=(USER, PASSWORD), raw_auth=None, host=None):
+    conn = http.client.HTTPConnection(host or URL.hostname, URL.port, timeout=30)
+    headers = {}
+    if raw_auth is not None:
+        headers["Authorization"] = raw_auth
+    elif auth is not None:
+        token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+        headers["Authorization"] = "Basic " + token
+    conn.request(method, path, body=body, headers=headers)
+    resp = conn.getresponse()
+    result = {
+        "status": resp.status,
+        "www_authenticate": resp.getheader("WWW-Authenticate"),
+        "body": resp.read().decode("utf-8", "replace"),
+    }
+    conn.close()
+    return result
+
+
+def state(lineage, serial):
+    return json.dumps({"version": 4, "serial": serial, "lineage": lineage,
+                       "outputs": {}, "resources": []}).encode()
+
+
+def probe():
+    path = URL.path
+    wrong_user = ("terraform", PASSWORD)
+    wrong_password = (USER, PASSWORD[:-1] + ("A" if PASSWORD[-1] != "A" else "B"))
+    for name, auth, raw in [
+        ("none", None, None),
+        ("wrong_user", wrong_user, None),
+        ("wrong_password", wrong_password, None),
+        ("empty_password", (USER, ""), None),
+        ("bearer_password", None, "Bearer " + PASSWORD),
+        ("password_only", None, "Basic " + base64.b64encode(PASSWORD.encode()).decode()),
+    ]:
+        for method in ["GET", "POST", "DELETE", "LOCK", "UNLOCK", "PUT", "OPTIONS"]:
+            report[f"{name} {method}"] = request(method, path, state("x", 999), auth, raw)
+    for other in ["/", "/state", "/state/bob", path + "/", path + "/../bob", "//state/" + path,
+                  path.upper(), path + "%00", "/metrics"]:
+        report[f"other path {other}"] = request("GET", other)
+    for method in ["PUT", "PATCH", "OPTIONS", "TRACE", "HEAD"]:
+        report[f"method {method}"] = request(method, path)
+    # Where the listening socket is bound, from the kernel's own table.
+    port_hex = f"{URL.port:04X}"
+    bound = []
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"]:
+        try:
+            with open(table) as f:
+                for line in f.readlines()[1:]:
+                    local, state_code = line.split()[1], line.split()[3]
+                    if local.endswith(":" + port_hex) and state_code == "0A":
+                        bound.append(local)
+        except OSError:
+            pass
+    report["listening"] = bound
+    # The machine's own non-loopback address, if it has one, must not reach the gateway.
+    try:
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.connect(("192.0.2.1", 9))
+        own = s.getsockname()[0]
+        s.close()
+    except OSError:
+        own = None
+    report["own_address"] = own
+    if own and not own.startswith("127."):
+        try:
+            socket.create_connection((own, URL.port), timeout=5).close()
+            report["own_address_connect"] = "connected"
+        except OSError as e:
+            report["own_address_connect"] = f"refused: {e}"
+
+
+def guard():
+    path = URL.path
+    report["first"] = request("POST", path, state("aaa", 3))
+    report["other lineage"] = request("POST", path, state("bbb", 9))
+    report["lower serial"] = request("POST", path, state("aaa", 2))
+    report["negative serial"] = request("POST", path, state("aaa", -1))
+    report["array"] = request("POST", path, b'[4, "aaa", 9]')
+    report["truncated"] = request("POST", path, state("aaa", 9)[:20])
+    report["nested"] = request("POST", path, b"[" * 100000 + b"]" * 100000)
+    report["lineage newline"] = request("POST", path, state("aaa\n::warning::x", 9))
+    report["lineage lookalike"] = request("POST", path, state("\u0430aa", 9))
+    report["after"] = request("GET", path)
+
+
+def odd_lineage():
+    report["first"] = request("POST", URL.path, state("a\n::warning::x\u202e", 1))
+    report["after"] = request("GET", URL.path)
+
+
+{"probe": probe, "guard": guard, "odd_lineage": odd_lineage}[sys.argv[1]]()
+with open(os.environ["GATEWAY_REPORT"], "w") as f:
+    json.dump(report, f, indent=1)
+# Like Terraform after a refused write: fail, so nubes's failure path is exercised too.
+sys.exit(int(os.environ.get("GATEWAY_EXIT", "0")))
