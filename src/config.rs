@@ -766,6 +766,25 @@ mod tests {
     }
 
     #[test]
+    fn storage_timeout_is_a_bounded_duration() {
+        assert_eq!(
+            load_text("").unwrap().state.timeout,
+            Duration::from_secs(30)
+        );
+        let s = load_text("[state]\ntimeout = \"2m\"\n").unwrap();
+        assert_eq!(s.state.timeout, Duration::from_secs(120));
+        let m = err("[state]\ntimeout = \"0s\"\n");
+        assert!(
+            m.contains("nubes.toml:2:11") && m.contains("out of range") && m.contains("1s to 10m"),
+            "{m}"
+        );
+        let m = err("[state]\ntimeout = \"1h\"\n");
+        assert!(m.contains("out of range"), "{m}");
+        let m = err("[state]\ntimeout = \"soon\"\n");
+        assert!(m.contains("not a duration"), "{m}");
+    }
+
+    #[test]
     fn bad_values_name_position_and_allowed_values() {
         let m = err("[state]\nlease_seconds = 90\n");
         assert!(
