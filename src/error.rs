@@ -49,7 +49,9 @@ pub enum Error {
 fn holder_suffix(holder: &Option<Box<LockInfo>>) -> String {
     match holder {
         Some(h) => format!(" (held by {})", h.describe()),
-        None => String::new(),
+        None => {
+            " (held by a holder that left no lock info: plain Terraform, or another tool)".into()
+        }
     }
 }
 

@@ -81,7 +81,23 @@ pub async fn acquire(
                 }
                 return Ok(start_renewal(store, token));
             }
-            Attempt::Held(holder) => {
+            Attempt::Held(mut holder) => {
+                if started.elapsed() >= timeout && holder.info.is_none() {
+                    // A lease is taken before its lock info is written (and the info is
+                    // cleared before the lease is released), so a poll can land between
+                    // the two. Look again briefly so the exit-3 error names the holder.
+                    // (Caught by the contention soak.)
+                    for _ in 0..5 {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        match store.try_lock(env, &info).await? {
+                            Attempt::Acquired(token) => return Ok(start_renewal(store, token)),
+                            Attempt::Held(h) => holder = h,
+                        }
+                        if holder.info.is_some() {
+                            break;
+                        }
+                    }
+                }
                 let shown = holder.describe();
                 if last_shown.as_deref() != Some(&shown) {
                     tracing::warn!(
