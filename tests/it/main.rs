@@ -8,6 +8,8 @@ mod cli;
 mod demo;
 mod deploy;
 mod drift;
+mod init;
+mod init_matrix;
 pub mod kudu;
 mod list;
 mod pipeline;

@@ -145,7 +145,6 @@ resource "azurerm_service_plan" "app" {
 
 resource "azurerm_linux_function_app" "app" {
   #checkov:skip=CKV_AZURE_221:the functions are public; branch environments have no private network to be reached from
-  #checkov:skip=CKV_AZURE_56:the functions do their own authentication
   name                                           = "func-${var.name}-${var.suffix}"
   resource_group_name                            = var.resource_group_name
   location                                       = var.location

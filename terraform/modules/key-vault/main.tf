@@ -54,6 +54,7 @@ variable "secret_values" {
 data "azurerm_client_config" "current" {}
 
 resource "azurerm_key_vault" "vault" {
+  #checkov:skip=CKV_AZURE_42:recoverability needs purge protection, which would keep a torn-down environment's vault name taken for 7 to 90 days; soft delete is on
   #checkov:skip=CKV_AZURE_109:the pipeline writes the secrets from GitHub-hosted runners, which have no private network; access is by Entra ID roles only
   #checkov:skip=CKV_AZURE_189:the pipeline writes the secrets from GitHub-hosted runners, which have no private network; access is by Entra ID roles only
   #checkov:skip=CKV_AZURE_110:purge protection would keep a torn-down environment's vault name taken for 7 to 90 days

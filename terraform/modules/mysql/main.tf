@@ -62,8 +62,9 @@ resource "random_password" "admin" {
 }
 
 resource "azurerm_mysql_flexible_server" "db" {
-  #checkov:skip=CKV_AZURE_212:geo-redundant backups are for production; branch environments are recreated from the repository
-  #checkov:skip=CKV2_AZURE_58:no private endpoints: branch environments have no private network
+  #checkov:skip=CKV_AZURE_94:geo-redundant backups are for production; branch environments are recreated from the repository
+  #checkov:skip=CKV_AZURE_53:the application reaches the server over its public endpoint, limited to Azure services by the firewall rule below; branch environments have no private network
+  #checkov:skip=CKV2_AZURE_56:the application reaches the server over its public endpoint, limited to Azure services by the firewall rule below; branch environments have no private network
   name                         = "mysql-${var.name}-${var.suffix}"
   resource_group_name          = var.resource_group_name
   location                     = var.location

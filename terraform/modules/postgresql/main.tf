@@ -64,7 +64,6 @@ resource "random_password" "admin" {
 resource "azurerm_postgresql_flexible_server" "db" {
   #checkov:skip=CKV_AZURE_136:geo-redundant backups are for production; branch environments are recreated from the repository
   #checkov:skip=CKV2_AZURE_57:no private endpoints: branch environments have no private network
-  #checkov:skip=CKV_AZURE_258:password authentication keeps the application settings portable across runtimes
   name                          = "psql-${var.name}-${var.suffix}"
   resource_group_name           = var.resource_group_name
   location                      = var.location
@@ -86,6 +85,7 @@ resource "azurerm_postgresql_flexible_server" "db" {
 
 # Azure services only (0.0.0.0): the application reaches the server, the internet does not.
 resource "azurerm_postgresql_flexible_server_firewall_rule" "azure" {
+  #checkov:skip=CKV2_AZURE_26:0.0.0.0 to 0.0.0.0 admits Azure services only (Azure's convention), not the internet; branch environments have no private network
   name             = "allow-azure-services"
   server_id        = azurerm_postgresql_flexible_server.db.id
   start_ip_address = "0.0.0.0"
