@@ -58,7 +58,9 @@ pub fn run(root: &Path, args: &InitArgs) -> Result<()> {
             crate::outln!("nubes init: everything is up to date");
             return Ok(());
         }
-        eprintln!("nubes init: files would change; run `nubes init` (with --force for files that differ)");
+        eprintln!(
+            "nubes init: files would change; run `nubes init` (with --force for files that differ)"
+        );
         return Err(Error::Quiet(exit::CHANGES));
     }
     let conflicts: Vec<&str> = plan
@@ -111,7 +113,10 @@ fn compare(root: &Path, files: &[File], force: bool) -> Result<Vec<(File, Status
             Ok(_) => Status::Conflict,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Status::Create,
             Err(e) => {
-                return Err(Error::failed(format!("cannot read {}: {e}", path.display())));
+                return Err(Error::failed(format!(
+                    "cannot read {}: {e}",
+                    path.display()
+                )));
             }
         };
         out.push((f.clone(), status));
@@ -193,7 +198,11 @@ fn resolve(root: &Path, args: &InitArgs, ask: bool) -> Result<Answers> {
             names::<Runtime>()
         )));
     };
-    let target = pick(&args.target, prev.choice("target"), proposed_target(&scan, runtime))?;
+    let target = pick(
+        &args.target,
+        prev.choice("target"),
+        proposed_target(&scan, runtime),
+    )?;
     let mut target = target;
     if ask {
         target = prompt("target", Some(target))?;
@@ -225,30 +234,45 @@ fn resolve(root: &Path, args: &InitArgs, ask: bool) -> Result<Answers> {
     let name = match args.name.clone().or(prev.name.clone()) {
         Some(n) => n,
         None => scan::name_from_folder(&std::path::absolute(root)?).ok_or_else(|| {
-            Error::input("the folder's name does not make a project name").hint("pass --name, e.g. --name petclinic")
+            Error::input("the folder's name does not make a project name")
+                .hint("pass --name, e.g. --name petclinic")
         })?,
     };
     if !scan::valid_name(&name) {
-        return Err(Error::input(format!("--name `{name}` is not a usable project name")).hint(format!(
-            "1 to {} lowercase letters, digits and single hyphens, starting with a letter",
-            scan::MAX_NAME
-        )));
+        return Err(
+            Error::input(format!("--name `{name}` is not a usable project name")).hint(format!(
+                "1 to {} lowercase letters, digits and single hyphens, starting with a letter",
+                scan::MAX_NAME
+            )),
+        );
     }
     let location = args
         .location
         .clone()
         .or(prev.location.clone())
         .unwrap_or_else(|| "eastus".into());
-    if location.is_empty() || !location.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()) {
-        return Err(Error::input(format!("--location `{location}` is not an Azure region name"))
-            .hint("use the short name, e.g. eastus, westeurope (`az account list-locations -o table`)"));
+    if location.is_empty()
+        || !location
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+    {
+        return Err(Error::input(format!(
+            "--location `{location}` is not an Azure region name"
+        ))
+        .hint(
+            "use the short name, e.g. eastus, westeurope (`az account list-locations -o table`)",
+        ));
     }
     let state_account = args.state_account.clone().or(prev.state_account.clone());
     if let Some(a) = &state_account
-        && !((3..=24).contains(&a.len()) && a.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()))
+        && !((3..=24).contains(&a.len())
+            && a.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()))
     {
-        return Err(Error::input(format!("--state-account `{a}` is not a storage account name"))
-            .hint("3 to 24 lowercase letters and digits"));
+        return Err(Error::input(format!(
+            "--state-account `{a}` is not a storage account name"
+        ))
+        .hint("3 to 24 lowercase letters and digits"));
     }
     let action = args
         .action
@@ -256,8 +280,10 @@ fn resolve(root: &Path, args: &InitArgs, ask: bool) -> Result<Answers> {
         .or(prev.choice("action").map(str::to_string))
         .unwrap_or_else(|| PLACEHOLDER_ACTION.to_string());
     if !valid_action(&action) {
-        return Err(Error::input(format!("--action `{action}` is not a pinned action reference"))
-            .hint("use OWNER/REPO@<the full 40-character commit SHA>, e.g. my-org/nubes@0123…"));
+        return Err(Error::input(format!(
+            "--action `{action}` is not a pinned action reference"
+        ))
+        .hint("use OWNER/REPO@<the full 40-character commit SHA>, e.g. my-org/nubes@0123…"));
     }
     Ok(Answers {
         combination,
@@ -282,7 +308,9 @@ fn valid_action(s: &str) -> bool {
                     .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
         })
         && sha.len() == 40
-        && sha.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+        && sha
+            .chars()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
 }
 
 /// The scanned target if it can run the runtime, else the first target that can.
@@ -296,7 +324,10 @@ fn proposed_target(scan: &Scan, runtime: Runtime) -> Target {
         })
         .is_ok()
     };
-    if let Some(t) = scan.target.filter(|t| fits(*t) && scan.runtime == Some(runtime)) {
+    if let Some(t) = scan
+        .target
+        .filter(|t| fits(*t) && scan.runtime == Some(runtime))
+    {
         return t;
     }
     [
@@ -311,7 +342,11 @@ fn proposed_target(scan: &Scan, runtime: Runtime) -> Target {
 }
 
 fn names<T: Choice>() -> String {
-    T::ALL.iter().map(|v| v.name()).collect::<Vec<_>>().join(", ")
+    T::ALL
+        .iter()
+        .map(|v| v.name())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn read_answer(question: &str) -> Result<String> {
@@ -319,7 +354,9 @@ fn read_answer(question: &str) -> Result<String> {
     let _ = std::io::stderr().flush();
     let mut line = String::new();
     if std::io::stdin().lock().read_line(&mut line)? == 0 {
-        return Err(Error::input("no answer (end of input)").hint("pass the choices as flags, or --yes"));
+        return Err(
+            Error::input("no answer (end of input)").hint("pass the choices as flags, or --yes")
+        );
     }
     Ok(line.trim().to_string())
 }
@@ -344,7 +381,11 @@ fn prompt_addons(proposed: &[Addon]) -> Result<Vec<Addon>> {
     let current = if proposed.is_empty() {
         "none".to_string()
     } else {
-        proposed.iter().map(|a| a.name()).collect::<Vec<_>>().join(",")
+        proposed
+            .iter()
+            .map(|a| a.name())
+            .collect::<Vec<_>>()
+            .join(",")
     };
     loop {
         let answer = read_answer(&format!(
@@ -397,7 +438,9 @@ mod tests {
             "my-org/nubes@0123456789abcdef0123456789abcdef01234567"
         ));
         assert!(!valid_action("my-org/nubes@v1"));
-        assert!(!valid_action("nubes@0123456789abcdef0123456789abcdef01234567"));
+        assert!(!valid_action(
+            "nubes@0123456789abcdef0123456789abcdef01234567"
+        ));
         assert!(!valid_action(
             "my-org/nu bes@0123456789abcdef0123456789abcdef01234567"
         ));
@@ -411,7 +454,10 @@ mod tests {
             evidence: None,
             has_dockerfile: false,
         };
-        assert_eq!(proposed_target(&none, Runtime::Docker), Target::ContainerApps);
+        assert_eq!(
+            proposed_target(&none, Runtime::Docker),
+            Target::ContainerApps
+        );
         assert_eq!(proposed_target(&none, Runtime::Static), Target::StaticSite);
         assert_eq!(proposed_target(&none, Runtime::Quarkus), Target::AppService);
     }

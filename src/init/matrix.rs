@@ -308,7 +308,10 @@ mod tests {
             &[],
         ))
         .unwrap_err();
-        assert!(e.to_string().contains("does not support --runtime spring-boot"));
+        assert!(
+            e.to_string()
+                .contains("does not support --runtime spring-boot")
+        );
         assert_eq!(e.exit_code(), 2);
         let e = check(&c(
             Target::StaticSite,
@@ -318,13 +321,7 @@ mod tests {
         ))
         .unwrap_err();
         assert!(e.hint_text().unwrap().contains("no server side"));
-        let e = check(&c(
-            Target::AppService,
-            Runtime::Docker,
-            Database::None,
-            &[],
-        ))
-        .unwrap_err();
+        let e = check(&c(Target::AppService, Runtime::Docker, Database::None, &[])).unwrap_err();
         assert!(e.hint_text().unwrap().contains("container-apps"));
         assert!(check(&c(Target::StaticSite, Runtime::Node, Database::None, &[])).is_ok());
     }
@@ -335,7 +332,10 @@ mod tests {
             assert_eq!(Runtime::parse(r.name()).unwrap(), r);
         }
         let e = Database::parse("oracle").unwrap_err();
-        assert!(e.hint_text().unwrap().contains("postgresql, mysql"), "{e:?}");
+        assert!(
+            e.hint_text().unwrap().contains("postgresql, mysql"),
+            "{e:?}"
+        );
         assert_eq!(
             parse_addons("redis, key-vault,redis").unwrap(),
             [Addon::KeyVault, Addon::Redis]

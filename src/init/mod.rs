@@ -53,8 +53,14 @@ fn registry() -> Result<&'static tera::Tera> {
             t.autoescape_on(vec![]);
             let mut files = Vec::new();
             collect(&TEMPLATES, &mut files);
-            t.add_raw_templates(files)
-                .map_err(|e| format!("{e}: {}", std::error::Error::source(&e).map(|s| s.to_string()).unwrap_or_default()))?;
+            t.add_raw_templates(files).map_err(|e| {
+                format!(
+                    "{e}: {}",
+                    std::error::Error::source(&e)
+                        .map(|s| s.to_string())
+                        .unwrap_or_default()
+                )
+            })?;
             Ok(t)
         })
         .as_ref()
@@ -195,10 +201,7 @@ fn context(a: &Answers) -> tera::Context {
     let (deploy_target, deploy_command) = match c.target {
         Target::ContainerApps => (
             "command",
-            Some(
-                serde_json::to_string(&json!(["sh", "-c", CONTAINER_DEPLOY]))
-                    .unwrap_or_default(),
-            ),
+            Some(serde_json::to_string(&json!(["sh", "-c", CONTAINER_DEPLOY])).unwrap_or_default()),
         ),
         other => (other.name(), None),
     };
@@ -212,7 +215,10 @@ fn context(a: &Answers) -> tera::Context {
     t.insert("runtime", c.runtime.name());
     t.insert("app_runtime", app_runtime(c.runtime));
     t.insert("database_module", &database_module(c.database));
-    t.insert("random", &database_module(c.database).is_some_and(|m| m != "cosmosdb-mongodb"));
+    t.insert(
+        "random",
+        &database_module(c.database).is_some_and(|m| m != "cosmosdb-mongodb"),
+    );
     t.insert("redis", &c.has(Addon::Redis));
     t.insert("storage_blob", &c.has(Addon::StorageBlob));
     t.insert("application_insights", &c.has(Addon::ApplicationInsights));
@@ -228,7 +234,11 @@ fn context(a: &Answers) -> tera::Context {
     // Containers and servers building on first start take a while.
     t.insert(
         "health_timeout",
-        if c.target == Target::StaticSite { "2m" } else { "10m" },
+        if c.target == Target::StaticSite {
+            "2m"
+        } else {
+            "10m"
+        },
     );
     t.insert("deploy_target", deploy_target);
     t.insert("deploy_command", &deploy_command);
@@ -254,7 +264,12 @@ fn render(name: &str, ctx: &tera::Context) -> Result<String> {
 /// [`read_choices`] so that running `init` again proposes the same project.
 pub fn choices_line(a: &Answers) -> String {
     let c = &a.combination;
-    let addons = c.addons.iter().map(|x| x.name()).collect::<Vec<_>>().join(",");
+    let addons = c
+        .addons
+        .iter()
+        .map(|x| x.name())
+        .collect::<Vec<_>>()
+        .join(",");
     format!(
         "--target {} --runtime {} --database {} --addons {} --tier {} --action {}",
         c.target,
@@ -374,7 +389,11 @@ mod tests {
             .find(|c| c.target == Target::ContainerApps)
             .unwrap();
         let files = generate(&answers(c)).unwrap();
-        let wf = &files.iter().find(|f| f.path.ends_with("nubes.yml")).unwrap().content;
+        let wf = &files
+            .iter()
+            .find(|f| f.path.ends_with("nubes.yml"))
+            .unwrap()
+            .content;
         assert!(wf.contains("${{ vars.AZURE_CLIENT_ID }}"), "{wf}");
         assert!(wf.contains("uses: azure/login@"), "{wf}");
         assert!(wf.contains(&format!("uses: {PLACEHOLDER_ACTION}")), "{wf}");

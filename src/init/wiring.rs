@@ -263,9 +263,11 @@ mod tests {
                 "appinsights-connection-string"
             ]
         );
-        assert!(wiring(&combo(Runtime::Java, Database::None, &[Addon::StorageBlob]))
-            .secrets
-            .is_empty());
+        assert!(
+            wiring(&combo(Runtime::Java, Database::None, &[Addon::StorageBlob]))
+                .secrets
+                .is_empty()
+        );
     }
 
     #[test]

@@ -33,7 +33,10 @@ fn statuses(out: &Out) -> Vec<(String, String)> {
         .take_while(|l| !l.is_empty())
         .filter_map(|l| {
             let mut w = l.split_whitespace();
-            Some((w.next()?.to_string(), w.next_back()?.to_string()))
+            let status = w.next()?;
+            ["created", "unchanged", "overwritten"]
+                .contains(&status)
+                .then(|| (status.to_string(), w.next_back().unwrap_or_default().to_string()))
         })
         .collect()
 }
@@ -45,7 +48,14 @@ const SPRING: &str = "<project><parent><groupId>org.springframework.boot</groupI
 fn init_on_the_static_site_example_gives_a_project_nubes_runs() {
     // The example's application, without its hand-written nubes.toml and terraform/.
     let mut files = vec![];
-    for name in ["package.json", "package-lock.json", "build.js", "src/index.html", "src/app.js", "src/style.css"] {
+    for name in [
+        "package.json",
+        "package-lock.json",
+        "build.js",
+        "src/index.html",
+        "src/app.js",
+        "src/style.css",
+    ] {
         files.push((name, std::fs::read_to_string(example().join(name)).unwrap()));
     }
     let files: Vec<(&str, &str)> = files.iter().map(|(n, t)| (*n, t.as_str())).collect();
@@ -53,11 +63,23 @@ fn init_on_the_static_site_example_gives_a_project_nubes_runs() {
     let out = p.run(&["init", "--name", "demo"]).ok();
     assert!(out.stderr.contains("found package.json"), "{}", out.stderr);
     let toml = read(&p, "nubes.toml");
-    assert!(toml.contains("--target static-site --runtime node"), "{toml}");
+    assert!(
+        toml.contains("--target static-site --runtime node"),
+        "{toml}"
+    );
     assert!(toml.contains("target = \"static-site\""), "{toml}");
-    assert!(out.stdout.contains("created      terraform/modules/static-site/main.tf"), "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains("created      terraform/modules/static-site/main.tf"),
+        "{}",
+        out.stdout
+    );
     assert!(out.stdout.contains("nubes bootstrap"), "{}", out.stdout);
-    assert!(out.stdout.contains("git switch -c env-dev"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("git switch -c env-dev"),
+        "{}",
+        out.stdout
+    );
 
     // nubes's own pipeline front half: config, render into the working copy, the
     // variables it passes, and Terraform started there (`version` needs no providers,
@@ -65,24 +87,42 @@ fn init_on_the_static_site_example_gives_a_project_nubes_runs() {
     let out = p.run(&["tf", "dev", "--", "version"]).ok();
     assert!(out.stdout.contains("Terraform v"), "{}", out.all());
     assert!(!out.stderr.contains("not declared"), "{}", out.stderr);
-    let vars: serde_json::Value = serde_json::from_str(&read(&p, ".nubes/work/dev/nubes.auto.tfvars.json")).unwrap();
+    let vars: serde_json::Value =
+        serde_json::from_str(&read(&p, ".nubes/work/dev/nubes.auto.tfvars.json")).unwrap();
     assert_eq!(vars["environment"], "dev");
     assert_eq!(vars["application_name"], "demo");
     assert_eq!(vars["location"], "eastus");
     assert_eq!(vars["tags"]["nubes-env"], "dev");
     assert_eq!(vars["tags"]["nubes-branch"], "env-dev");
-    let out = p.run(&["tf", "dev", "--", "fmt", "-check", "-recursive"]).ok();
+    let out = p
+        .run(&["tf", "dev", "--", "fmt", "-check", "-recursive"])
+        .ok();
     assert!(out.stdout.trim().is_empty(), "{}", out.all());
 }
 
 #[test]
 fn running_init_twice_changes_nothing_and_says_so() {
     let p = repo(&[("pom.xml", SPRING)]);
-    let args = ["init", "--database", "postgresql", "--addons", "key-vault,redis", "--state-account", "stdemo"];
+    let args = [
+        "init",
+        "--database",
+        "postgresql",
+        "--addons",
+        "key-vault,redis",
+        "--state-account",
+        "stdemo",
+    ];
     let first = p.run(&args).ok();
-    assert!(statuses(&first).iter().all(|(s, _)| s == "created"), "{}", first.stdout);
+    assert!(
+        statuses(&first).iter().all(|(s, _)| s == "created"),
+        "{}",
+        first.stdout
+    );
     let main = read(&p, "terraform/main.tf");
-    assert!(main.contains("SPRING_DATASOURCE_URL") && main.contains("module.key_vault.secret_ids"), "{main}");
+    assert!(
+        main.contains("SPRING_DATASOURCE_URL") && main.contains("module.key_vault.secret_ids"),
+        "{main}"
+    );
     // Again with the same flags, then with none: the choices are read back from nubes.toml.
     for again in [&args[..], &["init"][..]] {
         let out = p.run(again).ok();
@@ -103,31 +143,61 @@ fn a_differing_file_is_reported_and_nothing_is_written_without_force() {
     std::fs::write(p.path().join("terraform/main.tf"), "# mine\n").unwrap();
     std::fs::remove_file(p.path().join("terraform/outputs.tf")).unwrap();
     let out = p.run(&["init"]).code(2);
-    assert!(out.stderr.contains("terraform/main.tf") && out.stderr.contains("--force"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("terraform/main.tf") && out.stderr.contains("--force"),
+        "{}",
+        out.stderr
+    );
     assert!(!out.stderr.contains("outputs.tf"), "{}", out.stderr);
     // All or nothing: the missing file was not written either.
     assert!(!p.path().join("terraform/outputs.tf").exists());
     assert_eq!(read(&p, "terraform/main.tf"), "# mine\n");
     let out = p.run(&["init", "--check"]).code(4);
-    assert!(out.stdout.contains("differs      terraform/main.tf"), "{}", out.stdout);
-    assert!(out.stdout.contains("would create terraform/outputs.tf"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("differs      terraform/main.tf"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("would create terraform/outputs.tf"),
+        "{}",
+        out.stdout
+    );
     let out = p.run(&["init", "--force"]).ok();
-    assert!(out.stdout.contains("overwritten  terraform/main.tf"), "{}", out.stdout);
-    assert!(out.stdout.contains("created      terraform/outputs.tf"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("overwritten  terraform/main.tf"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("created      terraform/outputs.tf"),
+        "{}",
+        out.stdout
+    );
     assert!(read(&p, "terraform/main.tf").contains("module \"app\""));
 }
 
 #[test]
 fn the_example_with_its_own_files_is_a_conflict() {
     let p = repo(&[]);
-    for name in ["package.json", "build.js", "nubes.toml", "terraform/main.tf", "src/index.html"] {
+    for name in [
+        "package.json",
+        "build.js",
+        "nubes.toml",
+        "terraform/main.tf",
+        "src/index.html",
+    ] {
         let to = p.path().join(name);
         std::fs::create_dir_all(to.parent().unwrap()).unwrap();
         std::fs::copy(example().join(name), to).unwrap();
     }
     let before = read(&p, "nubes.toml");
     let out = p.run(&["init"]).code(2);
-    assert!(out.stderr.contains("nubes.toml") && out.stderr.contains("terraform/main.tf"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("nubes.toml") && out.stderr.contains("terraform/main.tf"),
+        "{}",
+        out.stderr
+    );
     assert_eq!(read(&p, "nubes.toml"), before);
     assert!(!p.path().join(".github").exists());
 }
@@ -136,15 +206,36 @@ fn the_example_with_its_own_files_is_a_conflict() {
 fn invalid_choices_are_refused_with_the_reason() {
     let p = repo(&[("pom.xml", SPRING)]);
     for (args, says) in [
-        (&["init", "--target", "functions"][..], "does not support --runtime spring-boot"),
-        (&["init", "--runtime", "static", "--database", "mysql"][..], "cannot use --database mysql"),
-        (&["init", "--runtime", "docker", "--target", "app-service"][..], "use --target container-apps"),
-        (&["init", "--database", "oracle"][..], "postgresql, mysql, sql-server, cosmosdb-mongodb"),
-        (&["init", "--addons", "redis,kafka"][..], "application-insights, key-vault, redis, storage-blob"),
+        (
+            &["init", "--target", "functions"][..],
+            "does not support --runtime spring-boot",
+        ),
+        (
+            &["init", "--runtime", "static", "--database", "mysql"][..],
+            "cannot use --database mysql",
+        ),
+        (
+            &["init", "--runtime", "docker", "--target", "app-service"][..],
+            "use --target container-apps",
+        ),
+        (
+            &["init", "--database", "oracle"][..],
+            "postgresql, mysql, sql-server, cosmosdb-mongodb",
+        ),
+        (
+            &["init", "--addons", "redis,kafka"][..],
+            "application-insights, key-vault, redis, storage-blob",
+        ),
         (&["init", "--name", "Pet_Clinic"][..], "lowercase letters"),
         (&["init", "--location", "East US"][..], "eastus"),
-        (&["init", "--action", "my-org/nubes@v1"][..], "40-character commit SHA"),
-        (&["init", "--state-account", "st-demo"][..], "3 to 24 lowercase"),
+        (
+            &["init", "--action", "my-org/nubes@v1"][..],
+            "40-character commit SHA",
+        ),
+        (
+            &["init", "--state-account", "st-demo"][..],
+            "3 to 24 lowercase",
+        ),
     ] {
         let out = p.run(args).code(2);
         assert!(out.stderr.contains(says), "{args:?}: {}", out.stderr);
@@ -159,19 +250,34 @@ fn invalid_choices_are_refused_with_the_reason() {
 
 #[test]
 fn frameworks_and_runtimes_get_their_own_settings() {
-    let quarkus = repo(&[("pom.xml", "<dependency><groupId>io.quarkus</groupId></dependency>")]);
+    let quarkus = repo(&[(
+        "pom.xml",
+        "<dependency><groupId>io.quarkus</groupId></dependency>",
+    )]);
     quarkus.run(&["init", "--database", "sql-server"]).ok();
     let main = read(&quarkus, "terraform/main.tf");
-    assert!(main.contains("QUARKUS_DATASOURCE_DB_KIND   = \"mssql\""), "{main}");
-    assert!(main.contains("QUARKUS_DATASOURCE_PASSWORD = \"database-password\""), "{main}");
+    assert!(
+        main.contains("QUARKUS_DATASOURCE_DB_KIND  = \"mssql\""),
+        "{main}"
+    );
+    assert!(
+        main.contains("QUARKUS_DATASOURCE_PASSWORD = \"database-password\""),
+        "{main}"
+    );
 
     let docker = repo(&[("Dockerfile", "FROM scratch\n")]);
     let out = docker.run(&["init", "--addons", "key-vault"]).ok();
     assert!(out.stderr.contains("found Dockerfile"), "{}", out.stderr);
     let toml = read(&docker, "nubes.toml");
-    assert!(toml.contains("target = \"command\"") && toml.contains("$NUBES_OUTPUT_CONTAINER_APP_NAME"), "{toml}");
+    assert!(
+        toml.contains("target = \"command\"") && toml.contains("$NUBES_OUTPUT_CONTAINER_APP_NAME"),
+        "{toml}"
+    );
     let wf = read(&docker, ".github/workflows/nubes.yml");
     assert!(wf.contains("uses: azure/login@"), "{wf}");
     let outputs = read(&docker, "terraform/outputs.tf");
-    assert!(outputs.contains("output \"registry_login_server\""), "{outputs}");
+    assert!(
+        outputs.contains("output \"registry_login_server\""),
+        "{outputs}"
+    );
 }

@@ -53,8 +53,8 @@ fn render_all(root: &Path, combos: &[(Combination, Tier)]) -> Vec<String> {
     let mut ids = vec![];
     for (c, tier) in combos {
         let id = format!("{}.{}", c.id(), tier);
-        let files = init::generate(&answers(c.clone(), *tier))
-            .unwrap_or_else(|e| panic!("{id}: {e}"));
+        let files =
+            init::generate(&answers(c.clone(), *tier)).unwrap_or_else(|e| panic!("{id}: {e}"));
         for f in files {
             let path = root.join(&id).join(&f.path);
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -135,7 +135,12 @@ fn check_project(dir: &Path, c: &Combination) -> Vec<String> {
                 _ => {}
             }
         }
-        for bad in ["password = \"", "AccountKey=", "-----BEGIN", "client_secret"] {
+        for bad in [
+            "password = \"",
+            "AccountKey=",
+            "-----BEGIN",
+            "client_secret",
+        ] {
             if text.contains(bad) {
                 problems.push(format!("{rel}: contains `{bad}`"));
             }
@@ -152,7 +157,9 @@ fn check_project(dir: &Path, c: &Combination) -> Vec<String> {
     for s in &module_sources {
         let local = s.strip_prefix("./").map(|p| tf.join(p));
         if !local.as_ref().is_some_and(|p| !hcl_files(p).is_empty()) {
-            problems.push(format!("module source {s} does not resolve to a module folder"));
+            problems.push(format!(
+                "module source {s} does not resolve to a module folder"
+            ));
         }
     }
     if carried != module_sources {
@@ -172,7 +179,11 @@ fn check_project(dir: &Path, c: &Combination) -> Vec<String> {
             problems.push(format!("variable {v} is not declared"));
         }
     }
-    let required: Vec<_> = variables.iter().filter(|(_, d)| !**d).map(|(n, _)| n).collect();
+    let required: Vec<_> = variables
+        .iter()
+        .filter(|(_, d)| !**d)
+        .map(|(n, _)| n)
+        .collect();
     if required != ["environment"] {
         problems.push(format!("variables without a default: {required:?}"));
     }
@@ -185,9 +196,11 @@ fn check_project(dir: &Path, c: &Combination) -> Vec<String> {
     needed.extend(match c.target {
         Target::StaticSite => &["static_site_account_url"][..],
         Target::AppService | Target::Functions => &["app_name", "scm_url"][..],
-        Target::ContainerApps => {
-            &["container_app_name", "registry_name", "registry_login_server"][..]
-        }
+        Target::ContainerApps => &[
+            "container_app_name",
+            "registry_name",
+            "registry_login_server",
+        ][..],
     });
     for o in needed {
         if !outputs.contains(o) {
@@ -228,10 +241,19 @@ fn check_project(dir: &Path, c: &Combination) -> Vec<String> {
     if workflow.contains("${{ secrets.") || template_left {
         problems.push("workflow uses secrets or kept template syntax".into());
     }
-    for line in workflow.lines().filter(|l| l.trim_start().starts_with("- uses:") || l.trim_start().starts_with("uses:")) {
-        let pin = line.split('@').nth(1).and_then(|r| r.split_whitespace().next());
+    for line in workflow
+        .lines()
+        .filter(|l| l.trim_start().starts_with("- uses:") || l.trim_start().starts_with("uses:"))
+    {
+        let pin = line
+            .split('@')
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next());
         if !pin.is_some_and(|p| p.len() == 40 && p.chars().all(|c| c.is_ascii_hexdigit())) {
-            problems.push(format!("workflow: `{}` is not pinned to a commit SHA", line.trim()));
+            problems.push(format!(
+                "workflow: `{}` is not pinned to a commit SHA",
+                line.trim()
+            ));
         }
     }
     problems
@@ -250,15 +272,6 @@ fn run(cmd: &mut Command) -> (Option<i32>, String, String) {
     )
 }
 
-/// The combinations whose output (stdout, stderr) mentions them, for a failure report.
-fn blame(ids: &[String], output: &str) -> Vec<String> {
-    ids.iter()
-        .filter(|id| output.contains(&format!("{id}/")))
-        .take(20)
-        .cloned()
-        .collect()
-}
-
 /// checkov over the tree: (failures as "id: check resource file", skipped check IDs).
 fn checkov(root: &Path, quiet: bool) -> (Vec<String>, BTreeSet<String>) {
     let mut cmd = Command::new(tool("NUBES_TEST_CHECKOV", "checkov"));
@@ -269,7 +282,10 @@ fn checkov(root: &Path, quiet: bool) -> (Vec<String>, BTreeSet<String>) {
     }
     let (code, stdout, stderr) = run(&mut cmd);
     let doc: serde_json::Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
-        panic!("checkov (exit {code:?}) did not print JSON ({e}):\n{stderr}\n{}", &stdout[..stdout.len().min(2000)])
+        panic!(
+            "checkov (exit {code:?}) did not print JSON ({e}):\n{stderr}\n{}",
+            &stdout[..stdout.len().min(2000)]
+        )
     });
     let reports = match doc {
         serde_json::Value::Array(a) => a,
@@ -279,8 +295,16 @@ fn checkov(root: &Path, quiet: bool) -> (Vec<String>, BTreeSet<String>) {
     let mut skipped = BTreeSet::new();
     for r in &reports {
         let parsing = r["summary"]["parsing_errors"].as_u64().unwrap_or(0);
-        assert_eq!(parsing, 0, "checkov could not parse some files: {}", r["summary"]);
-        for f in r["results"]["failed_checks"].as_array().into_iter().flatten() {
+        assert_eq!(
+            parsing, 0,
+            "checkov could not parse some files: {}",
+            r["summary"]
+        );
+        for f in r["results"]["failed_checks"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
             failed.push(format!(
                 "{} {} {}",
                 f["check_id"].as_str().unwrap_or("?"),
@@ -288,7 +312,11 @@ fn checkov(root: &Path, quiet: bool) -> (Vec<String>, BTreeSet<String>) {
                 f["file_path"].as_str().unwrap_or("?"),
             ));
         }
-        for f in r["results"]["skipped_checks"].as_array().into_iter().flatten() {
+        for f in r["results"]["skipped_checks"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
             skipped.insert(f["check_id"].as_str().unwrap_or("?").to_string());
         }
     }
@@ -308,11 +336,46 @@ fn inline_skips() -> BTreeMap<String, Vec<String>> {
                     "{}: checkov:skip={id} without a reason",
                     file.display()
                 );
-                skips.entry(id.to_string()).or_default().push(file.display().to_string());
+                skips
+                    .entry(id.to_string())
+                    .or_default()
+                    .push(file.display().to_string());
             }
         }
     }
     skips
+}
+
+/// Files with the same content, written once each into `dir` as `<n>.<ext>`; returns,
+/// per written file, the ids of the combinations that rendered it.
+fn unique_files(
+    dir: &Path,
+    ext: &str,
+    files: impl Iterator<Item = (String, String)>,
+) -> Vec<Vec<String>> {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut by_content: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (id, content) in files {
+        by_content.entry(content).or_default().push(id);
+    }
+    let mut owners = vec![];
+    for (n, (content, ids)) in by_content.into_iter().enumerate() {
+        std::fs::write(dir.join(format!("{n}.{ext}")), content).unwrap();
+        owners.push(ids);
+    }
+    owners
+}
+
+/// The combinations behind the `<n>.<ext>` files a tool's output names.
+fn owners_named(owners: &[Vec<String>], ext: &str, output: &str) -> Vec<String> {
+    let mut out = vec![];
+    for (n, ids) in owners.iter().enumerate() {
+        if output.contains(&format!("{n}.{ext}")) {
+            out.extend(ids.iter().take(3).cloned());
+        }
+    }
+    out.truncate(20);
+    out
 }
 
 #[test]
@@ -320,55 +383,145 @@ fn every_combination_init_accepts_renders_a_sound_project() {
     let combos: Vec<(Combination, Tier)> =
         matrix::all().into_iter().map(|c| (c, Tier::Dev)).collect();
     let tmp = tempfile::tempdir().unwrap();
-    let root = tmp.path();
+    let projects = tmp.path().join("projects");
     let started = Instant::now();
-    let ids = render_all(root, &combos);
+    let ids = render_all(&projects, &combos);
     eprintln!(
-        "rendered {} combinations in {:.2?} (target × runtime × database × add-on set)",
+        "rendered {} combinations (target × runtime × database × add-on set) in {:.2?}",
         ids.len(),
         started.elapsed()
     );
 
     let mut problems = vec![];
     for ((c, _), id) in combos.iter().zip(&ids) {
-        for p in check_project(&root.join(id), c) {
+        for p in check_project(&projects.join(id), c) {
             problems.push(format!("{id}: {p}"));
         }
     }
-    assert!(problems.is_empty(), "{} problems:\n{}", problems.len(), problems[..problems.len().min(40)].join("\n"));
+    assert!(
+        problems.is_empty(),
+        "{} problems:\n{}",
+        problems.len(),
+        problems[..problems.len().min(40)].join("\n")
+    );
+
+    // The tools see each distinct file (or Terraform tree) once: identical content gives
+    // identical results, and the module files are the same in every project.
+    let read =
+        |id: &String, rel: &str| std::fs::read_to_string(projects.join(id).join(rel)).unwrap();
+    let tf_files = ids.iter().flat_map(|id| {
+        hcl_files(&projects.join(id))
+            .into_iter()
+            .map(move |f| (id.clone(), std::fs::read_to_string(f).unwrap()))
+    });
+    let t = Instant::now();
+    let fmt_dir = tmp.path().join("fmt");
+    let owners = unique_files(&fmt_dir, "tf", tf_files);
+    let (code, out, err) = run(Command::new("terraform")
+        .args(["fmt", "-check", "-list=true"])
+        .arg(&fmt_dir));
+    assert_eq!(
+        code,
+        Some(0),
+        "terraform fmt -check: files to reformat, from {:?}:\n{out}\n{err}",
+        owners_named(&owners, "tf", &out)
+    );
+    eprintln!(
+        "terraform fmt -check: {} distinct .tf files in {:.2?}",
+        owners.len(),
+        t.elapsed()
+    );
 
     let t = Instant::now();
-    let (code, out, err) = run(Command::new("terraform").args(["fmt", "-check", "-recursive", "-list=true"]).arg(root));
-    assert_eq!(code, Some(0), "terraform fmt -check: files to reformat:\n{out}\n{err}");
-    eprintln!("terraform fmt -check over all: {:.2?}", t.elapsed());
+    let wf_dir = tmp.path().join("workflows");
+    let owners = unique_files(
+        &wf_dir,
+        "yml",
+        ids.iter()
+            .map(|id| (id.clone(), read(id, ".github/workflows/nubes.yml"))),
+    );
+    let names: Vec<String> = (0..owners.len()).map(|n| format!("{n}.yml")).collect();
+    let (code, out, err) = run(Command::new(tool("NUBES_TEST_ACTIONLINT", "actionlint"))
+        .args(&names)
+        .current_dir(&wf_dir));
+    assert_eq!(
+        code,
+        Some(0),
+        "actionlint, in {:?}:\n{out}\n{err}",
+        owners_named(&owners, "yml", &out)
+    );
+    let (code, out, err) = run(Command::new(tool("NUBES_TEST_ZIZMOR", "zizmor"))
+        .arg("--offline")
+        .args(&names)
+        .current_dir(&wf_dir));
+    assert_eq!(
+        code,
+        Some(0),
+        "zizmor, in {:?}:\n{out}\n{err}",
+        owners_named(&owners, "yml", &out)
+    );
+    eprintln!(
+        "actionlint + zizmor: {} distinct workflows in {:.2?}",
+        owners.len(),
+        t.elapsed()
+    );
 
-    let workflows: Vec<String> = ids
-        .iter()
-        .map(|id| format!("{id}/.github/workflows/nubes.yml"))
-        .collect();
+    // checkov: each distinct Terraform tree once, in as many processes as there are
+    // cores (its cost is per project, and it runs single-threaded).
     let t = Instant::now();
-    let (code, out, err) = run(Command::new(tool("NUBES_TEST_ACTIONLINT", "actionlint")).args(&workflows).current_dir(root));
-    assert_eq!(code, Some(0), "actionlint found problems in {:?}:\n{out}\n{err}", blame(&ids, &out));
-    let (code, out, err) = run(Command::new(tool("NUBES_TEST_ZIZMOR", "zizmor")).arg("--offline").args(&workflows).current_dir(root));
-    assert_eq!(code, Some(0), "zizmor found problems in {:?}:\n{out}\n{err}", blame(&ids, &out));
-    eprintln!("actionlint + zizmor over {} workflows: {:.2?}", workflows.len(), t.elapsed());
-
-    // checkov reads each project's root module and follows its module calls.
-    let t = Instant::now();
-    let (failed, _) = checkov(root, true);
-    eprintln!("checkov over {} projects: {:.2?}", ids.len(), t.elapsed());
-    let by_combo: BTreeSet<&str> = failed
-        .iter()
-        .filter_map(|f| f.split_whitespace().nth(2))
-        .filter_map(|p| p.trim_start_matches('/').split('/').next())
-        .collect();
+    let mut trees: BTreeMap<String, &String> = BTreeMap::new();
+    for id in &ids {
+        let mut key = String::new();
+        for f in hcl_files(&projects.join(id).join("terraform")) {
+            key += &f
+                .strip_prefix(projects.join(id))
+                .unwrap()
+                .display()
+                .to_string();
+            key += &std::fs::read_to_string(&f).unwrap();
+        }
+        trees.entry(key).or_insert(id);
+    }
+    let jobs = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(2, 8);
+    let scan = tmp.path().join("checkov");
+    for (n, id) in trees.values().enumerate() {
+        let to = scan.join(format!("part{}", n % jobs)).join(id);
+        copy_dir(&projects.join(id).join("terraform"), &to);
+    }
+    let results: Vec<(Vec<String>, BTreeSet<String>)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..jobs)
+            .map(|k| {
+                let dir = scan.join(format!("part{k}"));
+                s.spawn(move || checkov(&dir, true))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let failed: Vec<String> = results.into_iter().flat_map(|(f, _)| f).collect();
+    eprintln!(
+        "checkov: {} distinct Terraform trees in {jobs} processes, {:.2?}",
+        trees.len(),
+        t.elapsed()
+    );
     assert!(
         failed.is_empty(),
-        "checkov: {} failed checks in {} combinations, e.g.:\n{}",
+        "checkov: {} failed checks, e.g.:\n{}",
         failed.len(),
-        by_combo.len(),
         failed[..failed.len().min(40)].join("\n")
     );
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    for e in walkdir::WalkDir::new(from).into_iter().flatten() {
+        let dest = to.join(e.path().strip_prefix(from).unwrap());
+        if e.file_type().is_dir() {
+            std::fs::create_dir_all(&dest).unwrap();
+        } else {
+            std::fs::copy(e.path(), &dest).unwrap();
+        }
+    }
 }
 
 /// Every tier, on the combinations that use each module, and every inline checkov skip
@@ -392,14 +545,24 @@ fn every_tier_passes_and_every_checkov_skip_is_needed() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let ids = render_all(tmp.path(), &combos);
-    let (code, out, err) = run(Command::new("terraform").args(["fmt", "-check", "-recursive", "-list=true"]).arg(tmp.path()));
+    let (code, out, err) = run(Command::new("terraform")
+        .args(["fmt", "-check", "-recursive", "-list=true"])
+        .arg(tmp.path()));
     assert_eq!(code, Some(0), "terraform fmt -check:\n{out}\n{err}");
     let (failed, skipped) = checkov(tmp.path(), false);
-    assert!(failed.is_empty(), "checkov over {} projects:\n{}", ids.len(), failed.join("\n"));
+    assert!(
+        failed.is_empty(),
+        "checkov over {} projects:\n{}",
+        ids.len(),
+        failed.join("\n")
+    );
     let inline = inline_skips();
     let unused: Vec<_> = inline
         .iter()
         .filter(|(id, _)| !skipped.contains(*id))
         .collect();
-    assert!(unused.is_empty(), "checkov:skip comments for checks that never fire: {unused:?}");
+    assert!(
+        unused.is_empty(),
+        "checkov:skip comments for checks that never fire: {unused:?}"
+    );
 }
