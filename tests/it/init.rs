@@ -36,7 +36,12 @@ fn statuses(out: &Out) -> Vec<(String, String)> {
             let status = w.next()?;
             ["created", "unchanged", "overwritten"]
                 .contains(&status)
-                .then(|| (status.to_string(), w.next_back().unwrap_or_default().to_string()))
+                .then(|| {
+                    (
+                        status.to_string(),
+                        w.next_back().unwrap_or_default().to_string(),
+                    )
+                })
         })
         .collect()
 }

@@ -6,10 +6,11 @@
 //! accepts; hold no secret values; and pass `terraform fmt -check`, checkov (no failed
 //! check) and, for the workflow, actionlint and zizmor.
 //!
-//! The external tools run once over the tree of all projects (their start-up costs
-//! seconds), and failures are mapped back to the combination by the first path
-//! segment. The count and time of the rendering are printed; speed is measured by
-//! `scripts/bench.sh init`, never asserted.
+//! The external tools start once (their start-up costs seconds) over the distinct
+//! contents: identical files or Terraform trees give identical results, so each is
+//! checked once and a failure names the combinations that rendered it. checkov, whose
+//! cost is per project, runs as one process per core. The count and times are printed;
+//! speed is measured by `scripts/bench.sh init`, never asserted.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -121,10 +122,10 @@ fn check_project(dir: &Path, c: &Combination) -> Vec<String> {
                         problems.push(format!("{rel}: module {name} is not given tags"));
                     }
                 }
-                ("resource", [kind, name]) => {
-                    if !UNTAGGABLE.contains(kind) && !has_attr(block, "tags") {
-                        problems.push(format!("{rel}: resource {kind}.{name} has no tags"));
-                    }
+                ("resource", [kind, name])
+                    if !UNTAGGABLE.contains(kind) && !has_attr(block, "tags") =>
+                {
+                    problems.push(format!("{rel}: resource {kind}.{name} has no tags"));
                 }
                 ("variable", [name]) if root_file => {
                     variables.insert(name.to_string(), has_attr(block, "default"));
@@ -156,7 +157,7 @@ fn check_project(dir: &Path, c: &Combination) -> Vec<String> {
     }
     for s in &module_sources {
         let local = s.strip_prefix("./").map(|p| tf.join(p));
-        if !local.as_ref().is_some_and(|p| !hcl_files(p).is_empty()) {
+        if local.as_ref().is_none_or(|p| hcl_files(p).is_empty()) {
             problems.push(format!(
                 "module source {s} does not resolve to a module folder"
             ));
@@ -564,5 +565,83 @@ fn every_tier_passes_and_every_checkov_skip_is_needed() {
     assert!(
         unused.is_empty(),
         "checkov:skip comments for checks that never fire: {unused:?}"
+    );
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// `scripts/bench.sh init`: the time to render every combination (in memory, and
+/// written to disk), and one `nubes init` run of the real binary in a fresh repository.
+/// Prints a Markdown table; asserts nothing about speed.
+#[test]
+#[ignore = "benchmark: scripts/bench.sh init"]
+fn bench_init() {
+    let runs: usize = std::env::var("NUBES_BENCH_RUNS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(5);
+    let combos: Vec<(Combination, Tier)> =
+        matrix::all().into_iter().map(|c| (c, Tier::Dev)).collect();
+    let (mut memory, mut disk, mut one) = (vec![], vec![], vec![]);
+    let mut files = 0;
+    for _ in 0..runs {
+        let t = Instant::now();
+        files = 0;
+        for (c, tier) in &combos {
+            files += init::generate(&answers(c.clone(), *tier)).unwrap().len();
+        }
+        memory.push(t.elapsed().as_secs_f64());
+        let tmp = tempfile::tempdir().unwrap();
+        let t = Instant::now();
+        render_all(tmp.path(), &combos);
+        disk.push(t.elapsed().as_secs_f64());
+
+        let repo = tempfile::tempdir().unwrap();
+        std::fs::write(
+            repo.path().join("pom.xml"),
+            "<project><parent><artifactId>spring-boot-starter-parent</artifactId></parent></project>",
+        )
+        .unwrap();
+        let t = Instant::now();
+        let out = Command::new(env!("CARGO_BIN_EXE_nubes"))
+            .args([
+                "init",
+                "--name",
+                "bench",
+                "--database",
+                "postgresql",
+                "--addons",
+            ])
+            .arg("application-insights,key-vault,redis,storage-blob")
+            .current_dir(repo.path())
+            .stdin(Stdio::null())
+            .env_remove("CI")
+            .output()
+            .unwrap();
+        one.push(t.elapsed().as_secs_f64());
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    println!("| benchmark | median of {runs} |");
+    println!("|---|---|");
+    println!(
+        "| render all {} combinations in memory ({files} files) | {:.2} s |",
+        combos.len(),
+        median(memory)
+    );
+    println!(
+        "| render all {} combinations and write them to disk | {:.2} s |",
+        combos.len(),
+        median(disk)
+    );
+    println!(
+        "| one `nubes init` (spring-boot, postgresql, 4 add-ons: 11 files), process start to exit | {:.0} ms |",
+        median(one) * 1000.0
     );
 }
