@@ -93,7 +93,7 @@ async fn dispatch(cli: &Cli) -> Result<()> {
         Command::Init(args) => {
             // Works without a nubes.toml (it writes one).
             let root = cli.global.dir.clone().unwrap_or_else(|| PathBuf::from("."));
-            commands::init::run(&root, args)
+            commands::init::run(&root, cli.global.config.as_deref(), args)
         }
         Command::Run => commands::run::run(&settings(cli)?).await,
         Command::Up { env, refresh } => {

@@ -40,15 +40,22 @@ impl Status {
     }
 }
 
-pub fn run(root: &Path, args: &InitArgs) -> Result<()> {
+/// `config`: the `--config` path (relative to `root`), written instead of nubes.toml.
+pub fn run(root: &Path, config: Option<&Path>, args: &InitArgs) -> Result<()> {
     if !root.is_dir() {
         return Err(Error::input(format!(
             "-C {}: no such directory",
             root.display()
         )));
     }
-    let answers = resolve(root, args, interactive(args))?;
-    let files = engine::generate(&answers)?;
+    let config = config.unwrap_or(Path::new("nubes.toml"));
+    let answers = resolve(root, config, args, interactive(args))?;
+    let mut files = engine::generate(&answers)?;
+    for f in &mut files {
+        if f.path == "nubes.toml" {
+            f.path = config.to_string_lossy().replace('\\', "/");
+        }
+    }
     let plan = compare(root, &files, args.force)?;
     if args.check {
         for (f, s) in &plan {
@@ -96,10 +103,17 @@ pub fn run(root: &Path, args: &InitArgs) -> Result<()> {
 
 /// Prompt only when a person is there: stdin and stderr on a terminal, not in CI.
 fn interactive(args: &InitArgs) -> bool {
-    !args.yes
-        && std::io::stdin().is_terminal()
-        && std::io::stderr().is_terminal()
-        && std::env::var("CI").map_or(true, |v| v.is_empty() || v == "false" || v == "0")
+    wants_prompt(
+        args.yes,
+        std::io::stdin().is_terminal(),
+        std::io::stderr().is_terminal(),
+        std::env::var("CI").ok().as_deref(),
+    )
+}
+
+fn wants_prompt(yes: bool, stdin_tty: bool, stderr_tty: bool, ci: Option<&str>) -> bool {
+    let in_ci = ci.is_some_and(|v| !v.is_empty() && v != "false" && v != "0");
+    !yes && stdin_tty && stderr_tty && !in_ci
 }
 
 /// Each file with what would happen to it.
@@ -135,8 +149,8 @@ struct Previous {
 }
 
 impl Previous {
-    fn read(root: &Path) -> Previous {
-        let Ok(text) = std::fs::read_to_string(root.join("nubes.toml")) else {
+    fn read(root: &Path, config: &Path) -> Previous {
+        let Ok(text) = std::fs::read_to_string(root.join(config)) else {
             return Previous::default();
         };
         let table: toml::Table = toml::from_str(&text).unwrap_or_default();
@@ -171,9 +185,9 @@ fn pick<T: Choice>(flag: &Option<String>, previous: Option<&str>, proposed: T) -
     }
 }
 
-fn resolve(root: &Path, args: &InitArgs, ask: bool) -> Result<Answers> {
+fn resolve(root: &Path, config: &Path, args: &InitArgs, ask: bool) -> Result<Answers> {
     let scan = scan::scan(root);
-    let prev = Previous::read(root);
+    let prev = Previous::read(root, config);
     if let Some(evidence) = &scan.evidence {
         eprintln!(
             "nubes init: found {evidence}: proposing runtime {} on {}",
@@ -430,6 +444,17 @@ fn next_steps(a: &Answers) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prompts_only_for_a_person_at_a_terminal_outside_ci() {
+        assert!(wants_prompt(false, true, true, None));
+        assert!(wants_prompt(false, true, true, Some("false")));
+        assert!(!wants_prompt(false, true, true, Some("true")));
+        assert!(!wants_prompt(false, true, true, Some("1")));
+        assert!(!wants_prompt(true, true, true, None));
+        assert!(!wants_prompt(false, false, true, None));
+        assert!(!wants_prompt(false, true, false, None));
+    }
 
     #[test]
     fn action_references_must_be_pinned() {

@@ -286,3 +286,18 @@ fn frameworks_and_runtimes_get_their_own_settings() {
         "{outputs}"
     );
 }
+
+#[test]
+fn config_flag_names_the_file_written_and_read_back() {
+    let p = repo(&[("index.html", "<h1>hi</h1>")]);
+    let out = p.run(&["--config", "deploy/nubes.toml", "init"]).ok();
+    assert!(
+        out.stdout.contains("created      deploy/nubes.toml"),
+        "{}",
+        out.stdout
+    );
+    assert!(!p.path().join("nubes.toml").exists());
+    assert!(read(&p, "deploy/nubes.toml").contains("--runtime static"));
+    let out = p.run(&["--config", "deploy/nubes.toml", "init"]).ok();
+    assert!(out.stdout.contains("nothing changed"), "{}", out.stdout);
+}
