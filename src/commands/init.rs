@@ -189,8 +189,8 @@ fn resolve(root: &Path, config: &Path, args: &InitArgs, ask: bool) -> Result<Ans
     let scan = scan::scan(root);
     let prev = Previous::read(root, config);
     if let Some(evidence) = &scan.evidence {
-        eprintln!(
-            "nubes init: found {evidence}: proposing runtime {} on {}",
+        tracing::info!(
+            "found {evidence}: proposing runtime {} on {}",
             scan.runtime.map(|r| r.name()).unwrap_or("?"),
             scan.target.map(|t| t.name()).unwrap_or("?")
         );

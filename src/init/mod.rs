@@ -244,6 +244,7 @@ fn context(a: &Answers) -> tera::Context {
     t.insert("deploy_command", &deploy_command);
     t.insert("state_account", &a.state_account);
     t.insert("action", &a.action);
+    t.insert("placeholder", &(a.action == PLACEHOLDER_ACTION));
     t.insert("azure_login", &(c.target == Target::ContainerApps));
     t
 }

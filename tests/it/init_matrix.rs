@@ -22,6 +22,9 @@ use nubes::init::{self, Answers};
 
 use crate::workflows::tool;
 
+/// Projects per checkov run.
+const CHECKOV_BATCH: usize = 60;
+
 /// Resource types that take no `tags` argument.
 const UNTAGGABLE: &[&str] = &[
     "azurerm_role_assignment",
@@ -467,8 +470,8 @@ fn every_combination_init_accepts_renders_a_sound_project() {
         t.elapsed()
     );
 
-    // checkov: each distinct Terraform tree once, in as many processes as there are
-    // cores (its cost is per project, and it runs single-threaded).
+    // checkov: each distinct Terraform tree once, in batches (its cost grows faster than
+    // the number of projects in one run) taken from a queue by one worker per core.
     let t = Instant::now();
     let mut trees: BTreeMap<String, &String> = BTreeMap::new();
     for id in &ids {
@@ -483,26 +486,40 @@ fn every_combination_init_accepts_renders_a_sound_project() {
         }
         trees.entry(key).or_insert(id);
     }
+    let scan = tmp.path().join("checkov");
+    let batches = trees.len().div_ceil(CHECKOV_BATCH);
+    for (n, id) in trees.values().enumerate() {
+        let to = scan.join(format!("batch{}", n % batches)).join(id);
+        copy_dir(&projects.join(id).join("terraform"), &to);
+    }
     let jobs = std::thread::available_parallelism()
         .map_or(2, |n| n.get())
         .clamp(2, 8);
-    let scan = tmp.path().join("checkov");
-    for (n, id) in trees.values().enumerate() {
-        let to = scan.join(format!("part{}", n % jobs)).join(id);
-        copy_dir(&projects.join(id).join("terraform"), &to);
-    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
     let results: Vec<(Vec<String>, BTreeSet<String>)> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..jobs)
-            .map(|k| {
-                let dir = scan.join(format!("part{k}"));
-                s.spawn(move || checkov(&dir, true))
+            .map(|_| {
+                let (scan, next) = (&scan, &next);
+                s.spawn(move || {
+                    let mut out = vec![];
+                    loop {
+                        let k = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        if k >= batches {
+                            return out;
+                        }
+                        out.push(checkov(&scan.join(format!("batch{k}")), true));
+                    }
+                })
             })
             .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
     });
     let failed: Vec<String> = results.into_iter().flat_map(|(f, _)| f).collect();
     eprintln!(
-        "checkov: {} distinct Terraform trees in {jobs} processes, {:.2?}",
+        "checkov: {} distinct Terraform trees, {batches} runs on {jobs} workers, {:.2?}",
         trees.len(),
         t.elapsed()
     );
