@@ -301,3 +301,47 @@ fn config_flag_names_the_file_written_and_read_back() {
     let out = p.run(&["--config", "deploy/nubes.toml", "init"]).ok();
     assert!(out.stdout.contains("nothing changed"), "{}", out.stdout);
 }
+
+/// On a terminal (a real pseudo-terminal from util-linux `script`) and outside CI, init
+/// asks for each choice; Enter keeps the proposal, a wrong answer is asked again.
+#[test]
+fn on_a_terminal_init_asks_and_enter_keeps_the_proposal() {
+    let script = which::which("script").expect("`script` (util-linux) gives the test a terminal");
+    let p = repo(&[("pom.xml", "<project/>")]);
+    let nubes = env!("CARGO_BIN_EXE_nubes");
+    let mut cmd = std::process::Command::new(script);
+    cmd.args(["-qec", &format!("{nubes} init"), "/dev/null"])
+        .current_dir(p.path())
+        .env_remove("CI")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    use std::io::Write as _;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"quarkus\n\nmysql\nredis,bogus\nredis\npremium\n")
+        .unwrap();
+    let out: Out = child.wait_with_output().unwrap().into();
+    let out = out.ok();
+    assert!(
+        out.stdout.contains("runtime (spring-boot, quarkus"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("[java]"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("`bogus` is not known"),
+        "{}",
+        out.stdout
+    );
+    let toml = read(&p, "nubes.toml");
+    assert!(
+        toml.contains(
+            "--target app-service --runtime quarkus --database mysql --addons redis --tier premium"
+        ),
+        "{toml}"
+    );
+}
