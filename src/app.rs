@@ -90,6 +90,11 @@ async fn dispatch(cli: &Cli) -> Result<()> {
             crate::outln!("{env}");
             Ok(())
         }
+        Command::Init(args) => {
+            // Works without a nubes.toml (it writes one).
+            let root = cli.global.dir.clone().unwrap_or_else(|| PathBuf::from("."));
+            commands::init::run(&root, cli.global.config.as_deref(), args)
+        }
         Command::Run => commands::run::run(&settings(cli)?).await,
         Command::Up { env, refresh } => {
             let s = settings(cli)?;

@@ -90,6 +90,13 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = crate::pipeline::Strategy::Terraform)]
         strategy: crate::pipeline::Strategy,
     },
+    /// Scaffold nubes.toml, terraform/ and .github/workflows/nubes.yml for this repository
+    ///
+    /// Scans the repository (Maven, Gradle, npm, Python, .NET, Dockerfile, static files;
+    /// for Java the framework) and proposes defaults; every choice can be given as a flag.
+    /// Asks on a terminal only (never in CI, never with --yes). Never overwrites an
+    /// existing file that differs without --force; running it again changes nothing.
+    Init(InitArgs),
     /// Print the environment name for a branch or ref, or explain why it has none
     EnvName {
         /// A branch (env-alice), a full ref (refs/heads/env-alice) or a name (alice)
@@ -258,6 +265,46 @@ impl Replication {
             Replication::Ragzrs => "RAGZRS",
         }
     }
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Language and framework: spring-boot, quarkus, micronaut, java, node, python, dotnet, docker, static
+    #[arg(long, value_name = "RUNTIME")]
+    pub runtime: Option<String>,
+    /// Where the application runs: app-service, functions, container-apps, static-site
+    #[arg(long, value_name = "TARGET")]
+    pub target: Option<String>,
+    /// Size of the resources: dev, standard, premium (a Terraform variable, per environment overridable)
+    #[arg(long, value_name = "TIER")]
+    pub tier: Option<String>,
+    /// none, postgresql, mysql, sql-server, cosmosdb-mongodb
+    #[arg(long, value_name = "DATABASE")]
+    pub database: Option<String>,
+    /// Comma-separated: application-insights, key-vault, redis, storage-blob (or none)
+    #[arg(long, value_name = "LIST")]
+    pub addons: Option<String>,
+    /// Azure region, e.g. eastus, westeurope
+    #[arg(long, value_name = "REGION")]
+    pub location: Option<String>,
+    /// Project name used in resource names and tags (lowercase letters, digits, hyphens)
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// Storage account holding Terraform state ([state] account), e.g. from `nubes bootstrap`
+    #[arg(long, value_name = "ACCOUNT")]
+    pub state_account: Option<String>,
+    /// The nubes GitHub Action the workflow uses, pinned: OWNER/REPO@<40-hex commit SHA>
+    #[arg(long, value_name = "OWNER/REPO@SHA")]
+    pub action: Option<String>,
+    /// Overwrite existing files that differ
+    #[arg(long)]
+    pub force: bool,
+    /// Write nothing: say what would change, exit 4 if anything would
+    #[arg(long, conflicts_with = "force")]
+    pub check: bool,
+    /// Take the detected defaults without asking, even on a terminal
+    #[arg(long, short = 'y')]
+    pub yes: bool,
 }
 
 #[derive(Debug, Subcommand)]

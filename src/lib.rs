@@ -14,6 +14,7 @@ pub mod gateway;
 pub mod git;
 pub mod github;
 pub mod health;
+pub mod init;
 pub mod kudu;
 pub mod pipeline;
 pub mod plan;

@@ -3,6 +3,7 @@
 
 pub mod bootstrap;
 pub mod drift;
+pub mod init;
 pub mod inspect;
 pub mod pipeline;
 pub mod reap;

@@ -12,6 +12,8 @@ mod deploy;
 mod drift;
 mod gateway;
 mod hostile;
+mod init;
+mod init_matrix;
 pub mod kudu;
 mod list;
 mod outage;

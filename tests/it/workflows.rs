@@ -27,7 +27,7 @@ fn read(path: &Path) -> String {
 }
 
 /// A linter from `$<var>`, else from `.cache/tools/venv-lint/bin/`.
-fn tool(var: &str, name: &str) -> PathBuf {
+pub fn tool(var: &str, name: &str) -> PathBuf {
     let (path, from) = match std::env::var_os(var) {
         Some(p) => (PathBuf::from(p), format!("${var}")),
         None => (

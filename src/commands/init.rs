@@ -1,0 +1,489 @@
+//! `nubes init`: settle the choices (flags > what a previous `init` recorded in
+//! nubes.toml > what the repository suggests > defaults, and a prompt on a terminal),
+//! render the project's files, compare them with what is on disk, and only then
+//! write — all or nothing: a differing file without `--force` stops everything.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::Path;
+
+use crate::cli::InitArgs;
+use crate::error::{Error, Result, exit};
+use crate::init::matrix::{self, Addon, Choice, Combination, Database, Runtime, Target, Tier};
+use crate::init::scan::{self, Scan};
+use crate::init::{self as engine, Answers, File, PLACEHOLDER_ACTION};
+
+/// What happens to one file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Create,
+    Unchanged,
+    Overwrite,
+    Conflict,
+}
+
+impl Status {
+    fn done(self) -> &'static str {
+        match self {
+            Status::Create => "created",
+            Status::Unchanged => "unchanged",
+            Status::Overwrite => "overwritten",
+            Status::Conflict => "conflict",
+        }
+    }
+
+    fn would(self) -> &'static str {
+        match self {
+            Status::Create => "would create",
+            Status::Unchanged => "unchanged",
+            Status::Overwrite | Status::Conflict => "differs",
+        }
+    }
+}
+
+/// `config`: the `--config` path (relative to `root`), written instead of nubes.toml.
+pub fn run(root: &Path, config: Option<&Path>, args: &InitArgs) -> Result<()> {
+    if !root.is_dir() {
+        return Err(Error::input(format!(
+            "-C {}: no such directory",
+            root.display()
+        )));
+    }
+    let config = config.unwrap_or(Path::new("nubes.toml"));
+    let answers = resolve(root, config, args, interactive(args))?;
+    let mut files = engine::generate(&answers)?;
+    for f in &mut files {
+        if f.path == "nubes.toml" {
+            f.path = config.to_string_lossy().replace('\\', "/");
+        }
+    }
+    let plan = compare(root, &files, args.force)?;
+    if args.check {
+        for (f, s) in &plan {
+            crate::outln!("{:<12} {}", s.would(), f.path);
+        }
+        if plan.iter().all(|(_, s)| *s == Status::Unchanged) {
+            crate::outln!("nubes init: everything is up to date");
+            return Ok(());
+        }
+        eprintln!(
+            "nubes init: files would change; run `nubes init` (with --force for files that differ)"
+        );
+        return Err(Error::Quiet(exit::CHANGES));
+    }
+    let conflicts: Vec<&str> = plan
+        .iter()
+        .filter(|(_, s)| *s == Status::Conflict)
+        .map(|(f, _)| f.path.as_str())
+        .collect();
+    if !conflicts.is_empty() {
+        return Err(Error::input(format!(
+            "these files exist and differ from what init would write, so nothing was written:\n  {}",
+            conflicts.join("\n  ")
+        ))
+        .hint("rerun with --force to overwrite them, or move them away (`nubes init --check` lists every file)"));
+    }
+    for (f, s) in &plan {
+        if matches!(s, Status::Create | Status::Overwrite) {
+            let path = root.join(&f.path);
+            if let Some(dir) = path.parent() {
+                fs_err::create_dir_all(dir)?;
+            }
+            fs_err::write(&path, &f.content)?;
+        }
+    }
+    for (f, s) in &plan {
+        crate::outln!("{:<12} {}", s.done(), f.path);
+    }
+    if plan.iter().all(|(_, s)| *s == Status::Unchanged) {
+        crate::outln!("nubes init: nothing changed, the project is up to date");
+    }
+    next_steps(&answers);
+    Ok(())
+}
+
+/// Prompt only when a person is there: stdin and stderr on a terminal, not in CI.
+fn interactive(args: &InitArgs) -> bool {
+    wants_prompt(
+        args.yes,
+        std::io::stdin().is_terminal(),
+        std::io::stderr().is_terminal(),
+        std::env::var("CI").ok().as_deref(),
+    )
+}
+
+fn wants_prompt(yes: bool, stdin_tty: bool, stderr_tty: bool, ci: Option<&str>) -> bool {
+    let in_ci = ci.is_some_and(|v| !v.is_empty() && v != "false" && v != "0");
+    !yes && stdin_tty && stderr_tty && !in_ci
+}
+
+/// Each file with what would happen to it.
+fn compare(root: &Path, files: &[File], force: bool) -> Result<Vec<(File, Status)>> {
+    let mut out = Vec::with_capacity(files.len());
+    for f in files {
+        let path = root.join(&f.path);
+        let status = match std::fs::read(&path) {
+            Ok(bytes) if bytes == f.content.as_bytes() => Status::Unchanged,
+            Ok(_) if force => Status::Overwrite,
+            Ok(_) => Status::Conflict,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Status::Create,
+            Err(e) => {
+                return Err(Error::failed(format!(
+                    "cannot read {}: {e}",
+                    path.display()
+                )));
+            }
+        };
+        out.push((f.clone(), status));
+    }
+    Ok(out)
+}
+
+/// What a previous init left in nubes.toml: the recorded choices, the project's name,
+/// location and state account.
+#[derive(Default)]
+struct Previous {
+    choices: Vec<(String, String)>,
+    name: Option<String>,
+    location: Option<String>,
+    state_account: Option<String>,
+}
+
+impl Previous {
+    fn read(root: &Path, config: &Path) -> Previous {
+        let Ok(text) = std::fs::read_to_string(root.join(config)) else {
+            return Previous::default();
+        };
+        let table: toml::Table = toml::from_str(&text).unwrap_or_default();
+        let get = |section: &str, key: &str| {
+            table
+                .get(section)
+                .and_then(|s| s.get(key))
+                .and_then(|v| v.as_str())
+                .map(str::to_string)
+        };
+        Previous {
+            choices: engine::read_choices(&text),
+            name: get("project", "name"),
+            location: get("project", "location"),
+            state_account: get("state", "account"),
+        }
+    }
+
+    fn choice(&self, flag: &str) -> Option<&str> {
+        self.choices
+            .iter()
+            .find(|(f, _)| f == flag)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A choice from the flag, else the previous init, else the proposal.
+fn pick<T: Choice>(flag: &Option<String>, previous: Option<&str>, proposed: T) -> Result<T> {
+    match flag.as_deref().or(previous) {
+        Some(v) => T::parse(v),
+        None => Ok(proposed),
+    }
+}
+
+fn resolve(root: &Path, config: &Path, args: &InitArgs, ask: bool) -> Result<Answers> {
+    let scan = scan::scan(root);
+    let prev = Previous::read(root, config);
+    if let Some(evidence) = &scan.evidence {
+        tracing::info!(
+            "found {evidence}: proposing runtime {} on {}",
+            scan.runtime.map(|r| r.name()).unwrap_or("?"),
+            scan.target.map(|t| t.name()).unwrap_or("?")
+        );
+    }
+    let runtime_given = args.runtime.as_deref().or(prev.choice("runtime"));
+    let mut runtime = match (runtime_given, scan.runtime) {
+        (Some(r), _) => Some(Runtime::parse(r)?),
+        (None, found) => found,
+    };
+    if ask {
+        runtime = Some(prompt("runtime", runtime)?);
+    }
+    let Some(runtime) = runtime else {
+        return Err(Error::input(
+            "could not tell what this repository is (no pom.xml, build.gradle, package.json, requirements.txt, pyproject.toml, *.csproj, Dockerfile or index.html)",
+        )
+        .hint(format!(
+            "pass --runtime ({})",
+            names::<Runtime>()
+        )));
+    };
+    let target = pick(
+        &args.target,
+        prev.choice("target"),
+        proposed_target(&scan, runtime),
+    )?;
+    let mut target = target;
+    if ask {
+        target = prompt("target", Some(target))?;
+    }
+    let mut database = pick(&args.database, prev.choice("database"), Database::None)?;
+    let mut addons = match args.addons.as_deref().or(prev.choice("addons")) {
+        Some(list) => matrix::parse_addons(list)?,
+        None => vec![],
+    };
+    let mut tier = pick(&args.tier, prev.choice("tier"), Tier::Dev)?;
+    if ask && target != Target::StaticSite {
+        database = prompt("database", Some(database))?;
+        addons = prompt_addons(&addons)?;
+        tier = prompt("tier", Some(tier))?;
+    }
+    let combination = Combination {
+        target,
+        runtime,
+        database,
+        addons,
+    };
+    matrix::check(&combination)?;
+    if target == Target::ContainerApps && !scan.has_dockerfile {
+        tracing::warn!(
+            "there is no Dockerfile: the container-apps deploy runs `az acr build` on the repository, which needs one"
+        );
+    }
+
+    let name = match args.name.clone().or(prev.name.clone()) {
+        Some(n) => n,
+        None => scan::name_from_folder(&std::path::absolute(root)?).ok_or_else(|| {
+            Error::input("the folder's name does not make a project name")
+                .hint("pass --name, e.g. --name petclinic")
+        })?,
+    };
+    if !scan::valid_name(&name) {
+        return Err(
+            Error::input(format!("--name `{name}` is not a usable project name")).hint(format!(
+                "1 to {} lowercase letters, digits and single hyphens, starting with a letter",
+                scan::MAX_NAME
+            )),
+        );
+    }
+    let location = args
+        .location
+        .clone()
+        .or(prev.location.clone())
+        .unwrap_or_else(|| "eastus".into());
+    if location.is_empty()
+        || !location
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+    {
+        return Err(Error::input(format!(
+            "--location `{location}` is not an Azure region name"
+        ))
+        .hint(
+            "use the short name, e.g. eastus, westeurope (`az account list-locations -o table`)",
+        ));
+    }
+    let state_account = args.state_account.clone().or(prev.state_account.clone());
+    if let Some(a) = &state_account
+        && !((3..=24).contains(&a.len())
+            && a.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()))
+    {
+        return Err(Error::input(format!(
+            "--state-account `{a}` is not a storage account name"
+        ))
+        .hint("3 to 24 lowercase letters and digits"));
+    }
+    let action = args
+        .action
+        .clone()
+        .or(prev.choice("action").map(str::to_string))
+        .unwrap_or_else(|| PLACEHOLDER_ACTION.to_string());
+    if !valid_action(&action) {
+        return Err(Error::input(format!(
+            "--action `{action}` is not a pinned action reference"
+        ))
+        .hint("use OWNER/REPO@<the full 40-character commit SHA>, e.g. my-org/nubes@0123…"));
+    }
+    Ok(Answers {
+        combination,
+        tier,
+        project: name,
+        location,
+        state_account,
+        action,
+    })
+}
+
+/// `owner/repo[/path]@<40 hex>`.
+fn valid_action(s: &str) -> bool {
+    let Some((repo, sha)) = s.split_once('@') else {
+        return false;
+    };
+    let parts: Vec<&str> = repo.split('/').collect();
+    parts.len() >= 2
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && p.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        })
+        && sha.len() == 40
+        && sha
+            .chars()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+}
+
+/// The scanned target if it can run the runtime, else the first target that can.
+fn proposed_target(scan: &Scan, runtime: Runtime) -> Target {
+    let fits = |t: Target| {
+        matrix::check(&Combination {
+            target: t,
+            runtime,
+            database: Database::None,
+            addons: vec![],
+        })
+        .is_ok()
+    };
+    if let Some(t) = scan
+        .target
+        .filter(|t| fits(*t) && scan.runtime == Some(runtime))
+    {
+        return t;
+    }
+    [
+        Target::AppService,
+        Target::ContainerApps,
+        Target::Functions,
+        Target::StaticSite,
+    ]
+    .into_iter()
+    .find(|t| fits(*t))
+    .unwrap_or(Target::AppService)
+}
+
+fn names<T: Choice>() -> String {
+    T::ALL
+        .iter()
+        .map(|v| v.name())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn read_answer(question: &str) -> Result<String> {
+    eprint!("{question}");
+    let _ = std::io::stderr().flush();
+    let mut line = String::new();
+    if std::io::stdin().lock().read_line(&mut line)? == 0 {
+        return Err(
+            Error::input("no answer (end of input)").hint("pass the choices as flags, or --yes")
+        );
+    }
+    Ok(line.trim().to_string())
+}
+
+/// Ask for one choice until the answer is valid; Enter keeps the proposal.
+fn prompt<T: Choice + std::fmt::Display>(what: &str, proposed: Option<T>) -> Result<T> {
+    loop {
+        let default = proposed.map(|p| format!(" [{p}]")).unwrap_or_default();
+        let answer = read_answer(&format!("{what} ({}){default}: ", names::<T>()))?;
+        match (answer.is_empty(), proposed) {
+            (true, Some(p)) => return Ok(p),
+            (true, None) => continue,
+            _ => match T::parse(&answer) {
+                Ok(v) => return Ok(v),
+                Err(e) => eprintln!("{e}"),
+            },
+        }
+    }
+}
+
+fn prompt_addons(proposed: &[Addon]) -> Result<Vec<Addon>> {
+    let current = if proposed.is_empty() {
+        "none".to_string()
+    } else {
+        proposed
+            .iter()
+            .map(|a| a.name())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    loop {
+        let answer = read_answer(&format!(
+            "add-ons, comma-separated ({}, or none) [{current}]: ",
+            names::<Addon>()
+        ))?;
+        if answer.is_empty() {
+            return Ok(proposed.to_vec());
+        }
+        match matrix::parse_addons(&answer) {
+            Ok(a) => return Ok(a),
+            Err(e) => eprintln!("{e}"),
+        }
+    }
+}
+
+fn next_steps(a: &Answers) {
+    crate::outln!();
+    crate::outln!("next:");
+    let mut step = 1;
+    if a.state_account.is_none() {
+        crate::outln!(
+            "  {step}. nubes bootstrap    # create the state storage, then set [state] account in nubes.toml"
+        );
+        step += 1;
+    }
+    if a.action == PLACEHOLDER_ACTION {
+        crate::outln!(
+            "  {step}. pin the nubes action: nubes init --force --action <owner>/nubes@<commit sha>"
+        );
+        step += 1;
+    }
+    crate::outln!(
+        "  {step}. set the repository variables AZURE_CLIENT_ID, AZURE_TENANT_ID, AZURE_SUBSCRIPTION_ID (OIDC)"
+    );
+    crate::outln!(
+        "  {}. git add nubes.toml terraform .github && git commit -m \"nubes init\" && git switch -c env-dev && git push -u origin env-dev",
+        step + 1
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prompts_only_for_a_person_at_a_terminal_outside_ci() {
+        assert!(wants_prompt(false, true, true, None));
+        assert!(wants_prompt(false, true, true, Some("false")));
+        assert!(!wants_prompt(false, true, true, Some("true")));
+        assert!(!wants_prompt(false, true, true, Some("1")));
+        assert!(!wants_prompt(true, true, true, None));
+        assert!(!wants_prompt(false, false, true, None));
+        assert!(!wants_prompt(false, true, false, None));
+    }
+
+    #[test]
+    fn action_references_must_be_pinned() {
+        assert!(valid_action(PLACEHOLDER_ACTION));
+        assert!(valid_action(
+            "my-org/nubes@0123456789abcdef0123456789abcdef01234567"
+        ));
+        assert!(!valid_action("my-org/nubes@v1"));
+        assert!(!valid_action(
+            "nubes@0123456789abcdef0123456789abcdef01234567"
+        ));
+        assert!(!valid_action(
+            "my-org/nu bes@0123456789abcdef0123456789abcdef01234567"
+        ));
+    }
+
+    #[test]
+    fn a_runtime_without_a_scanned_target_gets_one_that_runs_it() {
+        let none = Scan {
+            runtime: None,
+            target: None,
+            evidence: None,
+            has_dockerfile: false,
+        };
+        assert_eq!(
+            proposed_target(&none, Runtime::Docker),
+            Target::ContainerApps
+        );
+        assert_eq!(proposed_target(&none, Runtime::Static), Target::StaticSite);
+        assert_eq!(proposed_target(&none, Runtime::Quarkus), Target::AppService);
+    }
+}
