@@ -133,26 +133,30 @@ pub(crate) fn container_options(
     BlobContainerClientOptions {
         client_options: ClientOptions {
             transport: Some(Transport::new(Arc::new(LoggingClient(http)))),
-            retry: RetryOptions::exponential(ExponentialRetryOptions {
-                initial_delay: azure_core::time::Duration::milliseconds(200),
-                // Bounded by time, not by count: an outage of `timeout` is ridden out.
-                // The SDK computes 2^retries, which overflows past 2^56: the cap of
-                // 50 retries is reached only if max_delay is long enough (see below).
-                max_retries: 50,
-                max_total_elapsed: azure_core::time::Duration::milliseconds(
-                    i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX),
-                ),
-                // 5 s, longer for long timeouts so 50 retries span them (10 m: 15 s).
-                max_delay: azure_core::time::Duration::milliseconds(
-                    i64::try_from((timeout / 40).as_millis())
-                        .unwrap_or(i64::MAX)
-                        .clamp(5_000, 15_000),
-                ),
-            }),
+            retry: retry_options(timeout),
             ..Default::default()
         },
         ..Default::default()
     }
+}
+
+/// Exponential backoff from 0.2 s, bounded by time, not by count, so that an outage of
+/// `timeout` is ridden out and a request gives up within `timeout`: the SDK checks the
+/// elapsed time before each sleep, so its budget is `timeout` less the longest sleep.
+/// That sleep is 5 s, shorter for short timeouts (a quarter of them) and longer for
+/// long ones (a fortieth, at most 15 s) so that 50 retries span them: the SDK computes
+/// 2^retries, which overflows past 2^56.
+fn retry_options(timeout: Duration) -> RetryOptions {
+    let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+    let max_delay = (timeout / 40)
+        .clamp(Duration::from_secs(5), Duration::from_secs(15))
+        .min(timeout / 4);
+    RetryOptions::exponential(ExponentialRetryOptions {
+        initial_delay: azure_core::time::Duration::milliseconds(200.min(ms(max_delay))),
+        max_retries: 50,
+        max_total_elapsed: azure_core::time::Duration::milliseconds(ms(timeout - max_delay)),
+        max_delay: azure_core::time::Duration::milliseconds(ms(max_delay)),
+    })
 }
 
 pub struct AzureSettings {
