@@ -33,7 +33,7 @@ use tokio::time::Instant;
 use url::{Host, Url};
 
 use crate::error::{Error, Result};
-use crate::rest::{Reply, SendError, backoff, error_chain, retry_after};
+use crate::rest::{Reply, SendError, error_chain, retry_after};
 use crate::secrets;
 use crate::state::{auth, azure};
 
@@ -306,27 +306,11 @@ impl Kudu {
         body: Option<Bytes>,
         doing: &str,
     ) -> Result<Reply> {
-        let mut attempt = 1;
-        loop {
-            let result = self.send(&method, url, body.clone()).await;
-            let wait = match &result {
-                Ok(reply) => retry_wait(reply, attempt),
-                Err(SendError::Transport(e)) if !e.is_builder() => Some(backoff(attempt)),
-                Err(_) => None,
-            };
-            match wait {
-                Some(wait) if attempt < MAX_ATTEMPTS => {
-                    tracing::debug!(
-                        "kudu {method} {}: retrying in {} ms",
-                        url.path(),
-                        wait.as_millis()
-                    );
-                    tokio::time::sleep(wait).await;
-                    attempt += 1;
-                }
-                _ => return result.map_err(|e| self.send_error(e, doing)),
-            }
-        }
+        crate::rest::with_retries("kudu", &method, url, MAX_ATTEMPTS, THROTTLED_WAIT, || {
+            self.send(&method, url, body.clone())
+        })
+        .await
+        .map_err(|e| self.send_error(e, doing))
     }
 
     async fn send(
@@ -652,16 +636,6 @@ fn server_said(reply: &Reply) -> String {
         reply.status.to_string()
     } else {
         format!("{}: {excerpt}", reply.status)
-    }
-}
-
-fn retry_wait(reply: &Reply, attempt: u32) -> Option<Duration> {
-    if reply.status == StatusCode::TOO_MANY_REQUESTS {
-        Some(retry_after(&reply.headers).unwrap_or(THROTTLED_WAIT))
-    } else if reply.status.is_server_error() {
-        Some(retry_after(&reply.headers).unwrap_or_else(|| backoff(attempt)))
-    } else {
-        None
     }
 }
 

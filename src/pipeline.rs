@@ -178,11 +178,12 @@ impl Session {
                 msg.push_str(&format!(": {}", problems.join("; ")));
             }
             let mut hint = String::from("Terraform's own error is above");
-            if self.rendered.dir.join(crate::recover::ERRORED).exists() {
+            let errored = self.rendered.dir.join(crate::recover::ERRORED);
+            if errored.exists() {
                 hint.push_str(&format!(
                     "; Terraform kept the state it could not save in {}: the next nubes command \
                      on `{}` pushes it before anything else",
-                    self.rendered.dir.join(crate::recover::ERRORED).display(),
+                    errored.display(),
                     self.locked.env
                 ));
             }

@@ -98,6 +98,57 @@ pub(crate) fn backoff(attempt: u32) -> Duration {
         .min(MAX_WAIT)
 }
 
+/// How long to wait before retrying `reply`, if at all: 429 after `Retry-After` (else
+/// `throttled`), 5xx after `Retry-After` (else the backoff of `attempt`).
+fn retry_wait(reply: &Reply, attempt: u32, throttled: Duration) -> Option<Duration> {
+    if reply.status == StatusCode::TOO_MANY_REQUESTS {
+        Some(retry_after(&reply.headers).unwrap_or(throttled))
+    } else if reply.status.is_server_error() {
+        Some(retry_after(&reply.headers).unwrap_or_else(|| backoff(attempt)))
+    } else {
+        None
+    }
+}
+
+/// Send with `attempt` up to `max_attempts` times: again after 429 and 5xx (see
+/// [`retry_wait`]) and after connection failures (with backoff). The final reply is
+/// returned whatever its status; the caller decides what it means. `label` names the
+/// service in the debug log.
+pub(crate) async fn with_retries<F, Fut>(
+    label: &str,
+    method: &Method,
+    url: &Url,
+    max_attempts: u32,
+    throttled: Duration,
+    mut attempt_once: F,
+) -> Result<Reply, SendError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Reply, SendError>>,
+{
+    let mut attempt = 1;
+    loop {
+        let result = attempt_once().await;
+        let wait = match &result {
+            Ok(reply) => retry_wait(reply, attempt, throttled),
+            Err(SendError::Transport(e)) if !e.is_builder() => Some(backoff(attempt)),
+            Err(_) => None,
+        };
+        match wait {
+            Some(wait) if attempt < max_attempts => {
+                tracing::debug!(
+                    "{label} {method} {}: retrying in {} ms",
+                    url.path(),
+                    wait.as_millis()
+                );
+                tokio::time::sleep(wait).await;
+                attempt += 1;
+            }
+            _ => return result,
+        }
+    }
+}
+
 /// An error and its sources on one line, each part once: reqwest's and the SDK's own
 /// messages ("error sending request") say nothing without their sources, and often
 /// repeat them.
