@@ -471,3 +471,26 @@ fn unreadable_errored_state_is_set_aside() {
         out.stderr
     );
 }
+
+#[test]
+fn errored_state_beside_an_unreadable_stored_state_is_left_for_a_person() {
+    let az = Azurite::http();
+    let (p, errored) = applied_once(&az, "dev");
+    let doc = stored_doc(&az, "dev");
+    std::fs::write(&errored, serde_json::to_vec(&doc).unwrap()).unwrap();
+    block_on(az.blobs().put(
+        "tfstate",
+        "dev.terraform.tfstate",
+        b"{\"version\": 4, \"lin".to_vec(),
+        &[],
+    ));
+
+    let out = p.run(&["up", "dev"]).code(1);
+    assert!(
+        out.stderr.contains("has an unreadable stored state")
+            && out.stderr.contains("nubes state history dev"),
+        "{}",
+        out.stderr
+    );
+    assert!(errored.exists(), "neither document is touched");
+}
