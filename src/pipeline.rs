@@ -248,8 +248,8 @@ pub struct UpReport {
     pub health: Option<crate::health::Healthy>,
 }
 
-/// Metadata keys recorded after a successful apply.
-pub const META_FINGERPRINT: &str = "nubesfingerprint";
+/// Metadata key of the fast-path fingerprint, recorded after a successful apply.
+pub const META_FINGERPRINT: &str = state::meta::FINGERPRINT;
 
 /// `nubes up <env>`: the whole pipeline, as one critical section under the env lock.
 pub async fn up(ctx: &Context<'_>, env: &EnvName, refresh: bool) -> Result<UpReport> {
@@ -378,14 +378,14 @@ async fn record_apply(ctx: &Context<'_>, s: &Session, fingerprint: &str) -> Resu
     }
     let entries = [
         (META_FINGERPRINT, fingerprint.to_string()),
-        ("nubescommit", ctx.origin.commit.clone().unwrap_or_default()),
-        ("nubesbranch", ctx.origin.branch.clone()),
+        (state::meta::COMMIT, ctx.origin.commit.clone().unwrap_or_default()),
+        (state::meta::BRANCH, ctx.origin.branch.clone()),
         (
-            "nubesactor",
+            state::meta::ACTOR,
             ctx.actor.clone().unwrap_or_else(lockinfo::who),
         ),
-        ("nubesappliedat", lockinfo::now_rfc3339()),
-        ("nubesversion", env!("CARGO_PKG_VERSION").to_string()),
+        (state::meta::APPLIED_AT, lockinfo::now_rfc3339()),
+        (state::meta::VERSION, env!("CARGO_PKG_VERSION").to_string()),
     ];
     s.locked
         .store

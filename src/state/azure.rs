@@ -35,13 +35,11 @@ use super::{Attempt, Holder, LockToken, StateHead, StateStore, Stored, Version, 
 use crate::env_name::EnvName;
 use crate::error::{Error, Result};
 
-/// Metadata nubes keeps on state blobs (and hence on their snapshots).
-pub const META_SERIAL: &str = "nubesserial";
-pub const META_LINEAGE: &str = "nubeslineage";
-pub const META_RESOURCES: &str = "nubesresources";
-pub const META_SAVED_AT: &str = "nubessavedat";
-pub const META_LAST_BREAK: &str = "nubeslastbreak";
-pub const META_TOMBSTONE: &str = "nubestombstone";
+/// Metadata nubes keeps on state blobs (and hence on their snapshots): see `meta`.
+pub use super::meta::{
+    LAST_BREAK as META_LAST_BREAK, LINEAGE as META_LINEAGE, RESOURCES as META_RESOURCES,
+    SAVED_AT as META_SAVED_AT, SERIAL as META_SERIAL, TOMBSTONE as META_TOMBSTONE,
+};
 pub const TOMBSTONE_INFIX: &str = ".tombstone.";
 
 /// States up to this size move in one request each way. The SDK's default splits
@@ -963,8 +961,8 @@ impl AzureStore {
             let mut meta = props.metadata.clone();
             meta.remove(LOCK_META_KEY);
             meta.insert(META_TOMBSTONE.into(), "true".into());
-            meta.insert("nubesdeletedat".into(), lockinfo::now_rfc3339());
-            meta.insert("nubesdeletedby".into(), token.info.who.clone());
+            meta.insert(super::meta::DELETED_AT.into(), lockinfo::now_rfc3339());
+            meta.insert(super::meta::DELETED_BY.into(), token.info.who.clone());
             let options = BlobClientUploadOptions {
                 metadata: Some(meta),
                 blob_content_type: Some("application/json".into()),

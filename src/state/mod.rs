@@ -11,6 +11,7 @@ pub mod head;
 pub mod local;
 pub mod lock;
 pub mod lockinfo;
+pub mod meta;
 
 use async_trait::async_trait;
 use bytes::Bytes;

@@ -1,0 +1,63 @@
+//! The names of the metadata nubes keeps on an environment's state blob (and, copied
+//! with it, on its snapshots and tombstone): one place, so every reader and writer
+//! agrees. Azure metadata names are case-insensitive but case-preserving, and plain
+//! Terraform's `azurerm` backend rewrites them with a capital first letter; nubes
+//! writes them in this (lower) case and must read them case-insensitively.
+//!
+//! Values are visible ASCII (HTTP header values). Times are RFC 3339 UTC.
+
+/// Written with every state write (also on snapshots): what the state holds.
+pub const SERIAL: &str = "nubesserial";
+pub const LINEAGE: &str = "nubeslineage";
+pub const RESOURCES: &str = "nubesresources";
+/// On a snapshot: when the version was replaced by a newer one.
+pub const SAVED_AT: &str = "nubessavedat";
+/// Who broke the last lock (`nubes unlock`), as lock-info JSON.
+pub const LAST_BREAK: &str = "nubeslastbreak";
+/// On a tombstone copy (`down`).
+pub const TOMBSTONE: &str = "nubestombstone";
+pub const DELETED_AT: &str = "nubesdeletedat";
+pub const DELETED_BY: &str = "nubesdeletedby";
+
+/// Infrastructure: recorded after a successful apply (the full path of `up`).
+pub const FINGERPRINT: &str = "nubesfingerprint";
+pub const APPLIED_AT: &str = "nubesappliedat";
+/// The commit and branch whose configuration was applied.
+pub const COMMIT: &str = "nubescommit";
+pub const BRANCH: &str = "nubesbranch";
+pub const VERSION: &str = "nubesversion";
+
+/// Activity: every `up` (fast path included), deploy, health check, rollback, promote.
+pub const ACTIVITY_AT: &str = "nubesactivityat";
+/// What the last activity was (`up`, `deploy`, `keep`, ...).
+pub const ACTIVITY: &str = "nubesactivity";
+/// When nubes first recorded the environment (expiry's `max_age` counts from here).
+pub const CREATED_AT: &str = "nubescreatedat";
+/// Who ran the last activity, and the Actions run URL when there was one.
+pub const ACTOR: &str = "nubesactor";
+pub const RUN_URL: &str = "nubesrunurl";
+/// `true` when the last `up` ran from a working tree with uncommitted changes.
+pub const DIRTY: &str = "nubesdirty";
+
+/// Application: the last deploy.
+pub const APP_COMMIT: &str = "nubesappcommit";
+/// `sha256:<hex>` of the artifact shipped.
+pub const ARTIFACT: &str = "nubesartifact";
+pub const TARGET: &str = "nubestarget";
+/// `succeeded` | `failed`.
+pub const DEPLOY: &str = "nubesdeploy";
+pub const DEPLOY_AT: &str = "nubesdeployat";
+/// `healthy` | `unhealthy`.
+pub const HEALTH: &str = "nubeshealth";
+pub const HEALTH_AT: &str = "nubeshealthat";
+/// The environment's `application_url` output, so `list` and the dashboard show it
+/// without reading every state.
+pub const APP_URL: &str = "nubesappurl";
+
+/// Expiry: `nubes keep <env> --until` (RFC 3339), absent when not pinned.
+pub const KEEP_UNTIL: &str = "nubeskeepuntil";
+
+/// Drift: the last verdict of `nubes drift` (`clean` | `drifted` | `pending` |
+/// `no-branch` | `failed`) and when it was reached.
+pub const DRIFT: &str = "nubesdrift";
+pub const DRIFT_AT: &str = "nubesdriftat";
