@@ -135,32 +135,38 @@ async fn dispatch(cli: &Cli) -> Result<()> {
         } => commands::drift::run(&settings(cli)?, envs, *jobs, *json, *markdown).await,
         Command::Reap {
             gone_branches,
+            expired,
             older_than,
+            warn,
             dry_run,
             jobs,
             json,
         } => {
-            let older_than = older_than
-                .as_deref()
-                .map(|d| {
-                    humantime::parse_duration(d).map_err(|e| {
-                        crate::error::Error::input(format!(
-                            "--older-than `{}` is not a duration ({e})",
-                            printable(d)
-                        ))
-                        .hint("use e.g. 7d, 36h or 90m")
+            let flag_duration = |flag: &str, d: &Option<String>| {
+                d.as_deref()
+                    .map(|d| {
+                        humantime::parse_duration(d).map_err(|e| {
+                            crate::error::Error::input(format!(
+                                "{flag} `{}` is not a duration ({e})",
+                                printable(d)
+                            ))
+                            .hint("use e.g. 7d, 36h or 90m")
+                        })
                     })
-                })
-                .transpose()?;
+                    .transpose()
+            };
             let options = commands::reap::Options {
                 gone_branches: *gone_branches,
-                older_than,
+                expired: *expired,
+                older_than: flag_duration("--older-than", older_than)?,
+                warn: flag_duration("--warn", warn)?,
                 dry_run: *dry_run,
                 jobs: *jobs,
                 json: *json,
             };
             commands::reap::run(&settings(cli)?, &options).await
         }
+        Command::Keep { env, until } => commands::keep::run(&settings(cli)?, env, until).await,
         Command::List { json, all } => commands::inspect::list(&settings(cli)?, *json, *all).await,
         Command::Status { env, json } => {
             commands::inspect::status(&settings(cli)?, env, *json).await

@@ -132,14 +132,22 @@ pub enum Command {
         #[arg(long)]
         markdown: bool,
     },
-    /// Tear down environments whose branch is gone or that were not applied for a while
+    /// Tear down environments whose branch is gone, that expired, or that sat idle
     Reap {
         /// Environments whose env-* branch no longer exists on the remote
         #[arg(long)]
         gone_branches: bool,
-        /// Environments not applied for longer than this, e.g. 7d, 36h
+        /// Environments past their expiry ([expiry] idle / max_age, `nubes keep` pins)
+        #[arg(long)]
+        expired: bool,
+        /// Environments without activity (up, deploy, health check) for longer than
+        /// this, e.g. 7d, 36h
         #[arg(long, value_name = "DURATION")]
         older_than: Option<String>,
+        /// Only list the environments that expire within this duration (e.g. 2d), as
+        /// a warning; tears nothing down by itself
+        #[arg(long, value_name = "DURATION")]
+        warn: Option<String>,
         /// Only say what would be torn down, and why
         #[arg(long)]
         dry_run: bool,
@@ -150,7 +158,15 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Every environment: last apply, commit, actor, serial, resources, lock holder
+    /// Pin an environment past its expiry, until a date or for a duration
+    Keep {
+        env: String,
+        /// A date (2026-12-24), a time (RFC 3339), a duration from now (30d), or `now`
+        /// to remove the pin
+        #[arg(long, value_name = "WHEN")]
+        until: String,
+    },
+    /// Every environment: last activity, deploy, health, expiry, lock holder
     List {
         /// Stable JSON
         #[arg(long)]

@@ -30,6 +30,16 @@ struct FileConfig {
     build: Option<FileBuild>,
     #[serde(default)]
     deploy: FileDeploy,
+    #[serde(default)]
+    expiry: FileExpiry,
+}
+
+/// `[expiry]`, and an environment's `[environments.<name>.expiry]` override.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileExpiry {
+    idle: Option<Spanned<String>>,
+    max_age: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -71,6 +81,7 @@ struct FileEnvironment {
     protected: bool,
     #[serde(default)]
     vars: toml::Table,
+    expiry: Option<FileExpiry>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -124,6 +135,8 @@ pub struct StateSettings {
 pub struct EnvironmentSettings {
     pub protected: bool,
     pub vars: serde_json::Map<String, serde_json::Value>,
+    /// `[expiry]` with this environment's overrides applied.
+    pub expiry: crate::expiry::Rules,
 }
 
 #[derive(Debug, Clone)]
@@ -158,6 +171,8 @@ pub struct Settings {
     pub environments: BTreeMap<String, EnvironmentSettings>,
     pub build: Option<BuildSettings>,
     pub deploy: DeploySettings,
+    /// `[expiry]` for environments without an override of their own.
+    pub expiry: crate::expiry::Rules,
 }
 
 /// Values given on the command line (highest precedence).
@@ -175,6 +190,15 @@ impl Settings {
 
     pub fn environment(&self, env: &EnvName) -> Option<&EnvironmentSettings> {
         self.environments.get(env.as_str())
+    }
+
+    pub fn protected(&self, env: &EnvName) -> bool {
+        self.environment(env).is_some_and(|e| e.protected)
+    }
+
+    /// The expiry rules that apply to `env`.
+    pub fn expiry(&self, env: &EnvName) -> crate::expiry::Rules {
+        self.environment(env).map_or(self.expiry, |e| e.expiry)
     }
 }
 
@@ -334,6 +358,80 @@ fn duration(p: &Pick) -> Result<Duration> {
         ));
     }
     Ok(d)
+}
+
+/// The longest expiry rule: ten years is "never" in all but name.
+const MAX_EXPIRY: Duration = Duration::from_secs(3650 * 24 * 3600);
+
+/// An expiry rule: a duration (at least a minute, at most ten years) or `"never"`.
+fn expiry_rule(p: &Pick) -> Result<Option<Duration>> {
+    let v = p.value.trim();
+    if v == "never" {
+        return Ok(None);
+    }
+    let hint = "use a duration such as \"14d\" or \"36h\", or \"never\"";
+    let d = humantime::parse_duration(v).map_err(|e| {
+        bad(
+            &p.origin,
+            format!("`{}` is not a duration ({e})", printable(&p.value)),
+            hint,
+        )
+    })?;
+    if d < Duration::from_secs(60) || d > MAX_EXPIRY {
+        return Err(bad(
+            &p.origin,
+            format!("`{}` is out of range", printable(&p.value)),
+            format!("allowed: 1m to 3650d, or \"never\" ({hint})"),
+        ));
+    }
+    Ok(Some(d))
+}
+
+fn expiry_rules(
+    ctx: &Ctx<'_>,
+    file: &FileExpiry,
+    base: crate::expiry::Rules,
+    global: bool,
+) -> Result<crate::expiry::Rules> {
+    // Per-environment overrides have no environment variable.
+    let (idle, max_age) = if global {
+        (
+            ctx.pick_str(None, "NUBES_EXPIRY_IDLE", &file.idle, "[expiry] idle"),
+            ctx.pick_str(
+                None,
+                "NUBES_EXPIRY_MAX_AGE",
+                &file.max_age,
+                "[expiry] max_age",
+            ),
+        )
+    } else {
+        (
+            value_pick(ctx, &file.idle, "expiry.idle"),
+            value_pick(ctx, &file.max_age, "expiry.max_age"),
+        )
+    };
+    Ok(crate::expiry::Rules {
+        idle: match idle {
+            Some(p) => expiry_rule(&p)?,
+            None => base.idle,
+        },
+        max_age: match max_age {
+            Some(p) => expiry_rule(&p)?,
+            None => base.max_age,
+        },
+    })
+}
+
+/// A value from the file only (per-environment settings have no variable).
+fn value_pick<'a>(
+    ctx: &Ctx<'a>,
+    value: &'a Option<Spanned<String>>,
+    key: &'a str,
+) -> Option<Pick<'a>> {
+    value.as_ref().map(|s| Pick {
+        value: s.get_ref().clone(),
+        origin: ctx.file_origin(s.span(), key),
+    })
 }
 
 fn one_of(p: &Pick, allowed: &[&str]) -> Result<String> {
@@ -624,6 +722,7 @@ fn resolve(
         None => "terraform".to_string(),
     };
 
+    let expiry = expiry_rules(ctx, &file.expiry, Default::default(), true)?;
     let mut environments = BTreeMap::new();
     for (name, env) in &file.environments {
         if let Err(e) = EnvName::parse(name.get_ref(), &branch_prefix) {
@@ -639,6 +738,10 @@ fn resolve(
             EnvironmentSettings {
                 protected: env.protected,
                 vars: to_json(&env.vars),
+                expiry: match &env.expiry {
+                    Some(e) => expiry_rules(ctx, e, expiry, false)?,
+                    None => expiry,
+                },
             },
         );
     }
@@ -714,6 +817,7 @@ fn resolve(
             command: file.deploy.command.clone(),
             cache_control: file.deploy.cache_control.clone(),
         },
+        expiry,
     })
 }
 

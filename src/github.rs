@@ -46,6 +46,17 @@ impl Github {
         }
     }
 
+    /// A warning annotation (shown on the run's page), outside Actions a no-op: the
+    /// caller prints its own line.
+    pub fn warning(&self, message: &str) {
+        if self.active {
+            eprintln!(
+                "::warning::{}",
+                escape_data(&crate::secrets::redact(message))
+            );
+        }
+    }
+
     /// Hide a value from the job log. Must run before anything could print it.
     pub fn mask(&self, secret: &str) {
         crate::secrets::register(secret);

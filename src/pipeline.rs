@@ -211,6 +211,16 @@ impl Session {
 
     /// Stop the gateway and release the lock, keeping the first error.
     pub async fn close<T>(self, result: Result<T>) -> Result<T> {
+        self.close_recording(result, &[]).await
+    }
+
+    /// [`Session::close`], merging `record` into the env's metadata as the lock is
+    /// released (one write for both).
+    pub async fn close_recording<T>(
+        self,
+        result: Result<T>,
+        record: &[(&str, String)],
+    ) -> Result<T> {
         self.gateway.stop().await;
         // A saved plan holds the prior state and every planned value in plain text,
         // sensitive ones included: it must not outlive the command in the working copy.
@@ -219,7 +229,7 @@ impl Session {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => tracing::warn!("cannot remove the saved plan: {e}"),
         }
-        let released = self.locked.release().await;
+        let released = self.locked.held.release_recording(record).await;
         let value = result?;
         released?;
         Ok(value)
@@ -255,12 +265,97 @@ pub const META_FINGERPRINT: &str = state::meta::FINGERPRINT;
 pub async fn up(ctx: &Context<'_>, env: &EnvName, refresh: bool) -> Result<UpReport> {
     let tf = terraform::locate(ctx.settings)?;
     let build = crate::build::detect(ctx.settings)?;
+    let dirty = crate::git::is_dirty(&ctx.settings.root).unwrap_or(false);
+    if dirty {
+        tracing::warn!(
+            "the working tree has uncommitted changes: `{env}` is recorded as commit {} plus those changes (dirty)",
+            ctx.origin
+                .commit
+                .as_deref()
+                .map_or("(none)", |c| &c[..c.len().min(12)])
+        );
+    }
     let session = Locked::acquire(ctx.settings, env, "nubes up")
         .await?
         .start(ctx, tf)
         .await?;
-    let result = stages(ctx, &session, refresh, build.as_ref()).await;
-    session.close(result).await
+    let mut activity = Activity {
+        dirty,
+        ..Activity::default()
+    };
+    let result = stages(ctx, &session, refresh, build.as_ref(), &mut activity).await;
+    let record = activity.record(ctx, result.is_ok());
+    session.close_recording(result, &record).await
+}
+
+/// What an `up` reached, kept as the environment's activity and provenance record.
+/// Filled in as the stages go, so a failed deploy or health check is recorded too.
+#[derive(Debug, Default)]
+pub struct Activity {
+    pub dirty: bool,
+    pub app_url: Option<String>,
+    /// Target, artifact digest, and whether the deploy succeeded.
+    pub deploy: Option<(String, Option<String>, bool)>,
+    pub healthy: Option<bool>,
+}
+
+impl Activity {
+    /// The metadata entries of this activity (see `state::meta`; empty values remove
+    /// a key, so a clean tree clears an old `dirty`).
+    pub fn record(&self, ctx: &Context<'_>, succeeded: bool) -> Vec<(&'static str, String)> {
+        use crate::state::meta;
+        let now = crate::clock::now_rfc3339();
+        let in_actions = ctx.gh.active;
+        let mut r = vec![
+            (meta::ACTIVITY_AT, now.clone()),
+            (
+                meta::ACTIVITY,
+                if succeeded { "up" } else { "up (failed)" }.to_string(),
+            ),
+            (meta::CREATED_AT, now.clone()),
+            (meta::ACTOR, ctx.actor.clone().unwrap_or_else(lockinfo::who)),
+            (
+                meta::RUN_URL,
+                if in_actions {
+                    lockinfo::run_info()
+                } else {
+                    String::new()
+                },
+            ),
+            (
+                meta::DIRTY,
+                if self.dirty {
+                    "true".into()
+                } else {
+                    String::new()
+                },
+            ),
+        ];
+        if let Some(url) = &self.app_url {
+            r.push((meta::APP_URL, url.clone()));
+        }
+        if let Some((target, digest, ok)) = &self.deploy {
+            r.push((
+                meta::APP_COMMIT,
+                ctx.origin.commit.clone().unwrap_or_default(),
+            ));
+            r.push((meta::ARTIFACT, digest.clone().unwrap_or_default()));
+            r.push((meta::TARGET, target.clone()));
+            r.push((
+                meta::DEPLOY,
+                if *ok { "succeeded" } else { "failed" }.into(),
+            ));
+            r.push((meta::DEPLOY_AT, now.clone()));
+        }
+        if let Some(healthy) = self.healthy {
+            r.push((
+                meta::HEALTH,
+                if healthy { "healthy" } else { "unhealthy" }.into(),
+            ));
+            r.push((meta::HEALTH_AT, now));
+        }
+        r
+    }
 }
 
 /// The stages of `up`. The build runs alongside the infrastructure unless it needs its
@@ -271,6 +366,7 @@ async fn stages(
     s: &Session,
     refresh: bool,
     build: Option<&crate::build::BuildPlan>,
+    activity: &mut Activity,
 ) -> Result<UpReport> {
     let env = s.locked.env.clone();
     let concurrent = build.filter(|b| !b.after_infra);
@@ -282,6 +378,7 @@ async fn stages(
     };
     let (infra, built) = tokio::join!(infrastructure(ctx, s, refresh), build_stage);
     let mut report = infra.map_err(|e| e.context("stage infrastructure"))?;
+    activity.app_url = output_str(&report.outputs, "application_url");
     let built = match (built, build.filter(|b| b.after_infra)) {
         (Some(result), _) => Some(result.map_err(|e| e.context("stage build"))?),
         (None, Some(plan)) => {
@@ -296,20 +393,29 @@ async fn stages(
         }
         (None, None) => None,
     };
-    if let Some(built) = &built {
-        report.deployed =
-            crate::deploy::deploy(ctx.settings, &env, &built.artifact, &report.outputs)
-                .await
-                .map_err(|e| e.context("stage deploy"))?;
+    if let Some(built) = &built
+        && let Some(target) = crate::deploy::target(ctx.settings, &report.outputs)
+    {
+        let artifact = built.artifact.clone();
+        let digest = tokio::task::spawn_blocking(move || crate::deploy::digest(&artifact))
+            .await
+            .ok()
+            .and_then(|d| {
+                d.map_err(|e| tracing::warn!("cannot record the artifact's digest: {e}"))
+                    .ok()
+            });
+        let deployed =
+            crate::deploy::deploy(ctx.settings, &env, &built.artifact, &report.outputs).await;
+        activity.deploy = Some((target, digest, deployed.is_ok()));
+        report.deployed = deployed.map_err(|e| e.context("stage deploy"))?;
     }
     if report.deployed.is_some()
         && let Some(url) = output_str(&report.outputs, "application_url")
     {
         let d = &ctx.settings.deploy;
-        let healthy = crate::health::check(&url, &d.health_path, d.health_timeout)
-            .await
-            .map_err(|e| e.context("stage health check"))?;
-        report.health = Some(healthy);
+        let healthy = crate::health::check(&url, &d.health_path, d.health_timeout).await;
+        activity.healthy = Some(healthy.is_ok());
+        report.health = Some(healthy.map_err(|e| e.context("stage health check"))?);
     }
     report.built = built;
     Ok(report)
@@ -378,13 +484,16 @@ async fn record_apply(ctx: &Context<'_>, s: &Session, fingerprint: &str) -> Resu
     }
     let entries = [
         (META_FINGERPRINT, fingerprint.to_string()),
-        (state::meta::COMMIT, ctx.origin.commit.clone().unwrap_or_default()),
+        (
+            state::meta::COMMIT,
+            ctx.origin.commit.clone().unwrap_or_default(),
+        ),
         (state::meta::BRANCH, ctx.origin.branch.clone()),
         (
             state::meta::ACTOR,
             ctx.actor.clone().unwrap_or_else(lockinfo::who),
         ),
-        (state::meta::APPLIED_AT, lockinfo::now_rfc3339()),
+        (state::meta::APPLIED_AT, crate::clock::now_rfc3339()),
         (state::meta::VERSION, env!("CARGO_PKG_VERSION").to_string()),
     ];
     s.locked

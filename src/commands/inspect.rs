@@ -18,6 +18,76 @@ fn last_apply_json(meta: &std::collections::BTreeMap<String, String>) -> Value {
     })
 }
 
+/// The lifecycle objects of `status` and `list` JSON: `activity`, `deploy`, `health`,
+/// `expiry` (values nubes never recorded are null; see `state::meta`, `expiry.rs`).
+fn lifecycle_json(
+    settings: &Settings,
+    env: Option<&crate::env_name::EnvName>,
+    meta: &std::collections::BTreeMap<String, String>,
+    last_modified: Option<time::OffsetDateTime>,
+    created: Option<time::OffsetDateTime>,
+    now: time::OffsetDateTime,
+) -> serde_json::Map<String, Value> {
+    use crate::state::meta as k;
+    let m = |key: &str| meta.get(key).filter(|v| !v.is_empty()).cloned();
+    let (rules, protected) = match env {
+        Some(e) => (settings.expiry(e), settings.protected(e)),
+        None => (settings.expiry, false),
+    };
+    let judged = crate::expiry::judge(meta, last_modified, created, rules, protected);
+    let mut out = serde_json::Map::new();
+    out.insert(
+        "activity".into(),
+        json!({
+            "at": judged.last_activity.map(|(t, _)| crate::clock::format(t)),
+            "source": judged.last_activity.map(|(_, s)| match s {
+                crate::expiry::Source::Activity => "activity",
+                crate::expiry::Source::Applied => "apply",
+                crate::expiry::Source::Modified => "modified",
+            }),
+            "what": m(k::ACTIVITY),
+            "actor": m(k::ACTOR),
+            "run_url": m(k::RUN_URL),
+            "dirty": m(k::DIRTY).is_some_and(|d| d == "true"),
+            "created_at": judged.created.map(crate::clock::format),
+        }),
+    );
+    out.insert(
+        "deploy".into(),
+        json!({
+            "verdict": m(k::DEPLOY), "at": m(k::DEPLOY_AT), "commit": m(k::APP_COMMIT),
+            "artifact": m(k::ARTIFACT), "target": m(k::TARGET), "application_url": m(k::APP_URL),
+        }),
+    );
+    out.insert(
+        "health".into(),
+        json!({ "verdict": m(k::HEALTH), "at": m(k::HEALTH_AT) }),
+    );
+    out.insert(
+        "expiry".into(),
+        json!({
+            "expires_at": judged.expires_at.map(crate::clock::format),
+            "expired": judged.expired(now),
+            "pinned_until": judged.pinned_until.map(crate::clock::format),
+            "why": judged.why,
+            "idle": rules.idle.map(|d| crate::clock::span(time::Duration::seconds(d.as_secs() as i64))),
+            "max_age": rules.max_age.map(|d| crate::clock::span(time::Duration::seconds(d.as_secs() as i64))),
+        }),
+    );
+    out.insert(
+        "drift".into(),
+        json!({ "verdict": m(k::DRIFT), "at": m(k::DRIFT_AT) }),
+    );
+    out
+}
+
+/// "3d 4h ago" for a recorded time, "-" when unknown.
+fn ago(at: Option<&str>, now: time::OffsetDateTime) -> String {
+    at.and_then(crate::clock::parse)
+        .map(|t| format!("{} ago", crate::clock::span(now - t)))
+        .unwrap_or_else(|| "-".into())
+}
+
 /// The `lock` object of `status` and `list` JSON.
 fn lock_json(h: &state::Holder) -> Value {
     json!({
@@ -41,6 +111,8 @@ pub async fn status(settings: &Settings, env_arg: &str, json_out: bool) -> Resul
         .await
         .unwrap_or_default();
     let protected = settings.environment(&env).is_some_and(|e| e.protected);
+    let now = crate::clock::now();
+    let lifecycle = lifecycle_json(settings, Some(&env), &meta, None, None, now);
     let m = |k: &str| {
         meta.get(k)
             .filter(|v| !v.is_empty())
@@ -57,7 +129,7 @@ pub async fn status(settings: &Settings, env_arg: &str, json_out: bool) -> Resul
             (k.clone(), v)
         })
         .collect();
-    let doc = json!({
+    let mut doc = json!({
         "environment": env.as_str(),
         "exists": stored.is_some(),
         "location": store.location(&env),
@@ -71,6 +143,9 @@ pub async fn status(settings: &Settings, env_arg: &str, json_out: bool) -> Resul
         "kept_versions": versions,
         "outputs": outputs_json,
     });
+    if let Some(obj) = doc.as_object_mut() {
+        obj.extend(lifecycle.clone());
+    }
     if json_out {
         crate::outln!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
         return Ok(());
@@ -105,6 +180,7 @@ pub async fn status(settings: &Settings, env_arg: &str, json_out: bool) -> Resul
         ),
         None => crate::outln!("  last apply: never recorded by `nubes up`"),
     }
+    status_lifecycle_lines(&lifecycle, now);
     match holder {
         Some(h) => crate::outln!("  lock:       held by {}", h.describe()),
         None => crate::outln!("  lock:       free"),
@@ -114,6 +190,81 @@ pub async fn status(settings: &Settings, env_arg: &str, json_out: bool) -> Resul
         crate::outln!("  output      {line}");
     }
     Ok(())
+}
+
+/// The activity, deploy, health, expiry and drift lines of `nubes status`.
+fn status_lifecycle_lines(l: &serde_json::Map<String, Value>, now: time::OffsetDateTime) {
+    let s = |v: &Value| {
+        v.as_str()
+            .filter(|t| !t.is_empty())
+            .map(|t| crate::env_name::escaped(t, 200))
+    };
+    let a = &l["activity"];
+    match s(&a["at"]) {
+        Some(at) => crate::outln!(
+            "  activity:   {at} ({}){}{}{}",
+            ago(a["at"].as_str(), now),
+            s(&a["what"]).map(|w| format!(", {w}")).unwrap_or_default(),
+            s(&a["actor"])
+                .map(|w| format!(" by {w}"))
+                .unwrap_or_default(),
+            if a["dirty"] == true {
+                " from a dirty working tree"
+            } else {
+                ""
+            }
+        ),
+        None => crate::outln!("  activity:   none recorded"),
+    }
+    if let Some(run) = s(&a["run_url"]) {
+        crate::outln!("  run:        {run}");
+    }
+    let d = &l["deploy"];
+    if let Some(verdict) = s(&d["verdict"]) {
+        crate::outln!(
+            "  deploy:     {verdict} at {} to {}: commit {}, artifact {}",
+            s(&d["at"]).unwrap_or_else(|| "?".into()),
+            s(&d["target"]).unwrap_or_else(|| "?".into()),
+            s(&d["commit"])
+                .map(|c| c.chars().take(12).collect::<String>())
+                .unwrap_or_else(|| "?".into()),
+            s(&d["artifact"])
+                .map(|c| c.chars().take(19).collect::<String>())
+                .unwrap_or_else(|| "?".into()),
+        );
+    }
+    if let Some(url) = s(&d["application_url"]) {
+        crate::outln!("  url:        {url}");
+    }
+    let h = &l["health"];
+    if let Some(verdict) = s(&h["verdict"]) {
+        crate::outln!(
+            "  health:     {verdict} at {}",
+            s(&h["at"]).unwrap_or_else(|| "?".into())
+        );
+    }
+    let e = &l["expiry"];
+    let when = match s(&e["expires_at"]) {
+        None => "never".to_string(),
+        Some(at) => {
+            let t = crate::clock::parse(&at);
+            match t {
+                Some(t) if t <= now => {
+                    format!("expired {} ago ({at})", crate::clock::span(now - t))
+                }
+                Some(t) => format!("in {} ({at})", crate::clock::span(t - now)),
+                None => at,
+            }
+        }
+    };
+    crate::outln!("  expires:    {when}: {}", s(&e["why"]).unwrap_or_default());
+    let dr = &l["drift"];
+    if let Some(verdict) = s(&dr["verdict"]) {
+        crate::outln!(
+            "  drift:      {verdict} at {}",
+            s(&dr["at"]).unwrap_or_else(|| "?".into())
+        );
+    }
 }
 
 pub async fn outputs(
@@ -174,6 +325,7 @@ pub async fn list(settings: &Settings, json_out: bool, all: bool) -> Result<()> 
         .filter(|e| e.env.is_some() && (all || !e.tombstone))
         .collect();
     entries.sort_by(|a, b| (&a.env, a.tombstone, &a.name).cmp(&(&b.env, b.tombstone, &b.name)));
+    let now = crate::clock::now();
     let rows: Vec<Value> = entries
         .iter()
         .map(|e| {
@@ -185,7 +337,7 @@ pub async fn list(settings: &Settings, json_out: bool, all: bool) -> Result<()> 
                 .as_ref()
                 .and_then(|n| settings.environment(n))
                 .is_some_and(|s| s.protected);
-            json!({
+            let mut row = json!({
                 "name": env,
                 "blob": e.name,
                 "tombstone": e.tombstone,
@@ -194,7 +346,18 @@ pub async fn list(settings: &Settings, json_out: bool, all: bool) -> Result<()> 
                 "last_apply": last_apply_json(&e.metadata),
                 "lock": e.holder.as_ref().map(lock_json),
                 "protected": protected,
-            })
+            });
+            if let Some(obj) = row.as_object_mut() {
+                obj.extend(lifecycle_json(
+                    settings,
+                    e.env.as_ref(),
+                    &e.metadata,
+                    e.last_modified,
+                    e.created,
+                    now,
+                ));
+            }
+            row
         })
         .collect();
     if json_out {
@@ -207,13 +370,14 @@ pub async fn list(settings: &Settings, json_out: bool, all: bool) -> Result<()> 
         return Ok(());
     }
     crate::outln!(
-        "{:<20} {:>6} {:>5}  {:<20} {:<16} {:<12} LOCK",
+        "{:<20} {:>6} {:>5}  {:<14} {:<12} {:<10} {:<16} LOCK",
         "ENVIRONMENT",
         "SERIAL",
         "RES",
-        "LAST APPLY",
-        "BY",
-        "COMMIT"
+        "ACTIVE",
+        "COMMIT",
+        "HEALTH",
+        "EXPIRES"
     );
     for r in &rows {
         // Lock info and metadata were written by whoever held or applied: shown escaped.
@@ -224,9 +388,32 @@ pub async fn list(settings: &Settings, json_out: bool, all: bool) -> Result<()> 
         } else if r["protected"] == true {
             name.push_str(" (protected)");
         }
-        let applied = s(&r["last_apply"]["at"])
-            .map(|a| a.chars().take(19).collect::<String>())
+        let active = ago(r["activity"]["at"].as_str(), now);
+        // The application commit deployed, else the configuration applied.
+        let commit = s(&r["deploy"]["commit"])
+            .or_else(|| s(&r["last_apply"]["commit"]))
+            .map(|c| c.chars().take(12).collect::<String>())
+            .map(|c| {
+                if r["activity"]["dirty"] == true {
+                    format!("{c}+")
+                } else {
+                    c
+                }
+            })
             .unwrap_or_else(|| "-".into());
+        let health = match (s(&r["deploy"]["verdict"]), s(&r["health"]["verdict"])) {
+            (Some(d), _) if d == "failed" => "deploy-fail".to_string(),
+            (_, Some(h)) => h,
+            _ => "-".into(),
+        };
+        let expires = match r["expiry"]["expires_at"]
+            .as_str()
+            .and_then(crate::clock::parse)
+        {
+            None => "never".to_string(),
+            Some(t) if t <= now => "expired".to_string(),
+            Some(t) => format!("in {}", crate::clock::span(t - now)),
+        };
         let lock = match &r["lock"] {
             Value::Null => "-".to_string(),
             l => format!(
@@ -239,7 +426,7 @@ pub async fn list(settings: &Settings, json_out: bool, all: bool) -> Result<()> 
             ),
         };
         crate::outln!(
-            "{:<20} {:>6} {:>5}  {:<20} {:<16} {:<12} {lock}",
+            "{:<20} {:>6} {:>5}  {:<14} {:<12} {:<10} {:<16} {lock}",
             name,
             r["serial"]
                 .as_u64()
@@ -249,11 +436,10 @@ pub async fn list(settings: &Settings, json_out: bool, all: bool) -> Result<()> 
                 .as_u64()
                 .map(|v| v.to_string())
                 .unwrap_or_else(|| "-".into()),
-            applied,
-            s(&r["last_apply"]["actor"]).unwrap_or_else(|| "-".into()),
-            s(&r["last_apply"]["commit"])
-                .map(|c| c.chars().take(12).collect::<String>())
-                .unwrap_or_else(|| "-".into()),
+            active,
+            commit,
+            health,
+            expires,
         );
     }
     Ok(())

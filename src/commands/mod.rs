@@ -5,6 +5,7 @@ pub mod bootstrap;
 pub mod drift;
 pub mod init;
 pub mod inspect;
+pub mod keep;
 pub mod pipeline;
 pub mod reap;
 pub mod run;

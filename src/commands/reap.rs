@@ -1,7 +1,11 @@
 //! `nubes reap`: tear down environments whose `env-*` branch is gone from the remote
-//! (`--gone-branches`) and/or that were not applied for longer than `--older-than`.
-//! Protected environments are never touched; `--dry-run` only says what it would do and
-//! why; one environment's failure does not stop the others.
+//! (`--gone-branches`), that are past their expiry (`--expired`: `[expiry]` rules and
+//! `nubes keep` pins, judged by `expiry.rs`), or that saw no activity for longer than
+//! `--older-than`; `--warn` lists what expires soon without tearing anything down.
+//! Activity is every `up` (fast path included), deploy and health check, never just the
+//! last apply. Protected environments are never touched, pinned ones are kept until
+//! their date; `--dry-run` only says what it would do and why; one environment's
+//! failure does not stop the others.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -12,13 +16,17 @@ use serde_json::{Value, json};
 use crate::config::Settings;
 use crate::env_name::EnvName;
 use crate::error::{Error, Result, exit};
+use crate::expiry;
 use crate::github::Github;
 use crate::pipeline::{self, Context, DownReport, Strategy};
 use crate::state;
 
 pub struct Options {
     pub gone_branches: bool,
+    pub expired: bool,
     pub older_than: Option<Duration>,
+    /// List what expires within this window (never tears down by itself).
+    pub warn: Option<Duration>,
     pub dry_run: bool,
     pub jobs: usize,
     pub json: bool,
@@ -29,10 +37,18 @@ enum Verdict {
     Reap(String),
 }
 
+/// An environment that expires within the `--warn` window.
+struct Expiring {
+    env: EnvName,
+    at: time::OffsetDateTime,
+    why: String,
+}
+
 pub async fn run(settings: &Settings, o: &Options) -> Result<()> {
-    if !o.gone_branches && o.older_than.is_none() {
-        return Err(Error::input("nothing selects environments to reap")
-            .hint("pass --gone-branches, --older-than <duration> (e.g. 7d), or both"));
+    if !o.gone_branches && !o.expired && o.older_than.is_none() && o.warn.is_none() {
+        return Err(Error::input("nothing selects environments to reap").hint(
+            "pass --expired, --gone-branches, --older-than <duration> (e.g. 7d), or --warn <duration> to only list what expires soon",
+        ));
     }
     let store = state::open(settings)?;
     let listed: Vec<state::Listed> = store
@@ -46,10 +62,19 @@ pub async fn run(settings: &Settings, o: &Options) -> Result<()> {
     } else {
         None
     };
-    let now = time::OffsetDateTime::now_utc();
+    let now = crate::clock::now();
     let mut decisions: Vec<(EnvName, Verdict)> = Vec::new();
+    let mut expiring = Vec::new();
     for l in &listed {
         let Some(env) = l.env.clone() else { continue };
+        let protected = settings.protected(&env);
+        let judged = expiry::judge(
+            &l.metadata,
+            l.last_modified,
+            l.created,
+            settings.expiry(&env),
+            protected,
+        );
         let branch = env.branch(&settings.branch_prefix);
         let mut reasons = Vec::new();
         if let Some(branches) = &branches
@@ -57,32 +82,60 @@ pub async fn run(settings: &Settings, o: &Options) -> Result<()> {
         {
             reasons.push(format!("branch `{branch}` is gone from the remote"));
         }
+        if o.expired && judged.expired(now) {
+            reasons.push(format!("expired: {}", judged.why));
+        }
         if let Some(limit) = o.older_than {
-            let applied = l.metadata.get("nubesappliedat").and_then(|t| {
-                time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
-            });
-            if let Some(at) = applied {
-                let age = now - at;
-                if age.whole_seconds() > limit.as_secs() as i64 {
+            match judged.last_activity {
+                Some((at, source)) if (now - at).whole_seconds() > limit.as_secs() as i64 => {
                     reasons.push(format!(
-                        "last applied {} ago",
-                        humantime::format_duration(Duration::from_secs(
-                            age.whole_hours().max(0) as u64 * 3600
-                        ))
+                        "no activity for {} (last: {}, {})",
+                        crate::clock::span(now - at),
+                        crate::clock::format(at),
+                        source.as_str()
                     ));
                 }
+                Some(_) => {}
+                None => tracing::warn!(
+                    "`{env}`: no activity recorded and no modification time, so --older-than cannot judge it"
+                ),
             }
         }
+        if let Some(window) = o.warn
+            && judged.expires_within(now, window)
+            && let Some(at) = judged.expires_at
+        {
+            expiring.push(Expiring {
+                env: env.clone(),
+                at,
+                why: judged.why.clone(),
+            });
+        }
         let verdict = if reasons.is_empty() {
-            Verdict::Keep("still wanted".into())
-        } else if settings.environment(&env).is_some_and(|e| e.protected) {
+            Verdict::Keep(match judged.expires_at {
+                Some(_) => format!("still wanted; expires {}", judged.expires_text(now)),
+                None => format!("still wanted; {}", judged.why),
+            })
+        } else if protected {
             Verdict::Keep(format!("protected ({})", reasons.join("; ")))
+        } else if judged.pinned(now) {
+            Verdict::Keep(format!(
+                "pinned by `nubes keep` until {} ({})",
+                judged
+                    .pinned_until
+                    .map(crate::clock::format)
+                    .unwrap_or_default(),
+                reasons.join("; ")
+            ))
         } else {
             Verdict::Reap(reasons.join("; "))
         };
         decisions.push((env, verdict));
     }
     decisions.sort_by(|a, b| a.0.cmp(&b.0));
+    expiring.sort_by(|a, b| a.at.cmp(&b.at).then_with(|| a.env.cmp(&b.env)));
+    // --warn alone only warns: nothing else selected an environment for teardown.
+    let warn_only = !o.gone_branches && !o.expired && o.older_than.is_none();
 
     let gh = Github::from_env();
     let to_reap: Vec<(EnvName, String)> = decisions
@@ -108,7 +161,7 @@ pub async fn run(settings: &Settings, o: &Options) -> Result<()> {
             .collect()
             .await
     };
-    report(&gh, o, &decisions, &outcomes)?;
+    report(&gh, o, &decisions, &outcomes, &expiring, warn_only, now)?;
     if outcomes.iter().any(|(_, _, r)| matches!(r, Some(Err(_)))) {
         return Err(Error::Quiet(exit::FAILED));
     }
@@ -120,13 +173,71 @@ fn report(
     o: &Options,
     decisions: &[(EnvName, Verdict)],
     outcomes: &[(EnvName, String, Option<Result<DownReport>>)],
+    expiring: &[Expiring],
+    warn_only: bool,
+    now: time::OffsetDateTime,
 ) -> Result<()> {
     let outcome_of = |env: &EnvName| outcomes.iter().find(|(e, _, _)| e == env);
     let mut rows = Vec::new();
-    let mut md = format!(
+    let mut warnings = Vec::new();
+    let mut md = String::new();
+    if let Some(window) = o.warn {
+        md.push_str(&format!(
+            "### nubes: environments expiring within {}\n\n",
+            humantime::format_duration(window)
+        ));
+        if expiring.is_empty() {
+            md.push_str("None.\n\n");
+        } else {
+            md.push_str("| environment | expires | why |\n|---|---|---|\n");
+        }
+        for x in expiring {
+            let when = format!("in {}", crate::clock::span(x.at - now));
+            let keep = format!("nubes keep {} --until 7d", x.env);
+            if !o.json {
+                crate::outln!(
+                    "{}: expires {when}, at {} ({}); to keep it: `{keep}`",
+                    x.env,
+                    crate::clock::format(x.at),
+                    x.why
+                );
+            }
+            gh.warning(&format!(
+                "environment `{}` expires {when} ({}): push to its branch, or run `{keep}`",
+                x.env,
+                crate::clock::format(x.at)
+            ));
+            md.push_str(&format!(
+                "| `{}` | {when} ({}) | {} |\n",
+                x.env,
+                crate::clock::format(x.at),
+                x.why.replace('|', "\\|")
+            ));
+            warnings.push(json!({
+                "environment": x.env.as_str(),
+                "expires_at": crate::clock::format(x.at),
+                "why": x.why,
+            }));
+        }
+        if !o.json && expiring.is_empty() {
+            crate::outln!(
+                "no environment expires within {}",
+                humantime::format_duration(window)
+            );
+        }
+        md.push('\n');
+    }
+    if warn_only {
+        if o.json {
+            let doc = json!({ "dry_run": o.dry_run, "torn_down": 0, "failed": 0, "environments": [], "expiring": warnings });
+            crate::outln!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+        }
+        return gh.summary(&md);
+    }
+    md.push_str(&format!(
         "### nubes reap{}\n\n| environment | action | why |\n|---|---|---|\n",
         if o.dry_run { " (dry run)" } else { "" }
-    );
+    ));
     for (env, verdict) in decisions {
         let (action, why) = match verdict {
             Verdict::Keep(why) => ("kept".to_string(), why.clone()),
@@ -158,7 +269,7 @@ fn report(
         .filter(|(_, _, r)| matches!(r, Some(Err(_))))
         .count();
     if o.json {
-        let doc = json!({ "dry_run": o.dry_run, "torn_down": reaped, "failed": failed, "environments": Value::Array(rows) });
+        let doc = json!({ "dry_run": o.dry_run, "torn_down": reaped, "failed": failed, "environments": Value::Array(rows), "expiring": warnings });
         crate::outln!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
     } else if o.dry_run {
         crate::outln!(

@@ -177,3 +177,71 @@ async fn deploy_command(
         detail: format!("ran {program}"),
     })
 }
+
+/// The content digest of an artifact, `sha256:<hex>`: of the file itself, or for a
+/// folder of its sorted `path NUL sha256(content)` lines, so the same files give the
+/// same digest wherever they were built. Recorded as the environment's provenance.
+pub fn digest(artifact: &Path) -> Result<String> {
+    use sha2::{Digest as _, Sha256};
+    fn file_hash(path: &Path) -> Result<[u8; 32]> {
+        let mut file = fs_err::File::open(path)?;
+        let mut hasher = Sha256::new();
+        std::io::copy(&mut file, &mut hasher)?;
+        Ok(hasher.finalize().into())
+    }
+    let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    if artifact.is_file() {
+        return Ok(format!("sha256:{}", hex(&file_hash(artifact)?)));
+    }
+    let mut lines = Vec::new();
+    for entry in walkdir::WalkDir::new(artifact).sort_by_file_name() {
+        let entry = entry.map_err(|e| {
+            Error::failed(format!(
+                "cannot read the artifact {}: {e}",
+                artifact.display()
+            ))
+        })?;
+        if !entry.file_type().is_file() {
+            continue;
+        }
+        let rel = entry
+            .path()
+            .strip_prefix(artifact)
+            .unwrap_or(entry.path())
+            .to_string_lossy()
+            .replace('\\', "/");
+        lines.push(format!("{rel}\0{}\n", hex(&file_hash(entry.path())?)));
+    }
+    let mut hasher = Sha256::new();
+    for line in &lines {
+        hasher.update(line.as_bytes());
+    }
+    Ok(format!("sha256:{}", hex(&hasher.finalize())))
+}
+
+#[cfg(test)]
+mod digest_tests {
+    use super::*;
+
+    #[test]
+    fn digests_name_content_not_location() {
+        let a = tempfile::tempdir().expect("tempdir");
+        let b = tempfile::tempdir().expect("tempdir");
+        for d in [a.path(), b.path()] {
+            std::fs::create_dir_all(d.join("assets")).expect("mkdir");
+            std::fs::write(d.join("index.html"), "<h1>hi</h1>").expect("write");
+            std::fs::write(d.join("assets/app.js"), "1").expect("write");
+        }
+        let da = digest(a.path()).expect("digest");
+        assert!(da.starts_with("sha256:") && da.len() == 7 + 64, "{da}");
+        assert_eq!(da, digest(b.path()).expect("digest"));
+        std::fs::write(b.path().join("assets/app.js"), "2").expect("write");
+        assert_ne!(da, digest(b.path()).expect("digest"));
+        // A single file: the well-known digest of its bytes.
+        let f = a.path().join("assets/app.js");
+        assert_eq!(
+            digest(&f).expect("digest"),
+            "sha256:6b86b273ff34fce19d6b804eff5a3f5747ada4eaa22f1d49c01e52ddb7875b4b"
+        );
+    }
+}

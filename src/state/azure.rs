@@ -435,7 +435,7 @@ impl AzureStore {
         &self,
         blob: &BlobClient,
         token: &LockToken,
-        extra: Option<(&str, String)>,
+        entries: &[(&str, String)],
     ) -> Result<()> {
         let doing = format!("releasing the lock on `{}`", token.env);
         let Some(props) = self.properties(blob, Some(&token.lease_id), &doing).await? else {
@@ -456,9 +456,7 @@ impl AzureStore {
         }
         let mut meta = props.metadata;
         meta.remove(LOCK_META_KEY);
-        if let Some((k, v)) = extra {
-            meta.insert(k.to_string(), v);
-        }
+        super::meta::merge(&mut meta, entries);
         let options = BlobClientSetMetadataOptions {
             lease_id: Some(token.lease_id.clone()),
             ..Default::default()
@@ -601,7 +599,13 @@ impl StateStore for AzureStore {
     }
 
     async fn unlock(&self, token: &LockToken) -> Result<()> {
-        self.clear_lock_and_release(&self.blob(&token.env), token, None)
+        self.clear_lock_and_release(&self.blob(&token.env), token, &[])
+            .await
+    }
+
+    /// One metadata write does both: the lock info goes, the record comes.
+    async fn unlock_recording(&self, token: &LockToken, entries: &[(&str, String)]) -> Result<()> {
+        self.clear_lock_and_release(&self.blob(&token.env), token, entries)
             .await
     }
 
@@ -636,7 +640,7 @@ impl StateStore for AzureStore {
                 &base64::engine::general_purpose::STANDARD,
                 record.to_string(),
             );
-            self.clear_lock_and_release(&blob, &token, Some((META_LAST_BREAK, value)))
+            self.clear_lock_and_release(&blob, &token, &[(META_LAST_BREAK, value)])
                 .await?;
         }
         Ok(Some(holder))
@@ -704,20 +708,7 @@ impl StateStore for AzureStore {
             .await?
             .ok_or_else(|| Error::failed(format!("{doing}: there is no state")))?;
         let mut meta = props.metadata;
-        for (k, v) in entries {
-            // Header values must be visible ASCII.
-            let clean: String = v
-                .chars()
-                .map(|c| {
-                    if c.is_ascii_graphic() || c == ' ' {
-                        c
-                    } else {
-                        '?'
-                    }
-                })
-                .collect();
-            meta.insert((*k).to_string(), clean);
-        }
+        super::meta::merge(&mut meta, entries);
         let options = BlobClientSetMetadataOptions {
             lease_id: Some(token.lease_id.clone()),
             if_match: Some(Etag::from(props.etag)),
@@ -773,6 +764,8 @@ impl StateStore for AzureStore {
                 out.push(super::Listed {
                     env: super::env_of(&self.settings.key_template, &state_name, ""),
                     size: props.as_ref().and_then(|p| p.content_length).unwrap_or(0),
+                    last_modified: props.as_ref().and_then(|p| p.last_modified),
+                    created: props.as_ref().and_then(|p| p.creation_time),
                     name,
                     tombstone,
                     metadata,

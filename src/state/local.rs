@@ -311,9 +311,7 @@ impl StateStore for LocalStore {
     async fn write_meta(&self, token: &LockToken, entries: &[(&str, String)]) -> Result<()> {
         self.held_file(token)?;
         let mut meta = self.read_meta(&token.env).await?.unwrap_or_default();
-        for (k, v) in entries {
-            meta.insert((*k).to_string(), v.clone());
-        }
+        super::meta::merge(&mut meta, entries);
         write_atomic(
             &self.sibling(&token.env, ".meta.json"),
             &serde_json::to_vec_pretty(&meta).unwrap_or_default(),
@@ -343,7 +341,10 @@ impl StateStore for LocalStore {
             let Some(env) = super::env_of(&self.key_template, &state_name, "") else {
                 continue;
             };
-            let size = entry.metadata()?.len();
+            let fs_meta = entry.metadata()?;
+            let size = fs_meta.len();
+            let last_modified = fs_meta.modified().ok().map(time::OffsetDateTime::from);
+            let created = fs_meta.created().ok().map(time::OffsetDateTime::from);
             if size == 0 && !tombstone {
                 continue;
             }
@@ -367,6 +368,8 @@ impl StateStore for LocalStore {
                 tombstone,
                 size,
                 metadata,
+                last_modified,
+                created,
                 holder,
             });
         }

@@ -36,7 +36,13 @@ impl HeldLock {
         self.lost.load(Ordering::SeqCst)
     }
 
-    pub async fn release(mut self) -> Result<()> {
+    pub async fn release(self) -> Result<()> {
+        self.release_recording(&[]).await
+    }
+
+    /// Release, merging `entries` into the env's metadata in the same step (nothing is
+    /// recorded when the lock was lost: the record would not be ours to write).
+    pub async fn release_recording(mut self, entries: &[(&str, String)]) -> Result<()> {
         if let Some(r) = self.renewer.take() {
             r.abort();
         }
@@ -47,7 +53,11 @@ impl HeldLock {
             ))
             .hint("check that nothing broke the lock, and that the storage account was reachable; then rerun"));
         }
-        self.store.unlock(&self.token).await
+        if entries.is_empty() {
+            self.store.unlock(&self.token).await
+        } else {
+            self.store.unlock_recording(&self.token, entries).await
+        }
     }
 }
 

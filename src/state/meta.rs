@@ -61,3 +61,88 @@ pub const KEEP_UNTIL: &str = "nubeskeepuntil";
 /// `no-branch` | `failed`) and when it was reached.
 pub const DRIFT: &str = "nubesdrift";
 pub const DRIFT_AT: &str = "nubesdriftat";
+
+/// Keys written only when absent: a later record never moves them.
+pub const SET_ONCE: &[&str] = &[CREATED_AT];
+
+/// Merge `entries` into a blob's metadata the way every store does: an empty value
+/// removes the key, a [`SET_ONCE`] key keeps its first value, and values are made
+/// visible ASCII (HTTP header values; anything else becomes `?`).
+pub fn merge<M>(meta: &mut M, entries: &[(&str, String)])
+where
+    M: MetaMap,
+{
+    for (k, v) in entries {
+        if v.is_empty() {
+            meta.remove_key(k);
+            continue;
+        }
+        if SET_ONCE.contains(k) && meta.has_key(k) {
+            continue;
+        }
+        let clean: String = v
+            .chars()
+            .map(|c| {
+                if c.is_ascii_graphic() || c == ' ' {
+                    c
+                } else {
+                    '?'
+                }
+            })
+            .collect();
+        meta.put(k, clean);
+    }
+}
+
+/// The maps stores keep metadata in (`HashMap` for Azure, `BTreeMap` for the local one).
+pub trait MetaMap {
+    fn has_key(&self, k: &str) -> bool;
+    fn remove_key(&mut self, k: &str);
+    fn put(&mut self, k: &str, v: String);
+}
+
+macro_rules! meta_map {
+    ($t:ty) => {
+        impl MetaMap for $t {
+            fn has_key(&self, k: &str) -> bool {
+                self.contains_key(k)
+            }
+            fn remove_key(&mut self, k: &str) {
+                self.remove(k);
+            }
+            fn put(&mut self, k: &str, v: String) {
+                self.insert(k.to_string(), v);
+            }
+        }
+    };
+}
+meta_map!(std::collections::HashMap<String, String>);
+meta_map!(std::collections::BTreeMap<String, String>);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merge_removes_empty_keeps_first_creation_and_cleans_values() {
+        let mut m = std::collections::BTreeMap::new();
+        merge(
+            &mut m,
+            &[
+                (CREATED_AT, "2026-01-01T00:00:00Z".into()),
+                (ACTOR, "bob\n::error::x é".into()),
+                (DIRTY, "true".into()),
+            ],
+        );
+        merge(
+            &mut m,
+            &[
+                (CREATED_AT, "2026-02-02T00:00:00Z".into()),
+                (DIRTY, String::new()),
+            ],
+        );
+        assert_eq!(m[CREATED_AT], "2026-01-01T00:00:00Z");
+        assert_eq!(m[ACTOR], "bob?::error::x ?");
+        assert!(!m.contains_key(DIRTY));
+    }
+}

@@ -86,6 +86,9 @@ pub struct Listed {
     pub tombstone: bool,
     pub size: u64,
     pub metadata: std::collections::BTreeMap<String, String>,
+    /// When the blob (or file) last changed, and when it was created.
+    pub last_modified: Option<time::OffsetDateTime>,
+    pub created: Option<time::OffsetDateTime>,
     /// Who holds the lock, read from the listing itself.
     pub holder: Option<Holder>,
 }
@@ -137,6 +140,15 @@ pub trait StateStore: Send + Sync {
     async fn renew(&self, token: &LockToken) -> Result<bool>;
     /// Release the lock and clear the lock info.
     async fn unlock(&self, token: &LockToken) -> Result<()>;
+    /// Merge `entries` into the metadata (see [`meta::merge`]), then release the lock.
+    /// Stores that can do both in one write override this (the activity record of a
+    /// fast-path `up` then costs no extra request).
+    async fn unlock_recording(&self, token: &LockToken, entries: &[(&str, String)]) -> Result<()> {
+        if !entries.is_empty() && self.read_meta(&token.env).await?.is_some() {
+            self.write_meta(token, entries).await?;
+        }
+        self.unlock(token).await
+    }
     /// Who holds the env's lock, or `None` when it is free.
     async fn holder(&self, env: &EnvName) -> Result<Option<Holder>>;
     /// Break someone else's lock, recording who broke it. Returns the broken holder.
@@ -162,7 +174,7 @@ pub trait StateStore: Send + Sync {
         &self,
         env: &EnvName,
     ) -> Result<Option<std::collections::BTreeMap<String, String>>>;
-    /// Merge `entries` into the env's metadata, under the lock.
+    /// Merge `entries` into the env's metadata, under the lock (see [`meta::merge`]).
     async fn write_meta(&self, token: &LockToken, entries: &[(&str, String)]) -> Result<()>;
     /// Every environment in the store, from one listing (no per-env requests).
     async fn list(&self) -> Result<Vec<Listed>>;

@@ -15,6 +15,7 @@ mod hostile;
 mod init;
 mod init_matrix;
 pub mod kudu;
+mod lifecycle;
 mod list;
 mod outage;
 mod pipeline;

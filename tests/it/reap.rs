@@ -66,7 +66,7 @@ fn reap_gone_branches_tears_down_exactly_those_and_never_a_protected_one() {
     );
     assert!(out.stdout.contains("e: kept (protected"), "{}", out.stdout);
     assert!(
-        out.stdout.contains("a: kept (still wanted)"),
+        out.stdout.contains("a: kept (still wanted;"),
         "{}",
         out.stdout
     );
