@@ -5,6 +5,8 @@
 #
 #   scripts/bench.sh state    [--runs N]              apply via gateway, 10 MiB round trip, lock hand-off
 #   scripts/bench.sh pipeline [--runs N]              nubes up vs raw Terraform, fast path
+#                                                     (NUBES_BENCH_BASELINE=<git rev>: also
+#                                                     that revision's fast path, before/after)
 #   scripts/bench.sh up       [--runs N] [--seconds S] build alongside apply (critical path)
 #   scripts/bench.sh list     [--runs N] [--envs N]   nubes list over many environments
 #   scripts/bench.sh reap     [--envs N]              reap with --jobs 8 vs --jobs 1
@@ -38,5 +40,16 @@ if [ "$which" = site ] || [ "$which" = init ]; then
   grep '^|' "$out"
   exit 0
 fi
+extra=()
+if [ "$which" = pipeline ] && [ -n "${NUBES_BENCH_BASELINE:-}" ]; then
+  # Build the baseline revision in a throw-away worktree, sharing target/ so only the
+  # nubes crate itself is compiled again.
+  base=$(mktemp -d)
+  git worktree add --quiet --detach "$base/src" "$NUBES_BENCH_BASELINE"
+  CARGO_TARGET_DIR="$ROOT/target" cargo build --release --quiet --manifest-path "$base/src/Cargo.toml"
+  cp "$ROOT/target/release/nubes" "$base/nubes-$NUBES_BENCH_BASELINE"
+  git worktree remove --force "$base/src"
+  extra=(--baseline "$base/nubes-$NUBES_BENCH_BASELINE")
+fi
 cargo build --release --quiet
-exec python3 "scripts/bench_${which}.py" --nubes "$ROOT/target/release/nubes" --azurite "$NUBES_TEST_AZURITE" "$@"
+exec python3 "scripts/bench_${which}.py" --nubes "$ROOT/target/release/nubes" --azurite "$NUBES_TEST_AZURITE" "${extra[@]}" "$@"

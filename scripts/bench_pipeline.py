@@ -22,6 +22,7 @@ def main():
     ap.add_argument("--nubes", required=True)
     ap.add_argument("--azurite", required=True)
     ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--baseline", help="another nubes binary (e.g. an older release build) whose fast path is measured alongside")
     args = ap.parse_args()
     tf = shutil.which("terraform") or sys.exit("terraform not found: run scripts/install-prereqs.sh")
     root = tempfile.mkdtemp(prefix="nubes-bench-pipeline-")
@@ -29,6 +30,7 @@ def main():
     env = {k: v for k, v in os.environ.items() if not k.startswith(("NUBES_", "ARM_", "AZURE_", "GITHUB_")) and k not in ("CI", "TF_CLI_CONFIG_FILE")}
     env.update({"NUBES_STATE_ACCOUNT_URL": url, "NUBES_STORAGE_SAS": b.sas(), "CHECKPOINT_DISABLE": "1"})
     raw, full, fast = [], [], []
+    base_fast, requests, base_requests = [], None, None
     try:
         tfv = subprocess.run([tf, "version"], stdout=subprocess.PIPE, text=True, env=env).stdout.splitlines()[0]
         for i in range(args.runs):
@@ -49,6 +51,18 @@ def main():
             if "fast path" not in out.stdout:
                 sys.exit(f"second up did not take the fast path:\n{out.stdout}\n{out.stderr}")
             fast.append(t)
+            if args.baseline:
+                # The same unchanged env through the baseline binary, alternating with
+                # nubes's own fast path so load drift hits both alike.
+                t, out = b.run([args.baseline, "up", f"e{i}"], p, env)
+                if "fast path" not in out.stdout:
+                    sys.exit(f"baseline up did not take the fast path:\n{out.stdout}\n{out.stderr}")
+                base_fast.append(t)
+        # Storage requests of one fast-path up (nubes logs the count at debug level).
+        p = os.path.join(root, "nubes0")
+        requests = count_requests(args.nubes, p, env)
+        if args.baseline:
+            base_requests = count_requests(args.baseline, p, env)
     finally:
         proc.kill()
         shutil.rmtree(root, ignore_errors=True)
@@ -61,6 +75,24 @@ def main():
     print(f"| ratio nubes / raw | **{fu / r:.2f}** | ≤ 1.2 |")
     print(f"| `nubes up` on an unchanged env (fast path) | **{fa * 1000:.0f} ms** | < 1 s |")
     print(f"| fast path / full path | **{fa / fu:.3f}** | ≤ 0.1 |")
+    print(f"| storage requests of a fast-path `up` (lock, metadata, outputs, activity record, release) | {requests} | |")
+    if args.baseline:
+        bf = statistics.median(base_fast)
+        print(f"| baseline `{os.path.basename(args.baseline)}`: fast path | {bf * 1000:.0f} ms | |")
+        print(f"| baseline: storage requests of a fast-path `up` | {base_requests} | |")
+        print(f"| fast path, this build − baseline | **{(fa - bf) * 1000:+.0f} ms**, **{requests - base_requests:+d} requests** | ≤ +10 ms, ≤ +1 |")
+
+
+def count_requests(nubes, project, env):
+    """The storage requests one fast-path `up` makes, from nubes's own debug log."""
+    import re
+    _, out = b.run([nubes, "-vv", "--color", "never", "up", "e0"], project, env)
+    if "fast path" not in out.stdout:
+        sys.exit(f"up did not take the fast path:\n{out.stdout}\n{out.stderr}")
+    m = re.findall(r"(\d+) storage requests", out.stderr)
+    if not m:
+        sys.exit(f"no request count in nubes's debug log:\n{out.stderr[-2000:]}")
+    return int(m[-1])
 
 
 if __name__ == "__main__":
