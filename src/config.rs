@@ -889,6 +889,48 @@ mod tests {
     }
 
     #[test]
+    fn expiry_rules_with_per_environment_overrides_and_never() {
+        let day = Duration::from_secs(86_400);
+        let s = load_text("").unwrap();
+        assert_eq!(
+            s.expiry,
+            crate::expiry::Rules::default(),
+            "no expiry unless asked"
+        );
+        let s = load_text(
+            "[expiry]\nidle = \"14d\"\nmax_age = \"90d\"\n\
+             [environments.demo.expiry]\nidle = \"never\"\n\
+             [environments.qa.expiry]\nmax_age = \"7d\"\n\
+             [environments.prod]\nprotected = true\n",
+        )
+        .unwrap();
+        assert_eq!(s.expiry.idle, Some(14 * day));
+        let rules = |n: &str| s.expiry(&EnvName::parse(n, "env-").unwrap());
+        assert_eq!(rules("demo").idle, None);
+        assert_eq!(
+            rules("demo").max_age,
+            Some(90 * day),
+            "unset keys inherit [expiry]"
+        );
+        assert_eq!(rules("qa").idle, Some(14 * day));
+        assert_eq!(rules("qa").max_age, Some(7 * day));
+        assert_eq!(rules("other").idle, Some(14 * day));
+        assert!(s.protected(&EnvName::parse("prod", "env-").unwrap()));
+        let m = err("[expiry]\nidle = \"30s\"\n");
+        assert!(
+            m.contains("nubes.toml:2:8") && m.contains("out of range") && m.contains("never"),
+            "{m}"
+        );
+        let m = err("[environments.qa.expiry]\nmax_age = \"a while\"\n");
+        assert!(
+            m.contains("expiry.max_age") && m.contains("not a duration"),
+            "{m}"
+        );
+        let m = err("[expiry]\nidel = \"1d\"\n");
+        assert!(m.contains("idel"), "{m}");
+    }
+
+    #[test]
     fn bad_values_name_position_and_allowed_values() {
         let m = err("[state]\nlease_seconds = 90\n");
         assert!(
