@@ -11,6 +11,7 @@ pub mod deploy;
 pub mod env_name;
 pub mod error;
 pub mod gateway;
+pub mod ghapi;
 pub mod git;
 pub mod github;
 pub mod health;
