@@ -617,11 +617,10 @@ fn refusal(call: &Call<'_>, repo: &Repo, reply: &Reply) -> ApiError {
                 .to_string(),
         ),
         StatusCode::FORBIDDEN => Some(permission_hint),
-        // GitHub answers 404 rather than 403 when the token cannot see the repository, and
-        // for writes it cannot make.
-        StatusCode::NOT_FOUND if call.method != Method::GET || call.path == repo.path() => Some(
-            format!("{repo} or the object does not exist, or {permission_hint}"),
-        ),
+        // GitHub answers 404 rather than 403 when the token may not see what it asks for.
+        StatusCode::NOT_FOUND => Some(format!(
+            "{repo} or the object does not exist, or {permission_hint}"
+        )),
         StatusCode::GONE => Some(format!(
             "the feature is turned off for {repo} (e.g. Issues disabled in the repository settings)"
         )),
