@@ -390,3 +390,41 @@ async fn an_unreachable_api_is_an_error_that_says_so() {
     assert!(e.message.contains("could not be reached"), "{e}");
     assert!(!e.to_string().contains(TOKEN));
 }
+
+/// `reap --gone-branches` asks GitHub for the branch list when a token and
+/// `GITHUB_REPOSITORY` are set (as in Actions): paged, authenticated, validated.
+#[test]
+fn reap_gone_branches_reads_the_branch_list_from_github() {
+    use crate::support::{Azurite, Project};
+    let az = Azurite::https();
+    let fake = FakeGithub::start(TOKEN, 30);
+    let mut p = Project::on(&az, "");
+    for env in ["a", "b"] {
+        p.run(&["up", env]).ok();
+    }
+    // 150 branches (two pages of 100); env-b is not among them.
+    let mut names: Vec<String> = (0..149).map(|i| format!("feature-{i}")).collect();
+    names.push("env-a".into());
+    fake.add_branches(&names.iter().map(String::as_str).collect::<Vec<_>>());
+    p.set_env("GH_TOKEN", TOKEN);
+    p.set_env("GITHUB_REPOSITORY", &format!("{OWNER}/{REPO}"));
+    p.set_env("GITHUB_API_URL", &fake.url);
+    let out = p.run(&["-vv", "reap", "--gone-branches", "--dry-run"]).ok();
+    assert!(out.stdout.contains("a: kept (still wanted)"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("b: would tear down (branch `env-b` is gone from the remote)"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(fake.requests_to("GET", "/branches").len(), 2);
+    assert!(!out.all().contains(TOKEN), "{}", out.all());
+
+    // A token GitHub refuses: the reap fails (exit 1) before touching anything, saying
+    // which permission the branch list needs.
+    fake.set_grants(Grants {
+        issues: Access::None,
+        contents: Access::None,
+    });
+    let out = p.run(&["reap", "--gone-branches"]).code(1);
+    assert!(out.stderr.contains("`contents: read`"), "{}", out.stderr);
+}
