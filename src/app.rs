@@ -132,7 +132,8 @@ async fn dispatch(cli: &Cli) -> Result<()> {
             jobs,
             json,
             markdown,
-        } => commands::drift::run(&settings(cli)?, envs, *jobs, *json, *markdown).await,
+            issue,
+        } => commands::drift::run(&settings(cli)?, envs, *jobs, *json, *markdown, *issue).await,
         Command::Reap {
             gone_branches,
             expired,

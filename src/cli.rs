@@ -131,6 +131,11 @@ pub enum Command {
         /// Markdown report (for a job summary or an issue body)
         #[arg(long)]
         markdown: bool,
+        /// Keep one GitHub issue per drifted environment (label nubes-drift): opened,
+        /// updated, closed when clean. Needs GITHUB_TOKEN (or GH_TOKEN) with
+        /// `issues: write` and GITHUB_REPOSITORY
+        #[arg(long)]
+        issue: bool,
     },
     /// Tear down environments whose branch is gone, that expired, or that sat idle
     Reap {

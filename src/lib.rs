@@ -13,6 +13,7 @@ pub mod env_name;
 pub mod error;
 pub mod expiry;
 pub mod gateway;
+pub mod ghapi;
 pub mod git;
 pub mod github;
 pub mod health;

@@ -24,7 +24,12 @@ pub async fn run(
     jobs: usize,
     json_out: bool,
     markdown: bool,
+    issue: bool,
 ) -> Result<()> {
+    // Checked before any plan: a missing token is a usage error (exit 2).
+    let api = issue
+        .then(|| crate::ghapi::Api::from_env("`drift --issue`"))
+        .transpose()?;
     let envs = targets(settings, names).await?;
     if envs.is_empty() {
         crate::outln!("no environments to check");
@@ -50,6 +55,9 @@ pub async fn run(
         .await;
     checked.sort_by(|a, b| a.env.cmp(&b.env));
     report(&gh, &checked, json_out, markdown)?;
+    if let Some(api) = &api {
+        issues_on_github(settings, &gh, api, &checked, names.is_empty()).await?;
+    }
     // Failures first (the check is incomplete), then lock timeouts, then drift.
     let code = if checked.iter().any(|c| {
         c.result
@@ -162,4 +170,80 @@ fn markdown_report(checked: &[Checked], drifted: usize, failed: usize) -> String
         md.push_str(&format!("| `{}` | {verdict} | {detail} |\n", c.env));
     }
     md
+}
+
+/// `--issue`: hand each environment's verdict and report to `drift_issues::sync`. GitHub
+/// failures are warnings (in the log and the job summary), never the command's result.
+async fn issues_on_github(
+    settings: &Settings,
+    gh: &Github,
+    api: &crate::ghapi::Api,
+    checked: &[Checked],
+    complete: bool,
+) -> Result<()> {
+    use super::drift_issues::{self, EnvDrift, Judged};
+    let reports: Vec<String> = checked
+        .iter()
+        .map(|c| match &c.result {
+            Ok(s) if s.has_changes() => {
+                let mut md = format!("{}\n\n| resource | action |\n|---|---|\n", s.counts());
+                for r in &s.resources {
+                    md.push_str(&format!("| `{}` | {:?} |\n", r.address, r.action));
+                }
+                md
+            }
+            _ => String::new(),
+        })
+        .collect();
+    let envs: Vec<EnvDrift> = checked
+        .iter()
+        .zip(&reports)
+        .map(|(c, report)| EnvDrift {
+            env: &c.env,
+            judged: match &c.result {
+                Ok(s) if s.has_changes() => Judged::Drifted,
+                Ok(_) => Judged::Clean,
+                Err(_) => Judged::NotJudged,
+            },
+            report,
+        })
+        .collect();
+    let run = crate::state::lockinfo::run_info();
+    let options = drift_issues::Options {
+        // Only a check of every environment may close the issues of vanished ones, and
+        // only when none failed to be listed or checked.
+        complete: complete && checked.iter().all(|c| c.result.is_ok()),
+        run_url: run.starts_with("http").then_some(run),
+        branch_prefix: settings.branch_prefix.clone(),
+    };
+    let lines: Vec<String> = match drift_issues::sync(api, &envs, &options).await {
+        Ok(outcomes) => outcomes
+            .iter()
+            .map(|o| {
+                if o.result.is_err() {
+                    tracing::warn!("{}", o.describe());
+                } else {
+                    tracing::info!("{}", o.describe());
+                }
+                o.describe()
+            })
+            .collect(),
+        Err(e) => {
+            let e: Error = e.into();
+            let text = crate::secrets::redact(&format!(
+                "drift issues were not updated: {e}{}",
+                e.hint_text().map(|h| format!(" ({h})")).unwrap_or_default()
+            ));
+            tracing::warn!("{text}");
+            vec![text]
+        }
+    };
+    if lines.is_empty() {
+        return Ok(());
+    }
+    let mut md = String::from("\n#### Drift issues\n\n");
+    for line in lines {
+        md.push_str(&format!("- {}\n", line.replace('\n', " ")));
+    }
+    gh.summary(&md)
 }

@@ -3,6 +3,7 @@
 
 pub mod bootstrap;
 pub mod drift;
+pub mod drift_issues;
 pub mod init;
 pub mod inspect;
 pub mod keep;

@@ -285,15 +285,11 @@ fn report(
     gh.summary(&md)
 }
 
-/// Branch names on the remote: from the GitHub API when `GITHUB_TOKEN` is set (in
-/// Actions), else from `origin` with git2.
+/// Branch names on the remote: from the GitHub API when a token and `GITHUB_REPOSITORY`
+/// are set (as in Actions), else from `origin` with git2.
 async fn remote_branches(settings: &Settings) -> Result<BTreeSet<String>> {
-    let token = std::env::var("GITHUB_TOKEN").ok().filter(|t| !t.is_empty());
-    let repo = std::env::var("GITHUB_REPOSITORY")
-        .ok()
-        .filter(|r| !r.is_empty());
-    if let (Some(token), Some(repo)) = (token, repo) {
-        return github_branches(&token, &repo).await;
+    if let Some(api) = crate::ghapi::Api::from_env_if_configured()? {
+        return Ok(api.branch_names().await?);
     }
     let root = settings.root.clone();
     tokio::task::spawn_blocking(move || git_branches(&root))
@@ -333,53 +329,4 @@ fn git_branches(root: &std::path::Path) -> Result<BTreeSet<String>> {
         .iter()
         .filter_map(|h| h.name().strip_prefix("refs/heads/").map(str::to_string))
         .collect())
-}
-
-async fn github_branches(token: &str, repo: &str) -> Result<BTreeSet<String>> {
-    crate::secrets::register(token);
-    let api = std::env::var("GITHUB_API_URL").unwrap_or_else(|_| "https://api.github.com".into());
-    let http = crate::state::azure::http_client()?;
-    let mut names = BTreeSet::new();
-    for page in 1..=100 {
-        let url = format!(
-            "{}/repos/{repo}/branches?per_page=100&page={page}",
-            api.trim_end_matches('/')
-        );
-        let resp = http
-            .get(&url)
-            .bearer_auth(token)
-            .header("accept", "application/vnd.github+json")
-            .header("user-agent", "nubes")
-            .send()
-            .await
-            .map_err(|e| {
-                Error::failed(format!(
-                    "listing the branches of {repo} on GitHub failed: {}",
-                    e.without_url()
-                ))
-            })?;
-        if !resp.status().is_success() {
-            return Err(Error::failed(format!(
-                "GitHub answered {} listing the branches of {repo}",
-                resp.status()
-            ))
-            .hint("the token needs `contents: read` on the repository"));
-        }
-        let body = resp
-            .bytes()
-            .await
-            .map_err(|e| Error::failed(format!("reading GitHub's answer failed: {e}")))?;
-        let items: Vec<Value> = serde_json::from_slice(&body)
-            .map_err(|e| Error::failed(format!("GitHub's branch list was not understood: {e}")))?;
-        let n = items.len();
-        names.extend(
-            items
-                .iter()
-                .filter_map(|b| b.get("name").and_then(Value::as_str).map(str::to_string)),
-        );
-        if n < 100 {
-            return Ok(names);
-        }
-    }
-    Ok(names)
 }

@@ -1,7 +1,8 @@
 //! Integration tests: the real `nubes` binary against real Terraform, real Azurite and
-//! real files; Resource Manager and Kudu, which nothing here can run, through the library
-//! against fakes that follow their documented protocols (`arm`, `kudu`). One test
-//! binary; helpers in `support`.
+//! real files; Resource Manager, Kudu and GitHub's API, which nothing here can run,
+//! through fakes that follow their documented protocols (`arm`, `kudu`, `github`, the
+//! last validated against GitHub's OpenAPI description). One test binary; helpers in
+//! `support`.
 
 pub mod arm;
 mod bootstrap;
@@ -10,7 +11,9 @@ mod crash;
 mod demo;
 mod deploy;
 mod drift;
+mod drift_issues;
 mod gateway;
+pub mod github;
 mod hostile;
 mod init;
 mod init_matrix;

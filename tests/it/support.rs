@@ -642,6 +642,7 @@ impl Project {
                 || k.starts_with("ARM_")
                 || k.starts_with("AZURE_")
                 || k.starts_with("GITHUB_")
+                || k == "GH_TOKEN"
                 || k.starts_with("ACTIONS_")
                 || k == "CI"
                 || k == "TF_CLI_CONFIG_FILE"
