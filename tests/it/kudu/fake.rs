@@ -6,25 +6,33 @@
 //!   (`https://appservice.azure.com`, or its app ID) and that has not expired; anything
 //!   else gets 401, as vscode-azuretools PR #2258 says Kudu will for ARM tokens. A
 //!   `legacy` site also takes the ARM audience (what Kudu accepted so far).
-//! * `POST /api/zipdeploy` (`PushDeploymentController.ZipPushDeploy`): the body must be a
-//!   zip; it is unpacked into wwwroot (`LocalZipHandler`), whatever its extension, so a
-//!   jar lands as `META-INF/`, `BOOT-INF/`, ... and no `app.jar`. `isAsync=true` answers
-//!   202 and a `Location` of `/api/deployments/latest?deployer=...&time=...`
-//!   (`PushDeployAsync`, lines 575-580); without it the deployment runs first (200).
-//! * `POST /api/publish` (`PushDeploymentController.OneDeploy`, lines 170-437): `type`
-//!   decides: `jar` -> `app.jar` (Java SE stack only unless `ignorestack`), `war` ->
-//!   `app.war`, `ear` -> `app.ear` (JBoss only), `zip` -> unpacked (clean by default),
-//!   `static` -> the file at `path` (required), `startup` -> the startup script; an
-//!   unknown or missing type is 400. The query flag is `async` (not `isAsync`).
+//! * `POST /api/zipdeploy` (Kudu.Services/Deployment/PushDeploymentController.cs
+//!   `ZipPushDeploy`, lines 64-105): the body must be a zip; it is unpacked into wwwroot
+//!   (`Fetch = LocalZipHandler`, lines 89 and 638-673), whatever its extension, so a jar
+//!   lands as `META-INF/`, `BOOT-INF/`, ... and no `app.jar`. `isAsync=true` answers 202
+//!   and a `Location` of `/api/deployments/latest?deployer=...&time=...` (lines 575-580);
+//!   without it the deployment runs first (200, lines 598-599).
+//! * `POST /api/publish` (`OneDeploy`, lines 170-437): `type` decides (line 220, parsed
+//!   case-insensitively; unknown -> 400 `type='x' not recognized`, missing -> 400 line
+//!   428): `jar` -> `app.jar` (lines 303-310; Java SE stack only unless `ignorestack`,
+//!   OneDeployHelper.cs `EnsureValidStack` lines 39-53 and its message), `war` -> `app.war`
+//!   (lines 255-301, no `path`), `ear` -> `app.ear` (JBoss only, 312-319), `zip` -> unpacked,
+//!   clean by default (386-419), `static` -> the file at `path`, which is required and may
+//!   not end in `/` (347-384), `startup` -> the startup script (331-334). The query flag is
+//!   `async` (line 172), not `isAsync`.
 //! * Flex Consumption sites (functions-action `oneDeployFlex`, azure-cli
 //!   `enable_zip_deploy_flex`): `/api/publish` takes the package and answers 202 with the
 //!   deployment ID as body; there is no `/api/zipdeploy` (404).
-//! * 409 (`FetchDeploymentManager.FetchDeploy`, lines 63-142, and the texts of
-//!   `Resources.resx`): `WEBSITE_RUN_FROM_PACKAGE` set to a URL refuses every deployment;
-//!   an ongoing auto swap; a deployment in progress (a real one, or scripted).
+//! * 409 (Kudu.Core/Deployment/FetchDeploymentManager.cs `FetchDeploy`, lines 63-142;
+//!   PushDeploymentController.cs lines 589-610; texts from Kudu.Services/Resources.resx
+//!   lines 279-317): `WEBSITE_RUN_FROM_PACKAGE` (or `WEBSITE_RUN_FROM_ZIP`) set to a URL
+//!   refuses every deployment (line 81; DeploymentSettingsExtension.cs lines 334-352); an
+//!   ongoing auto swap (line 114; PostDeploymentHelper.cs `IsAutoSwapOngoing`, 461-471); a
+//!   deployment in progress (lines 104-105 and 140: a real one, or scripted).
 //! * Status documents (`DeployResult`): `status` 0 Pending ... 4 Success from classic Kudu
-//!   (`DeployStatus.cs`), and on demand the newer values -1, 5, 6 (functions-action's
-//!   `KUDU_DEPLOYMENT_CONSTANTS`, core-tools' `DeployStatus`), with `complete = true`.
+//!   (Kudu.Contracts/Deployment/DeployStatus.cs lines 3-10), and on demand the newer values
+//!   -1, 5, 6 (functions-action src/appservice-rest/Kudu/azure-app-kudu-service.ts lines
+//!   10-16, core-tools src/Cli/func/Common/DeployStatus.cs lines 6-16), `complete = true`.
 //! * ARR affinity: a request without the `ARRAffinity` cookie gets `Set-Cookie`
 //!   `ARRAffinity` and `ARRAffinitySameSite`, as App Service's front end does.
 //!
@@ -479,13 +487,14 @@ fn publish(shared: &Shared, query: &BTreeMap<String, String>, body: &Bytes) -> O
         "jar" => upload(shared, &body, &via, is_async, store("app.jar")),
         "war" if stack != Stack::JavaSe && !ignore_stack => Some(text(
             400,
-            "Artifact type = 'War' cannot be deployed to stack = 'NODE'",
+            "Artifact type = 'War' cannot be deployed to stack = 'NODE'. Site should be \
+             configured to run with stack = TOMCAT or JBOSSEAP or JAVA",
         )),
         "war" => upload(shared, &body, &via, is_async, store("app.war")),
         "ear" if !ignore_stack => Some(text(
             400,
-            "Artifact type = 'Ear' cannot be deployed to this stack. Site should be configured \
-             to run with stack = JBOSSEAP",
+            "Artifact type = 'Ear' cannot be deployed to stack = 'NODE'. Site should be \
+             configured to run with stack = JBOSSEAP",
         )),
         "ear" => upload(shared, &body, &via, is_async, store("app.ear")),
         "zip" => {
