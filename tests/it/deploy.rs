@@ -481,3 +481,31 @@ fn a_flex_consumption_function_app_gets_onedeploy_from_one_read_of_the_site() {
     assert_eq!(arm.requests_to("GET", "/sites/func-demo-alice").len(), 1);
     assert_eq!(kudu.wwwroot(), ["host.json"]);
 }
+
+#[test]
+fn a_linux_consumption_function_app_is_refused_before_any_upload() {
+    use crate::kudu::fake::{self, FakeKudu, Script};
+    let az = Azurite::https();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let kudu = runtime.block_on(FakeKudu::start(Script::Succeed));
+    let stack = app_stack(&[
+        ("scm_url", &kudu.scm_url),
+        ("app_sku", "Y1"),
+        ("app_kind", "functionapp,linux"),
+    ]);
+    let mut p = project(
+        &az,
+        "[build]\ncommand = \"mkdir -p out && echo '{}' > out/host.json\"\nartifact = \"out\"\n\n[deploy]\ntarget = \"functions\"\n",
+        &stack,
+    );
+    p.set_env("NUBES_KUDU_TOKEN", &fake::token(fake::APP_SERVICE_AUDIENCE));
+    let out = p.run(&["up", "alice"]).code(2);
+    assert!(
+        out.stderr.contains("Linux Consumption plan")
+            && out.stderr.contains("WEBSITE_RUN_FROM_PACKAGE")
+            && out.stderr.contains("Flex Consumption"),
+        "{}",
+        out.stderr
+    );
+    assert!(kudu.requests().is_empty());
+}
