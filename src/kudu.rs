@@ -917,33 +917,34 @@ impl Kudu {
              site ({})",
             self.site()
         );
+        let current = *lock(&self.scope);
+        let mut asked = format!("nubes asked for the audience {}", audience_of(current));
+        if current == ARM_SCOPE && self.primary_scope != ARM_SCOPE {
+            asked.push_str(&format!(
+                " (the fallback: the App Service audience {} was refused, or not issued)",
+                audience_of(self.primary_scope)
+            ));
+        }
+        if let Some(aud) = lock(&self.last_audience).as_deref() {
+            asked.push_str(&format!(
+                ", and the token's audience (aud) is `{}`",
+                crate::env_name::printable(aud)
+            ));
+        }
         match reply.status {
-            StatusCode::UNAUTHORIZED => {
-                let asked = audience_of(*lock(&self.scope));
-                let carried = lock(&self.last_audience)
-                    .as_deref()
-                    .map(|a| {
-                        format!(
-                            ", and the token's audience (aud) is `{}`",
-                            crate::env_name::printable(a)
-                        )
-                    })
-                    .unwrap_or_default();
-                Error::input(format!(
-                    "{doing}: Kudu refused the access token{}: nubes asked for the audience \
-                     {asked}{carried} ({said})",
-                    self.kind_suffix()
-                ))
-                .hint(format!(
-                    "Kudu accepts tokens for the App Service audience {}; a token from \
-                     NUBES_KUDU_TOKEN must be issued for it (`az account get-access-token \
-                     --scope {}`); otherwise {role}",
-                    audience_of(self.primary_scope),
-                    self.primary_scope
-                ))
-            }
+            StatusCode::UNAUTHORIZED => Error::input(format!(
+                "{doing}: Kudu refused the access token{}: {asked} ({said})",
+                self.kind_suffix()
+            ))
+            .hint(format!(
+                "Kudu accepts tokens for the App Service audience {}; a token from \
+                 NUBES_KUDU_TOKEN must be issued for it (`az account get-access-token \
+                 --scope {}`); otherwise {role}",
+                audience_of(self.primary_scope),
+                self.primary_scope
+            )),
             StatusCode::FORBIDDEN => Error::input(format!(
-                "{doing}: Kudu refused the access token{} ({said})",
+                "{doing}: Kudu refused the access token{}: {asked} ({said})",
                 self.kind_suffix()
             ))
             .hint(role),

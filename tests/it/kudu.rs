@@ -566,6 +566,11 @@ async fn a_refused_identity_is_a_configuration_error_naming_the_role() {
         .expect_err("refused");
     assert_eq!(e.exit_code(), 2, "{e}");
     assert!(e.to_string().contains("403"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("asked for the audience https://appservice.azure.com"),
+        "{e}"
+    );
     let hint = e.hint_text().unwrap_or_default();
     assert!(hint.contains("Website Contributor"), "{hint}");
     assert_no_token(&e);
