@@ -138,11 +138,18 @@ pub async fn deploy(
                 kudu = kudu.with_site(site);
             }
             let report = kudu.deploy(artifact, api, KUDU_TIMEOUT).await?;
+            let said = if report.status_text.trim().is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " ({})",
+                    crate::env_name::printable(report.status_text.trim())
+                )
+            };
             Ok(Some(Deployed {
                 detail: format!(
-                    "Kudu deployment {} ({}) by {}, {} bytes, sha256 {}, to {scm}",
-                    report.deployment_id,
-                    report.status_text,
+                    "Kudu deployment {}{said} by {}, {} bytes, sha256 {}, to {scm}",
+                    crate::env_name::printable(&report.deployment_id),
                     report.api.describe(),
                     report.bytes,
                     report.sha256
