@@ -726,6 +726,112 @@ fn env_var(name: &str) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
+/// Microsoft.Web's API version for the calls below (the one azure-cli's
+/// `get_raw_functionapp` uses).
+const WEB_API_VERSION: &str = "2023-12-01";
+
+/// What deploying to an App Service or Functions app needs to know about it (one GET of
+/// the site: `kind` and `properties.sku`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebSite {
+    /// `app,linux`, `functionapp,linux`, ...
+    pub kind: Option<String>,
+    /// `FlexConsumption`, `Dynamic`, `ElasticPremium`, `Basic`, ...
+    pub sku: Option<String>,
+}
+
+/// The app settings that make Kudu answer 409 to every deployment (Kudu's
+/// `FetchDeploymentManager.FetchDeploy`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConflictSettings {
+    /// `WEBSITE_RUN_FROM_PACKAGE` (or the older `WEBSITE_RUN_FROM_ZIP`).
+    pub run_from_package: Option<String>,
+    /// `siteConfig.autoSwapSlotName`.
+    pub auto_swap_slot: Option<String>,
+}
+
+const WEB_PERMISSION: &str = "the identity needs read access to the app, e.g. the Website \
+     Contributor role on it (which deploying needs anyway)";
+
+impl Arm {
+    fn site_segments<'a>(group: &'a str, name: &'a str) -> [&'a str; 6] {
+        [
+            "resourceGroups",
+            group,
+            "providers",
+            "Microsoft.Web",
+            "sites",
+            name,
+        ]
+    }
+
+    /// One GET of `Microsoft.Web/sites/<name>`; `None` when it does not exist.
+    pub async fn web_site(&self, group: &str, name: &str) -> Result<Option<WebSite>> {
+        let doing = format!("reading the app {name} in resource group {group}");
+        let site = self
+            .get_resource(
+                &Arm::site_segments(group, name),
+                WEB_API_VERSION,
+                &doing,
+                WEB_PERMISSION,
+            )
+            .await?;
+        Ok(site.map(|doc| WebSite {
+            kind: doc.get("kind").and_then(|k| k.as_str()).map(str::to_string),
+            sku: doc
+                .get("properties")
+                .and_then(|p| p.get("sku"))
+                .and_then(|k| k.as_str())
+                .map(str::to_string),
+        }))
+    }
+
+    /// The app's run-from-package setting and slot auto-swap target: a POST to
+    /// `config/appsettings/list` and a GET of `config/web`.
+    pub async fn web_app_conflict_settings(
+        &self,
+        group: &str,
+        name: &str,
+    ) -> Result<ConflictSettings> {
+        let doing = format!("reading the app settings of {name}");
+        let mut segments = Arm::site_segments(group, name).to_vec();
+        segments.extend(["config", "appsettings", "list"]);
+        let settings = self
+            .post_action(
+                &segments,
+                WEB_API_VERSION,
+                &serde_json::json!({}),
+                &doing,
+                WEB_PERMISSION,
+            )
+            .await?;
+        let setting = |key: &str| {
+            settings
+                .get("properties")
+                .and_then(|p| p.get(key))
+                .and_then(|v| v.as_str())
+                .map(str::to_string)
+        };
+        let run_from_package =
+            setting("WEBSITE_RUN_FROM_PACKAGE").or_else(|| setting("WEBSITE_RUN_FROM_ZIP"));
+        let mut segments = Arm::site_segments(group, name).to_vec();
+        segments.extend(["config", "web"]);
+        let config = self
+            .get_resource(&segments, WEB_API_VERSION, &doing, WEB_PERMISSION)
+            .await?;
+        let auto_swap_slot = config
+            .as_ref()
+            .and_then(|c| c.get("properties"))
+            .and_then(|p| p.get("autoSwapSlotName"))
+            .and_then(|v| v.as_str())
+            .map(str::to_string);
+        Ok(ConflictSettings {
+            run_from_package,
+            auto_swap_slot,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -41,6 +41,9 @@ pub struct BuildPlan {
     pub artifact: PathBuf,
     /// Build after the infrastructure (the build needs Terraform outputs).
     pub after_infra: bool,
+    /// The artifact is a Java build's output folder (Maven `target/`, Gradle
+    /// `build/libs/`): after the build, the one runnable .jar/.war in it is deployed.
+    pub java_archive: bool,
 }
 
 fn exists(root: &Path, name: &str) -> bool {
@@ -63,6 +66,7 @@ pub fn detect(settings: &Settings) -> Result<Option<BuildPlan>> {
             command: Some(command),
             artifact: artifact.into(),
             after_infra,
+            java_archive: false,
         }));
     }
     let detected = if exists(root, "pom.xml") {
@@ -109,9 +113,11 @@ pub fn detect(settings: &Settings) -> Result<Option<BuildPlan>> {
     } else {
         None
     };
+    let java = artifact_override.is_none();
     Ok(detected.map(|(kind, command, artifact)| BuildPlan {
         kind,
         command,
+        java_archive: java && matches!(kind, Kind::Maven | Kind::Gradle),
         artifact: artifact_override
             .map(PathBuf::from)
             .unwrap_or_else(|| artifact.into()),
@@ -174,10 +180,73 @@ pub async fn run(settings: &Settings, plan: &BuildPlan, env: &[(String, String)]
         ))
         .hint("set [build] artifact to the folder (or file) your build produces"));
     }
+    let artifact = if plan.java_archive && artifact.is_dir() {
+        runnable_archive(&artifact)?
+    } else {
+        artifact
+    };
     Ok(Built {
         artifact,
         took: started.elapsed(),
     })
+}
+
+/// The one runnable archive a Java build left in `dir` (Maven `target/`, Gradle
+/// `build/libs/`): the `.jar` or `.war` files directly in it, without the side artifacts
+/// builds put beside it (`-sources`, `-javadoc`, `-tests`, Gradle's `-plain` jar, the
+/// shade plugin's `original-*`; Spring Boot's `.jar.original` has another extension).
+/// App Service runs one archive (OneDeploy stores it as `app.jar`/`app.war`), so several
+/// candidates are refused rather than guessed between.
+pub fn runnable_archive(dir: &Path) -> Result<PathBuf> {
+    const SIDE: [&str; 5] = ["-sources", "-javadoc", "-tests", "-test", "-plain"];
+    let mut found: Vec<PathBuf> = fs_err::read_dir(dir)?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_file())
+        .filter(|p| {
+            let ext = p
+                .extension()
+                .and_then(|e| e.to_str())
+                .map(str::to_ascii_lowercase);
+            matches!(ext.as_deref(), Some("jar" | "war"))
+        })
+        .filter(|p| {
+            let stem = p
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or_default()
+                .to_ascii_lowercase();
+            !stem.starts_with("original-") && !SIDE.iter().any(|s| stem.ends_with(s))
+        })
+        .collect();
+    found.sort();
+    match found.len() {
+        1 => Ok(found.remove(0)),
+        0 => Err(Error::input(format!(
+            "the Java build left no .jar or .war in {}",
+            dir.display()
+        ))
+        .hint("package the app as a runnable jar (spring-boot-maven-plugin) or a war, or set [build] artifact")),
+        _ => {
+            let names: Vec<String> = found
+                .iter()
+                .filter_map(|p| p.file_name()?.to_str().map(str::to_string))
+                .collect();
+            Err(Error::input(format!(
+                "the Java build left {} archives in {}: {}; App Service runs one",
+                names.len(),
+                dir.display(),
+                names.join(", ")
+            ))
+            .hint(format!(
+                "set [build] artifact to the one to deploy, e.g. artifact = \"{}\"",
+                dir.file_name()
+                    .and_then(|d| d.to_str())
+                    .map(|d| format!("{d}/{}", names[0]))
+                    .unwrap_or_else(|| names[0].clone())
+            )))
+        }
+    }
 }
 
 /// Environment variables a build or deploy command must never see.
@@ -317,6 +386,41 @@ mod tests {
         }
         let dir = tempfile::tempdir().unwrap();
         assert!(detect(&settings_in(dir.path())).unwrap().is_none());
+    }
+
+    #[test]
+    fn the_one_runnable_java_archive_is_picked_and_several_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path();
+        for f in [
+            "demo-0.0.1-SNAPSHOT.jar",
+            "demo-0.0.1-SNAPSHOT.jar.original",
+            "demo-0.0.1-SNAPSHOT-sources.jar",
+            "demo-0.0.1-SNAPSHOT-javadoc.jar",
+            "original-demo.jar",
+            "demo-plain.jar",
+        ] {
+            std::fs::write(target.join(f), "PK").unwrap();
+        }
+        std::fs::create_dir(target.join("classes")).unwrap();
+        assert_eq!(
+            runnable_archive(target).unwrap(),
+            target.join("demo-0.0.1-SNAPSHOT.jar")
+        );
+        std::fs::write(target.join("other.war"), "PK").unwrap();
+        let e = runnable_archive(target).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert!(
+            e.to_string().contains("demo-0.0.1-SNAPSHOT.jar, other.war"),
+            "{e}"
+        );
+        assert!(
+            e.hint_text()
+                .unwrap_or_default()
+                .contains("[build] artifact")
+        );
+        let empty = tempfile::tempdir().unwrap();
+        assert_eq!(runnable_archive(empty.path()).unwrap_err().exit_code(), 2);
     }
 
     #[test]

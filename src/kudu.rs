@@ -1,46 +1,81 @@
-//! Kudu zip deploy, for the `app-service` and `functions` targets of `nubes up`: zip the
-//! built artifact, POST it to the app's SCM site and follow the deployment to its end.
+//! Deploying to App Service and Azure Functions through Kudu, the app's SCM site, for
+//! the `app-service` and `functions` targets of `nubes up`: package the built artifact,
+//! send it to the deployment API the app's hosting plan and the artifact call for, and
+//! follow the deployment to its end.
 //!
-//! The documented protocol (projectkudu/kudu, "Deploying from a zip file" and the REST
-//! API; the fields of `DeployResult` and the `DeployStatus` enum in Kudu's source):
+//! Which API ([`choose_api`]), as Microsoft's own clients choose it (azure-cli's
+//! `appservice` module, azure/webapps-deploy, Azure/functions-action's content preparer):
 //!
-//! * `POST <scm>/api/zipdeploy?isAsync=true` with the zip as body answers `202 Accepted`
-//!   and a `Location` header to poll, e.g. `/api/deployments/latest?deployer=...`.
-//! * The status document is JSON: `id`, `status` (0 Pending, 1 Building, 2 Deploying,
-//!   3 Failed, 4 Success, 5 Complete), `complete`, `status_text`, `log_url`.
-//! * `log_url` serves a JSON array of `{log_time, id, message, type, details_url}`;
-//!   `details_url` holds the nested entries (where build errors usually are).
+//! * `.jar`, `.war`, `.ear` on App Service: OneDeploy, `POST /api/publish?type=jar|war|ear
+//!   &async=true&restart=true&clean=...`. Kudu stores the archive as `app.jar`/`app.war`/
+//!   `app.ear` (projectkudu/kudu `PushDeploymentController.OneDeploy`); zip deploy would
+//!   unpack it into wwwroot, where the Java runtime finds nothing to start.
+//! * A folder or `.zip` on a dedicated, Premium or Windows Consumption plan: zip deploy,
+//!   `POST /api/zipdeploy?isAsync=true`.
+//! * Flex Consumption: `POST /api/publish?RemoteBuild=false&Deployer=nubes` (Flex has no
+//!   zip deploy; azure-cli `enable_zip_deploy_flex`, functions-action `oneDeployFlex`).
+//! * Linux Consumption: refused with a hint. Its packages are mounted from a blob URL in
+//!   the app setting `WEBSITE_RUN_FROM_PACKAGE`; writing that setting from nubes would
+//!   fight Terraform, which owns the app's settings (README, "Deploy targets").
 //!
-//! Authentication is an Entra ID bearer token for Resource Manager's audience, which the
-//! SCM site accepts from identities with a role such as Website Contributor on the app.
-//! 429 waits `Retry-After`; 5xx and dropped connections back off; 409 (another
-//! deployment in progress) backs off longer. All are bounded. Requests are logged at
-//! debug level as method and path only; the token is registered with [`crate::secrets`],
-//! goes only to the SCM site's own origin, and is scrubbed from every error.
+//! The protocol (projectkudu/kudu): an accepted upload answers `202` with a `Location`
+//! to poll (`/api/deployments/latest?deployer=...`); Flex answers `202` with the
+//! deployment ID as body. The status document carries `id`, `status`, `complete`,
+//! `status_text` and `log_url`; [`Outcome`] maps every status value classic Kudu (0–4,
+//! `DeployStatus.cs`) and the newer SCM sites (−1 Cancelled, 5 Conflict, 6
+//! PartialSuccess: functions-action `KUDU_DEPLOYMENT_CONSTANTS`, core-tools
+//! `DeployStatus`) emit. `complete` never turns a failure code into a success.
+//!
+//! Authentication: an Entra ID token for the App Service audience
+//! (`https://appservice.azure.com/.default`, `.us` for Azure Government), which
+//! Microsoft's clients now ask for Kudu (vscode-azuretools PR #2258, azure-cli PR
+//! #31988, azure-pipelines-tasks PR #22416; ARM-audience tokens for Kudu are
+//! deprecated). When Entra ID will not issue it, or Kudu answers 401 to it, nubes falls
+//! back once to the ARM audience (`https://management.core.windows.net/`, what azure-cli
+//! has asked for since PR #29631), as azure-pipelines-tasks does. A refusal names the
+//! audience asked for, the token's own `aud` and the credential source.
+//!
+//! Before the upload nubes reads `/api/deployments/latest` (this also warms the SCM
+//! site up, and its `ARRAffinity` cookie pins every later request to that instance, as
+//! azure-cli and functions-action do). An upload whose reply is lost (dropped
+//! connection, 5xx) is only sent again after `/api/deployments/latest` shows that it did
+//! not start a deployment; if it did, nubes follows that one. A 409 that persists is
+//! diagnosed: `WEBSITE_RUN_FROM_PACKAGE` set to a URL, a slot auto-swap, or another
+//! deployment in progress (Kudu's `FetchDeploymentManager.FetchDeploy`).
+//!
+//! Requests are logged at debug level as method and path only; the token is registered
+//! with [`crate::secrets`], goes only to the SCM site's own origin, and is scrubbed from
+//! every error.
 
-use std::io::{Cursor, Write as _};
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+mod package;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use azure_core::credentials::TokenCredential;
+use base64::Engine as _;
 use bytes::Bytes;
-use ignore::gitignore::{Gitignore, GitignoreBuilder};
-use reqwest::header::LOCATION;
+use reqwest::header::{COOKIE, HeaderMap, LOCATION, SET_COOKIE};
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
+use sha2::{Digest as _, Sha256};
 use tokio::time::Instant;
 use url::{Host, Url};
 
 use crate::error::{Error, Result};
-use crate::rest::{Reply, SendError, error_chain, retry_after};
+use crate::rest::{Reply, SendError, backoff, error_chain, retry_after};
 use crate::secrets;
 use crate::state::{auth, azure};
 
-/// Kudu accepts Entra ID tokens issued for Resource Manager.
-const SCOPE: &str = "https://management.azure.com/.default";
-/// The ignore file, gitignore syntax, read from the artifact folder's root.
-pub const IGNORE_FILE: &str = ".nubesignore";
+/// The App Service audience Microsoft's clients ask for Kudu (public cloud).
+pub const APP_SERVICE_SCOPE: &str = "https://appservice.azure.com/.default";
+/// The same for Azure Government (`*.azurewebsites.us`).
+pub const APP_SERVICE_SCOPE_US: &str = "https://appservice.azure.us/.default";
+/// The fallback: Resource Manager's audience, which Kudu has accepted so far.
+pub const ARM_SCOPE: &str = "https://management.core.windows.net//.default";
+use package::package;
+pub use package::{IGNORE_FILE, zip_folder};
 
 /// Tries per request on 429, 5xx or a failed connection.
 const MAX_ATTEMPTS: u32 = 4;
@@ -53,6 +88,176 @@ const POLL_INTERVAL: Duration = Duration::from_secs(1);
 const LOG_TAIL: usize = 20;
 /// Nested log documents (`details_url`) fetched for a failed deployment.
 const MAX_DETAIL_FETCHES: usize = 5;
+/// Kudu's 409 texts (Kudu.Services/Resources.resx), to tell the causes apart.
+const RUN_FROM_ZIP_TEXT: &str = "run-from-zip is set to a remote url";
+const AUTO_SWAP_TEXT: &str = "auto swap deployment currently ongoing";
+
+/// How the app is hosted, as far as deploying to it goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hosting {
+    /// App Service plans (Free to Premium, Isolated) and Functions Elastic Premium.
+    Dedicated,
+    /// Functions Flex Consumption (`FC1`).
+    FlexConsumption,
+    /// Functions Consumption (`Y1`, `Dynamic`) on Linux.
+    LinuxConsumption,
+    /// Functions Consumption on Windows (Kudu zip deploy works there).
+    WindowsConsumption,
+}
+
+impl Hosting {
+    /// From a site's `kind` (`app,linux`, `functionapp,linux`, ...) and `properties.sku`
+    /// (`FlexConsumption`, `Dynamic`, `ElasticPremium`, `Basic`, ...) or a plan's SKU name
+    /// (`FC1`, `Y1`, `EP1`, `P1v3`, ...), as functions-action's `FunctionSkuUtil` reads them.
+    pub fn from_site(kind: Option<&str>, sku: Option<&str>) -> Hosting {
+        let sku = sku.unwrap_or_default().trim().to_ascii_lowercase();
+        let linux = kind.is_some_and(|k| {
+            k.to_ascii_lowercase()
+                .split(',')
+                .any(|part| part.trim() == "linux")
+        });
+        if sku.starts_with("flexconsumption") || sku == "fc1" {
+            Hosting::FlexConsumption
+        } else if sku.starts_with("dynamic") || sku == "y1" {
+            if linux {
+                Hosting::LinuxConsumption
+            } else {
+                Hosting::WindowsConsumption
+            }
+        } else {
+            Hosting::Dedicated
+        }
+    }
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            Hosting::Dedicated => "a dedicated or Premium plan",
+            Hosting::FlexConsumption => "the Flex Consumption plan",
+            Hosting::LinuxConsumption => "the Linux Consumption plan",
+            Hosting::WindowsConsumption => "the Windows Consumption plan",
+        }
+    }
+}
+
+/// OneDeploy's `type` for an archive (Kudu's `ArtifactType`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArchiveType {
+    Zip,
+    Jar,
+    War,
+    Ear,
+}
+
+impl ArchiveType {
+    /// From the artifact: a folder is zipped; a file by its extension.
+    pub fn of(artifact: &Path) -> ArchiveType {
+        if artifact.is_dir() {
+            return ArchiveType::Zip;
+        }
+        match artifact
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
+            Some("jar") => ArchiveType::Jar,
+            Some("war") => ArchiveType::War,
+            Some("ear") => ArchiveType::Ear,
+            _ => ArchiveType::Zip,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ArchiveType::Zip => "zip",
+            ArchiveType::Jar => "jar",
+            ArchiveType::War => "war",
+            ArchiveType::Ear => "ear",
+        }
+    }
+}
+
+/// The deployment API used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Api {
+    /// `POST /api/zipdeploy?isAsync=true`.
+    ZipDeploy,
+    /// `POST /api/publish?type=<type>&async=true&restart=true` (OneDeploy).
+    OneDeploy(ArchiveType),
+    /// `POST /api/publish?RemoteBuild=false&Deployer=nubes` on Flex Consumption.
+    FlexPublish,
+}
+
+impl Api {
+    pub fn describe(self) -> String {
+        match self {
+            Api::ZipDeploy => "zip deploy".into(),
+            Api::OneDeploy(t) => format!("OneDeploy (type={})", t.name()),
+            Api::FlexPublish => "OneDeploy (Flex Consumption)".into(),
+        }
+    }
+
+    /// Path and query of the upload.
+    fn target(self) -> (&'static str, String) {
+        match self {
+            Api::ZipDeploy => ("api/zipdeploy", "isAsync=true&deployer=nubes".into()),
+            // Kudu names the flag `async` for OneDeploy; `clean` defaults to true only for
+            // type=zip, and a Java app's old archive must go, so it is always explicit.
+            Api::OneDeploy(t) => (
+                "api/publish",
+                format!(
+                    "type={}&async=true&restart=true&clean={}",
+                    t.name(),
+                    matches!(t, ArchiveType::Zip)
+                ),
+            ),
+            Api::FlexPublish => ("api/publish", "RemoteBuild=false&Deployer=nubes".into()),
+        }
+    }
+}
+
+/// The API for `artifact` on an app hosted on `hosting`, or why there is none.
+pub fn choose_api(artifact: &Path, hosting: Hosting) -> Result<Api> {
+    let archive = ArchiveType::of(artifact);
+    match hosting {
+        Hosting::LinuxConsumption => Err(Error::input(
+            "the app runs on the Linux Consumption plan, whose deployments are packages the app \
+             mounts from a blob URL (the app setting WEBSITE_RUN_FROM_PACKAGE); Kudu takes no \
+             uploads there, and nubes does not rewrite app settings that Terraform manages",
+        )
+        .hint(
+            "move the function app to the Flex Consumption plan (sku_name = \"FC1\", the \
+             successor Microsoft recommends; nubes deploys it with OneDeploy) or to an Elastic \
+             Premium plan, or deploy it with [deploy] target = \"command\" (e.g. `az functionapp \
+             deployment source config-zip`)",
+        )),
+        Hosting::FlexConsumption => match archive {
+            ArchiveType::Zip => Ok(Api::FlexPublish),
+            other => Err(Error::input(format!(
+                "the artifact {} is a .{} archive, but a Flex Consumption function app takes a \
+                 function app package (a folder or .zip with host.json)",
+                artifact.display(),
+                other.name()
+            ))
+            .hint(
+                "for Java functions, deploy the staging folder azure-functions-maven-plugin \
+                 writes (target/azure-functions/<app>): set [build] artifact to it",
+            )),
+        },
+        Hosting::Dedicated | Hosting::WindowsConsumption => Ok(match archive {
+            ArchiveType::Zip => Api::ZipDeploy,
+            other => Api::OneDeploy(other),
+        }),
+    }
+}
+
+/// The app's resource in Resource Manager, for diagnosing a 409 (its app settings and
+/// slot auto-swap configuration).
+pub struct SiteAccess {
+    pub arm: Arc<crate::arm::Arm>,
+    pub group: String,
+    pub name: String,
+}
 
 /// A Kudu (SCM site) client for one app.
 pub struct Kudu {
@@ -61,6 +266,16 @@ pub struct Kudu {
     credential: Arc<dyn TokenCredential>,
     /// How the credential was found, when known (for messages).
     credential_kind: Option<&'static str>,
+    /// The App Service audience for this SCM host.
+    primary_scope: &'static str,
+    /// The scope tokens are asked for now: the primary one, or [`ARM_SCOPE`] after a refusal.
+    scope: Mutex<&'static str>,
+    /// `ARRAffinity*` cookies the SCM front end set: sent back so that the upload and the
+    /// polls reach the same instance.
+    cookies: Mutex<Vec<(String, String)>>,
+    /// The `aud` claim of the last token sent, when it is a readable JWT (for messages).
+    last_audience: Mutex<Option<String>>,
+    site: Option<SiteAccess>,
 }
 
 /// A finished, successful deployment.
@@ -68,96 +283,242 @@ pub struct Kudu {
 pub struct DeployReport {
     pub deployment_id: String,
     pub status_text: String,
-    /// Size of the uploaded zip.
+    /// Size of the uploaded body.
     pub bytes: u64,
+    /// SHA-256 of the uploaded body, lowercase hex.
+    pub sha256: String,
+    pub api: Api,
 }
 
 impl Kudu {
     /// `scm_url`: e.g. `https://app-demo-alice.scm.azurewebsites.net` (https; plain http
     /// only on a loopback address, for tests).
     pub fn new(scm_url: &str, credential: Arc<dyn TokenCredential>) -> Result<Kudu> {
-        Ok(Kudu {
-            http: azure::http_client()?,
-            scm: parse_scm_url(scm_url)?,
-            credential,
-            credential_kind: None,
-        })
+        Kudu::build(azure::http_client()?, scm_url, credential, None)
     }
 
     /// Credential from the chain of DESIGN.md with `NUBES_KUDU_TOKEN` as the static token.
     pub fn from_env(scm_url: &str) -> Result<Kudu> {
         let http = azure::http_client()?;
         let (credential, kind) = auth::token_credential(http.clone(), "NUBES_KUDU_TOKEN")?;
+        Kudu::build(http, scm_url, credential, Some(kind))
+    }
+
+    fn build(
+        http: reqwest::Client,
+        scm_url: &str,
+        credential: Arc<dyn TokenCredential>,
+        credential_kind: Option<&'static str>,
+    ) -> Result<Kudu> {
+        let scm = parse_scm_url(scm_url)?;
+        let primary_scope = match scm.host_str() {
+            Some(h) if h.to_ascii_lowercase().ends_with(".azurewebsites.us") => {
+                APP_SERVICE_SCOPE_US
+            }
+            _ => APP_SERVICE_SCOPE,
+        };
         Ok(Kudu {
             http,
-            scm: parse_scm_url(scm_url)?,
+            scm,
             credential,
-            credential_kind: Some(kind),
+            credential_kind,
+            primary_scope,
+            scope: Mutex::new(primary_scope),
+            cookies: Mutex::new(Vec::new()),
+            last_audience: Mutex::new(None),
+            site: None,
         })
     }
 
-    /// Zip `artifact` (a folder, honouring `.nubesignore`; or an existing .zip/.jar/.war
-    /// used as is), POST it to `api/zipdeploy?isAsync=true`, and follow the deployment
-    /// until it succeeds, fails, or `timeout` passes (counted from Kudu's acceptance).
-    pub async fn zip_deploy(&self, artifact: &Path, timeout: Duration) -> Result<DeployReport> {
+    /// Lets a persistent 409 be diagnosed from the app's settings in Resource Manager.
+    pub fn with_site(mut self, site: SiteAccess) -> Kudu {
+        self.site = Some(site);
+        self
+    }
+
+    /// Package `artifact` (a folder zipped, honouring `.nubesignore`; or an archive as is),
+    /// send it with `api`, and follow the deployment until it succeeds, fails, or
+    /// `timeout` passes (counted from Kudu's acceptance).
+    pub async fn deploy(
+        &self,
+        artifact: &Path,
+        api: Api,
+        timeout: Duration,
+    ) -> Result<DeployReport> {
         let body = package(artifact).await?;
         let bytes = body.len() as u64;
+        let sha256 = format!("{:x}", Sha256::digest(&body));
+        // Also the warm-up: the SCM site starts, and sets the affinity cookie.
+        let before = self.latest_id("reading the app's last deployment").await?;
         tracing::info!(
-            "uploading {} ({} bytes) to {}",
+            "uploading {} ({} bytes, sha256 {}) to {} with {}",
             artifact.display(),
             bytes,
-            self.site()
+            &sha256[..12],
+            self.site(),
+            api.describe()
         );
-        let status_url = self.upload(body).await?;
+        let status_url = self.upload(body, api, before.as_deref()).await?;
         let deadline = Instant::now() + timeout;
         let status = self.follow(&status_url, deadline, timeout).await?;
         Ok(DeployReport {
             deployment_id: status.id.unwrap_or_default(),
             status_text: status.status_text.unwrap_or_default(),
             bytes,
+            sha256,
+            api,
         })
     }
 
-    /// POST the zip; returns the URL of the deployment status to follow.
-    async fn upload(&self, body: Bytes) -> Result<Url> {
-        let doing = format!("deploying to {}", self.site());
-        let mut url = self.url("api/zipdeploy");
-        url.set_query(Some("isAsync=true"));
-        let mut conflicts = 1;
-        let reply = loop {
-            let reply = self
-                .call(Method::POST, &url, Some(body.clone()), &doing)
-                .await?;
-            if reply.status == StatusCode::CONFLICT && conflicts < CONFLICT_ATTEMPTS {
-                let wait = retry_after(&reply.headers)
-                    .unwrap_or_else(|| CONFLICT_BACKOFF.saturating_mul(conflicts));
-                tracing::info!(
-                    "another deployment is in progress on {}; trying again in {} s",
-                    self.site(),
-                    wait.as_secs()
-                );
-                tokio::time::sleep(wait).await;
-                conflicts += 1;
-                continue;
-            }
-            break reply;
-        };
+    /// The ID of the app's latest deployment, `None` when it has none (404).
+    async fn latest_id(&self, doing: &str) -> Result<Option<String>> {
+        let url = self.url("api/deployments/latest");
+        let reply = self.call(Method::GET, &url, doing).await?;
         match reply.status {
-            // 200: Kudu deployed synchronously; the status URL still tells us the outcome.
-            StatusCode::OK | StatusCode::ACCEPTED => {
-                match reply.headers.get(LOCATION).and_then(|v| v.to_str().ok()) {
-                    Some(link) if !link.trim().is_empty() => self.own_url(link.trim(), &doing),
-                    _ => Ok(self.url("api/deployments/latest")),
-                }
+            StatusCode::NOT_FOUND => Ok(None),
+            s if s.is_success() => {
+                let status: Status = serde_json::from_slice(&reply.body).map_err(|e| {
+                    Error::failed(format!(
+                        "{doing}: Kudu answered {s} with a status nubes does not understand: {e}"
+                    ))
+                })?;
+                Ok(status.id)
             }
-            StatusCode::CONFLICT => Err(Error::failed(format!(
-                "{doing}: another deployment is still in progress on the app after \
-                 {CONFLICT_ATTEMPTS} tries ({})",
-                server_said(&reply)
-            ))
-            .hint("wait for it to finish (see the Deployment Center of the app), then run again")),
-            _ => Err(self.status_error(&doing, &reply)),
+            _ => Err(self.status_error(doing, &reply)),
         }
+    }
+
+    /// POST the package; returns the URL of the deployment status to follow. Never sends
+    /// it twice to a Kudu that already started a deployment from it.
+    async fn upload(&self, body: Bytes, api: Api, before: Option<&str>) -> Result<Url> {
+        let doing = format!("deploying to {}", self.site());
+        let (path, query) = api.target();
+        let mut url = self.url(path);
+        url.set_query(Some(&query));
+        let content_type = match api {
+            Api::OneDeploy(ArchiveType::Jar | ArchiveType::War | ArchiveType::Ear) => {
+                "application/octet-stream"
+            }
+            _ => "application/zip",
+        };
+        let mut attempt = 0;
+        let mut conflicts = 0;
+        loop {
+            attempt += 1;
+            let sent = self
+                .send(&Method::POST, &url, Some((body.clone(), content_type)))
+                .await;
+            let reply = match sent {
+                Ok(reply) => reply,
+                Err(SendError::Transport(e)) if !e.is_builder() => {
+                    tracing::info!(
+                        "the upload to {} got no answer ({}); checking whether it reached Kudu",
+                        self.site(),
+                        error_chain(&e)
+                    );
+                    if let Some(found) = self.started_since(before, attempt, &doing).await? {
+                        return Ok(found);
+                    }
+                    if attempt < MAX_ATTEMPTS {
+                        continue;
+                    }
+                    return Err(self.send_error(SendError::Transport(e), &doing));
+                }
+                Err(e) => return Err(self.send_error(e, &doing)),
+            };
+            match reply.status {
+                StatusCode::OK | StatusCode::ACCEPTED => return self.status_link(&reply, &doing),
+                StatusCode::UNAUTHORIZED if self.fall_back_after_refusal() => {}
+                StatusCode::CONFLICT => {
+                    conflicts += 1;
+                    let text = String::from_utf8_lossy(&reply.body).to_ascii_lowercase();
+                    // Waiting never helps a run-from-URL app, and an auto swap takes
+                    // minutes: both are named at once.
+                    if text.contains(RUN_FROM_ZIP_TEXT)
+                        || text.contains(AUTO_SWAP_TEXT)
+                        || conflicts >= CONFLICT_ATTEMPTS
+                    {
+                        return Err(self.conflict_error(&doing, &reply).await);
+                    }
+                    let wait = retry_after(&reply.headers)
+                        .unwrap_or_else(|| CONFLICT_BACKOFF.saturating_mul(conflicts));
+                    tracing::info!(
+                        "{} answered 409 ({}); trying again in {} s",
+                        self.site(),
+                        server_said(&reply),
+                        wait.as_secs()
+                    );
+                    tokio::time::sleep(wait).await;
+                }
+                StatusCode::TOO_MANY_REQUESTS if attempt < MAX_ATTEMPTS => {
+                    // Throttled by the front end: Kudu never saw the upload.
+                    let wait = retry_after(&reply.headers).unwrap_or(THROTTLED_WAIT);
+                    tokio::time::sleep(wait).await;
+                }
+                s if s.is_server_error() => {
+                    // A gateway error may come after Kudu took the upload.
+                    if let Some(found) = self.started_since(before, attempt, &doing).await? {
+                        return Ok(found);
+                    }
+                    if attempt >= MAX_ATTEMPTS {
+                        return Err(self.status_error(&doing, &reply));
+                    }
+                }
+                _ => return Err(self.status_error(&doing, &reply)),
+            }
+        }
+    }
+
+    /// After an upload whose answer was lost: wait the backoff of `attempt`, then look at
+    /// the app's latest deployment. A deployment other than `before` is the upload's own
+    /// (Kudu records it before it answers 202): its status URL is returned.
+    async fn started_since(
+        &self,
+        before: Option<&str>,
+        attempt: u32,
+        doing: &str,
+    ) -> Result<Option<Url>> {
+        tokio::time::sleep(backoff(attempt)).await;
+        let latest = self
+            .latest_id(&format!("{doing}: checking for the upload's deployment"))
+            .await?;
+        match latest {
+            Some(id) if Some(id.as_str()) != before => {
+                tracing::info!(
+                    "the upload reached {}: following deployment {}",
+                    self.site(),
+                    crate::env_name::printable(&id)
+                );
+                Ok(Some(self.deployment_url(&id, doing)?))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Where to follow an accepted upload: `Location`, else the deployment ID a Flex site
+    /// answers with, else the latest deployment.
+    fn status_link(&self, reply: &Reply, doing: &str) -> Result<Url> {
+        if let Some(link) = reply.headers.get(LOCATION).and_then(|v| v.to_str().ok())
+            && !link.trim().is_empty()
+        {
+            return self.own_url(link.trim(), doing);
+        }
+        let body = String::from_utf8_lossy(&reply.body);
+        let id = body.trim().trim_matches('"');
+        if !id.is_empty() && is_deployment_id(id) {
+            return self.deployment_url(id, doing);
+        }
+        Ok(self.url("api/deployments/latest"))
+    }
+
+    fn deployment_url(&self, id: &str, doing: &str) -> Result<Url> {
+        if !is_deployment_id(id) {
+            return Err(Error::failed(format!(
+                "{doing}: Kudu named a deployment `{}` that is not a deployment ID",
+                crate::env_name::printable(id)
+            )));
+        }
+        Ok(self.url(&format!("api/deployments/{id}")))
     }
 
     /// Poll the deployment status until it is terminal or `deadline` passes.
@@ -168,7 +529,7 @@ impl Kudu {
         loop {
             let poll = async {
                 tokio::time::sleep(delay).await;
-                self.call(Method::GET, url, None, &doing).await
+                self.call(Method::GET, url, &doing).await
             };
             let reply = match tokio::time::timeout_at(deadline, poll).await {
                 Ok(reply) => reply?,
@@ -190,20 +551,42 @@ impl Kudu {
             if status.id.is_some() {
                 last_id.clone_from(&status.id);
             }
-            match status.state() {
-                State::Succeeded => return Ok(status),
-                State::Failed => return Err(self.failure(&status).await),
-                State::Running(what) => {
+            match status.outcome() {
+                Outcome::Succeeded => return Ok(status),
+                Outcome::Running(what) => {
                     tracing::debug!("deployment {}: {what}", status.id.as_deref().unwrap_or("?"));
                 }
+                ended => return Err(self.failure(&status, ended).await),
             }
         }
     }
 
-    /// The error for a failed deployment: Kudu's status text and the tail of its log.
-    async fn failure(&self, status: &Status) -> Error {
-        let id = status.id.as_deref().unwrap_or("(unknown id)");
-        let mut message = format!("deployment {id} to {} failed", self.site());
+    /// The error for a deployment that ended without success: what its status means,
+    /// Kudu's status text and the tail of its log.
+    async fn failure(&self, status: &Status, outcome: Outcome) -> Error {
+        let id = crate::env_name::printable(status.id.as_deref().unwrap_or("(unknown id)"));
+        let code = status.code_text();
+        let (what, hint) = match outcome {
+            Outcome::Cancelled => (
+                format!("was cancelled ({code}; core-tools calls this value Unknown)"),
+                "see the app's Deployment Center for who or what cancelled it, then run again",
+            ),
+            Outcome::Conflict => (
+                format!("was stopped by a conflicting deployment ({code})"),
+                "another deployment started on the app meanwhile; let it finish, then run again",
+            ),
+            Outcome::Partial => (
+                format!(
+                    "only partially succeeded ({code}): the app may run a mix of old and new files"
+                ),
+                "see the log for what failed, then run again",
+            ),
+            _ => (
+                format!("failed ({code})"),
+                "see the full log in the app's Deployment Center",
+            ),
+        };
+        let mut message = format!("deployment {id} to {} {what}", self.site());
         if let Some(text) = status
             .status_text
             .as_deref()
@@ -225,7 +608,7 @@ impl Kudu {
             }
         }
         Error::failed(secrets::redact(&message)).hint(format!(
-            "see the full log in the app's Deployment Center, or at {}api/deployments/{id}/log",
+            "{hint} (log: {}api/deployments/{id}/log)",
             self.scm
         ))
     }
@@ -271,7 +654,7 @@ impl Kudu {
 
     async fn log_entries(&self, link: &str, doing: &str) -> Result<Vec<LogEntry>> {
         let url = self.own_url(link, doing)?;
-        let reply = self.call(Method::GET, &url, None, doing).await?;
+        let reply = self.call(Method::GET, &url, doing).await?;
         if !reply.status.is_success() {
             return Err(self.status_error(doing, &reply));
         }
@@ -279,9 +662,95 @@ impl Kudu {
             .map_err(|e| Error::failed(format!("{doing}: not a Kudu log: {e}")))
     }
 
+    /// A 409 that waiting did not resolve, with its real cause: Kudu's own text, the
+    /// app's `WEBSITE_RUN_FROM_PACKAGE` and auto-swap settings (when Resource Manager can
+    /// be asked), or the deployment in progress.
+    async fn conflict_error(&self, doing: &str, reply: &Reply) -> Error {
+        let said = server_said(reply);
+        let text = String::from_utf8_lossy(&reply.body).to_ascii_lowercase();
+        let settings = match &self.site {
+            Some(site) => Some(
+                site.arm
+                    .web_app_conflict_settings(&site.group, &site.name)
+                    .await,
+            ),
+            None => None,
+        };
+        let run_from = settings
+            .as_ref()
+            .and_then(|s| s.as_ref().ok())
+            .and_then(|s| s.run_from_package.clone())
+            .filter(|v| v.trim().to_ascii_lowercase().starts_with("http"));
+        if text.contains(RUN_FROM_ZIP_TEXT) || run_from.is_some() {
+            let shown = run_from
+                .map(|u| format!(" (`{}`)", without_query(&u)))
+                .unwrap_or_default();
+            return Error::failed(format!(
+                "{doing}: the app runs from a package URL: its app setting \
+                 WEBSITE_RUN_FROM_PACKAGE is set to a URL{shown}, so Kudu refuses every \
+                 deployment ({said})"
+            ))
+            .hint(
+                "remove WEBSITE_RUN_FROM_PACKAGE from the app's app_settings in Terraform (or \
+                 set it to 1 to run from the package Kudu deploys), apply, then run again",
+            );
+        }
+        let auto_swap = settings
+            .as_ref()
+            .and_then(|s| s.as_ref().ok())
+            .and_then(|s| s.auto_swap_slot.clone())
+            .filter(|v| !v.trim().is_empty());
+        if text.contains(AUTO_SWAP_TEXT) || auto_swap.is_some() {
+            let slot = auto_swap
+                .map(|s| format!(" into slot `{}`", crate::env_name::printable(&s)))
+                .unwrap_or_default();
+            return Error::failed(format!(
+                "{doing}: an auto swap{slot} is running on the app, and Kudu takes no \
+                 deployment until it ends ({said})"
+            ))
+            .hint(
+                "wait for the swap to finish (Deployment slots in the portal), or remove \
+                 auto_swap_slot_name from the slot's site_config if nubes should deploy \
+                 without swapping, then run again",
+            );
+        }
+        let latest = self.latest_summary().await;
+        let note = match &settings {
+            Some(Err(e)) => {
+                format!("\n(nubes could not read the app's settings to rule out other causes: {e})")
+            }
+            _ => String::new(),
+        };
+        Error::failed(format!(
+            "{doing}: another deployment is still in progress on the app after \
+             {CONFLICT_ATTEMPTS} tries ({said}){latest}{note}"
+        ))
+        .hint("wait for it to finish (see the Deployment Center of the app), then run again")
+    }
+
+    /// `; the latest deployment is <id> (<deployer>, <status>)`, or nothing.
+    async fn latest_summary(&self) -> String {
+        let url = self.url("api/deployments/latest");
+        let Ok(reply) = self
+            .call(Method::GET, &url, "reading the app's last deployment")
+            .await
+        else {
+            return String::new();
+        };
+        let Ok(status) = serde_json::from_slice::<Status>(&reply.body) else {
+            return String::new();
+        };
+        format!(
+            "; the latest deployment is {} (by {}, {})",
+            crate::env_name::printable(status.id.as_deref().unwrap_or("?")),
+            crate::env_name::printable(status.deployer.as_deref().unwrap_or("?")),
+            status.code_text()
+        )
+    }
+
     fn timed_out(&self, id: Option<&str>, timeout: Duration) -> Error {
         let which = match id {
-            Some(id) => format!("deployment {id}"),
+            Some(id) => format!("deployment {}", crate::env_name::printable(id)),
             None => "the deployment".to_string(),
         };
         Error::failed(format!(
@@ -296,46 +765,130 @@ impl Kudu {
         ))
     }
 
-    /// One request, retried when throttled (after `Retry-After`), on 5xx and on
-    /// connection failures (with backoff). The final reply is returned whatever its
-    /// status; the caller decides what it means.
-    async fn call(
-        &self,
-        method: Method,
-        url: &Url,
-        body: Option<Bytes>,
-        doing: &str,
-    ) -> Result<Reply> {
-        crate::rest::with_retries("kudu", &method, url, MAX_ATTEMPTS, THROTTLED_WAIT, || {
-            self.send(&method, url, body.clone())
-        })
-        .await
-        .map_err(|e| self.send_error(e, doing))
+    /// One idempotent request (a GET), retried when throttled (after `Retry-After`), on
+    /// 5xx and on connection failures (with backoff), and once with the fallback audience
+    /// after a 401. The final reply is returned whatever its status.
+    async fn call(&self, method: Method, url: &Url, doing: &str) -> Result<Reply> {
+        loop {
+            let reply = crate::rest::with_retries(
+                "kudu",
+                &method,
+                url,
+                MAX_ATTEMPTS,
+                THROTTLED_WAIT,
+                || self.send(&method, url, None),
+            )
+            .await
+            .map_err(|e| self.send_error(e, doing))?;
+            if reply.status == StatusCode::UNAUTHORIZED && self.fall_back_after_refusal() {
+                continue;
+            }
+            return Ok(reply);
+        }
     }
 
+    /// After a 401 to a token for the App Service audience: ask for the ARM audience
+    /// from now on. `false` when that was done already, or when the token is a fixed one
+    /// (`NUBES_KUDU_TOKEN`), which no scope changes.
+    fn fall_back_after_refusal(&self) -> bool {
+        let fixed = self
+            .credential_kind
+            .is_some_and(|k| k.contains("NUBES_KUDU_TOKEN"));
+        let mut scope = lock(&self.scope);
+        if fixed || *scope == ARM_SCOPE {
+            return false;
+        }
+        tracing::warn!(
+            "{} refused the token for {}; trying the Resource Manager audience ({})",
+            self.site(),
+            audience_of(*scope),
+            audience_of(ARM_SCOPE)
+        );
+        *scope = ARM_SCOPE;
+        true
+    }
+
+    async fn token(&self) -> std::result::Result<String, SendError> {
+        let scope = *lock(&self.scope);
+        let token = match self.credential.get_token(&[scope], None).await {
+            Ok(token) => token,
+            Err(e) if scope != ARM_SCOPE => {
+                // Entra ID will not issue the App Service audience in every tenant or
+                // cloud (AADSTS500011): the ARM audience Kudu has accepted so far.
+                tracing::warn!(
+                    "no token for {} ({}); asking for {} instead",
+                    audience_of(scope),
+                    secrets::redact(&error_chain(&e)),
+                    audience_of(ARM_SCOPE)
+                );
+                *lock(&self.scope) = ARM_SCOPE;
+                self.credential
+                    .get_token(&[ARM_SCOPE], None)
+                    .await
+                    .map_err(SendError::Token)?
+            }
+            Err(e) => return Err(SendError::Token(e)),
+        };
+        let secret = token.token.secret().to_string();
+        secrets::register(&secret);
+        *lock(&self.last_audience) = jwt_audience(&secret);
+        Ok(secret)
+    }
+
+    /// One authenticated request to the SCM site, read whole, with the affinity cookies;
+    /// new `ARRAffinity*` cookies in the answer are kept.
     async fn send(
         &self,
         method: &Method,
         url: &Url,
-        body: Option<Bytes>,
+        body: Option<(Bytes, &'static str)>,
     ) -> std::result::Result<Reply, SendError> {
-        let body = body.map(|b| (b, "application/zip"));
-        crate::rest::send(
-            &self.http,
-            &*self.credential,
-            SCOPE,
-            "kudu",
-            method,
-            url,
+        let token = self.token().await?;
+        let started = std::time::Instant::now();
+        let mut request = self
+            .http
+            .request(method.clone(), url.clone())
+            .bearer_auth(&token)
+            .header(reqwest::header::ACCEPT, "application/json");
+        let cookie = cookie_header(&lock(&self.cookies));
+        if let Some(cookie) = cookie {
+            request = request.header(COOKIE, cookie);
+        }
+        if let Some((body, content_type)) = body {
+            request = request
+                .header(reqwest::header::CONTENT_TYPE, content_type)
+                .body(body);
+        }
+        let response = match request.send().await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::debug!("kudu {method} {} -> error", url.path());
+                return Err(SendError::Transport(e));
+            }
+        };
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response.bytes().await.map_err(SendError::Transport)?;
+        tracing::debug!(
+            "kudu {method} {} -> {status} ({} ms)",
+            url.path(),
+            started.elapsed().as_millis()
+        );
+        keep_affinity(&mut lock(&self.cookies), &headers);
+        Ok(Reply {
+            status,
+            headers,
             body,
-        )
-        .await
+        })
     }
 
     fn send_error(&self, e: SendError, doing: &str) -> Error {
         match e {
             SendError::Token(e) => Error::input(secrets::redact(&format!(
-                "{doing}: could not get an access token for the app's SCM site{}: {}",
+                "{doing}: could not get an access token for the app's SCM site (audience {}, then \
+                 {}){}: {}",
+                audience_of(self.primary_scope),
+                audience_of(ARM_SCOPE),
                 self.kind_suffix(),
                 error_chain(&e)
             )))
@@ -364,9 +917,34 @@ impl Kudu {
              site ({})",
             self.site()
         );
+        let current = *lock(&self.scope);
+        let mut asked = format!("nubes asked for the audience {}", audience_of(current));
+        if current == ARM_SCOPE && self.primary_scope != ARM_SCOPE {
+            asked.push_str(&format!(
+                " (the fallback: the App Service audience {} was refused, or not issued)",
+                audience_of(self.primary_scope)
+            ));
+        }
+        if let Some(aud) = lock(&self.last_audience).as_deref() {
+            asked.push_str(&format!(
+                ", and the token's audience (aud) is `{}`",
+                crate::env_name::printable(aud)
+            ));
+        }
         match reply.status {
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Error::input(format!(
-                "{doing}: Kudu refused the access token{} ({said})",
+            StatusCode::UNAUTHORIZED => Error::input(format!(
+                "{doing}: Kudu refused the access token{}: {asked} ({said})",
+                self.kind_suffix()
+            ))
+            .hint(format!(
+                "Kudu accepts tokens for the App Service audience {}; a token from \
+                 NUBES_KUDU_TOKEN must be issued for it (`az account get-access-token \
+                 --scope {}`); otherwise {role}",
+                audience_of(self.primary_scope),
+                self.primary_scope
+            )),
+            StatusCode::FORBIDDEN => Error::input(format!(
+                "{doing}: Kudu refused the access token{}: {asked} ({said})",
                 self.kind_suffix()
             ))
             .hint(role),
@@ -408,139 +986,79 @@ impl Kudu {
     }
 }
 
-/// The body to upload: a folder zipped, or an archive read as is.
-async fn package(artifact: &Path) -> Result<Bytes> {
-    let path = artifact.to_path_buf();
-    let zipped = tokio::task::spawn_blocking(move || package_blocking(&path))
-        .await
-        .map_err(|e| Error::failed(format!("zipping the artifact stopped: {e}")))??;
-    Ok(Bytes::from(zipped))
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn package_blocking(artifact: &Path) -> Result<Vec<u8>> {
-    let meta = fs_err::metadata(artifact).map_err(|e| {
-        Error::input(format!("the artifact to deploy cannot be read: {e}"))
-            .hint("build the app first, or set [build] artifact in nubes.toml")
-    })?;
-    if meta.is_dir() {
-        return zip_folder(artifact);
-    }
-    let extension = artifact
-        .extension()
-        .and_then(|e| e.to_str())
-        .map(str::to_ascii_lowercase);
-    if !matches!(extension.as_deref(), Some("zip" | "jar" | "war")) {
-        return Err(Error::input(format!(
-            "the artifact {} is neither a folder nor a .zip, .jar or .war file",
-            artifact.display()
-        )));
-    }
-    let bytes = fs_err::read(artifact)?;
-    if !bytes.starts_with(b"PK") {
-        return Err(Error::input(format!(
-            "the artifact {} is not a zip archive",
-            artifact.display()
-        )));
-    }
-    Ok(bytes)
+/// `https://appservice.azure.com/.default` -> `https://appservice.azure.com`.
+fn audience_of(scope: &str) -> &str {
+    scope.strip_suffix("/.default").unwrap_or(scope)
 }
 
-/// Zip a folder for Kudu: entries in a fixed (sorted) order with a fixed timestamp, so
-/// the same files give the same bytes; unix permissions kept; `.nubesignore` (gitignore
-/// syntax, in `dir`) applied, and itself left out. Symbolic links are followed.
-pub fn zip_folder(dir: &Path) -> Result<Vec<u8>> {
-    let ignore = ignore_rules(dir)?;
-    let mut zip = zip::ZipWriter::new(Cursor::new(Vec::new()));
-    let base = zip::write::SimpleFileOptions::default()
-        .compression_method(zip::CompressionMethod::Deflated)
-        .last_modified_time(zip::DateTime::default());
-    let walk = walkdir::WalkDir::new(dir)
-        .follow_links(true)
-        .sort_by_file_name()
-        .min_depth(1)
-        .into_iter()
-        .filter_entry(|entry| {
-            let Ok(relative) = entry.path().strip_prefix(dir) else {
-                return false;
-            };
-            let is_dir = entry.file_type().is_dir();
-            let own_rules = !is_dir && relative == Path::new(IGNORE_FILE);
-            !own_rules && !ignore.matched(relative, is_dir).is_ignore()
-        });
-    let zip_error = |path: &Path, e: zip::result::ZipError| {
-        Error::failed(format!("zipping {}: {e}", path.display()))
-    };
-    for entry in walk {
-        let entry = entry.map_err(|e| {
-            Error::failed(format!(
-                "reading the artifact folder {}: {e}",
-                dir.display()
-            ))
-        })?;
-        let path = entry.path();
-        let name = entry_name(dir, path)?;
-        let meta = entry
-            .metadata()
-            .map_err(|e| Error::failed(format!("reading {}: {e}", path.display())))?;
-        let options = base
-            .unix_permissions(mode(&meta))
-            .large_file(meta.len() >= u64::from(u32::MAX));
-        if meta.is_dir() {
-            zip.add_directory(format!("{name}/"), options)
-                .map_err(|e| zip_error(path, e))?;
-        } else {
-            zip.start_file(name, options)
-                .map_err(|e| zip_error(path, e))?;
-            let mut file = fs_err::File::open(path)?;
-            std::io::copy(&mut file, &mut zip)?;
+/// The `aud` claim of a JWT, read without checking anything (only for messages).
+fn jwt_audience(token: &str) -> Option<String> {
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
+    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    match claims.get("aud")? {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Array(a) => Some(
+            a.iter()
+                .filter_map(|v| v.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        ),
+        _ => None,
+    }
+}
+
+/// Keep the `ARRAffinity*` cookies of `headers` (replacing older values).
+fn keep_affinity(cookies: &mut Vec<(String, String)>, headers: &HeaderMap) {
+    for value in headers.get_all(SET_COOKIE) {
+        let Ok(text) = value.to_str() else { continue };
+        let pair = text.split(';').next().unwrap_or_default();
+        let Some((name, value)) = pair.split_once('=') else {
+            continue;
+        };
+        let (name, value) = (name.trim(), value.trim());
+        if !name.starts_with("ARRAffinity") || value.is_empty() {
+            continue;
         }
+        cookies.retain(|(n, _)| n != name);
+        cookies.push((name.to_string(), value.to_string()));
     }
-    zip.flush()?;
-    let cursor = zip.finish().map_err(|e| zip_error(dir, e))?;
-    Ok(cursor.into_inner())
 }
 
-/// The rules of `<dir>/.nubesignore`, or none.
-fn ignore_rules(dir: &Path) -> Result<Gitignore> {
-    let file = dir.join(IGNORE_FILE);
-    let mut builder = GitignoreBuilder::new(dir);
-    if file.is_file()
-        && let Some(e) = builder.add(&file)
-    {
-        return Err(Error::input(format!("{}: {e}", file.display())));
+fn cookie_header(cookies: &[(String, String)]) -> Option<String> {
+    if cookies.is_empty() {
+        return None;
     }
-    builder
-        .build()
-        .map_err(|e| Error::input(format!("{}: {e}", file.display())))
+    Some(
+        cookies
+            .iter()
+            .map(|(n, v)| format!("{n}={v}"))
+            .collect::<Vec<_>>()
+            .join("; "),
+    )
 }
 
-/// The zip entry name: the path below `dir`, '/'-separated.
-fn entry_name(dir: &Path, path: &Path) -> Result<String> {
-    let relative: PathBuf = path
-        .strip_prefix(dir)
-        .map_err(|_| Error::failed(format!("{} is outside the artifact", path.display())))?
-        .to_path_buf();
-    let parts: Option<Vec<&str>> = relative
-        .components()
-        .map(|c| c.as_os_str().to_str())
-        .collect();
-    parts.map(|p| p.join("/")).ok_or_else(|| {
-        Error::input(format!(
-            "{} has a name that is not UTF-8, which a zip for Kudu cannot carry",
-            path.display()
-        ))
-    })
+/// Kudu's deployment IDs are hex (classic) or GUIDs (Flex): nothing that changes a path.
+fn is_deployment_id(id: &str) -> bool {
+    id.len() <= 64 && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
 }
 
-#[cfg(unix)]
-fn mode(meta: &std::fs::Metadata) -> u32 {
-    use std::os::unix::fs::PermissionsExt;
-    meta.permissions().mode() & 0o7777
-}
-
-#[cfg(not(unix))]
-fn mode(meta: &std::fs::Metadata) -> u32 {
-    if meta.is_dir() { 0o755 } else { 0o644 }
+/// A URL without its query (a package URL's query is usually a SAS).
+fn without_query(raw: &str) -> String {
+    let shown = match Url::parse(raw.trim()) {
+        Ok(mut url) => {
+            url.set_query(None);
+            url.to_string()
+        }
+        Err(_) => raw.split('?').next().unwrap_or_default().to_string(),
+    };
+    crate::env_name::printable(&shown)
 }
 
 fn parse_scm_url(raw: &str) -> Result<Url> {
@@ -584,38 +1102,86 @@ struct Status {
     #[serde(default)]
     complete: bool,
     log_url: Option<String>,
+    deployer: Option<String>,
 }
 
-enum State {
+/// What a status document says about the deployment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
     Running(&'static str),
-    Failed,
     Succeeded,
+    Failed,
+    /// −1: Cancelled (functions-action), Unknown (core-tools).
+    Cancelled,
+    /// 5: another deployment took over (newer SCM sites; classic Kudu never sends 5).
+    Conflict,
+    /// 6: PartialSuccess.
+    Partial,
 }
+
+/// Every `DeployStatus` value: classic Kudu's 0–4 and the newer SCM sites' −1, 5, 6.
+const STATUS_NAMES: [(i64, &str); 8] = [
+    (-1, "Cancelled"),
+    (0, "Pending"),
+    (1, "Building"),
+    (2, "Deploying"),
+    (3, "Failed"),
+    (4, "Success"),
+    (5, "Conflict"),
+    (6, "PartialSuccess"),
+];
 
 impl Status {
-    fn state(&self) -> State {
-        let code = match &self.status {
+    /// The numeric status, also from its name (some front ends send names).
+    fn code(&self) -> Option<i64> {
+        match &self.status {
             Some(serde_json::Value::Number(n)) => n.as_i64(),
-            Some(serde_json::Value::String(s)) => match s.to_ascii_lowercase().as_str() {
-                "pending" => Some(0),
-                "building" => Some(1),
-                "deploying" => Some(2),
-                "failed" => Some(3),
-                "success" => Some(4),
-                "complete" => Some(5),
-                _ => None,
-            },
+            Some(serde_json::Value::String(s)) => {
+                let s = s.trim();
+                s.parse().ok().or_else(|| {
+                    let lower = s.to_ascii_lowercase();
+                    let lower = match lower.as_str() {
+                        "canceled" | "unknown" => "cancelled",
+                        other => other,
+                    };
+                    STATUS_NAMES
+                        .iter()
+                        .find(|(_, name)| name.eq_ignore_ascii_case(lower))
+                        .map(|(code, _)| *code)
+                })
+            }
             _ => None,
-        };
-        match code {
-            Some(3) => State::Failed,
-            Some(4) => State::Succeeded,
-            // `complete` without a failure means done, whatever the number says.
-            _ if self.complete => State::Succeeded,
-            Some(0) => State::Running("pending"),
-            Some(1) => State::Running("building"),
-            Some(2) => State::Running("deploying"),
-            _ => State::Running("in progress"),
+        }
+    }
+
+    /// `status 5 (Conflict)`, for messages.
+    fn code_text(&self) -> String {
+        match self.code() {
+            Some(code) => {
+                let name = STATUS_NAMES
+                    .iter()
+                    .find(|(c, _)| *c == code)
+                    .map_or("unknown to nubes", |(_, n)| n);
+                format!("status {code} ({name})")
+            }
+            None => "no status".to_string(),
+        }
+    }
+
+    /// The status decides; `complete` only ends a deployment whose status is not a
+    /// terminal one (and then it did not succeed: Kudu sets `complete` with 3 or 4).
+    fn outcome(&self) -> Outcome {
+        match self.code() {
+            Some(4) => Outcome::Succeeded,
+            Some(3) => Outcome::Failed,
+            Some(-1) => Outcome::Cancelled,
+            Some(5) => Outcome::Conflict,
+            Some(6) => Outcome::Partial,
+            _ if self.complete => Outcome::Failed,
+            Some(0) => Outcome::Running("pending"),
+            Some(1) => Outcome::Running("building"),
+            Some(2) => Outcome::Running("deploying"),
+            _ => Outcome::Running("in progress"),
         }
     }
 }
@@ -642,142 +1208,6 @@ fn server_said(reply: &Reply) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Read as _;
-
-    fn write(dir: &Path, relative: &str, content: &str) {
-        let path = dir.join(relative);
-        fs_err::create_dir_all(path.parent().expect("parent")).expect("mkdir");
-        fs_err::write(path, content).expect("write");
-    }
-
-    fn names(zip: &[u8]) -> Vec<String> {
-        let archive = zip::ZipArchive::new(Cursor::new(zip)).expect("zip");
-        archive
-            .file_names()
-            .map(|n| n.expect("name").to_string())
-            .collect()
-    }
-
-    fn sample(dir: &Path) {
-        write(dir, "index.js", "console.log('hi')");
-        write(dir, "package.json", "{}");
-        write(dir, "lib/util.js", "module.exports = 1");
-        write(dir, "lib/debug.log", "noise");
-        write(dir, "node_modules/left-pad/index.js", "x");
-        write(dir, "logs/keep.log", "kept by negation");
-        write(dir, "b/z.txt", "z");
-        write(dir, "a.txt", "a");
-        write(
-            dir,
-            IGNORE_FILE,
-            "# build leftovers\nnode_modules/\n*.log\n!logs/keep.log\n",
-        );
-    }
-
-    #[test]
-    fn nubesignore_is_applied_and_left_out() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        sample(dir.path());
-        let zip = zip_folder(dir.path()).expect("zip");
-        let files: Vec<String> = names(&zip)
-            .into_iter()
-            .filter(|n| !n.ends_with('/'))
-            .collect();
-        assert_eq!(
-            files,
-            [
-                "a.txt",
-                "b/z.txt",
-                "index.js",
-                "lib/util.js",
-                "logs/keep.log",
-                "package.json"
-            ]
-        );
-        let mut archive = zip::ZipArchive::new(Cursor::new(&zip)).expect("zip");
-        let mut content = String::new();
-        archive
-            .by_name("lib/util.js")
-            .expect("entry")
-            .read_to_string(&mut content)
-            .expect("read");
-        assert_eq!(content, "module.exports = 1");
-    }
-
-    #[test]
-    fn without_nubesignore_everything_is_zipped() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        write(dir.path(), "node_modules/x.js", "x");
-        write(dir.path(), "a.log", "a");
-        let files = names(&zip_folder(dir.path()).expect("zip"));
-        assert_eq!(files, ["a.log", "node_modules/", "node_modules/x.js"]);
-    }
-
-    #[test]
-    fn zips_are_deterministic() {
-        let one = tempfile::tempdir().expect("tempdir");
-        let two = tempfile::tempdir().expect("tempdir");
-        sample(one.path());
-        // The same files written in another order, later.
-        write(two.path(), "a.txt", "a");
-        std::thread::sleep(Duration::from_millis(1100));
-        sample(two.path());
-        let first = zip_folder(one.path()).expect("zip");
-        assert_eq!(first, zip_folder(one.path()).expect("zip again"));
-        assert_eq!(first, zip_folder(two.path()).expect("zip of the copy"));
-    }
-
-    #[cfg(unix)]
-    #[test]
-    fn unix_permissions_are_kept() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().expect("tempdir");
-        write(dir.path(), "run.sh", "#!/bin/sh\n");
-        write(dir.path(), "data.txt", "d");
-        fs_err::set_permissions(
-            dir.path().join("run.sh"),
-            std::fs::Permissions::from_mode(0o755),
-        )
-        .expect("chmod");
-        fs_err::set_permissions(
-            dir.path().join("data.txt"),
-            std::fs::Permissions::from_mode(0o640),
-        )
-        .expect("chmod");
-        let zip = zip_folder(dir.path()).expect("zip");
-        let mut archive = zip::ZipArchive::new(Cursor::new(zip)).expect("zip");
-        let mode = |archive: &mut zip::ZipArchive<_>, name: &str| {
-            archive
-                .by_name(name)
-                .expect("entry")
-                .unix_mode()
-                .expect("mode")
-                & 0o7777
-        };
-        assert_eq!(mode(&mut archive, "run.sh"), 0o755);
-        assert_eq!(mode(&mut archive, "data.txt"), 0o640);
-    }
-
-    #[test]
-    fn archives_are_used_as_is_and_other_files_refused() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        write(dir.path(), "src/a.txt", "a");
-        let zip = zip_folder(&dir.path().join("src")).expect("zip");
-        let jar = dir.path().join("app.JAR");
-        fs_err::write(&jar, &zip).expect("write");
-        assert_eq!(package_blocking(&jar).expect("jar"), zip);
-        let fake = dir.path().join("fake.zip");
-        fs_err::write(&fake, "not a zip").expect("write");
-        assert_eq!(package_blocking(&fake).expect_err("fake").exit_code(), 2);
-        let text = dir.path().join("app.txt");
-        fs_err::write(&text, "x").expect("write");
-        assert_eq!(package_blocking(&text).expect_err("txt").exit_code(), 2);
-        let missing = dir.path().join("missing");
-        assert_eq!(
-            package_blocking(&missing).expect_err("missing").exit_code(),
-            2
-        );
-    }
 
     #[test]
     fn scm_urls_must_be_https_unless_loopback() {
@@ -797,33 +1227,185 @@ mod tests {
     }
 
     #[test]
-    fn status_documents_map_to_states() {
-        let state = |json: &str| -> &'static str {
+    fn every_status_value_maps_and_complete_never_hides_a_failure() {
+        let outcome = |json: &str| -> Outcome {
             let status: Status = serde_json::from_str(json).expect("status");
-            match status.state() {
-                State::Running(_) => "running",
-                State::Failed => "failed",
-                State::Succeeded => "succeeded",
-            }
+            status.outcome()
         };
+        for (json, expected) in [
+            (
+                r#"{"id":"a","status":0,"complete":false}"#,
+                Outcome::Running("pending"),
+            ),
+            (
+                r#"{"id":"a","status":1,"complete":false}"#,
+                Outcome::Running("building"),
+            ),
+            (
+                r#"{"id":"a","status":2,"complete":false}"#,
+                Outcome::Running("deploying"),
+            ),
+            (r#"{"id":"a","status":3,"complete":true}"#, Outcome::Failed),
+            (
+                r#"{"id":"a","status":4,"complete":true}"#,
+                Outcome::Succeeded,
+            ),
+            (
+                r#"{"id":"a","status":-1,"complete":true}"#,
+                Outcome::Cancelled,
+            ),
+            (
+                r#"{"id":"a","status":5,"complete":true}"#,
+                Outcome::Conflict,
+            ),
+            (r#"{"id":"a","status":6,"complete":true}"#, Outcome::Partial),
+            (
+                r#"{"id":"a","status":5,"complete":false}"#,
+                Outcome::Conflict,
+            ),
+            // Complete with a non-terminal status did not succeed.
+            (r#"{"id":"a","status":2,"complete":true}"#, Outcome::Failed),
+            (r#"{"id":"a","status":9,"complete":true}"#, Outcome::Failed),
+            (r#"{"id":"a","complete":true}"#, Outcome::Failed),
+            (r#"{"status":"Failed"}"#, Outcome::Failed),
+            (r#"{"status":"PartialSuccess"}"#, Outcome::Partial),
+            (r#"{"status":"Canceled"}"#, Outcome::Cancelled),
+            (r#"{}"#, Outcome::Running("in progress")),
+        ] {
+            assert_eq!(outcome(json), expected, "{json}");
+        }
+        let status: Status = serde_json::from_str(r#"{"status":5}"#).expect("status");
+        assert_eq!(status.code_text(), "status 5 (Conflict)");
+    }
+
+    #[test]
+    fn hosting_comes_from_kind_and_sku() {
+        use Hosting::*;
+        for (kind, sku, expected) in [
+            (
+                Some("functionapp,linux"),
+                Some("FlexConsumption"),
+                FlexConsumption,
+            ),
+            (Some("functionapp,linux"), Some("FC1"), FlexConsumption),
+            (Some("functionapp,linux"), Some("Dynamic"), LinuxConsumption),
+            (Some("functionapp"), Some("Dynamic"), WindowsConsumption),
+            (Some("functionapp,linux"), Some("ElasticPremium"), Dedicated),
+            (Some("app,linux"), Some("Basic"), Dedicated),
+            (None, Some("Y1"), WindowsConsumption),
+            (None, None, Dedicated),
+        ] {
+            assert_eq!(Hosting::from_site(kind, sku), expected, "{kind:?} {sku:?}");
+        }
+    }
+
+    #[test]
+    fn the_api_follows_the_artifact_and_the_plan() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let jar = dir.path().join("demo.jar");
+        let war = dir.path().join("demo.WAR");
+        let zip = dir.path().join("site.zip");
+        for f in [&jar, &war, &zip] {
+            fs_err::write(f, "PK").expect("write");
+        }
+        let folder = dir.path();
         assert_eq!(
-            state(r#"{"id":"a","status":0,"complete":false}"#),
-            "running"
+            choose_api(&jar, Hosting::Dedicated).expect("jar"),
+            Api::OneDeploy(ArchiveType::Jar)
         );
         assert_eq!(
-            state(r#"{"id":"a","status":2,"complete":false}"#),
-            "running"
-        );
-        assert_eq!(state(r#"{"id":"a","status":3,"complete":true}"#), "failed");
-        assert_eq!(
-            state(r#"{"id":"a","status":4,"complete":true}"#),
-            "succeeded"
+            choose_api(&war, Hosting::Dedicated).expect("war"),
+            Api::OneDeploy(ArchiveType::War)
         );
         assert_eq!(
-            state(r#"{"id":"a","status":5,"complete":true}"#),
-            "succeeded"
+            choose_api(&zip, Hosting::Dedicated).expect("zip"),
+            Api::ZipDeploy
         );
-        assert_eq!(state(r#"{"status":"Failed"}"#), "failed");
-        assert_eq!(state(r#"{}"#), "running");
+        assert_eq!(
+            choose_api(folder, Hosting::WindowsConsumption).expect("dir"),
+            Api::ZipDeploy
+        );
+        assert_eq!(
+            choose_api(folder, Hosting::FlexConsumption).expect("flex"),
+            Api::FlexPublish
+        );
+        assert_eq!(
+            choose_api(&jar, Hosting::FlexConsumption)
+                .expect_err("jar on flex")
+                .exit_code(),
+            2
+        );
+        let refused = choose_api(folder, Hosting::LinuxConsumption).expect_err("linux consumption");
+        assert_eq!(refused.exit_code(), 2);
+        assert!(
+            refused.to_string().contains("WEBSITE_RUN_FROM_PACKAGE"),
+            "{refused}"
+        );
+        assert!(
+            refused
+                .hint_text()
+                .unwrap_or_default()
+                .contains("Flex Consumption")
+        );
+        assert_eq!(
+            Api::OneDeploy(ArchiveType::Jar).target(),
+            (
+                "api/publish",
+                "type=jar&async=true&restart=true&clean=false".to_string()
+            )
+        );
+    }
+
+    #[test]
+    fn affinity_cookies_are_kept_and_sent_back() {
+        let mut headers = HeaderMap::new();
+        headers.append(
+            SET_COOKIE,
+            "ARRAffinity=abc; Path=/; HttpOnly; Secure"
+                .parse()
+                .expect("h"),
+        );
+        headers.append(
+            SET_COOKIE,
+            "ARRAffinitySameSite=abc; Path=/; SameSite=None; Secure"
+                .parse()
+                .expect("h"),
+        );
+        headers.append(SET_COOKIE, "tracking=1; Path=/".parse().expect("h"));
+        let mut cookies = Vec::new();
+        keep_affinity(&mut cookies, &headers);
+        assert_eq!(
+            cookie_header(&cookies).as_deref(),
+            Some("ARRAffinity=abc; ARRAffinitySameSite=abc")
+        );
+        let mut newer = HeaderMap::new();
+        newer.append(SET_COOKIE, "ARRAffinity=def; Path=/".parse().expect("h"));
+        keep_affinity(&mut cookies, &newer);
+        assert_eq!(
+            cookie_header(&cookies).as_deref(),
+            Some("ARRAffinitySameSite=abc; ARRAffinity=def")
+        );
+    }
+
+    #[test]
+    fn the_audience_of_a_token_is_read_for_messages_only() {
+        let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(r#"{"aud":"https://management.core.windows.net/","tid":"t"}"#);
+        let token = format!("eyJhbGciOiJub25lIn0.{payload}.sig");
+        assert_eq!(
+            jwt_audience(&token).as_deref(),
+            Some("https://management.core.windows.net/")
+        );
+        assert_eq!(jwt_audience("opaque"), None);
+        assert_eq!(
+            audience_of(APP_SERVICE_SCOPE),
+            "https://appservice.azure.com"
+        );
+        assert_eq!(
+            without_query("https://st.blob.core.windows.net/p/app.zip?sv=2022&sig=SECRET"),
+            "https://st.blob.core.windows.net/p/app.zip"
+        );
+        assert!(is_deployment_id("7c1a2b3c-4d5e"));
+        assert!(!is_deployment_id("../x"));
     }
 }

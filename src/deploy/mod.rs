@@ -2,6 +2,12 @@
 //! `[deploy] target` or inferred from the Terraform outputs:
 //! `static-site` (output `static_site_account_url`), `app-service` / `functions`
 //! (output `scm_url`, or `app_name`), `command` (`[deploy] command`).
+//!
+//! For `app-service` and `functions` the deployment API depends on the hosting plan
+//! ([`crate::kudu::choose_api`]): it comes from the outputs `app_sku` (and `app_kind`),
+//! else from one Resource Manager GET of the site (resource group from the output
+//! `resource_group`, subscription from `ARM_SUBSCRIPTION_ID`), done once per run and
+//! only for `functions` (a web app's plan never changes the API).
 
 pub mod static_site;
 
@@ -13,11 +19,17 @@ use crate::config::Settings;
 use crate::env_name::EnvName;
 use crate::error::{Error, Result};
 
-/// What was deployed, for the report.
+/// What was deployed, for the report and provenance metadata.
 #[derive(Debug, Clone)]
 pub struct Deployed {
+    /// The target kind: `static-site`, `app-service`, `functions`, `command`.
     pub target: String,
     pub detail: String,
+    /// SHA-256 (lowercase hex) of the bytes nubes shipped, when it shipped one artifact
+    /// itself (the Kudu upload); `None` for a folder sync or a deploy command.
+    pub sha256: Option<String>,
+    /// Where it went: the app's SCM site, the storage account, or the command.
+    pub destination: Option<String>,
 }
 
 fn output(outputs: &Map<String, Value>, name: &str) -> Option<String> {
@@ -108,6 +120,8 @@ pub async fn deploy(
                     static_site::CONTAINER
                 ),
                 target,
+                sha256: None,
+                destination: Some(account),
             }))
         }
         "app-service" | "functions" => {
@@ -116,15 +130,33 @@ pub async fn deploy(
                     "output the app's Kudu site, e.g. output \"scm_url\" { value = \"https://${azurerm_linux_web_app.app.name}.scm.azurewebsites.net\" }",
                 )
             })?;
-            let report = crate::kudu::Kudu::from_env(&scm)?
-                .zip_deploy(artifact, KUDU_TIMEOUT)
-                .await?;
+            let site = site_access(outputs, &scm);
+            let hosting = hosting(&target, outputs, site.as_ref()).await;
+            let api = crate::kudu::choose_api(artifact, hosting)?;
+            let mut kudu = crate::kudu::Kudu::from_env(&scm)?;
+            if let Some(site) = site {
+                kudu = kudu.with_site(site);
+            }
+            let report = kudu.deploy(artifact, api, KUDU_TIMEOUT).await?;
+            let said = if report.status_text.trim().is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " ({})",
+                    crate::env_name::printable(report.status_text.trim())
+                )
+            };
             Ok(Some(Deployed {
                 detail: format!(
-                    "Kudu deployment {} ({}), {} bytes, to {scm}",
-                    report.deployment_id, report.status_text, report.bytes
+                    "Kudu deployment {}{said} by {}, {} bytes, sha256 {}, to {scm}",
+                    crate::env_name::printable(&report.deployment_id),
+                    report.api.describe(),
+                    report.bytes,
+                    report.sha256
                 ),
                 target,
+                sha256: Some(report.sha256),
+                destination: Some(scm),
             }))
         }
         other => Err(
@@ -144,6 +176,74 @@ fn scm_url(outputs: &Map<String, Value>) -> Option<String> {
     output(outputs, "scm_url").or_else(|| {
         output(outputs, "app_name").map(|name| format!("https://{name}.scm.azurewebsites.net"))
     })
+}
+
+/// The app's resource in Resource Manager: group from the output `resource_group`, name
+/// from `app_name` or the SCM host's first label, subscription from the environment.
+/// `None` when any is missing (nubes then deploys without asking Resource Manager).
+fn site_access(outputs: &Map<String, Value>, scm: &str) -> Option<crate::kudu::SiteAccess> {
+    let group = output(outputs, "resource_group")?;
+    let name = output(outputs, "app_name").or_else(|| {
+        let host = url::Url::parse(scm).ok()?.host_str()?.to_string();
+        host.split_once(".scm.").map(|(app, _)| app.to_string())
+    })?;
+    match crate::arm::Arm::from_env() {
+        Ok(arm) => Some(crate::kudu::SiteAccess {
+            arm: std::sync::Arc::new(arm),
+            group,
+            name,
+        }),
+        Err(e) => {
+            tracing::debug!("no Resource Manager access for the app ({e}); deploying without it");
+            None
+        }
+    }
+}
+
+/// The app's hosting plan: outputs `app_sku`/`app_kind`; else, for `functions`, one GET
+/// of the site; else a dedicated plan (zip deploy or OneDeploy).
+async fn hosting(
+    target: &str,
+    outputs: &Map<String, Value>,
+    site: Option<&crate::kudu::SiteAccess>,
+) -> crate::kudu::Hosting {
+    use crate::kudu::Hosting;
+    let kind = output(outputs, "app_kind");
+    if let Some(sku) = output(outputs, "app_sku") {
+        return Hosting::from_site(kind.as_deref(), Some(&sku));
+    }
+    if target != "functions" {
+        return Hosting::Dedicated;
+    }
+    let Some(site) = site else {
+        tracing::info!(
+            "the function app's plan is unknown (no output app_sku, no resource_group or \
+             ARM_SUBSCRIPTION_ID): deploying as to a dedicated or Premium plan"
+        );
+        return Hosting::Dedicated;
+    };
+    match site.arm.web_site(&site.group, &site.name).await {
+        Ok(Some(found)) => {
+            let hosting = Hosting::from_site(found.kind.as_deref(), found.sku.as_deref());
+            tracing::info!("the function app runs on {}", hosting.describe());
+            hosting
+        }
+        Ok(None) => {
+            tracing::warn!(
+                "Resource Manager does not know the app {} in {}; deploying as to a dedicated plan",
+                crate::env_name::printable(&site.name),
+                crate::env_name::printable(&site.group)
+            );
+            Hosting::Dedicated
+        }
+        Err(e) => {
+            tracing::warn!(
+                "the function app's plan could not be read ({e}); deploying as to a dedicated \
+                 plan (output app_sku to say which plan it is)"
+            );
+            Hosting::Dedicated
+        }
+    }
 }
 
 /// Run `[deploy] command` (an argument list, never a shell string: the outputs reach it
@@ -175,6 +275,8 @@ async fn deploy_command(
     Ok(Deployed {
         target: "command".into(),
         detail: format!("ran {program}"),
+        sha256: None,
+        destination: Some(program.clone()),
     })
 }
 

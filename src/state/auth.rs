@@ -143,10 +143,10 @@ pub fn token_credential(
     }
     if let Some(token) = var(static_token_var) {
         secrets::register(&token);
-        let what = if static_token_var == "NUBES_STORAGE_TOKEN" {
-            "bearer token (NUBES_STORAGE_TOKEN)"
-        } else {
-            "bearer token (NUBES_ARM_TOKEN)"
+        let what = match static_token_var {
+            "NUBES_STORAGE_TOKEN" => "bearer token (NUBES_STORAGE_TOKEN)",
+            "NUBES_KUDU_TOKEN" => "bearer token (NUBES_KUDU_TOKEN)",
+            _ => "bearer token (NUBES_ARM_TOKEN)",
         };
         return Ok((Arc::new(StaticToken(Secret::new(token))), what));
     }

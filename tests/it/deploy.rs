@@ -245,30 +245,58 @@ fn a_failing_health_check_reports_the_last_status_and_body() {
     );
 }
 
+/// Terraform whose outputs point nubes at an app behind the fake Kudu.
+fn app_stack(outputs: &[(&str, &str)]) -> String {
+    let mut stack = "terraform {\n  backend \"azurerm\" {}\n}\nvariable \"environment\" {\n  type = string\n}\n".to_string();
+    for (name, value) in outputs {
+        stack.push_str(&format!(
+            "output \"{name}\" {{\n  value = \"{value}\"\n}}\n"
+        ));
+    }
+    stack
+}
+
 #[test]
 fn app_service_target_zip_deploys_through_kudu_and_a_failed_deployment_names_the_stage() {
-    use crate::kudu::fake::{FakeKudu, Script};
+    use crate::kudu::fake::{self, FakeKudu, Script};
     let az = Azurite::https();
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let token = "kudu-token-for-the-pipeline-test";
-    let kudu = runtime.block_on(FakeKudu::start(token, Script::Succeed));
-    let health = http_server(200, "ok", 50);
-    let stack = format!(
-        "terraform {{\n  backend \"azurerm\" {{}}\n}}\nvariable \"environment\" {{\n  type = string\n}}\n\
-         output \"scm_url\" {{\n  value = \"{}\"\n}}\noutput \"application_url\" {{\n  value = \"{health}\"\n}}\n",
-        kudu.scm_url
-    );
+    let kudu = runtime.block_on(FakeKudu::start(Script::Succeed));
+    let stack = app_stack(&[
+        ("scm_url", &kudu.scm_url),
+        ("application_url", &kudu.site_url),
+    ]);
     let mut p = project(
         &az,
         "[build]\ncommand = \"mkdir -p out/lib && echo app > out/app.py && echo x > out/lib/a.txt && echo debug > out/debug.log\"\nartifact = \"out\"\n",
         &stack,
     );
     std::fs::create_dir_all(p.path().join("out")).unwrap();
-    p.set_env("NUBES_KUDU_TOKEN", token);
+
+    // A token for Resource Manager's audience is refused, and nubes says which audience
+    // Kudu wants and where the token came from.
+    let arm_token = fake::token(fake::ARM_AUDIENCE);
+    p.set_env("NUBES_KUDU_TOKEN", &arm_token);
+    let out = p.run(&["up", "alice"]).code(2);
+    assert!(
+        out.stderr.contains("bearer token (NUBES_KUDU_TOKEN)")
+            && out
+                .stderr
+                .contains("aud) is `https://management.core.windows.net/`")
+            && out.stderr.contains("https://appservice.azure.com"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.all().contains(&arm_token));
+    assert!(kudu.deployments().is_empty());
+
+    let token = fake::token(fake::APP_SERVICE_AUDIENCE);
+    p.set_env("NUBES_KUDU_TOKEN", &token);
     let out = p.run(&["up", "alice"]).ok();
     assert!(
         out.stdout.contains("deployed to app-service")
-            && out.stdout.contains(crate::kudu::fake::DEPLOYMENT_ID),
+            && out.stdout.contains(fake::DEPLOYMENT_ID)
+            && out.stdout.contains("zip deploy"),
         "{}",
         out.all()
     );
@@ -278,15 +306,12 @@ fn app_service_target_zip_deploys_through_kudu_and_a_failed_deployment_names_the
         files.iter().any(|f| f == "app.py") && files.iter().any(|f| f == "lib/a.txt"),
         "{files:?}"
     );
-    assert!(!out.all().contains(token));
+    assert!(!out.all().contains(&token));
 
-    let failing = runtime.block_on(FakeKudu::start(
-        token,
-        Script::Fail {
-            lines: vec!["Running oryx build".into()],
-            details: vec!["npm ERR! missing script: start".into()],
-        },
-    ));
+    let failing = runtime.block_on(FakeKudu::start(Script::Fail {
+        lines: vec!["Running oryx build".into()],
+        details: vec!["npm ERR! missing script: start".into()],
+    }));
     let stack = stack.replace(&kudu.scm_url, &failing.scm_url);
     std::fs::write(p.path().join("terraform/main.tf"), stack).unwrap();
     let summary = p.path().join("summary.md");
@@ -302,4 +327,185 @@ fn app_service_target_zip_deploys_through_kudu_and_a_failed_deployment_names_the
             .unwrap()
             .contains("stage deploy")
     );
+}
+
+#[test]
+fn a_spring_boot_maven_project_ships_its_runnable_jar_through_onedeploy_and_starts() {
+    use crate::kudu::fake::{self, FakeKudu, Script, Site, Stack};
+    let az = Azurite::https();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let kudu = runtime.block_on(FakeKudu::start_with(
+        Script::Succeed,
+        Site {
+            stack: Stack::JavaSe,
+            ..Site::default()
+        },
+    ));
+    let stack = app_stack(&[
+        ("scm_url", &kudu.scm_url),
+        ("application_url", &kudu.site_url),
+    ]);
+    let mut p = project(&az, "", &stack);
+    // A Spring Boot project: pom.xml and the Maven wrapper, whose "build" leaves what
+    // spring-boot-maven-plugin leaves in target/ (no JDK or Maven needed here).
+    std::fs::write(
+        p.path().join("pom.xml"),
+        "<project><groupId>com.example</groupId><artifactId>demo</artifactId>\
+         <version>0.0.1-SNAPSHOT</version><packaging>jar</packaging></project>\n",
+    )
+    .unwrap();
+    let jar = crate::kudu::spring_boot_jar();
+    std::fs::create_dir_all(p.path().join("prebuilt")).unwrap();
+    std::fs::write(p.path().join("prebuilt/demo.jar"), &jar).unwrap();
+    write_script(
+        &p,
+        "mvnw",
+        "mkdir -p target/classes target/maven-archiver\n\
+         cp prebuilt/demo.jar target/demo-0.0.1-SNAPSHOT.jar\n\
+         cp prebuilt/demo.jar target/demo-0.0.1-SNAPSHOT.jar.original\n\
+         echo version=0.0.1-SNAPSHOT > target/maven-archiver/pom.properties",
+    );
+    p.set_env("NUBES_KUDU_TOKEN", &fake::token(fake::APP_SERVICE_AUDIENCE));
+    let out = p.run(&["up", "alice"]).ok();
+    assert!(out.stdout.contains("OneDeploy (type=jar)"), "{}", out.all());
+    let digest = {
+        use sha2::Digest as _;
+        format!("{:x}", sha2::Sha256::digest(&jar))
+    };
+    assert!(out.stdout.contains(&digest), "{}", out.stdout);
+    let posts = kudu.posts();
+    assert_eq!(posts.len(), 1);
+    assert_eq!(
+        posts[0].target,
+        "/api/publish?type=jar&async=true&restart=true&clean=false"
+    );
+    assert_eq!(kudu.file("app.jar"), Some(jar));
+    assert!(kudu.healthy(), "{:?}", kudu.wwwroot());
+
+    // Two runnable archives: nubes does not guess.
+    write_script(
+        &p,
+        "mvnw",
+        "mkdir -p target\ncp prebuilt/demo.jar target/demo-0.0.1-SNAPSHOT.jar\n\
+         cp prebuilt/demo.jar target/demo-admin.war",
+    );
+    let out = p.run(&["up", "alice"]).code(2);
+    assert!(
+        out.stderr
+            .contains("demo-0.0.1-SNAPSHOT.jar, demo-admin.war")
+            && out.stderr.contains("[build] artifact"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(kudu.posts().len(), 1);
+}
+
+#[test]
+fn partial_success_with_complete_fails_up_with_exit_1() {
+    use crate::kudu::fake::{self, FakeKudu, Script};
+    let az = Azurite::https();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let kudu = runtime.block_on(FakeKudu::start(Script::EndsWith(6)));
+    let stack = app_stack(&[
+        ("scm_url", &kudu.scm_url),
+        ("application_url", &kudu.site_url),
+    ]);
+    let mut p = project(
+        &az,
+        "[build]\ncommand = \"mkdir -p out && echo app > out/app.js\"\nartifact = \"out\"\n",
+        &stack,
+    );
+    p.set_env("NUBES_KUDU_TOKEN", &fake::token(fake::APP_SERVICE_AUDIENCE));
+    let out = p.run(&["up", "alice"]).code(1);
+    assert!(
+        out.stderr
+            .contains("only partially succeeded (status 6 (PartialSuccess))")
+            && out.stderr.contains("stage deploy"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn a_flex_consumption_function_app_gets_onedeploy_from_one_read_of_the_site() {
+    use crate::arm::fake::{FakeArm, SUBSCRIPTION, group_in, web_app};
+    use crate::kudu::fake::{self, FakeKudu, Script, Site};
+    let az = Azurite::https();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let kudu = runtime.block_on(FakeKudu::start_with(
+        Script::Succeed,
+        Site {
+            flex: true,
+            ..Site::default()
+        },
+    ));
+    let arm_token = "arm-token-for-the-flex-test";
+    let arm = runtime.block_on(FakeArm::start(
+        arm_token,
+        10,
+        vec![group_in("rg-demo-alice", "eastus", &[])],
+    ));
+    arm.add_site(web_app(
+        "rg-demo-alice",
+        "func-demo-alice",
+        "functionapp,linux",
+        "FlexConsumption",
+    ));
+    let stack = app_stack(&[
+        ("scm_url", &kudu.scm_url),
+        ("application_url", &kudu.site_url),
+        ("resource_group", "rg-demo-alice"),
+        ("app_name", "func-demo-alice"),
+    ]);
+    let mut p = project(
+        &az,
+        "[build]\ncommand = \"mkdir -p out && echo '{}' > out/host.json\"\nartifact = \"out\"\n\n[deploy]\ntarget = \"functions\"\n",
+        &stack,
+    );
+    p.set_env("NUBES_KUDU_TOKEN", &fake::token(fake::APP_SERVICE_AUDIENCE));
+    p.set_env("NUBES_ARM_ENDPOINT", &arm.endpoint);
+    p.set_env("NUBES_ARM_TOKEN", arm_token);
+    p.set_env("ARM_SUBSCRIPTION_ID", SUBSCRIPTION);
+    let out = p.run(&["up", "alice"]).ok();
+    assert!(
+        out.stdout.contains("OneDeploy (Flex Consumption)"),
+        "{}",
+        out.all()
+    );
+    let posts = kudu.posts();
+    assert_eq!(posts.len(), 1);
+    assert_eq!(
+        posts[0].target,
+        "/api/publish?RemoteBuild=false&Deployer=nubes"
+    );
+    assert_eq!(arm.requests_to("GET", "/sites/func-demo-alice").len(), 1);
+    assert_eq!(kudu.wwwroot(), ["host.json"]);
+}
+
+#[test]
+fn a_linux_consumption_function_app_is_refused_before_any_upload() {
+    use crate::kudu::fake::{self, FakeKudu, Script};
+    let az = Azurite::https();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let kudu = runtime.block_on(FakeKudu::start(Script::Succeed));
+    let stack = app_stack(&[
+        ("scm_url", &kudu.scm_url),
+        ("app_sku", "Y1"),
+        ("app_kind", "functionapp,linux"),
+    ]);
+    let mut p = project(
+        &az,
+        "[build]\ncommand = \"mkdir -p out && echo '{}' > out/host.json\"\nartifact = \"out\"\n\n[deploy]\ntarget = \"functions\"\n",
+        &stack,
+    );
+    p.set_env("NUBES_KUDU_TOKEN", &fake::token(fake::APP_SERVICE_AUDIENCE));
+    let out = p.run(&["up", "alice"]).code(2);
+    assert!(
+        out.stderr.contains("Linux Consumption plan")
+            && out.stderr.contains("WEBSITE_RUN_FROM_PACKAGE")
+            && out.stderr.contains("Flex Consumption"),
+        "{}",
+        out.stderr
+    );
+    assert!(kudu.requests().is_empty());
 }

@@ -4,7 +4,11 @@
 //! (`Azure-AsyncOperation` status documents and `Location` polling). For `nubes bootstrap`
 //! it also answers GET on one resource group, storage account or blob container, and the
 //! storage provider's `checkNameAvailability` (names are global: some may be taken
-//! elsewhere). It records every request, and answers 401 to any request without the
+//! elsewhere). For the Kudu deployments it serves `Microsoft.Web/sites` (GET, with
+//! `kind` and `properties.sku` as azure-cli's `get_raw_functionapp` reads them), the
+//! POST `config/appsettings/list` and the GET `config/web` (`autoSwapSlotName`), API
+//! version 2023-12-01 only (the REST reference's WebApps_Get, WebApps_ListApplicationSettings,
+//! WebApps_GetConfiguration). It records every request, and answers 401 to any request without the
 //! expected bearer token.
 
 use std::collections::HashMap;
@@ -141,8 +145,35 @@ pub struct Seen {
     pub body: String,
 }
 
+/// An App Service or Functions app.
+#[derive(Clone, Debug)]
+pub struct WebApp {
+    pub group: String,
+    pub name: String,
+    /// `app,linux`, `functionapp,linux`, ...
+    pub kind: String,
+    /// `properties.sku`: `FlexConsumption`, `Dynamic`, `Basic`, ...
+    pub sku: String,
+    pub app_settings: Vec<(String, String)>,
+    pub auto_swap_slot: Option<String>,
+}
+
+pub fn web_app(group: &str, name: &str, kind: &str, sku: &str) -> WebApp {
+    WebApp {
+        group: group.into(),
+        name: name.into(),
+        kind: kind.into(),
+        sku: sku.into(),
+        app_settings: vec![],
+        auto_swap_slot: None,
+    }
+}
+
+const WEB_API_VERSION: &str = "2023-12-01";
+
 #[derive(Default)]
 struct State {
+    sites: Vec<WebApp>,
     groups: Vec<Group>,
     accounts: Vec<StorageAccount>,
     /// Account names held by someone else, somewhere in Azure.
@@ -248,6 +279,11 @@ impl FakeArm {
             .filter(|g| g.deleted)
             .map(|g| g.name.clone())
             .collect()
+    }
+
+    /// Serve this app as well.
+    pub fn add_site(&self, site: WebApp) {
+        self.shared.state().sites.push(site);
     }
 
     pub fn max_in_flight(&self) -> usize {
@@ -356,12 +392,114 @@ fn route(shared: &Shared, seen: &Seen, authorization: &str) -> (Reply, Option<Du
         {
             (check_name(&state, &seen.body), None)
         }
+        (
+            "GET",
+            [
+                "resourcegroups",
+                rg,
+                "providers",
+                "microsoft.web",
+                "sites",
+                name,
+            ],
+        ) if has_web_api_version(seen) => (get_site(&state, rg, name, None), None),
+        (
+            "GET",
+            [
+                "resourcegroups",
+                rg,
+                "providers",
+                "microsoft.web",
+                "sites",
+                name,
+                "config",
+                "web",
+            ],
+        ) if has_web_api_version(seen) => (get_site(&state, rg, name, Some("web")), None),
+        (
+            "POST",
+            [
+                "resourcegroups",
+                rg,
+                "providers",
+                "microsoft.web",
+                "sites",
+                name,
+                "config",
+                "appsettings",
+                "list",
+            ],
+        ) if has_web_api_version(seen) => (get_site(&state, rg, name, Some("appsettings")), None),
         ("GET", ["operationstatuses", name]) => {
             (operation_status(&mut state, name, authorization), None)
         }
         ("GET", ["operationresults", name]) => (operation_result(&mut state, name), None),
         _ => (error(400, "BadRequest", "Unexpected request."), None),
     }
+}
+
+fn has_web_api_version(seen: &Seen) -> bool {
+    seen.query.get("api-version").map(String::as_str) == Some(WEB_API_VERSION)
+}
+
+/// The site, its `config/web` or its app settings.
+fn get_site(state: &State, rg: &str, name: &str, part: Option<&str>) -> Reply {
+    if live_group(state, rg).is_none() {
+        return not_found(rg);
+    }
+    let Some(site) = state
+        .sites
+        .iter()
+        .find(|s| s.group.eq_ignore_ascii_case(rg) && s.name.eq_ignore_ascii_case(name))
+    else {
+        return error(
+            404,
+            "ResourceNotFound",
+            &format!(
+                "The Resource 'Microsoft.Web/sites/{name}' under resource group '{rg}' was not found."
+            ),
+        );
+    };
+    let id = format!(
+        "/subscriptions/{SUBSCRIPTION}/resourceGroups/{}/providers/Microsoft.Web/sites/{}",
+        site.group, site.name
+    );
+    let body = match part {
+        None => json!({
+            "id": id,
+            "name": site.name,
+            "type": "Microsoft.Web/sites",
+            "kind": site.kind,
+            "location": "East US",
+            "properties": {
+                "name": site.name,
+                "state": "Running",
+                "sku": site.sku,
+                "reserved": site.kind.contains("linux"),
+                "defaultHostName": format!("{}.azurewebsites.net", site.name),
+            },
+        }),
+        Some("web") => json!({
+            "id": format!("{id}/config/web"),
+            "name": "web",
+            "type": "Microsoft.Web/sites/config",
+            "properties": { "autoSwapSlotName": site.auto_swap_slot },
+        }),
+        Some(_) => {
+            let settings: serde_json::Map<String, serde_json::Value> = site
+                .app_settings
+                .iter()
+                .map(|(k, v)| (k.clone(), json!(v)))
+                .collect();
+            json!({
+                "id": format!("{id}/config/appsettings"),
+                "name": "appsettings",
+                "type": "Microsoft.Web/sites/config",
+                "properties": settings,
+            })
+        }
+    };
+    respond(200, &[], body.to_string())
 }
 
 fn has_storage_api_version(seen: &Seen) -> bool {
