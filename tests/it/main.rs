@@ -14,6 +14,7 @@ mod gateway;
 mod hostile;
 mod init;
 mod init_matrix;
+mod interop;
 pub mod kudu;
 mod list;
 mod outage;
