@@ -405,8 +405,10 @@ impl StateStore for LocalStore {
         let mut out = Vec::new();
         for (id, path) in self.versions(env)? {
             let meta = fs_err::metadata(&path)?;
-            // Labels from the content itself (a local file is cheap to read).
+            // Labels from the content itself (a local file is cheap to read); for an
+            // unreadable one, the serial nubes put in the file name when it kept it.
             let head = StateHead::parse(&fs_err::read(&path)?).ok();
+            let named = id.rsplit_once("-s").and_then(|(_, s)| s.parse().ok());
             let saved_at = id
                 .split_once('-')
                 .and_then(|(n, _)| n.parse::<i128>().ok())
@@ -418,7 +420,7 @@ impl StateStore for LocalStore {
                 .unwrap_or_default();
             out.push(Version {
                 id,
-                serial: head.as_ref().map(|h| h.serial),
+                serial: head.as_ref().map(|h| h.serial).or(named),
                 lineage: head.map(|h| h.lineage),
                 saved_at,
                 size: meta.len(),
