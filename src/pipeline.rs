@@ -425,10 +425,13 @@ async fn infrastructure(ctx: &Context<'_>, s: &Session, refresh: bool) -> Result
     let env = s.locked.env.clone();
     let fingerprint = s.fingerprint(ctx.settings);
     let recorded = s.locked.store.read_meta(&env).await?;
+    // A state written since by plain Terraform may no longer match the configuration
+    // the fingerprint describes: plan it.
     let unchanged = recorded
         .as_ref()
         .and_then(|m| m.get(META_FINGERPRINT))
-        .is_some_and(|f| *f == fingerprint);
+        .is_some_and(|f| *f == fingerprint)
+        && s.locked.store.changed_outside(&env).await?.is_none();
     if unchanged && !refresh {
         tracing::info!(
             "`{env}` is up to date: configuration, variables and Terraform unchanged since the last apply (--refresh plans anyway)"
@@ -479,10 +482,10 @@ async fn infrastructure(ctx: &Context<'_>, s: &Session, refresh: bool) -> Result
 }
 
 async fn record_apply(ctx: &Context<'_>, s: &Session, fingerprint: &str) -> Result<()> {
-    if s.locked.store.read(&s.locked.env).await?.is_none() {
+    let Some(stored) = s.locked.store.read(&s.locked.env).await? else {
         return Ok(()); // nothing was ever stored (an empty configuration)
-    }
-    let entries = [
+    };
+    let mut entries = vec![
         (META_FINGERPRINT, fingerprint.to_string()),
         (
             state::meta::COMMIT,
@@ -496,6 +499,10 @@ async fn record_apply(ctx: &Context<'_>, s: &Session, fingerprint: &str) -> Resu
         (state::meta::APPLIED_AT, crate::clock::now_rfc3339()),
         (state::meta::VERSION, env!("CARGO_PKG_VERSION").to_string()),
     ];
+    // The plan just confirmed the stored state, whoever wrote it last: nubes's again.
+    if let Ok(head) = state::StateHead::parse(&stored.bytes) {
+        entries.extend(state::head_entries(&stored.bytes, &head));
+    }
     s.locked
         .store
         .write_meta(s.locked.held.token(), &entries)

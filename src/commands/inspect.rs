@@ -113,6 +113,7 @@ pub async fn status(settings: &Settings, env_arg: &str, json_out: bool) -> Resul
     let protected = settings.environment(&env).is_some_and(|e| e.protected);
     let now = crate::clock::now();
     let lifecycle = lifecycle_json(settings, Some(&env), &meta, None, None, now);
+    let outside = changed_outside(&*store, &env, head.as_ref(), &meta).await?;
     let m = |k: &str| {
         meta.get(k)
             .filter(|v| !v.is_empty())
@@ -137,6 +138,7 @@ pub async fn status(settings: &Settings, env_arg: &str, json_out: bool) -> Resul
         "lineage": head.as_ref().and_then(|h| h.as_ref().ok()).map(|h| h.lineage.clone()),
         "resources": head.as_ref().and_then(|h| h.as_ref().ok()).map(|h| h.resources),
         "state_error": head.as_ref().and_then(|h| h.as_ref().err()).cloned(),
+        "changed_outside": outside.as_ref().map(|at| json!({ "at": at })),
         "last_apply": last_apply_json(&meta),
         "lock": holder.as_ref().map(lock_json),
         "protected": protected,
@@ -168,6 +170,12 @@ pub async fn status(settings: &Settings, env_arg: &str, json_out: bool) -> Resul
         ),
         Some(Err(e)) => crate::outln!("  state:      unreadable: {e}"),
         None => {}
+    }
+    if let Some(at) = &outside {
+        crate::outln!(
+            "  written:    changed outside nubes at {} (plain Terraform?): serial and resources above are read from the state itself",
+            crate::env_name::escaped(at, 64)
+        );
     }
     match m("nubesappliedat") {
         Some(at) => crate::outln!(
@@ -267,6 +275,28 @@ fn status_lifecycle_lines(l: &serde_json::Map<String, Value>, now: time::OffsetD
     }
 }
 
+/// When the stored state changed since nubes last wrote it, if it did. States written
+/// before nubes recorded what it wrote are judged by the serial it recorded instead.
+async fn changed_outside(
+    store: &dyn state::StateStore,
+    env: &crate::env_name::EnvName,
+    head: Option<&std::result::Result<StateHead, String>>,
+    meta: &std::collections::BTreeMap<String, String>,
+) -> Result<Option<String>> {
+    if let Some(at) = store.changed_outside(env).await? {
+        return Ok(Some(at));
+    }
+    let recorded = meta
+        .get(state::meta::SERIAL)
+        .and_then(|s| s.parse::<u64>().ok());
+    Ok(match (head, recorded) {
+        (Some(Ok(h)), Some(r)) if !meta.contains_key(state::meta::WRITTEN_MD5) && h.serial != r => {
+            Some("an unknown time".into())
+        }
+        _ => None,
+    })
+}
+
 pub async fn outputs(
     settings: &Settings,
     env_arg: &str,
@@ -337,12 +367,16 @@ pub async fn list(settings: &Settings, json_out: bool, all: bool) -> Result<()> 
                 .as_ref()
                 .and_then(|n| settings.environment(n))
                 .is_some_and(|s| s.protected);
+            // After a write outside nubes the recorded serial describes an older state:
+            // withheld rather than shown wrong (`status` reads the state itself).
+            let known = |k: &str| num(k).filter(|_| e.changed_outside.is_none());
             let mut row = json!({
                 "name": env,
                 "blob": e.name,
                 "tombstone": e.tombstone,
-                "serial": num("nubesserial"),
-                "resources": num("nubesresources"),
+                "serial": known(state::meta::SERIAL),
+                "resources": known(state::meta::RESOURCES),
+                "changed_outside": e.changed_outside.as_ref().map(|at| json!({ "at": at })),
                 "last_apply": last_apply_json(&e.metadata),
                 "lock": e.holder.as_ref().map(lock_json),
                 "protected": protected,
@@ -441,6 +475,13 @@ pub async fn list(settings: &Settings, json_out: bool, all: bool) -> Result<()> 
             health,
             expires,
         );
+        if let Some(at) = s(&r["changed_outside"]["at"]) {
+            crate::outln!(
+                "{:<20} changed outside nubes at {at}: serial unknown here (`nubes status {}` reads it)",
+                "",
+                r["name"].as_str().unwrap_or_default()
+            );
+        }
     }
     Ok(())
 }

@@ -58,32 +58,64 @@ async fn history(settings: &Settings, env_arg: &str, json: bool) -> Result<()> {
     }
     let _ = writeln!(
         out,
-        "{:<8} {:<30} {:>10}  VERSION",
-        "SERIAL", "REPLACED AT", "BYTES"
+        "{:<8} {:<30} {:>10}  {:<36}  VERSION",
+        "SERIAL", "REPLACED AT", "BYTES", "LINEAGE"
     );
     for v in &versions {
         let serial = v
             .serial
             .map(|s| s.to_string())
             .unwrap_or_else(|| "?".into());
+        let lineage = v
+            .lineage
+            .as_deref()
+            .map(|l| printable(l).to_string())
+            .unwrap_or_else(|| "? (unreadable)".into());
         let _ = writeln!(
             out,
-            "{serial:<8} {:<30} {:>10}  {}",
+            "{serial:<8} {:<30} {:>10}  {lineage:<36}  {}",
             v.saved_at, v.size, v.id
         );
     }
     Ok(())
 }
 
-/// A version given as its ID, or as a serial (the newest kept version with it).
+/// A version given as its ID, or as a serial when exactly one kept version has it (the
+/// serial is read from the version's content, so it names what `history` lists). Two
+/// versions can share a serial (plain Terraform wrote one, or a state was pushed
+/// again): then only the ID says which, and the candidates are listed.
 fn find<'a>(versions: &'a [Version], wanted: &str, env: &EnvName) -> Result<&'a Version> {
     if let Some(v) = versions.iter().find(|v| v.id == wanted) {
         return Ok(v);
     }
-    if let Ok(serial) = wanted.parse::<u64>()
-        && let Some(v) = versions.iter().find(|v| v.serial == Some(serial))
-    {
-        return Ok(v);
+    if let Ok(serial) = wanted.parse::<u64>() {
+        let same: Vec<&Version> = versions
+            .iter()
+            .filter(|v| v.serial == Some(serial))
+            .collect();
+        match same.as_slice() {
+            [one] => return Ok(one),
+            [] => {}
+            many => {
+                let candidates: Vec<String> = many
+                    .iter()
+                    .map(|v| {
+                        format!(
+                            "{} (replaced at {}, {} bytes)",
+                            printable(&v.id),
+                            printable(&v.saved_at),
+                            v.size
+                        )
+                    })
+                    .collect();
+                return Err(Error::input(format!(
+                    "{} kept versions of `{env}` have serial {serial}: {}",
+                    many.len(),
+                    candidates.join("; ")
+                ))
+                .hint("name the version by its ID (the last column of `nubes state history`)"));
+            }
+        }
     }
     Err(Error::input(format!(
         "environment `{env}` has no kept version `{}`",
@@ -137,7 +169,9 @@ async fn restore(settings: &Settings, env_arg: &str, version: &str) -> Result<()
     )
     .await?;
     let result = async {
-        let old = version_bytes(&*store, &env, version).await?;
+        let versions = store.history(&env).await?;
+        let v = find(&versions, version, &env)?;
+        let old = store.read_version(&env, &v.id).await?;
         let old_head = StateHead::parse(&old).map_err(|e| Error::input(format!("version `{}` cannot be restored: {e}", printable(version))))?;
         let current = store.read(&env).await?;
         let current_head = current.as_ref().map(|c| StateHead::parse(&c.bytes).map_err(|e| Error::failed(format!("the current state of `{env}` is unreadable: {e}"))))
@@ -165,7 +199,7 @@ async fn restore(settings: &Settings, env_arg: &str, version: &str) -> Result<()
         let expected = current.as_ref().map(|c| c.etag.as_str());
         match store.write(held.token(), bytes, expected, &head).await? {
             Ok(_) => {
-                crate::outln!("restored version `{}` (serial {}) of `{env}` as serial {next_serial}", printable(version), old_head.serial);
+                crate::outln!("restored version {} (serial {}) of `{env}` as serial {next_serial}", printable(&v.id), old_head.serial);
                 Ok(())
             }
             Err(conflict) => Err(Error::failed(format!("restore of `{env}` refused: {conflict}"))),
@@ -174,4 +208,46 @@ async fn restore(settings: &Settings, env_arg: &str, version: &str) -> Result<()
     .await;
     let released = held.release().await;
     result.and(released)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(id: &str, serial: Option<u64>) -> Version {
+        Version {
+            id: id.into(),
+            serial,
+            lineage: Some("l".into()),
+            saved_at: "t".into(),
+            size: 1,
+        }
+    }
+
+    #[test]
+    fn versions_by_id_or_by_an_unambiguous_serial_only() {
+        let env = EnvName::parse("alice", "env-").unwrap();
+        let vs = [
+            v("a", Some(3)),
+            v("b", Some(3)),
+            v("c", Some(2)),
+            v("4", Some(1)),
+        ];
+        assert_eq!(find(&vs, "c", &env).unwrap().id, "c");
+        assert_eq!(find(&vs, "2", &env).unwrap().id, "c");
+        // An ID wins over a serial that reads the same.
+        assert_eq!(find(&vs, "4", &env).unwrap().id, "4");
+        let e = find(&vs, "3", &env).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        let text = e.to_string();
+        assert!(
+            text.contains("2 kept versions of `alice` have serial 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("a (replaced") && text.contains("b (replaced"),
+            "{text}"
+        );
+        assert!(find(&vs, "9", &env).is_err());
+    }
 }

@@ -28,10 +28,13 @@ use azure_storage_blob::models::{
 use azure_storage_blob::{BlobClient, BlobContainerClient, BlobContainerClientOptions};
 use bytes::Bytes;
 use futures::TryStreamExt;
+use md5::{Digest, Md5};
 
 use super::auth::StorageAuth;
 use super::lockinfo::{self, LOCK_META_KEY, LockInfo};
-use super::{Attempt, Holder, LockToken, StateHead, StateStore, Stored, Version, WriteConflict};
+use super::{
+    Attempt, Holder, LockToken, StateHead, StateStore, Stored, Version, WriteConflict, meta,
+};
 use crate::env_name::EnvName;
 use crate::error::{Error, Result};
 
@@ -297,9 +300,11 @@ impl AzureStore {
                     .map(|e| e.to_string())
                     .unwrap_or_default(),
                 len: r.content_length().ok().flatten().unwrap_or(0),
-                metadata: r.metadata().unwrap_or_default(),
+                metadata: meta::normalise(r.metadata().unwrap_or_default()),
                 leased: matches!(r.lease_state(), Ok(Some(LeaseState::Leased))),
                 infinite: matches!(r.duration(), Ok(Some(LeaseDuration::Infinite))),
+                content_md5: r.content_md5().ok().flatten().map(|m| b64(&m)),
+                last_modified: r.last_modified().ok().flatten(),
             })),
             Err(e)
                 if error_code(&e).as_deref() == Some("BlobNotFound")
@@ -474,12 +479,28 @@ impl AzureStore {
     }
 }
 
+/// A blob's properties, metadata names normalised ([`meta::normalise`]).
 struct Props {
     etag: String,
     len: u64,
     metadata: HashMap<String, String>,
     leased: bool,
     infinite: bool,
+    /// Base64 Content-MD5, as storage holds it.
+    content_md5: Option<String>,
+    last_modified: Option<time::OffsetDateTime>,
+}
+
+fn b64(bytes: &[u8]) -> String {
+    base64::Engine::encode(&base64::engine::general_purpose::STANDARD, bytes)
+}
+
+fn rfc3339(t: Option<time::OffsetDateTime>) -> String {
+    t.and_then(|t| {
+        t.format(&time::format_description::well_known::Rfc3339)
+            .ok()
+    })
+    .unwrap_or_else(|| "an unknown time".into())
 }
 
 /// `RequestContent::from` is an inherent fn taking `Vec<u8>`; this avoids the copy.
@@ -742,12 +763,8 @@ impl StateStore for AzureStore {
             let page = page.into_model().map_err(|e| self.error(e, doing))?;
             for item in page.blob_items {
                 let Some(name) = item.name else { continue };
-                let metadata: std::collections::BTreeMap<String, String> = item
-                    .metadata
-                    .and_then(|m| m.values)
-                    .unwrap_or_default()
-                    .into_iter()
-                    .collect();
+                let metadata: std::collections::BTreeMap<String, String> =
+                    meta::normalise(item.metadata.and_then(|m| m.values).unwrap_or_default());
                 let props = item.properties;
                 let leased = props.as_ref().and_then(|p| p.lease_state) == Some(LeaseState::Leased);
                 let holder = leased.then(|| Holder {
@@ -761,40 +778,93 @@ impl StateStore for AzureStore {
                     Some((base, _)) => (base.to_string(), true),
                     None => (name.clone(), false),
                 };
+                let size = props.as_ref().and_then(|p| p.content_length).unwrap_or(0);
+                let changed_outside = if tombstone || size == 0 {
+                    None
+                } else {
+                    let md5 = props
+                        .as_ref()
+                        .and_then(|p| p.content_md5.as_deref())
+                        .map(b64);
+                    super::changed_outside(&metadata, md5.as_deref(), || {
+                        rfc3339(props.as_ref().and_then(|p| p.last_modified))
+                    })
+                };
                 out.push(super::Listed {
                     env: super::env_of(&self.settings.key_template, &state_name, ""),
-                    size: props.as_ref().and_then(|p| p.content_length).unwrap_or(0),
+                    size,
                     last_modified: props.as_ref().and_then(|p| p.last_modified),
                     created: props.as_ref().and_then(|p| p.creation_time),
                     name,
                     tombstone,
                     metadata,
                     holder,
+                    changed_outside,
                 });
             }
         }
         Ok(out)
     }
 
+    /// Serial and lineage come from a snapshot's metadata only when its
+    /// [`meta::WRITTEN_MD5`] matches the snapshot's Content-MD5 (nubes wrote that very
+    /// content); otherwise (plain Terraform wrote it, keeping nubes's older metadata)
+    /// from the snapshot's content, one read each.
     async fn history(&self, env: &EnvName) -> Result<Vec<Version>> {
-        Ok(self
-            .snapshots(env)
-            .await?
-            .into_iter()
-            .filter_map(|b| {
-                let id = b.snapshot?;
-                let meta = b.metadata.and_then(|m| m.values).unwrap_or_default();
-                Some(Version {
-                    saved_at: meta
-                        .get(META_SAVED_AT)
-                        .cloned()
-                        .unwrap_or_else(|| id.clone()),
-                    serial: meta.get(META_SERIAL).and_then(|s| s.parse().ok()),
-                    size: b.properties.and_then(|p| p.content_length).unwrap_or(0),
-                    id,
-                })
+        let mut out = Vec::new();
+        for b in self.snapshots(env).await? {
+            let Some(id) = b.snapshot else { continue };
+            let meta: HashMap<String, String> =
+                meta::normalise(b.metadata.and_then(|m| m.values).unwrap_or_default());
+            let props = b.properties;
+            let md5 = props
+                .as_ref()
+                .and_then(|p| p.content_md5.as_deref())
+                .map(b64);
+            let verified = md5.is_some() && meta.get(meta::WRITTEN_MD5) == md5.as_ref();
+            let (serial, lineage) = match (
+                verified,
+                meta.get(META_SERIAL).and_then(|s| s.parse().ok()),
+                meta.get(META_LINEAGE),
+            ) {
+                (true, Some(serial), Some(lineage)) => (Some(serial), Some(lineage.clone())),
+                _ => match self
+                    .read_version(env, &id)
+                    .await
+                    .map(|b| StateHead::parse(&b))
+                {
+                    Ok(Ok(h)) => (Some(h.serial), Some(h.lineage)),
+                    Ok(Err(_)) => (None, None),
+                    Err(e) => return Err(e),
+                },
+            };
+            out.push(Version {
+                saved_at: meta
+                    .get(META_SAVED_AT)
+                    .cloned()
+                    .unwrap_or_else(|| id.clone()),
+                serial,
+                lineage,
+                size: props.and_then(|p| p.content_length).unwrap_or(0),
+                id,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn changed_outside(&self, env: &EnvName) -> Result<Option<String>> {
+        let props = self
+            .properties(
+                &self.blob(env),
+                None,
+                &format!("reading the state of `{env}`"),
+            )
+            .await?;
+        Ok(props.filter(|p| p.len > 0).and_then(|p| {
+            super::changed_outside(&p.metadata, p.content_md5.as_deref(), || {
+                rfc3339(p.last_modified)
             })
-            .collect())
+        }))
     }
 
     async fn read_version(&self, env: &EnvName, id: &str) -> Result<Bytes> {
@@ -863,9 +933,11 @@ impl AzureStore {
                     .map(|e| e.to_string())
                     .unwrap_or_default(),
                 len: r.content_length().ok().flatten().unwrap_or(0),
-                metadata: r.metadata().unwrap_or_default(),
+                metadata: meta::normalise(r.metadata().unwrap_or_default()),
                 leased: true,
                 infinite: false,
+                content_md5: None,
+                last_modified: None,
             },
             Err(e)
                 if is_lease_lost(&e) || e.http_status() == Some(StatusCode::PreconditionFailed) =>
@@ -897,20 +969,18 @@ impl AzureStore {
                 Err(e) => return Err(self.error(e, "keeping the previous state version")),
             }
         }
-        meta.insert(META_SERIAL.into(), head.serial.to_string());
-        // Metadata travels in HTTP headers (printable ASCII, 8 KiB in all). Terraform
-        // writes UUIDs, but a state may carry any lineage string; an unfit one is left
-        // out of the (informational) metadata rather than failing the write.
-        if head.lineage.len() <= 128 && head.lineage.bytes().all(|b| b.is_ascii_graphic()) {
-            meta.insert(META_LINEAGE.into(), head.lineage.clone());
-        } else {
-            meta.remove(META_LINEAGE);
-        }
-        meta.insert(META_RESOURCES.into(), head.resources.to_string());
+        // What nubes wrote (serial, lineage, resources, MD5), so a later write by anyone
+        // else shows (`changed_outside`).
+        meta.remove(META_LINEAGE);
         meta.remove(META_SAVED_AT);
+        for (k, v) in super::head_entries(&bytes, head) {
+            meta.insert(k.into(), v);
+        }
+        let md5 = Md5::digest(&bytes).to_vec();
         let options = BlobClientUploadOptions {
             if_match: Some(Etag::from(props.etag.clone())),
             lease_id: Some(token.lease_id.clone()),
+            blob_content_md5: Some(md5),
             metadata: Some(meta),
             blob_content_type: Some("application/json".into()),
             partition_size: Some(SINGLE_REQUEST_LIMIT_U64),

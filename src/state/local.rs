@@ -20,6 +20,7 @@ use md5::{Digest, Md5};
 use super::azure::TOMBSTONE_INFIX;
 use super::{
     Attempt, Holder, LockInfo, LockToken, StateHead, StateStore, Stored, Version, WriteConflict,
+    meta,
 };
 use crate::env_name::EnvName;
 use crate::error::{Error, Result};
@@ -129,6 +130,25 @@ impl LocalStore {
 fn etag(bytes: &[u8]) -> String {
     let digest = Md5::digest(bytes);
     digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn md5_b64(bytes: &[u8]) -> String {
+    base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        Md5::digest(bytes),
+    )
+}
+
+fn mtime(path: &Path) -> String {
+    fs_err::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| {
+            time::OffsetDateTime::from(t)
+                .format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| "an unknown time".into())
 }
 
 fn nanos() -> u128 {
@@ -270,6 +290,9 @@ impl StateStore for LocalStore {
             }
         }
         write_atomic(&self.state_path(env), &bytes)?;
+        // What nubes wrote, so a later write by anyone else shows (`changed_outside`).
+        self.write_meta(token, &[(meta::WRITTEN_MD5, md5_b64(&bytes))])
+            .await?;
         tracing::debug!("wrote serial {} of `{env}`", head.serial);
         Ok(Ok(etag(&bytes)))
     }
@@ -302,7 +325,10 @@ impl StateStore for LocalStore {
             return Ok(None);
         }
         match fs_err::read(self.sibling(env, ".meta.json")) {
-            Ok(bytes) => Ok(Some(serde_json::from_slice(&bytes).unwrap_or_default())),
+            Ok(bytes) => Ok(Some(meta::normalise(
+                serde_json::from_slice::<std::collections::BTreeMap<String, String>>(&bytes)
+                    .unwrap_or_default(),
+            ))),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Some(Default::default())),
             Err(e) => Err(e.into()),
         }
@@ -348,9 +374,10 @@ impl StateStore for LocalStore {
             if size == 0 && !tombstone {
                 continue;
             }
-            let (metadata, holder) = if tombstone {
-                (Default::default(), None)
+            let (metadata, holder, changed_outside) = if tombstone {
+                (Default::default(), None, None)
             } else {
+                let changed_outside = self.changed_outside(&env).await?;
                 let mut meta = self.read_meta(&env).await?.unwrap_or_default();
                 // The Azure store keeps these in blob metadata; here the file is at hand.
                 if let Some(Ok(head)) = self.current(&env)?.map(|s| StateHead::parse(&s.bytes)) {
@@ -360,7 +387,7 @@ impl StateStore for LocalStore {
                         head.resources.to_string(),
                     );
                 }
-                (meta, self.holder(&env).await?)
+                (meta, self.holder(&env).await?, changed_outside)
             };
             out.push(super::Listed {
                 env: Some(env),
@@ -371,6 +398,7 @@ impl StateStore for LocalStore {
                 last_modified,
                 created,
                 holder,
+                changed_outside,
             });
         }
         Ok(out)
@@ -380,7 +408,10 @@ impl StateStore for LocalStore {
         let mut out = Vec::new();
         for (id, path) in self.versions(env)? {
             let meta = fs_err::metadata(&path)?;
-            let serial = id.rsplit_once("-s").and_then(|(_, s)| s.parse().ok());
+            // Labels from the content itself (a local file is cheap to read); for an
+            // unreadable one, the serial nubes put in the file name when it kept it.
+            let head = StateHead::parse(&fs_err::read(&path)?).ok();
+            let named = id.rsplit_once("-s").and_then(|(_, s)| s.parse().ok());
             let saved_at = id
                 .split_once('-')
                 .and_then(|(n, _)| n.parse::<i128>().ok())
@@ -392,12 +423,26 @@ impl StateStore for LocalStore {
                 .unwrap_or_default();
             out.push(Version {
                 id,
-                serial,
+                serial: head.as_ref().map(|h| h.serial).or(named),
+                lineage: head.map(|h| h.lineage),
                 saved_at,
                 size: meta.len(),
             });
         }
         Ok(out)
+    }
+
+    async fn changed_outside(&self, env: &EnvName) -> Result<Option<String>> {
+        let Some(current) = self.current(env)? else {
+            return Ok(None);
+        };
+        // Local metadata never held a serial: a state without the record was written by
+        // an older nubes, not judged.
+        let meta = self.read_meta(env).await?.unwrap_or_default();
+        let changed = meta
+            .get(meta::WRITTEN_MD5)
+            .is_some_and(|w| *w != md5_b64(&current.bytes));
+        Ok(changed.then(|| mtime(&self.state_path(env))))
     }
 
     async fn read_version(&self, env: &EnvName, id: &str) -> Result<Bytes> {

@@ -92,18 +92,39 @@ pub fn now_rfc3339() -> String {
         .unwrap_or_default()
 }
 
-/// `$GITHUB_ACTOR` in Actions, else `user@host`.
+/// `user@host`, exactly as Terraform's `statemgr.NewLockInfo` writes `Who`: the OS user
+/// name (Go's `user.Current()`: the password database entry of the real user ID, `$USER`
+/// only when there is none) and the host name, so a lock reads the same whoever took it.
+/// In Actions that is the runner's account and machine; the run URL is in `Info`.
 pub fn who() -> String {
-    if let Ok(actor) = std::env::var("GITHUB_ACTOR")
-        && !actor.is_empty()
-    {
-        return format!("{actor} (GitHub Actions)");
+    let user = os_user()
+        .or_else(|| std::env::var("USER").ok().filter(|u| !u.is_empty()))
+        .unwrap_or_default();
+    format!("{user}@{}", hostname())
+}
+
+/// The password database name of the process's real user ID.
+fn os_user() -> Option<String> {
+    let mut buf = vec![0u8; 4096];
+    // SAFETY: all-zero is a valid `passwd` (null pointers, zero IDs).
+    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut found: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: every pointer is valid for the call; `buf` outlives the use of `pwd`.
+    let rc = unsafe {
+        libc::getpwuid_r(
+            libc::getuid(),
+            &mut pwd,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            &mut found,
+        )
+    };
+    if rc != 0 || found.is_null() || pwd.pw_name.is_null() {
+        return None;
     }
-    let user = std::env::var("USER")
-        .or_else(|_| std::env::var("USERNAME"))
-        .unwrap_or_else(|_| "unknown".into());
-    let host = hostname();
-    format!("{user}@{host}")
+    // SAFETY: on success pw_name points to a NUL-terminated string inside `buf`.
+    let name = unsafe { std::ffi::CStr::from_ptr(pwd.pw_name) };
+    Some(name.to_string_lossy().into_owned()).filter(|n| !n.is_empty())
 }
 
 fn hostname() -> String {
@@ -117,7 +138,8 @@ fn hostname() -> String {
     String::from_utf8_lossy(&buf[..end]).into_owned()
 }
 
-/// The run URL in GitHub Actions, else the local process.
+/// `Info`: the run URL in GitHub Actions (where `Who` names only the runner), else the
+/// local process.
 pub fn run_info() -> String {
     let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
     match (
@@ -148,6 +170,19 @@ mod tests {
             info.describe()
                 .contains("bob@laptop, OperationTypeApply, since 2026-11-01T10:00:00.123456Z")
         );
+    }
+
+    #[test]
+    fn who_is_the_os_user_at_the_host_whatever_user_says() {
+        // The password database, not `$USER` (unset in many containers and runners):
+        // the same name `id -un` prints.
+        let id = std::process::Command::new("id")
+            .arg("-un")
+            .output()
+            .expect("id -un");
+        let user = String::from_utf8_lossy(&id.stdout).trim().to_string();
+        assert!(!user.is_empty());
+        assert_eq!(who(), format!("{user}@{}", hostname()));
     }
 
     #[test]

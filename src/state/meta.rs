@@ -10,6 +10,12 @@
 pub const SERIAL: &str = "nubesserial";
 pub const LINEAGE: &str = "nubeslineage";
 pub const RESOURCES: &str = "nubesresources";
+/// Base64 MD5 of the state document nubes itself last wrote (also sent as the blob's
+/// Content-MD5). When the blob's Content-MD5 differs, something else wrote the state
+/// since (plain Terraform's `azurerm` backend copies nubes's metadata unchanged on its
+/// writes), so the other `nubes*` values describe an older state. Compared within one
+/// listing, so `list` can tell without reading every state.
+pub const WRITTEN_MD5: &str = "nubeswrittenmd5";
 /// On a snapshot: when the version was replaced by a newer one.
 pub const SAVED_AT: &str = "nubessavedat";
 /// Who broke the last lock (`nubes unlock`), as lock-info JSON.
@@ -119,6 +125,21 @@ macro_rules! meta_map {
 meta_map!(std::collections::HashMap<String, String>);
 meta_map!(std::collections::BTreeMap<String, String>);
 
+/// Metadata as read from storage, every name in the canonical lower case the constants
+/// above (and `lockinfo::LOCK_META_KEY`) use. Every store read goes through this, so a
+/// lookup never depends on who wrote a name: Azure compares metadata names
+/// case-insensitively but returns them as last written, and Terraform's `azurerm`
+/// backend writes them with a capital first letter (`Terraformlockid`, `Nubesserial`).
+/// Writing such a map back stores the lower-case names: one canonical case.
+pub fn normalise<M: FromIterator<(String, String)>>(
+    names: impl IntoIterator<Item = (String, String)>,
+) -> M {
+    names
+        .into_iter()
+        .map(|(k, v)| (k.to_ascii_lowercase(), v))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,5 +165,21 @@ mod tests {
         assert_eq!(m[CREATED_AT], "2026-01-01T00:00:00Z");
         assert_eq!(m[ACTOR], "bob?::error::x ?");
         assert!(!m.contains_key(DIRTY));
+    }
+
+    #[test]
+    fn names_read_in_any_case_are_found_with_the_constants() {
+        let read: std::collections::BTreeMap<String, String> = super::normalise([
+            ("Terraformlockid".to_string(), "x".to_string()),
+            ("Nubesserial".to_string(), "3".to_string()),
+            ("NUBESAPPLIEDAT".to_string(), "t".to_string()),
+        ]);
+        assert_eq!(
+            read.get(crate::state::lockinfo::LOCK_META_KEY)
+                .map(String::as_str),
+            Some("x")
+        );
+        assert_eq!(read.get(super::SERIAL).map(String::as_str), Some("3"));
+        assert_eq!(read.get(super::APPLIED_AT).map(String::as_str), Some("t"));
     }
 }

@@ -70,7 +70,10 @@ pub struct Stored {
 pub struct Version {
     /// Opaque ID accepted by `state pull/restore` (a blob snapshot time, or a file name).
     pub id: String,
+    /// Serial and lineage of the version's content: read from it, or from metadata
+    /// verified against it (see [`meta::WRITTEN_MD5`]); `None` when it is unreadable.
     pub serial: Option<u64>,
+    pub lineage: Option<String>,
     /// When this version was replaced by a newer one.
     pub saved_at: String,
     pub size: u64,
@@ -91,6 +94,70 @@ pub struct Listed {
     pub created: Option<time::OffsetDateTime>,
     /// Who holds the lock, read from the listing itself.
     pub holder: Option<Holder>,
+    /// When the state was last modified, if it changed since nubes last wrote it (plain
+    /// Terraform wrote it): then the `nubes*` values in `metadata` describe an older state.
+    pub changed_outside: Option<String>,
+}
+
+/// Whether a stored state changed since nubes last wrote it, from its metadata (names
+/// normalised), the base64 Content-MD5 storage holds for it and when it was last
+/// modified: `Some(last modified)` when it did. A state nubes never wrote (no `nubes*`
+/// serial) was written outside nubes; one written before nubes recorded
+/// [`meta::WRITTEN_MD5`] cannot be judged from metadata alone and counts as nubes's.
+pub fn changed_outside<M: MetaGet>(
+    meta: &M,
+    content_md5: Option<&str>,
+    last_modified: impl FnOnce() -> String,
+) -> Option<String> {
+    let changed = match meta.meta(meta::WRITTEN_MD5) {
+        Some(written) => content_md5 != Some(written),
+        None => meta.meta(meta::SERIAL).is_none(),
+    };
+    changed.then(last_modified)
+}
+
+/// Metadata describing `stored` as the state nubes knows: its serial, lineage, number of
+/// resources and MD5. Written with every state write, and after a plan or apply under
+/// the lock has confirmed a state someone else wrote (it is then nubes's again).
+pub fn head_entries(stored: &[u8], head: &StateHead) -> Vec<(&'static str, String)> {
+    use md5::Digest as _;
+    let md5 = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        md5::Md5::digest(stored),
+    );
+    let mut entries = vec![
+        (meta::SERIAL, head.serial.to_string()),
+        (meta::RESOURCES, head.resources.to_string()),
+        (meta::WRITTEN_MD5, md5),
+    ];
+    if lineage_fits(&head.lineage) {
+        entries.push((meta::LINEAGE, head.lineage.clone()));
+    }
+    entries
+}
+
+/// Metadata travels in HTTP headers (printable ASCII, 8 KiB in all). Terraform writes
+/// UUIDs, but a state may carry any lineage string; an unfit one is left out of the
+/// (informational) metadata rather than failing the write.
+pub fn lineage_fits(lineage: &str) -> bool {
+    lineage.len() <= 128 && lineage.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// Read access to a normalised metadata map, whichever map type a store keeps.
+pub trait MetaGet {
+    fn meta(&self, key: &str) -> Option<&str>;
+}
+
+impl MetaGet for std::collections::HashMap<String, String> {
+    fn meta(&self, key: &str) -> Option<&str> {
+        self.get(key).map(String::as_str)
+    }
+}
+
+impl MetaGet for std::collections::BTreeMap<String, String> {
+    fn meta(&self, key: &str) -> Option<&str> {
+        self.get(key).map(String::as_str)
+    }
 }
 
 /// The environment a state name belongs to, given the key template (`{env}` once).
@@ -176,6 +243,9 @@ pub trait StateStore: Send + Sync {
     ) -> Result<Option<std::collections::BTreeMap<String, String>>>;
     /// Merge `entries` into the env's metadata, under the lock (see [`meta::merge`]).
     async fn write_meta(&self, token: &LockToken, entries: &[(&str, String)]) -> Result<()>;
+    /// `Some(last modified)` when the env's state changed since nubes last wrote it
+    /// (plain Terraform wrote it); `None` when it did not, or there is no state.
+    async fn changed_outside(&self, env: &EnvName) -> Result<Option<String>>;
     /// Every environment in the store, from one listing (no per-env requests).
     async fn list(&self) -> Result<Vec<Listed>>;
     /// Kept previous versions, newest first.

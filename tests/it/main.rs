@@ -17,6 +17,7 @@ pub mod github;
 mod hostile;
 mod init;
 mod init_matrix;
+mod interop;
 pub mod kudu;
 mod lifecycle;
 mod list;

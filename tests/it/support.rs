@@ -28,7 +28,7 @@ pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
         .block_on(f)
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .expect("bind")
         .local_addr()
@@ -36,7 +36,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn azurite_binary() -> PathBuf {
+pub fn azurite_binary() -> PathBuf {
     if let Some(p) = std::env::var_os("NUBES_TEST_AZURITE") {
         return PathBuf::from(p);
     }
@@ -232,7 +232,7 @@ impl Drop for Azurite {
     }
 }
 
-fn kill_with_parent(cmd: &mut Command) {
+pub fn kill_with_parent(cmd: &mut Command) {
     use std::os::unix::process::CommandExt;
     // SAFETY: prctl only sets a flag on the new process.
     unsafe {
@@ -243,7 +243,7 @@ fn kill_with_parent(cmd: &mut Command) {
     }
 }
 
-fn wait_for_port(port: u16, within: Duration) -> bool {
+pub fn wait_for_port(port: u16, within: Duration) -> bool {
     let start = Instant::now();
     while start.elapsed() < within {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
@@ -257,6 +257,20 @@ fn wait_for_port(port: u16, within: Duration) -> bool {
 /// A CA, and a leaf for 127.0.0.1/localhost signed by it (rustls rejects a self-signed
 /// certificate used directly as the server's).
 fn make_certs() -> (String, String, String) {
+    let c = make_certs_for(&["127.0.0.1", "localhost"]);
+    (c.ca_pem, c.cert_pem, c.key_pem)
+}
+
+/// A test CA and a leaf it signed for `names` (DNS names, wildcards or IP addresses).
+pub struct TestCerts {
+    pub ca_pem: String,
+    pub cert_pem: String,
+    pub key_pem: String,
+    pub cert_der: Vec<u8>,
+    pub key_der: Vec<u8>,
+}
+
+pub fn make_certs_for(names: &[&str]) -> TestCerts {
     use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
     let ca_key = KeyPair::generate().unwrap();
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
@@ -268,9 +282,15 @@ fn make_certs() -> (String, String, String) {
     let issuer = Issuer::new(ca_params, ca_key);
     let leaf_key = KeyPair::generate().unwrap();
     let leaf_params =
-        CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
+        CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
     let leaf = leaf_params.signed_by(&leaf_key, &issuer).unwrap();
-    (ca_cert.pem(), leaf.pem(), leaf_key.serialize_pem())
+    TestCerts {
+        ca_pem: ca_cert.pem(),
+        cert_pem: leaf.pem(),
+        key_pem: leaf_key.serialize_pem(),
+        cert_der: leaf.der().to_vec(),
+        key_der: leaf_key.serialize_der(),
+    }
 }
 
 /// An unsigned JWT that Azurite's `--oauth basic` accepts.
@@ -295,6 +315,11 @@ pub fn jwt() -> String {
 
 /// An account SAS for the blob service, signed with Azurite's well-known key.
 pub fn account_sas() -> String {
+    account_sas_for(ACCOUNT, ACCOUNT_KEY)
+}
+
+/// An account SAS for the blob service of `account`, signed with its base64 `key`.
+pub fn account_sas_for(account: &str, account_key: &str) -> String {
     use hmac::{Hmac, Mac};
     let (sp, ss, srt, se, spr, sv) = (
         "rwdlacup",
@@ -304,8 +329,8 @@ pub fn account_sas() -> String {
         "https,http",
         API_VERSION,
     );
-    let to_sign = format!("{ACCOUNT}\n{sp}\n{ss}\n{srt}\n\n{se}\n\n{spr}\n{sv}\n\n");
-    let key = B64.decode(ACCOUNT_KEY).unwrap();
+    let to_sign = format!("{account}\n{sp}\n{ss}\n{srt}\n\n{se}\n\n{spr}\n{sv}\n\n");
+    let key = B64.decode(account_key).unwrap();
     let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&key).unwrap();
     mac.update(to_sign.as_bytes());
     let sig = B64.encode(mac.finalize().into_bytes());
@@ -338,6 +363,21 @@ impl BlobResponse {
 }
 
 impl Blobs {
+    /// Raw calls to the account at `base` (`https://127.0.0.1:<port>/<account>`), trusting
+    /// the CA in `ca_pem`, authenticated with an account SAS.
+    pub fn with_sas(base: String, ca_pem: &Path, sas: String) -> Blobs {
+        let pem = std::fs::read(ca_pem).unwrap();
+        let http = reqwest::Client::builder()
+            .tls_certs_merge(reqwest::Certificate::from_pem_bundle(&pem).unwrap())
+            .build()
+            .unwrap();
+        Blobs {
+            http,
+            base,
+            auth: Auth::Sas(sas),
+        }
+    }
+
     fn url(&self, path: &str, query: &str) -> String {
         let mut q = query.to_string();
         if let Auth::Sas(sas) = &self.auth {
