@@ -132,7 +132,19 @@ async fn dispatch(cli: &Cli) -> Result<()> {
             jobs,
             json,
             markdown,
-        } => commands::drift::run(&settings(cli)?, envs, *jobs, *json, *markdown).await,
+            pending,
+            fix,
+        } => {
+            let options = commands::drift::Options {
+                envs: envs.clone(),
+                jobs: *jobs,
+                json: *json,
+                markdown: *markdown,
+                pending: *pending,
+                fix: *fix,
+            };
+            commands::drift::run(&settings(cli)?, &options).await
+        }
         Command::Reap {
             gone_branches,
             older_than,
