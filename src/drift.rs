@@ -195,11 +195,15 @@ pub fn short(commit: &str) -> &str {
     &commit[..commit.len().min(12)]
 }
 
+/// A resource address or attribute path (from the branch's configuration: `for_each`
+/// keys are anything) made safe for one line of a terminal or log.
+pub fn shown(s: &str) -> String {
+    crate::env_name::escaped(s, 200)
+}
+
 /// Text for inside a Markdown code span (no backticks, one line).
 pub fn md_code(s: &str) -> String {
-    crate::env_name::printable(s)
-        .replace('`', "'")
-        .replace(['\n', '\r'], " ")
+    shown(s).replace('`', "'")
 }
 
 /// Text for a Markdown table cell or paragraph (one line, no table breaks).
@@ -473,6 +477,7 @@ mod tests {
         d.fix = Some(Fix::Failed("a | b\nc".into()));
         let md = d.markdown();
         assert!(md.contains("`x.y[\"a'b\"]`"), "{md}");
+        assert!(md.contains("`tags.'|\\n`"), "{md}");
         assert!(md.contains("a \\| b c"), "{md}");
         assert!(md.contains("`0123456789ab`"), "{md}");
     }

@@ -488,11 +488,14 @@ fn json_report(checked: &[EnvDrift], c: &Counts) -> Value {
     })
 }
 
-fn attrs(r: &drift::ResourceChange) -> String {
+/// `<address>: <attribute>, ...`, escaped for a terminal or log.
+fn resource_line(r: &drift::ResourceChange) -> String {
+    let address = drift::shown(&r.address);
     if r.attributes.is_empty() {
-        String::new()
+        address
     } else {
-        format!(": {}", r.attributes.join(", "))
+        let a: Vec<String> = r.attributes.iter().map(|a| drift::shown(a)).collect();
+        format!("{address}: {}", a.join(", "))
     }
 }
 
@@ -518,15 +521,15 @@ fn text_report(checked: &[EnvDrift], c: &Counts, opts: &Options) {
             ),
         }
         for r in &d.drifted {
-            crate::outln!("    changed outside Terraform: {:?} {}{}", r.action, r.address, attrs(r));
+            crate::outln!("    changed outside Terraform: {:?} {}", r.action, resource_line(r));
         }
         if d.has_pending() {
             if opts.pending {
                 for r in &d.pending {
-                    crate::outln!("    pending: {:?} {}{}", r.action, r.address, attrs(r));
+                    crate::outln!("    pending: {:?} {}", r.action, resource_line(r));
                 }
                 for o in &d.pending_outputs {
-                    crate::outln!("    pending: output {o}");
+                    crate::outln!("    pending: output {}", drift::shown(o));
                 }
             } else {
                 crate::outln!(
@@ -587,7 +590,12 @@ fn markdown_report(checked: &[EnvDrift], c: &Counts, opts: &Options) -> String {
                     } else {
                         format!(" ({})", a.join(", "))
                     };
-                    format!("{:?} `{}`{}", r.action, drift::md_code(&r.address), drift::md_text(&a))
+                    format!(
+                        "{:?} `{}`{}",
+                        r.action,
+                        drift::md_text(&drift::md_code(&r.address)),
+                        drift::md_text(&a)
+                    )
                 })
                 .collect::<Vec<_>>()
                 .join("<br>")
@@ -597,7 +605,7 @@ fn markdown_report(checked: &[EnvDrift], c: &Counts, opts: &Options) -> String {
         } else if opts.pending {
             let mut p = list(&d.pending);
             for o in &d.pending_outputs {
-                p.push_str(&format!("<br>output `{}`", drift::md_code(o)));
+                p.push_str(&format!("<br>output `{}`", drift::md_text(&drift::md_code(o))));
             }
             p
         } else {

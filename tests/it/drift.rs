@@ -201,6 +201,7 @@ fn drift_fix_skips_protected_unless_named_never_touches_a_locked_one_and_reports
     }
     // Someone applies other values by hand, behind the branch's back.
     for env in ["bob", "carol"] {
+        p.run(&["tf", env, "--", "init", "-input=false"]).ok();
         p.run(&[
             "tf", env, "--", "apply", "-auto-approve", "-input=false", "-var", "size=XXL",
         ])
