@@ -46,7 +46,10 @@ impl Repo {
         })?;
         let top = fs_err::canonicalize(top)?;
         let root = fs_err::canonicalize(root)?;
-        let prefix = root.strip_prefix(&top).unwrap_or(Path::new("")).to_path_buf();
+        let prefix = root
+            .strip_prefix(&top)
+            .unwrap_or(Path::new(""))
+            .to_path_buf();
         Ok(Repo { repo, prefix })
     }
 
@@ -95,11 +98,10 @@ impl Repo {
         let mut wanted = BTreeSet::new();
         for rel in paths {
             if !is_plain_relative(rel) {
-                return Err(Error::input(format!(
-                    "`{}` leaves the project folder",
-                    rel.display()
-                ))
-                .hint("keep [terraform] dir inside the repository"));
+                return Err(
+                    Error::input(format!("`{}` leaves the project folder", rel.display()))
+                        .hint("keep [terraform] dir inside the repository"),
+                );
             }
             let in_repo = self.prefix.join(rel);
             let entry = match tree.get_path(&in_repo) {
@@ -125,9 +127,9 @@ impl Repo {
         dest: &Path,
         wanted: &mut BTreeSet<PathBuf>,
     ) -> Result<()> {
-        let object = entry
-            .to_object(&self.repo)
-            .map_err(|e| Error::failed(format!("cannot read {}: {}", rel.display(), e.message())))?;
+        let object = entry.to_object(&self.repo).map_err(|e| {
+            Error::failed(format!("cannot read {}: {}", rel.display(), e.message()))
+        })?;
         match entry.kind() {
             Some(git2::ObjectType::Tree) => {
                 let Some(tree) = object.as_tree() else {
@@ -137,7 +139,10 @@ impl Repo {
                 mark(wanted, rel);
                 for child in tree.iter() {
                     let Ok(name) = child.name() else {
-                        tracing::warn!("{}: a file name that is not UTF-8 was skipped", rel.display());
+                        tracing::warn!(
+                            "{}: a file name that is not UTF-8 was skipped",
+                            rel.display()
+                        );
                         continue;
                     };
                     self.write_entry(&child, &rel.join(name), dest, wanted)?;
@@ -251,7 +256,11 @@ mod tests {
     fn extracts_only_the_asked_paths_of_the_branch_and_keeps_the_working_copy() {
         let dir = tempfile::tempdir().unwrap();
         let repo = git2::Repository::init(dir.path()).unwrap();
-        commit(&repo, "refs/heads/main", &[("terraform/main.tf", "main", 0o100644)]);
+        commit(
+            &repo,
+            "refs/heads/main",
+            &[("terraform/main.tf", "main", 0o100644)],
+        );
         let c = commit(
             &repo,
             "refs/remotes/origin/env-alice",
@@ -273,16 +282,35 @@ mod tests {
         let keep = Path::new(".nubes");
         fs_err::create_dir_all(dest.join(".nubes/work/alice/.terraform")).unwrap();
         fs_err::write(dest.join("stale.txt"), "old").unwrap();
-        let paths = [PathBuf::from("nubes.toml"), PathBuf::from("terraform"), PathBuf::from("absent")];
+        let paths = [
+            PathBuf::from("nubes.toml"),
+            PathBuf::from("terraform"),
+            PathBuf::from("absent"),
+        ];
         r.extract(&tip.commit, &paths, &dest, keep).unwrap();
-        assert_eq!(fs_err::read_to_string(dest.join("terraform/main.tf")).unwrap(), "alice");
+        assert_eq!(
+            fs_err::read_to_string(dest.join("terraform/main.tf")).unwrap(),
+            "alice"
+        );
         assert!(dest.join("nubes.toml").is_file());
         assert!(!dest.join("src").exists(), "only the asked paths");
-        assert!(!dest.join("terraform/link.tf").exists(), "links are skipped");
-        assert!(!dest.join("stale.txt").exists(), "files not in the commit are removed");
-        assert!(dest.join(".nubes/work/alice/.terraform").is_dir(), "the working copy is kept");
+        assert!(
+            !dest.join("terraform/link.tf").exists(),
+            "links are skipped"
+        );
+        assert!(
+            !dest.join("stale.txt").exists(),
+            "files not in the commit are removed"
+        );
+        assert!(
+            dest.join(".nubes/work/alice/.terraform").is_dir(),
+            "the working copy is kept"
+        );
         use std::os::unix::fs::PermissionsExt;
-        let mode = fs_err::metadata(dest.join("terraform/modules/x/run.sh")).unwrap().permissions().mode();
+        let mode = fs_err::metadata(dest.join("terraform/modules/x/run.sh"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o111, 0o111, "executable bit kept");
 
         let e = r

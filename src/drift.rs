@@ -155,7 +155,10 @@ impl EnvDrift {
             md.push_str(&resource_list(&self.drifted));
         }
         if self.has_pending() {
-            md.push_str(&format!("Pending on `{}` (not applied yet):\n\n", self.branch));
+            md.push_str(&format!(
+                "Pending on `{}` (not applied yet):\n\n",
+                self.branch
+            ));
             md.push_str(&resource_list(&self.pending));
             for o in &self.pending_outputs {
                 md.push_str(&format!("- output `{}`\n", md_code(o)));
@@ -334,7 +337,14 @@ fn changed_attributes(c: &ShowChange) -> Vec<String> {
     out
 }
 
-fn diff(path: &str, before: &Value, after: &Value, unknown: &Value, depth: usize, out: &mut Vec<String>) {
+fn diff(
+    path: &str,
+    before: &Value,
+    after: &Value,
+    unknown: &Value,
+    depth: usize,
+    out: &mut Vec<String>,
+) {
     if unknown == &Value::Bool(true) {
         // Known only after apply: it changes (to a value not known yet).
         out.push(path.to_string());
@@ -459,7 +469,10 @@ mod tests {
         assert!(f.pending.is_empty() && f.pending_outputs.is_empty());
 
         let nothing = r#"{"format_version":"1.2","resource_changes":[{"address":"a.b","change":{"actions":["no-op"]}}]}"#;
-        assert_eq!(findings(nothing.as_bytes(), false).unwrap().verdict(), Verdict::Clean);
+        assert_eq!(
+            findings(nothing.as_bytes(), false).unwrap().verdict(),
+            Verdict::Clean
+        );
         assert!(findings(b"not json", false).is_err());
     }
 

@@ -338,7 +338,11 @@ async fn check(ctx: &Context<'_>, s: &Session) -> Result<(drift::Findings, Strin
     .collect();
     s.terraform(ctx, &plan, Io::Stream).await?;
     let show = s
-        .terraform(ctx, &["show".into(), "-json".into(), PLAN_FILE.into()], Io::Capture)
+        .terraform(
+            ctx,
+            &["show".into(), "-json".into(), PLAN_FILE.into()],
+            Io::Capture,
+        )
         .await?;
     Ok((findings(&show, applied)?, fingerprint))
 }
@@ -382,7 +386,10 @@ async fn record(locked: &Locked, verdict: Verdict) {
     }
     .await;
     if let Err(e) = result {
-        tracing::warn!("the drift verdict of `{}` was not recorded: {e}", locked.env);
+        tracing::warn!(
+            "the drift verdict of `{}` was not recorded: {e}",
+            locked.env
+        );
     }
 }
 
@@ -521,7 +528,11 @@ fn text_report(checked: &[EnvDrift], c: &Counts, opts: &Options) {
             ),
         }
         for r in &d.drifted {
-            crate::outln!("    changed outside Terraform: {:?} {}", r.action, resource_line(r));
+            crate::outln!(
+                "    changed outside Terraform: {:?} {}",
+                r.action,
+                resource_line(r)
+            );
         }
         if d.has_pending() {
             if opts.pending {
@@ -605,11 +616,17 @@ fn markdown_report(checked: &[EnvDrift], c: &Counts, opts: &Options) -> String {
         } else if opts.pending {
             let mut p = list(&d.pending);
             for o in &d.pending_outputs {
-                p.push_str(&format!("<br>output `{}`", drift::md_text(&drift::md_code(o))));
+                p.push_str(&format!(
+                    "<br>output `{}`",
+                    drift::md_text(&drift::md_code(o))
+                ));
             }
             p
         } else {
-            format!("{} (`--pending` lists them)", d.pending.len() + d.pending_outputs.len())
+            format!(
+                "{} (`--pending` lists them)",
+                d.pending.len() + d.pending_outputs.len()
+            )
         };
         let drifted = match &d.error {
             Some((msg, _)) => drift::md_text(msg),

@@ -40,7 +40,11 @@ fn ci_checkout(az: &Azurite, nubes_toml: &str, main_tf: &str) -> Project {
 }
 
 fn state_of(az: &Azurite, env: &str) -> Vec<u8> {
-    block_on(az.blobs().get("tfstate", &format!("{env}.terraform.tfstate"))).body
+    block_on(
+        az.blobs()
+            .get("tfstate", &format!("{env}.terraform.tfstate")),
+    )
+    .body
 }
 
 fn meta_of(az: &Azurite, env: &str, key: &str) -> Option<String> {
@@ -73,7 +77,9 @@ fn drift_judges_each_environment_against_its_own_branch_and_fix_corrects_it() {
             ("src/app.js", "application code, not extracted"),
         ],
     );
-    ci_checkout(&az, &toml, &alice_tf).run(&["up", "alice"]).ok();
+    ci_checkout(&az, &toml, &alice_tf)
+        .run(&["up", "alice"])
+        .ok();
     // Judged against this checkout, alice would differ (the old behaviour).
     p.run(&["plan", "alice", "--detailed-exitcode"]).code(4);
 
@@ -86,7 +92,10 @@ fn drift_judges_each_environment_against_its_own_branch_and_fix_corrects_it() {
         "{}",
         out.stdout
     );
-    assert_eq!(meta_of(&az, "alice", "nubesdrift").as_deref(), Some("clean"));
+    assert_eq!(
+        meta_of(&az, "alice", "nubesdrift").as_deref(),
+        Some("clean")
+    );
     assert!(meta_of(&az, "alice", "nubesdriftat").is_some());
     let copy = p.path().join(".nubes/branches/alice");
     assert!(
@@ -124,7 +133,10 @@ fn drift_judges_each_environment_against_its_own_branch_and_fix_corrects_it() {
     assert!(attrs.contains(&"input".into()), "{attrs:?}");
     assert_eq!(alice["pending"], serde_json::json!([]));
     assert_eq!(state_of(&az, "alice"), before, "drift never applies");
-    assert_eq!(meta_of(&az, "alice", "nubesdrift").as_deref(), Some("drifted"));
+    assert_eq!(
+        meta_of(&az, "alice", "nubesdrift").as_deref(),
+        Some("drifted")
+    );
     let md = std::fs::read_to_string(&summary).unwrap();
     assert!(
         md.contains("**1 drifted**") && md.contains("`terraform_data.app` (input"),
@@ -146,14 +158,24 @@ fn drift_judges_each_environment_against_its_own_branch_and_fix_corrects_it() {
         after.contains("alice-M") && !after.contains("alice-XXL") && !after.contains("alice-S"),
         "{after}"
     );
-    assert_eq!(meta_of(&az, "alice", "nubescommit").as_deref(), Some(first.as_str()));
-    assert_eq!(meta_of(&az, "alice", "nubesbranch").as_deref(), Some("env-alice"));
-    assert_eq!(meta_of(&az, "alice", "nubesdrift").as_deref(), Some("clean"));
+    assert_eq!(
+        meta_of(&az, "alice", "nubescommit").as_deref(),
+        Some(first.as_str())
+    );
+    assert_eq!(
+        meta_of(&az, "alice", "nubesbranch").as_deref(),
+        Some("env-alice")
+    );
+    assert_eq!(
+        meta_of(&az, "alice", "nubesdrift").as_deref(),
+        Some("clean")
+    );
     let out = p.run(&["drift"]).ok();
     assert!(out.stdout.contains("alice: no drift"), "{}", out.stdout);
 
     // A new commit on env-alice, not applied yet: pending, not drift.
-    let extra = format!("{alice_tf}\nresource \"terraform_data\" \"extra\" {{\n  input = \"x\"\n}}\n");
+    let extra =
+        format!("{alice_tf}\nresource \"terraform_data\" \"extra\" {{\n  input = \"x\"\n}}\n");
     git_commit(
         p.path(),
         "refs/heads/env-alice",
@@ -162,12 +184,17 @@ fn drift_judges_each_environment_against_its_own_branch_and_fix_corrects_it() {
     let out = p.run(&["drift"]).ok();
     assert!(
         out.stdout.contains("alice: no drift, changes pending")
-            && out.stdout.contains("1 pending change(s) on env-alice (--pending lists them)")
+            && out
+                .stdout
+                .contains("1 pending change(s) on env-alice (--pending lists them)")
             && !out.stdout.contains("terraform_data.extra"),
         "{}",
         out.stdout
     );
-    assert_eq!(meta_of(&az, "alice", "nubesdrift").as_deref(), Some("pending"));
+    assert_eq!(
+        meta_of(&az, "alice", "nubesdrift").as_deref(),
+        Some("pending")
+    );
     let out = p.run(&["drift", "--pending"]).code(4);
     assert!(
         out.stdout.contains("pending: Create terraform_data.extra"),
@@ -177,7 +204,11 @@ fn drift_judges_each_environment_against_its_own_branch_and_fix_corrects_it() {
     // --fix leaves pending changes to the push that brings them (or --pending).
     let before = state_of(&az, "alice");
     let out = p.run(&["drift", "--fix"]).ok();
-    assert!(out.stdout.contains("skipped: only pending changes"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("skipped: only pending changes"),
+        "{}",
+        out.stdout
+    );
     assert_eq!(state_of(&az, "alice"), before);
 
     let out = p.run(&["drift", "Not_An_Env"]).code(2);
@@ -203,7 +234,14 @@ fn drift_fix_skips_protected_unless_named_never_touches_a_locked_one_and_reports
     for env in ["bob", "carol"] {
         p.run(&["tf", env, "--", "init", "-input=false"]).ok();
         p.run(&[
-            "tf", env, "--", "apply", "-auto-approve", "-input=false", "-var", "size=XXL",
+            "tf",
+            env,
+            "--",
+            "apply",
+            "-auto-approve",
+            "-input=false",
+            "-var",
+            "size=XXL",
         ])
         .ok();
     }
@@ -220,12 +258,20 @@ fn drift_fix_skips_protected_unless_named_never_touches_a_locked_one_and_reports
         .code(3);
     let doc: serde_json::Value = serde_json::from_str(&out.stdout).expect("JSON");
     let envs = doc["environments"].as_array().unwrap();
-    let by = |name: &str| envs.iter().find(|e| e["environment"] == name).unwrap().clone();
+    let by = |name: &str| {
+        envs.iter()
+            .find(|e| e["environment"] == name)
+            .unwrap()
+            .clone()
+    };
     let b = by("bob");
     assert_eq!(b["verdict"], "drifted");
     assert_eq!(b["reference"], "refs/remotes/origin/env-bob");
     assert_eq!(b["fix"]["outcome"], "skipped");
-    assert!(b["fix"]["reason"].as_str().unwrap().contains("protected"), "{b}");
+    assert!(
+        b["fix"]["reason"].as_str().unwrap().contains("protected"),
+        "{b}"
+    );
     let c = by("carol");
     assert_eq!(c["verdict"], "failed");
     assert_eq!(c["exit_code"], 3);
@@ -242,15 +288,31 @@ fn drift_fix_skips_protected_unless_named_never_touches_a_locked_one_and_reports
         Some("leased"),
         "the lock was not broken"
     );
-    assert_eq!(meta_of(&az, "dave", "nubesdrift").as_deref(), Some("no-branch"));
-    assert_eq!(meta_of(&az, "bob", "nubesdrift").as_deref(), Some("drifted"));
+    assert_eq!(
+        meta_of(&az, "dave", "nubesdrift").as_deref(),
+        Some("no-branch")
+    );
+    assert_eq!(
+        meta_of(&az, "bob", "nubesdrift").as_deref(),
+        Some("drifted")
+    );
 
     // Named, the protected environment is corrected, from its own branch.
     let out = p.run(&["drift", "--fix", "bob"]).ok();
-    assert!(out.stdout.contains("corrected: re-applied from env-bob"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("corrected: re-applied from env-bob"),
+        "{}",
+        out.stdout
+    );
     let after = String::from_utf8(state_of(&az, "bob")).unwrap();
-    assert!(after.contains("bob-S") && !after.contains("bob-XXL"), "{after}");
-    assert_eq!(meta_of(&az, "bob", "nubescommit").as_deref(), Some(bob.as_str()));
+    assert!(
+        after.contains("bob-S") && !after.contains("bob-XXL"),
+        "{after}"
+    );
+    assert_eq!(
+        meta_of(&az, "bob", "nubescommit").as_deref(),
+        Some(bob.as_str())
+    );
     p.run(&["drift", "bob"]).ok();
     assert_eq!(meta_of(&az, "bob", "nubesdrift").as_deref(), Some("clean"));
 }
