@@ -9,9 +9,10 @@
 //! built-in resource can make Terraform's refresh find drift (`resource_drift`). The
 //! tests instead change the object where Terraform keeps its record of it: the stored
 //! state is edited (the value a refresh of a changed cloud object would have read), or
-//! someone applies other values by hand with `nubes tf`. Both leave the branch's
-//! configuration as it was applied, and the plan wants to change the resource back,
-//! which is what a refreshed real resource gives too.
+//! someone applies other values by hand with `nubes tf`; or a value the configuration
+//! reads from outside (a `terraform_remote_state` data source over a local document)
+//! moves. All leave the branch's configuration as it was applied, and the plan wants to
+//! change the resource, which is what a refreshed real resource gives too.
 
 use crate::support::{Azurite, Project, block_on, git_commit};
 
@@ -315,4 +316,79 @@ fn drift_fix_skips_protected_unless_named_never_touches_a_locked_one_and_reports
     );
     p.run(&["drift", "bob"]).ok();
     assert_eq!(meta_of(&az, "bob", "nubesdrift").as_deref(), Some("clean"));
+}
+
+/// A value read from outside the configuration moves: a `terraform_remote_state` data
+/// source (local backend) reads a document the test then changes, and its value flows
+/// into a resource. The branch's configuration is the one applied, so the change the
+/// plan proposes is drift; `--fix` re-applies the branch, after which it is clean.
+#[test]
+fn a_value_read_from_outside_that_moved_is_drift_and_fix_reapplies_the_branch() {
+    let az = Azurite::https();
+    let p = Project::on(&az, "");
+    let world = p.path().join("world.tfstate");
+    let document = |sku: &str| {
+        format!(
+            r#"{{"version":4,"terraform_version":"1.15.5","serial":1,"lineage":"world","outputs":{{"sku":{{"value":"{sku}","type":"string"}}}},"resources":[]}}"#
+        )
+    };
+    std::fs::write(&world, document("B1")).unwrap();
+    let stack = format!(
+        r#"
+terraform {{
+  backend "azurerm" {{}}
+}}
+variable "environment" {{
+  type = string
+}}
+data "terraform_remote_state" "world" {{
+  backend = "local"
+  config = {{
+    path = "{}"
+  }}
+}}
+resource "terraform_data" "app" {{
+  input = "${{var.environment}}-${{data.terraform_remote_state.world.outputs.sku}}"
+}}
+"#,
+        world.display()
+    );
+    let toml = std::fs::read_to_string(p.path().join("nubes.toml")).unwrap();
+    std::fs::write(p.path().join("terraform/main.tf"), STACK).unwrap();
+    git_commit(
+        p.path(),
+        "refs/heads/main",
+        &[("nubes.toml", &toml), ("terraform/main.tf", STACK)],
+    );
+    git_commit(
+        p.path(),
+        "refs/heads/env-erin",
+        &[("nubes.toml", &toml), ("terraform/main.tf", &stack)],
+    );
+    ci_checkout(&az, &toml, &stack).run(&["up", "erin"]).ok();
+    p.run(&["drift"]).ok();
+
+    std::fs::write(&world, document("P1v3")).unwrap();
+    let out = p.run(&["drift"]).code(4);
+    assert!(
+        out.stdout.contains("erin: DRIFTED")
+            && out
+                .stdout
+                .contains("changed outside Terraform: Update terraform_data.app: input"),
+        "{}",
+        out.stdout
+    );
+    let out = p.run(&["drift", "--fix"]).ok();
+    assert!(
+        out.stdout.contains("corrected: re-applied from env-erin"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        String::from_utf8(state_of(&az, "erin"))
+            .unwrap()
+            .contains("erin-P1v3")
+    );
+    let out = p.run(&["drift"]).ok();
+    assert!(out.stdout.contains("erin: no drift"), "{}", out.stdout);
 }
