@@ -132,8 +132,21 @@ async fn dispatch(cli: &Cli) -> Result<()> {
             jobs,
             json,
             markdown,
+            pending,
+            fix,
             issue,
-        } => commands::drift::run(&settings(cli)?, envs, *jobs, *json, *markdown, *issue).await,
+        } => {
+            let options = commands::drift::Options {
+                envs: envs.clone(),
+                jobs: *jobs,
+                json: *json,
+                markdown: *markdown,
+                pending: *pending,
+                fix: *fix,
+                issue: *issue,
+            };
+            commands::drift::run(&settings(cli)?, &options).await
+        }
         Command::Reap {
             gone_branches,
             expired,

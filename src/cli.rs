@@ -115,10 +115,14 @@ pub enum Command {
         #[arg(last = true, required = true, value_name = "TERRAFORM ARGS")]
         args: Vec<OsString>,
     },
-    /// Plan every (or the named) environment and report which drifted; never applies
+    /// Judge every (or the named) environment against its own branch env-<name>
     ///
-    /// Exits 4 when any environment would change, 3 when one could not be checked
-    /// because it stayed locked, 1 when a check failed.
+    /// Reports, per environment, what drifted (changed outside Terraform) and, apart
+    /// from it, what is pending (configuration on the branch not applied yet). Reads the
+    /// branches from the local repository (refs/remotes/origin/env-*, else
+    /// refs/heads/env-*); an environment without a branch is reported as such. Exits 4
+    /// when an environment drifted (or, with --pending, has pending changes), 3 when one
+    /// stayed locked, 1 when a check or a correction failed.
     Drift {
         /// Environments to check (default: every environment in the state storage)
         envs: Vec<String>,
@@ -131,6 +135,13 @@ pub enum Command {
         /// Markdown report (for a job summary or an issue body)
         #[arg(long)]
         markdown: bool,
+        /// List pending changes too, and let them count: exit 4, and applied by --fix
+        #[arg(long)]
+        pending: bool,
+        /// Re-apply each drifted environment from its own branch (infrastructure only,
+        /// under its lock); protected environments only when named
+        #[arg(long)]
+        fix: bool,
         /// Keep one GitHub issue per drifted environment (label nubes-drift): opened,
         /// updated, closed when clean. Needs GITHUB_TOKEN (or GH_TOKEN) with
         /// `issues: write` and GITHUB_REPOSITORY

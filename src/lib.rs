@@ -3,12 +3,14 @@
 
 pub mod app;
 pub mod arm;
+pub mod branch;
 pub mod build;
 pub mod cli;
 pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod deploy;
+pub mod drift;
 pub mod env_name;
 pub mod error;
 pub mod expiry;

@@ -238,7 +238,7 @@ impl Session {
 
 /// The saved plan `up` and `plan` apply or summarise, in the working copy while the
 /// command runs (removed by [`Session::close`]).
-const PLAN_FILE: &str = "nubes.tfplan";
+pub(crate) const PLAN_FILE: &str = "nubes.tfplan";
 const PLAN_OUT: &str = "-out=nubes.tfplan";
 
 fn args(list: &[&str]) -> Vec<OsString> {
@@ -481,7 +481,7 @@ async fn infrastructure(ctx: &Context<'_>, s: &Session, refresh: bool) -> Result
     })
 }
 
-async fn record_apply(ctx: &Context<'_>, s: &Session, fingerprint: &str) -> Result<()> {
+pub(crate) async fn record_apply(ctx: &Context<'_>, s: &Session, fingerprint: &str) -> Result<()> {
     let Some(stored) = s.locked.store.read(&s.locked.env).await? else {
         return Ok(()); // nothing was ever stored (an empty configuration)
     };

@@ -108,6 +108,13 @@ impl Scene {
         ] {
             p.set_env(k, v);
         }
+        // `drift` judges alice against its own branch: the same files, committed.
+        let toml = std::fs::read_to_string(p.path().join("nubes.toml")).unwrap();
+        crate::support::git_commit(
+            p.path(),
+            "refs/heads/env-alice",
+            &[("nubes.toml", &toml), ("terraform/main.tf", STACK)],
+        );
         Scene {
             p,
             spy,

@@ -708,3 +708,30 @@ impl Project {
             .expect("spawn nubes")
     }
 }
+
+/// Commit `files` (path, text) as the whole tree of a new commit on `reference` (e.g.
+/// `refs/heads/env-alice` or `refs/remotes/origin/env-alice`) of the repository at
+/// `dir`, created if missing, on top of that reference's tip. Returns the commit id.
+pub fn git_commit(dir: &Path, reference: &str, files: &[(&str, &str)]) -> String {
+    let repo = git2::Repository::open(dir)
+        .or_else(|_| git2::Repository::init(dir))
+        .expect("repository");
+    let mut builder = git2::build::TreeUpdateBuilder::new();
+    for (path, text) in files {
+        let oid = repo.blob(text.as_bytes()).expect("blob");
+        builder.upsert(*path, oid, git2::FileMode::Blob);
+    }
+    let empty = repo.treebuilder(None).unwrap().write().unwrap();
+    let base = repo.find_tree(empty).unwrap();
+    let tree = builder.create_updated(&repo, &base).expect("tree");
+    let tree = repo.find_tree(tree).unwrap();
+    let parent = repo
+        .find_reference(reference)
+        .ok()
+        .and_then(|r| r.peel_to_commit().ok());
+    let parents: Vec<&git2::Commit> = parent.iter().collect();
+    let sig = git2::Signature::now("Dev", "dev@example.com").unwrap();
+    repo.commit(Some(reference), &sig, &sig, "commit", &tree, &parents)
+        .expect("commit")
+        .to_string()
+}
