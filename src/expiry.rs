@@ -30,6 +30,9 @@ pub enum Source {
     Applied,
     /// The blob's Last-Modified: no nubes record at all (plain Terraform's state).
     Modified,
+    /// The blob's Last-Modified, later than nubes's record: plain Terraform wrote the
+    /// state since (a developer applying by hand is using the environment too).
+    Outside,
 }
 
 impl Source {
@@ -38,6 +41,7 @@ impl Source {
             Source::Activity => "recorded activity",
             Source::Applied => "last apply",
             Source::Modified => "state last modified",
+            Source::Outside => "state written outside nubes",
         }
     }
 }
@@ -84,32 +88,46 @@ fn recorded(meta: &BTreeMap<String, String>, key: &str) -> Option<OffsetDateTime
     meta.get(key).and_then(|v| clock::parse(v))
 }
 
-/// The last activity an environment's metadata shows (see [`Source`]).
+/// What the storage itself says about the blob, beside nubes's metadata.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Blob {
+    pub last_modified: Option<OffsetDateTime>,
+    /// Creation time, used when nubes never recorded `nubescreatedat`.
+    pub created: Option<OffsetDateTime>,
+    /// The state changed since nubes last wrote it (plain Terraform wrote it).
+    pub written_outside: bool,
+}
+
+/// The last activity an environment's metadata shows (see [`Source`]). Metadata-only
+/// writes (a `keep` pin, a drift verdict) move Last-Modified too, so the blob's time
+/// counts only where nubes recorded nothing, or where plain Terraform wrote the state.
 pub fn last_activity(
     meta: &BTreeMap<String, String>,
-    last_modified: Option<OffsetDateTime>,
+    blob: Blob,
 ) -> Option<(OffsetDateTime, Source)> {
-    recorded(meta, meta::ACTIVITY_AT)
+    let recorded = recorded(meta, meta::ACTIVITY_AT)
         .map(|t| (t, Source::Activity))
-        .or_else(|| recorded(meta, meta::APPLIED_AT).map(|t| (t, Source::Applied)))
-        .or_else(|| last_modified.map(|t| (t, Source::Modified)))
+        .or_else(|| recorded(meta, meta::APPLIED_AT).map(|t| (t, Source::Applied)));
+    match (recorded, blob.last_modified) {
+        (Some(r), Some(m)) if blob.written_outside && m > r.0 => Some((m, Source::Outside)),
+        (Some(r), _) => Some(r),
+        (None, m) => m.map(|t| (t, Source::Modified)),
+    }
 }
 
 fn days(d: Duration) -> time::Duration {
     time::Duration::seconds(i64::try_from(d.as_secs()).unwrap_or(i64::MAX / 2))
 }
 
-/// Judge one environment. `created_fallback` is the blob's creation time, used when
-/// nubes never recorded `nubescreatedat`.
+/// Judge one environment.
 pub fn judge(
     meta: &BTreeMap<String, String>,
-    last_modified: Option<OffsetDateTime>,
-    created_fallback: Option<OffsetDateTime>,
+    blob: Blob,
     rules: Rules,
     protected: bool,
 ) -> Judgement {
-    let last = last_activity(meta, last_modified);
-    let created = recorded(meta, meta::CREATED_AT).or(created_fallback);
+    let last = last_activity(meta, blob);
+    let created = recorded(meta, meta::CREATED_AT).or(blob.created);
     let pinned_until = recorded(meta, meta::KEEP_UNTIL);
     let mut j = Judgement {
         last_activity: last,
@@ -198,7 +216,7 @@ mod tests {
             idle: Some(14 * DAY),
             max_age: None,
         };
-        let j = judge(&m, None, None, rules, false);
+        let j = judge(&m, Blob::default(), rules, false);
         assert_eq!(j.expires_at, Some(t("2026-02-03T00:00:00Z")));
         assert_eq!(j.last_activity.map(|l| l.1), Some(Source::Activity));
         assert!(!j.expired(t("2026-02-02T23:59:59Z")));
@@ -213,21 +231,21 @@ mod tests {
             max_age: None,
         };
         let applied = meta(&[(meta::APPLIED_AT, "2026-01-01T00:00:00Z")]);
-        let j = judge(
-            &applied,
-            Some(t("2026-03-01T00:00:00Z")),
-            None,
-            rules,
-            false,
-        );
+        let modified = Blob {
+            last_modified: Some(t("2026-03-01T00:00:00Z")),
+            ..Blob::default()
+        };
+        let j = judge(&applied, modified, rules, false);
         assert_eq!(j.last_activity.map(|l| l.1), Some(Source::Applied));
-        let plain = judge(
-            &meta(&[]),
-            Some(t("2026-03-01T00:00:00Z")),
-            None,
-            rules,
-            false,
-        );
+        // A plain Terraform write after the last nubes record is activity too.
+        let outside = Blob {
+            written_outside: true,
+            ..modified
+        };
+        let j = judge(&applied, outside, rules, false);
+        assert_eq!(j.last_activity.map(|l| l.1), Some(Source::Outside));
+        assert_eq!(j.expires_at, Some(t("2026-03-02T00:00:00Z")));
+        let plain = judge(&meta(&[]), modified, rules, false);
         assert_eq!(plain.last_activity.map(|l| l.1), Some(Source::Modified));
         assert_eq!(plain.expires_at, Some(t("2026-03-02T00:00:00Z")));
     }
@@ -242,17 +260,17 @@ mod tests {
             idle: Some(14 * DAY),
             max_age: Some(30 * DAY),
         };
-        let j = judge(&m, None, None, rules, false);
+        let j = judge(&m, Blob::default(), rules, false);
         assert_eq!(j.expires_at, Some(t("2026-01-31T00:00:00Z")));
         assert!(j.why.contains("max_age"), "{}", j.why);
         let mut pinned = m.clone();
         pinned.insert(meta::KEEP_UNTIL.into(), "2026-03-01T00:00:00Z".into());
-        let j = judge(&pinned, None, None, rules, false);
+        let j = judge(&pinned, Blob::default(), rules, false);
         assert_eq!(j.expires_at, Some(t("2026-03-01T00:00:00Z")));
         assert!(j.why.contains("pinned"), "{}", j.why);
         // A pin in the past changes nothing.
         pinned.insert(meta::KEEP_UNTIL.into(), "2026-01-02T00:00:00Z".into());
-        let j = judge(&pinned, None, None, rules, false);
+        let j = judge(&pinned, Blob::default(), rules, false);
         assert_eq!(j.expires_at, Some(t("2026-01-31T00:00:00Z")));
     }
 
@@ -263,10 +281,10 @@ mod tests {
             idle: Some(DAY),
             max_age: Some(DAY),
         };
-        let j = judge(&m, None, None, rules, true);
+        let j = judge(&m, Blob::default(), rules, true);
         assert_eq!(j.expires_at, None);
         assert!(j.why.contains("protected"));
-        let j = judge(&m, None, None, Rules::default(), false);
+        let j = judge(&m, Blob::default(), Rules::default(), false);
         assert_eq!(j.expires_at, None);
         assert_eq!(j.expires_text(t("2026-01-01T00:00:00Z")), "never");
     }
@@ -278,7 +296,7 @@ mod tests {
             idle: Some(DAY),
             max_age: None,
         };
-        let j = judge(&m, None, None, rules, false);
+        let j = judge(&m, Blob::default(), rules, false);
         assert_eq!(j.expires_at, None);
     }
 }

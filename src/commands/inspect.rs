@@ -24,8 +24,7 @@ fn lifecycle_json(
     settings: &Settings,
     env: Option<&crate::env_name::EnvName>,
     meta: &std::collections::BTreeMap<String, String>,
-    last_modified: Option<time::OffsetDateTime>,
-    created: Option<time::OffsetDateTime>,
+    blob: crate::expiry::Blob,
     now: time::OffsetDateTime,
 ) -> serde_json::Map<String, Value> {
     use crate::state::meta as k;
@@ -34,7 +33,7 @@ fn lifecycle_json(
         Some(e) => (settings.expiry(e), settings.protected(e)),
         None => (settings.expiry, false),
     };
-    let judged = crate::expiry::judge(meta, last_modified, created, rules, protected);
+    let judged = crate::expiry::judge(meta, blob, rules, protected);
     let mut out = serde_json::Map::new();
     out.insert(
         "activity".into(),
@@ -44,6 +43,7 @@ fn lifecycle_json(
                 crate::expiry::Source::Activity => "activity",
                 crate::expiry::Source::Applied => "apply",
                 crate::expiry::Source::Modified => "modified",
+                crate::expiry::Source::Outside => "outside",
             }),
             "what": m(k::ACTIVITY),
             "actor": m(k::ACTOR),
@@ -112,8 +112,13 @@ pub async fn status(settings: &Settings, env_arg: &str, json_out: bool) -> Resul
         .unwrap_or_default();
     let protected = settings.environment(&env).is_some_and(|e| e.protected);
     let now = crate::clock::now();
-    let lifecycle = lifecycle_json(settings, Some(&env), &meta, None, None, now);
     let outside = changed_outside(&*store, &env, head.as_ref(), &meta).await?;
+    let blob = crate::expiry::Blob {
+        last_modified: outside.as_deref().and_then(crate::clock::parse),
+        created: None,
+        written_outside: outside.is_some(),
+    };
+    let lifecycle = lifecycle_json(settings, Some(&env), &meta, blob, now);
     let m = |k: &str| {
         meta.get(k)
             .filter(|v| !v.is_empty())
@@ -386,8 +391,11 @@ pub async fn list(settings: &Settings, json_out: bool, all: bool) -> Result<()> 
                     settings,
                     e.env.as_ref(),
                     &e.metadata,
-                    e.last_modified,
-                    e.created,
+                    crate::expiry::Blob {
+                        last_modified: e.last_modified,
+                        created: e.created,
+                        written_outside: e.changed_outside.is_some(),
+                    },
                     now,
                 ));
             }

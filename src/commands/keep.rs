@@ -86,8 +86,7 @@ pub async fn run(settings: &Settings, env_arg: &str, until: &str) -> Result<()> 
     meta::merge(&mut recorded, &[(meta::KEEP_UNTIL, value)]);
     let judged = crate::expiry::judge(
         &recorded,
-        None,
-        None,
+        crate::expiry::Blob::default(),
         settings.expiry(&env),
         settings.protected(&env),
     );

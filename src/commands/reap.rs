@@ -70,8 +70,11 @@ pub async fn run(settings: &Settings, o: &Options) -> Result<()> {
         let protected = settings.protected(&env);
         let judged = expiry::judge(
             &l.metadata,
-            l.last_modified,
-            l.created,
+            expiry::Blob {
+                last_modified: l.last_modified,
+                created: l.created,
+                written_outside: l.changed_outside.is_some(),
+            },
             settings.expiry(&env),
             protected,
         );
