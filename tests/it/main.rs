@@ -10,6 +10,7 @@ mod crash;
 mod demo;
 mod deploy;
 mod drift;
+mod events;
 mod gateway;
 mod hostile;
 mod init;
