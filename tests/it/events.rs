@@ -11,7 +11,7 @@ use std::path::Path;
 use serde_json::Value;
 
 use crate::pipeline::{app_project, event, fixture, state, terraform_calls};
-use crate::support::{Azurite, Project, block_on};
+use crate::support::{Azurite, Out, Project, block_on};
 
 const SHA: &str = "6113728f27ae82c7b1a177c8d03f9e96e0adf246";
 const HEAD_SHA: &str = "ec26c3e57ca3a959ca5aad62de7213c562f8c821";
@@ -45,11 +45,21 @@ fn read(name: &str) -> Value {
     serde_json::from_str(&std::fs::read_to_string(fixture(name)).unwrap()).unwrap()
 }
 
-/// `doc` written next to the project, for `event`.
-fn payload(p: &Project, name: &str, doc: &Value) -> std::path::PathBuf {
-    let path = p.path().join(name);
+/// `nubes run` for `event` with the payload `doc` (written next to the project).
+fn event_doc(p: &mut Project, name: &str, doc: &Value, sha: &str) -> (Out, String, String) {
+    let path = p
+        .path()
+        .join(format!("payload-{}.json", uuid::Uuid::new_v4()));
     std::fs::write(&path, doc.to_string()).unwrap();
-    path
+    event(p, name, &path, sha)
+}
+
+fn nothing_to_do_doc(p: &mut Project, name: &str, doc: &Value) -> String {
+    let path = p
+        .path()
+        .join(format!("payload-{}.json", uuid::Uuid::new_v4()));
+    std::fs::write(&path, doc.to_string()).unwrap();
+    nothing_to_do(p, name, &path)
 }
 
 fn nothing_to_do(p: &mut Project, name: &str, file: &Path) -> String {
@@ -130,7 +140,7 @@ fn a_branch_literally_named_refs_heads_env_alice_is_not_environment_alice() {
     // A push to it: the full ref is refs/heads/refs/heads/env-alice.
     let mut push = read("push.json");
     push["ref"] = "refs/heads/refs/heads/env-alice".into();
-    let said = nothing_to_do(&mut p, "push", &payload(&p, "push-literal.json", &push));
+    let said = nothing_to_do_doc(&mut p, "push", &push);
     assert!(
         said.contains("push to `refs/heads/refs/heads/env-alice`, which is not an `env-*` branch"),
         "{said}"
@@ -139,7 +149,7 @@ fn a_branch_literally_named_refs_heads_env_alice_is_not_environment_alice() {
     // A pull request into it: `pull_request.base.ref` is a short name too.
     let mut pr = read("pull_request/opened.json");
     pr["pull_request"]["base"]["ref"] = "refs/heads/env-alice".into();
-    let said = nothing_to_do(&mut p, "pull_request", &payload(&p, "pr-literal.json", &pr));
+    let said = nothing_to_do_doc(&mut p, "pull_request", &pr);
     assert!(
         said.contains("the pull request's base `refs/heads/env-alice` is not an `env-*` branch"),
         "{said}"
@@ -203,12 +213,7 @@ fn workflow_dispatch_needs_an_action_and_runs_up_or_plan_only_from_the_env_branc
     }
     let mut plan = read("workflow_dispatch_up_from_main.json");
     plan["inputs"]["action"] = "plan".into();
-    let (out, _, _) = event(
-        &mut p,
-        "workflow_dispatch",
-        &payload(&p, "plan-from-main.json", &plan),
-        SHA,
-    );
+    let (out, _, _) = event_doc(&mut p, "workflow_dispatch", &plan, SHA);
     assert!(
         out.code(2)
             .stderr
@@ -245,12 +250,7 @@ fn workflow_dispatch_needs_an_action_and_runs_up_or_plan_only_from_the_env_branc
     // From env-alice: up applies.
     let mut up = read("workflow_dispatch.json");
     up["inputs"]["action"] = "up".into();
-    let (out, _, _) = event(
-        &mut p,
-        "workflow_dispatch",
-        &payload(&p, "up-from-env.json", &up),
-        SHA,
-    );
+    let (out, _, _) = event_doc(&mut p, "workflow_dispatch", &up, SHA);
     out.ok();
     assert!(state(&az).is_some());
 
@@ -290,7 +290,7 @@ fn messages_show_look_alike_and_empty_names_escaped() {
     ] {
         let mut push = read("push.json");
         push["ref"] = format!("refs/heads/{name}").into();
-        let said = nothing_to_do(&mut p, "push", &payload(&p, "push.json", &push));
+        let said = nothing_to_do_doc(&mut p, "push", &push);
         assert_eq!(
             said,
             format!(
@@ -299,14 +299,14 @@ fn messages_show_look_alike_and_empty_names_escaped() {
         );
         let mut delete = read("delete.json");
         delete["ref"] = name.into();
-        let said = nothing_to_do(&mut p, "delete", &payload(&p, "delete.json", &delete));
+        let said = nothing_to_do_doc(&mut p, "delete", &delete);
         assert_eq!(
             said,
             format!("nothing to do: deleted branch `{shown}` is not an `env-*` branch\n")
         );
         let mut pr = read("pull_request/synchronize.json");
         pr["pull_request"]["base"]["ref"] = name.into();
-        let said = nothing_to_do(&mut p, "pull_request", &payload(&p, "pr.json", &pr));
+        let said = nothing_to_do_doc(&mut p, "pull_request", &pr);
         assert_eq!(
             said,
             format!("nothing to do: the pull request's base `{shown}` is not an `env-*` branch\n")
@@ -316,18 +316,18 @@ fn messages_show_look_alike_and_empty_names_escaped() {
     // Empty values read `(empty)`, never an empty pair of backticks.
     let mut delete = read("delete.json");
     delete["ref"] = "".into();
-    let said = nothing_to_do(&mut p, "delete", &payload(&p, "delete.json", &delete));
+    let said = nothing_to_do_doc(&mut p, "delete", &delete);
     assert_eq!(
         said,
         "nothing to do: deleted branch (empty) is not an `env-*` branch\n"
     );
     let mut pr = read("pull_request/opened.json");
     pr["pull_request"]["base"]["ref"] = "".into();
-    let said = nothing_to_do(&mut p, "pull_request", &payload(&p, "pr.json", &pr));
+    let said = nothing_to_do_doc(&mut p, "pull_request", &pr);
     assert!(said.contains("base (empty) is not"), "{said}");
     let mut pr = read("pull_request/opened.json");
     pr["action"] = "".into();
-    let said = nothing_to_do(&mut p, "pull_request", &payload(&p, "pr.json", &pr));
+    let said = nothing_to_do_doc(&mut p, "pull_request", &pr);
     assert!(
         said.contains("pull request activity (empty) does not"),
         "{said}"
@@ -347,12 +347,7 @@ fn messages_show_look_alike_and_empty_names_escaped() {
     // An environment name in a dispatch is refused (exit 2) with the code point.
     let mut dispatch = read("workflow_dispatch.json");
     dispatch["inputs"]["environment"] = "\u{430}lice".into();
-    let (out, _, _) = event(
-        &mut p,
-        "workflow_dispatch",
-        &payload(&p, "dispatch.json", &dispatch),
-        "",
-    );
+    let (out, _, _) = event_doc(&mut p, "workflow_dispatch", &dispatch, "");
     let out = out.code(2);
     assert!(
         out.stderr
