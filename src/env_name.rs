@@ -204,14 +204,22 @@ pub fn quoted(s: &str) -> String {
 /// character, control or not ASCII, is written as `\u{…}`. A newline could forge a log
 /// line or a GitHub workflow command, a bidi override could disguise the text, and a
 /// look-alike (Cyrillic `е`, U+2010, U+2011, U+FF0D) would make `еnv-alice` read as the
-/// very prefix a message says it lacks. At most `max` characters are shown; longer
-/// text ends with `… (N characters)`. An empty string reads `(empty)`.
+/// very prefix a message says it lacks. At most `max` characters (and about `2 * max`
+/// bytes) are shown; longer text ends with `… (N characters)`. An empty string reads
+/// `(empty)`.
 pub fn escaped(s: &str, max: usize) -> String {
     if s.is_empty() {
         return "(empty)".into();
     }
+    // Escapes make a character up to 10 bytes long: the output is also capped (at
+    // twice `max` bytes), so that a message quoting a name twice stays short.
     let mut out = String::with_capacity(s.len().min(max));
+    let mut shown = 0;
     for c in s.chars().take(max) {
+        if out.len() >= 2 * max {
+            break;
+        }
+        shown += 1;
         match c {
             '\\' => out.push_str("\\\\"),
             '\n' => out.push_str("\\n"),
@@ -222,7 +230,7 @@ pub fn escaped(s: &str, max: usize) -> String {
             c => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
         }
     }
-    if s.chars().nth(max).is_some() {
+    if s.chars().nth(shown).is_some() {
         out.push_str(&format!("… ({} characters)", s.chars().count()));
     }
     out
@@ -313,6 +321,12 @@ mod tests {
         assert_eq!(quoted(""), "(empty)");
         assert_eq!(quoted("(empty)"), "`(empty)`");
         assert_eq!(escaped("abcdef", 3), "abc… (6 characters)");
+        // Escapes count towards the length shown.
+        let long = printable(&"\u{430}".repeat(100));
+        assert!(
+            long.len() < 160 && long.ends_with("… (100 characters)"),
+            "{long}"
+        );
         let e = EnvName::from_arg("", DEFAULT_PREFIX).unwrap_err();
         assert!(
             e.to_string()

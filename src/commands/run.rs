@@ -299,7 +299,12 @@ pub fn action_for(
             ))
         }
         "pull_request" => {
-            let Some(activity) = str_at(event, p, &["action"])? else {
+            // Every field read first, so that a malformed one is refused whatever the
+            // activity.
+            let activity = str_at(event, p, &["action"])?;
+            let base = str_at(event, p, &["pull_request", "base", "ref"])?;
+            let head = commit_at(event, p, &["pull_request", "head", "sha"])?;
+            let Some(activity) = activity else {
                 return Ok(Action::Nothing(
                     "the pull_request event names no activity type (no `action`)".into(),
                 ));
@@ -311,7 +316,7 @@ pub fn action_for(
                     PLANNED_PULL_REQUEST_ACTIVITY.join(", ")
                 )));
             }
-            let Some(base) = str_at(event, p, &["pull_request", "base", "ref"])? else {
+            let Some(base) = base else {
                 return Ok(Action::Nothing(
                     "the pull request names no base branch (no `pull_request.base.ref`)".into(),
                 ));
@@ -324,7 +329,7 @@ pub fn action_for(
                 )));
             }
             let env = EnvName::from_short_branch(base, prefix)?;
-            let commit = commit_at(event, p, &["pull_request", "head", "sha"])?.or(sha);
+            let commit = head.or(sha);
             Ok(Action::Plan(
                 env.clone(),
                 Origin {
