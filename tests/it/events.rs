@@ -358,3 +358,41 @@ fn messages_show_look_alike_and_empty_names_escaped() {
     assert!(out.stderr.is_ascii(), "{}", out.stderr);
     assert!(terraform_calls(&p).is_empty());
 }
+
+#[test]
+fn a_dispatched_command_on_a_checkout_of_the_env_branch_records_that_commit() {
+    // What the generated workflow's dispatch job does: started from the default branch
+    // (GITHUB_SHA is its commit), it checks out env-alice and runs `nubes up alice`.
+    let az = Azurite::https();
+    let mut p = app_project(&az, "");
+    let repo = git2::Repository::init(p.path()).unwrap();
+    let sig = git2::Signature::now("Alice", "alice@example.com").unwrap();
+    let mut index = repo.index().unwrap();
+    index.add_path(Path::new("nubes.toml")).unwrap();
+    index.add_path(Path::new("terraform/main.tf")).unwrap();
+    index.write().unwrap();
+    let tree = repo.find_tree(index.write_tree().unwrap()).unwrap();
+    let commit = repo
+        .commit(
+            Some("HEAD"),
+            &sig,
+            &sig,
+            "alice's configuration",
+            &tree,
+            &[],
+        )
+        .unwrap();
+    repo.branch("env-alice", &repo.find_commit(commit).unwrap(), false)
+        .unwrap();
+    repo.set_head("refs/heads/env-alice").unwrap();
+    p.set_env("GITHUB_EVENT_NAME", "workflow_dispatch");
+    p.set_env("GITHUB_REF", "refs/heads/main");
+    p.set_env("GITHUB_SHA", SHA);
+    p.run(&["up", "alice"]).ok();
+    let props = block_on(az.blobs().properties("tfstate", "alice.terraform.tfstate"));
+    assert_eq!(
+        props.meta("nubescommit").map(str::to_string),
+        Some(commit.to_string())
+    );
+    assert_ne!(commit.to_string(), SHA);
+}
