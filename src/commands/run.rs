@@ -34,9 +34,15 @@ fn var(name: &str) -> Option<String> {
 
 /// Read and parse the event payload GitHub Actions wrote to `path`.
 pub fn read_payload(path: &str) -> Result<Value> {
-    let bytes = fs_err::read(path)
-        .map_err(|e| Error::input(format!("cannot read the event payload: {e}")))?;
-    parse_payload(&bytes).map_err(|e| e.context(format!("the event payload {}", printable(path))))
+    // std::fs, not fs_err: the path goes into the message escaped, like every value
+    // from the environment, and io::Error's own text does not repeat it.
+    let bytes = std::fs::read(path).map_err(|e| {
+        Error::input(format!(
+            "cannot read the event payload {} (GITHUB_EVENT_PATH): {e}",
+            quoted(path)
+        ))
+    })?;
+    parse_payload(&bytes).map_err(|e| e.context(format!("the event payload {}", quoted(path))))
 }
 
 /// Parse an event payload: a JSON object, or an input error saying what is wrong.
