@@ -378,7 +378,10 @@ async fn record_apply(ctx: &Context<'_>, s: &Session, fingerprint: &str) -> Resu
     }
     let entries = [
         (META_FINGERPRINT, fingerprint.to_string()),
-        (state::meta::COMMIT, ctx.origin.commit.clone().unwrap_or_default()),
+        (
+            state::meta::COMMIT,
+            ctx.origin.commit.clone().unwrap_or_default(),
+        ),
         (state::meta::BRANCH, ctx.origin.branch.clone()),
         (
             state::meta::ACTOR,
