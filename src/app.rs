@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use crate::cli::{Cli, Command};
 use crate::config::{self, Overrides, Settings};
-use crate::env_name::{EnvName, printable};
+use crate::env_name::{EnvName, printable, quoted};
 use crate::error::{Result, exit};
 use crate::{commands, signals, ui};
 
@@ -50,8 +50,9 @@ fn settings(cli: &Cli) -> Result<Settings> {
     }
     // Absolute, so paths derived from it stay right when a child runs elsewhere
     // (Terraform runs in the working copy).
-    let root = std::path::absolute(&root)
-        .map_err(|e| crate::error::Error::input(format!("-C {}: {e}", root.display())))?;
+    let root = std::path::absolute(&root).map_err(|e| {
+        crate::error::Error::input(format!("-C {}: {e}", printable(&root.to_string_lossy())))
+    })?;
     let overrides = Overrides {
         lock_timeout: cli.global.lock_timeout.clone(),
     };
@@ -59,7 +60,9 @@ fn settings(cli: &Cli) -> Result<Settings> {
 }
 
 /// The context of a command run directly (not from an event): the env's own branch,
-/// and the commit checked out here (or GitHub's, in Actions).
+/// and the commit checked out here when that is the env's branch (the generated
+/// workflow's dispatch job checks out `env-<name>` whatever branch it was started from,
+/// so GITHUB_SHA may be another branch's), else GitHub's, else the checkout's.
 fn context<'a>(settings: &'a Settings, env: &EnvName) -> crate::pipeline::Context<'a> {
     crate::pipeline::Context {
         settings,
@@ -71,14 +74,20 @@ fn context<'a>(settings: &'a Settings, env: &EnvName) -> crate::pipeline::Contex
 }
 
 pub fn origin(settings: &Settings, env: &EnvName) -> crate::render::Origin {
-    let commit = std::env::var("GITHUB_SHA")
-        .ok()
-        .filter(|s| !s.is_empty())
-        .or_else(|| crate::git::head(&settings.root).and_then(|h| h.commit));
-    crate::render::Origin {
-        branch: env.branch(&settings.branch_prefix),
-        commit,
-    }
+    let branch = env.branch(&settings.branch_prefix);
+    let head = crate::git::head(&settings.root);
+    let on_env_branch = head.as_ref().and_then(|h| {
+        h.commit
+            .as_ref()
+            .filter(|_| h.branch.as_deref() == Some(&branch))
+    });
+    let commit = on_env_branch.cloned().or_else(|| {
+        std::env::var("GITHUB_SHA")
+            .ok()
+            .filter(|s| !s.is_empty())
+            .or_else(|| head.and_then(|h| h.commit))
+    });
+    crate::render::Origin { branch, commit }
 }
 
 async fn dispatch(cli: &Cli) -> Result<()> {
@@ -161,8 +170,8 @@ async fn dispatch(cli: &Cli) -> Result<()> {
                     .map(|d| {
                         humantime::parse_duration(d).map_err(|e| {
                             crate::error::Error::input(format!(
-                                "{flag} `{}` is not a duration ({e})",
-                                printable(d)
+                                "{flag} {} is not a duration ({e})",
+                                quoted(d)
                             ))
                             .hint("use e.g. 7d, 36h or 90m")
                         })

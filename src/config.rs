@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::env_name::{DEFAULT_PREFIX, EnvName, printable};
+use crate::env_name::{DEFAULT_PREFIX, EnvName, printable, quoted};
 use crate::error::{Error, Result};
 
 // ---------------------------------------------------------------------------------
@@ -323,7 +323,7 @@ fn int_in(p: &Pick, lo: i64, hi: i64, why: &str) -> Result<i64> {
     let n: i64 = p.value.trim().parse().map_err(|_| {
         bad(
             &p.origin,
-            format!("`{}` is not a whole number", printable(&p.value)),
+            format!("{} is not a whole number", quoted(&p.value)),
             format!("allowed: {lo} to {hi} ({why})"),
         )
     })?;
@@ -346,14 +346,14 @@ fn duration(p: &Pick) -> Result<Duration> {
     let d = humantime::parse_duration(p.value.trim()).map_err(|e| {
         bad(
             &p.origin,
-            format!("`{}` is not a duration ({e})", printable(&p.value)),
+            format!("{} is not a duration ({e})", quoted(&p.value)),
             "use a number with a unit, e.g. \"90s\", \"10m\" or \"1h\"",
         )
     })?;
     if d > MAX_DURATION {
         return Err(bad(
             &p.origin,
-            format!("`{}` is too long", printable(&p.value)),
+            format!("{} is too long", quoted(&p.value)),
             "allowed: up to 7d",
         ));
     }
@@ -373,14 +373,14 @@ fn expiry_rule(p: &Pick) -> Result<Option<Duration>> {
     let d = humantime::parse_duration(v).map_err(|e| {
         bad(
             &p.origin,
-            format!("`{}` is not a duration ({e})", printable(&p.value)),
+            format!("{} is not a duration ({e})", quoted(&p.value)),
             hint,
         )
     })?;
     if d < Duration::from_secs(60) || d > MAX_EXPIRY {
         return Err(bad(
             &p.origin,
-            format!("`{}` is out of range", printable(&p.value)),
+            format!("{} is out of range", quoted(&p.value)),
             format!("allowed: 1m to 3650d, or \"never\" ({hint})"),
         ));
     }
@@ -440,7 +440,7 @@ fn one_of(p: &Pick, allowed: &[&str]) -> Result<String> {
     } else {
         Err(bad(
             &p.origin,
-            format!("`{}` is not allowed", printable(&p.value)),
+            format!("{} is not allowed", quoted(&p.value)),
             format!("allowed values: {}", allowed.join(", ")),
         ))
     }
@@ -541,7 +541,7 @@ fn resolve(
         {
             return Err(bad(
                 &p.origin,
-                format!("`{}` is not a usable branch prefix", printable(&p.value)),
+                format!("{} is not a usable branch prefix", quoted(&p.value)),
                 "use letters, digits, `-`, `_` or `.` (at most 40), e.g. \"env-\"",
             ));
         }
@@ -568,12 +568,12 @@ fn resolve(
                 _ => {
                     // A query string here is most likely a SAS: never echo it.
                     let shown = match p.value.split_once('?') {
-                        Some((base, _)) => format!("{}?…", printable(base)),
-                        None => printable(&p.value),
+                        Some((base, _)) => format!("`{}?…`", printable(base)),
+                        None => quoted(&p.value),
                     };
                     return Err(bad(
                         &p.origin,
-                        format!("`{shown}` is not an account URL"),
+                        format!("{shown} is not an account URL"),
                         "use https://<account>.blob.core.windows.net (no query string: give a SAS through NUBES_STORAGE_SAS)",
                     ));
                 }
@@ -586,7 +586,7 @@ fn resolve(
             Some(p) => {
                 return Err(bad(
                     &p.origin,
-                    format!("`{}` is not a storage account name", printable(&p.value)),
+                    format!("{} is not a storage account name", quoted(&p.value)),
                     "3 to 24 lowercase letters and digits",
                 ));
             }
@@ -623,7 +623,7 @@ fn resolve(
         Some(p) => {
             return Err(bad(
                 &p.origin,
-                format!("`{}` is not a valid container name", printable(&p.value)),
+                format!("{} is not a valid container name", quoted(&p.value)),
                 "3 to 63 lowercase letters, digits and single hyphens",
             ));
         }
@@ -635,8 +635,8 @@ fn resolve(
             return Err(bad(
                 &p.origin,
                 format!(
-                    "`{}` does not contain {{env}}, so every environment would share one state",
-                    printable(&p.value)
+                    "{} does not contain {{env}}, so every environment would share one state",
+                    quoted(&p.value)
                 ),
                 "keep {env} in the key, e.g. \"{env}.terraform.tfstate\" (the NubesGen-compatible default)",
             ));
@@ -648,7 +648,7 @@ fn resolve(
         {
             return Err(bad(
                 &p.origin,
-                format!("`{}` is not a valid blob name", printable(&p.value)),
+                format!("{} is not a valid blob name", quoted(&p.value)),
                 "no leading `/`, no `.` or `..` segments, no `\\`",
             ));
         }
@@ -679,7 +679,7 @@ fn resolve(
             if d < Duration::from_secs(1) || d > Duration::from_secs(600) {
                 return Err(bad(
                     &p.origin,
-                    format!("`{}` is out of range", printable(&p.value)),
+                    format!("{} is out of range", quoted(&p.value)),
                     "use a duration from 1s to 10m (how long storage may stay unreachable before nubes gives up)",
                 ));
             }

@@ -23,8 +23,8 @@ impl EnvName {
     /// Parse a bare environment name (what `nubes up <env>` takes).
     pub fn parse(name: &str, prefix: &str) -> Result<Self, Error> {
         check_name(name).map_err(|rule| {
-            let shown = printable(name);
-            let mut err = Error::input(format!("`{shown}` is not a valid environment name: {rule}"));
+            let shown = quoted(name);
+            let mut err = Error::input(format!("{shown} is not a valid environment name: {rule}"));
             err = match canonical_suggestion(name) {
                 Some(c) => err.hint(format!(
                     "the canonical name would be `{c}` (branch `{prefix}{c}`); names are never \
@@ -57,26 +57,33 @@ impl EnvName {
             && !rest.starts_with("heads/")
         {
             return Err(Error::input(format!(
-                "`{}` is not a branch: only branches (refs/heads/{prefix}<name>) get environments",
-                printable(branch_or_ref)
+                "{} is not a branch: only branches (refs/heads/{prefix}<name>) get environments",
+                quoted(branch_or_ref)
             )));
         }
         let branch = branch_or_ref
             .strip_prefix("refs/heads/")
             .unwrap_or(branch_or_ref);
+        Self::from_short_branch(branch, prefix)
+    }
+
+    /// Parse a short branch name exactly as given, never stripping `refs/heads/`: what
+    /// GitHub's payloads carry in `delete`'s `ref` and `pull_request.base.ref`, where a
+    /// branch literally named `refs/heads/env-alice` must not become environment `alice`.
+    pub fn from_short_branch(branch: &str, prefix: &str) -> Result<Self, Error> {
         match branch.strip_prefix(prefix) {
             Some(name) if !name.is_empty() => Self::parse(name, prefix)
-                .map_err(|e| e.context(format!("branch `{}`", printable(branch)))),
+                .map_err(|e| e.context(format!("branch {}", quoted(branch)))),
             Some(_) => Err(Error::input(format!(
-                "branch `{}` has nothing after the `{prefix}` prefix",
-                printable(branch)
+                "branch {} has nothing after the `{prefix}` prefix",
+                quoted(branch)
             ))
             .hint(format!(
                 "name the branch `{prefix}<name>`, e.g. `{prefix}alice`"
             ))),
             None => Err(Error::input(format!(
-                "branch `{}` does not start with `{prefix}`, so it has no environment",
-                printable(branch)
+                "branch {} does not start with `{prefix}`, so it has no environment",
+                quoted(branch)
             ))
             .hint(format!(
                 "environments come from branches named `{prefix}<name>`"
@@ -109,9 +116,10 @@ fn check_name(name: &str) -> Result<(), String> {
         return Err(if c.is_ascii_uppercase() {
             format!("it contains the uppercase letter `{c}`; only lowercase is allowed")
         } else if !c.is_ascii() {
+            // The code point, not the glyph: a look-alike glyph would hide the problem.
             format!(
-                "it contains the non-ASCII character {:?} (U+{:04X}); only a-z, 0-9 and `-` are allowed",
-                c, c as u32
+                "it contains the non-ASCII character U+{:04X}; only a-z, 0-9 and `-` are allowed",
+                c as u32
             )
         } else {
             format!(
@@ -170,37 +178,60 @@ fn canonical_suggestion(name: &str) -> Option<String> {
     }
 }
 
-/// A user-supplied string made safe to show in one line of a message: control
-/// characters escaped, and very long input shortened.
+/// How many characters of an untrusted string [`printable`] shows.
+const MAX_SHOWN: usize = 64;
+
+/// An untrusted string (a branch, a payload field, a config value) made safe to show
+/// in one line of a message, at most 64 characters. See [`escaped`] for the rule.
 pub fn printable(s: &str) -> String {
-    const MAX_SHOWN: usize = 64;
-    let mut out: String = s
-        .chars()
-        .take(MAX_SHOWN)
-        .flat_map(char::escape_debug)
-        .collect();
-    let total = s.chars().count();
-    if total > MAX_SHOWN {
-        out.push_str(&format!("… ({total} characters)"));
-    }
-    out
+    escaped(s, MAX_SHOWN)
 }
 
-/// Text another party wrote (a lock holder's name, a run URL) made safe to show: control
-/// and invisible formatting characters escaped (a newline could forge a log line or a
-/// GitHub workflow command, a bidi override could disguise the text), quotes kept as
-/// they are, and at most `max` characters.
+/// [`printable`] between backticks, or `(empty)` for an empty string, so that an empty
+/// value never reads as a pair of backticks and a value literally named `(empty)` still
+/// reads differently (`` `(empty)` ``).
+pub fn quoted(s: &str) -> String {
+    if s.is_empty() {
+        "(empty)".into()
+    } else {
+        format!("`{}`", printable(s))
+    }
+}
+
+/// Text another party wrote (a branch name, a lock holder's name, a run URL) made safe
+/// to show, the one rule every message uses: printable ASCII stays as it is (quotes
+/// too); a backslash is doubled; `\n`, `\r`, `\t` and `\0` are written so; every other
+/// character, control or not ASCII, is written as `\u{…}`. A newline could forge a log
+/// line or a GitHub workflow command, a bidi override could disguise the text, and a
+/// look-alike (Cyrillic `е`, U+2010, U+2011, U+FF0D) would make `еnv-alice` read as the
+/// very prefix a message says it lacks. At most `max` characters (and about `2 * max`
+/// bytes) are shown; longer text ends with `… (N characters)`. An empty string reads
+/// `(empty)`.
 pub fn escaped(s: &str, max: usize) -> String {
+    if s.is_empty() {
+        return "(empty)".into();
+    }
+    // Escapes make a character up to 10 bytes long: the output is also capped (at
+    // twice `max` bytes), so that a message quoting a name twice stays short.
     let mut out = String::with_capacity(s.len().min(max));
+    let mut shown = 0;
     for c in s.chars().take(max) {
-        if matches!(c, '\'' | '"' | '\\') {
-            out.push(c);
-        } else {
-            out.extend(c.escape_debug());
+        if out.len() >= 2 * max {
+            break;
+        }
+        shown += 1;
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\0' => out.push_str("\\0"),
+            ' '..='~' => out.push(c),
+            c => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
         }
     }
-    if s.chars().nth(max).is_some() {
-        out.push('…');
+    if s.chars().nth(shown).is_some() {
+        out.push_str(&format!("… ({} characters)", s.chars().count()));
     }
     out
 }
@@ -254,6 +285,56 @@ mod tests {
         assert!(err("env-a\0b").contains("control character"));
         // Cyrillic а (U+0430) looks like a Latin a.
         assert!(err("env-\u{430}lice").contains("U+0430"));
+    }
+
+    #[test]
+    fn short_branch_names_are_never_stripped_of_refs_heads() {
+        let e = EnvName::from_short_branch("refs/heads/env-alice", DEFAULT_PREFIX).unwrap_err();
+        assert!(e.to_string().contains("does not start with `env-`"), "{e}");
+        assert_eq!(
+            EnvName::from_short_branch("env-alice", DEFAULT_PREFIX)
+                .unwrap()
+                .as_str(),
+            "alice"
+        );
+        // A full ref loses exactly one `refs/heads/`.
+        assert!(EnvName::from_branch("refs/heads/refs/heads/env-alice", DEFAULT_PREFIX).is_err());
+    }
+
+    #[test]
+    fn one_escaping_rule_for_every_untrusted_string() {
+        // Look-alikes of the prefix: Cyrillic е, hyphen, non-breaking hyphen, fullwidth.
+        for (raw, shown) in [
+            ("\u{435}nv-alice", "\\u{435}nv-alice"),
+            ("env\u{2010}alice", "env\\u{2010}alice"),
+            ("env\u{2011}alice", "env\\u{2011}alice"),
+            ("env\u{ff0d}alice", "env\\u{ff0d}alice"),
+            ("a\nb\r\t\0", "a\\nb\\r\\t\\0"),
+            ("\u{202e}x\u{1b}[2J", "\\u{202e}x\\u{1b}[2J"),
+            ("back\\slash \"quoted\" 'x'", "back\\\\slash \"quoted\" 'x'"),
+        ] {
+            assert_eq!(printable(raw), shown);
+            assert_eq!(escaped(raw, 200), shown);
+            assert_eq!(quoted(raw), format!("`{shown}`"));
+        }
+        assert_eq!(printable(""), "(empty)");
+        assert_eq!(quoted(""), "(empty)");
+        assert_eq!(quoted("(empty)"), "`(empty)`");
+        assert_eq!(escaped("abcdef", 3), "abc… (6 characters)");
+        // Escapes count towards the length shown.
+        let long = printable(&"\u{430}".repeat(100));
+        assert!(
+            long.len() < 160 && long.ends_with("… (100 characters)"),
+            "{long}"
+        );
+        let e = EnvName::from_arg("", DEFAULT_PREFIX).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("(empty) is not a valid environment name"),
+            "{e}"
+        );
+        let e = EnvName::from_arg("env-\u{430}lice", DEFAULT_PREFIX).unwrap_err();
+        assert!(e.to_string().is_ascii(), "{e}");
     }
 
     #[test]

@@ -6,7 +6,7 @@ use time::OffsetDateTime;
 
 use crate::clock;
 use crate::config::Settings;
-use crate::env_name::printable;
+use crate::env_name::quoted;
 use crate::error::{Error, Result};
 use crate::state::{self, lock, meta};
 
@@ -30,20 +30,20 @@ pub fn parse_until(text: &str, now: OffsetDateTime) -> Result<Option<OffsetDateT
         now.checked_add(time::Duration::seconds(secs))
             .filter(|_| secs <= 3650 * 86_400)
             .ok_or_else(|| {
-                Error::input(format!("--until `{}` is too far away", printable(t)))
+                Error::input(format!("--until {} is too far away", quoted(t)))
                     .hint("at most 3650d")
             })?
     } else {
         return Err(Error::input(format!(
-            "--until `{}` is neither a date, a time, a duration nor `now`",
-            printable(t)
+            "--until {} is neither a date, a time, a duration nor `now`",
+            quoted(t)
         ))
         .hint(hint));
     };
     if at <= now {
         return Err(Error::input(format!(
-            "--until `{}` is in the past ({})",
-            printable(t),
+            "--until {} is in the past ({})",
+            quoted(t),
             clock::format(at)
         ))
         .hint("to remove a pin, use --until now"));

@@ -1,13 +1,19 @@
 //! `nubes run`: the GitHub Actions entry point. Reads the event and dispatches:
 //! push to `env-*` → up; delete of an `env-*` branch → down; pull request into `env-*`
-//! → plan; workflow_dispatch with inputs `environment` and `action`; anything else →
-//! says why there is nothing to do. Outside Actions: the current git branch, as a push.
+//! (activity opened, synchronize, reopened, ready_for_review) → plan;
+//! workflow_dispatch with inputs `environment` and `action` (up/plan only from the env's
+//! own branch); pull_request_target → refused; anything else → says why there is nothing
+//! to do. Outside Actions: the current git branch, as a push.
+//!
+//! Short branch names from payloads are taken literally (never stripped of
+//! `refs/heads/`), and every payload string in a message goes through
+//! [`quoted`]/[`printable`].
 
 use serde_json::Value;
 
 use crate::commands::pipeline as cmd;
 use crate::config::Settings;
-use crate::env_name::{EnvName, printable};
+use crate::env_name::{EnvName, printable, quoted};
 use crate::error::{Error, Result};
 use crate::github::Github;
 use crate::pipeline::{Context, Strategy};
@@ -28,9 +34,15 @@ fn var(name: &str) -> Option<String> {
 
 /// Read and parse the event payload GitHub Actions wrote to `path`.
 pub fn read_payload(path: &str) -> Result<Value> {
-    let bytes = fs_err::read(path)
-        .map_err(|e| Error::input(format!("cannot read the event payload: {e}")))?;
-    parse_payload(&bytes).map_err(|e| e.context(format!("the event payload {}", printable(path))))
+    // std::fs, not fs_err: the path goes into the message escaped, like every value
+    // from the environment, and io::Error's own text does not repeat it.
+    let bytes = std::fs::read(path).map_err(|e| {
+        Error::input(format!(
+            "cannot read the event payload {} (GITHUB_EVENT_PATH): {e}",
+            quoted(path)
+        ))
+    })?;
+    parse_payload(&bytes).map_err(|e| e.context(format!("the event payload {}", quoted(path))))
 }
 
 /// Parse an event payload: a JSON object, or an input error saying what is wrong.
@@ -88,10 +100,10 @@ fn commit_at(event: &str, v: &Value, path: &[&str]) -> Result<Option<String>> {
         return Ok(Some(sha.to_string()));
     }
     Err(Error::input(format!(
-        "the {} event payload is malformed: `{}` is `{}`, not a commit SHA",
+        "the {} event payload is malformed: `{}` is {}, not a commit SHA",
         printable(event),
         path.join("."),
-        printable(sha)
+        quoted(sha)
     ))
     .hint("nubes reads the payload GitHub Actions writes to GITHUB_EVENT_PATH; do not replace it"))
 }
@@ -127,17 +139,93 @@ fn decide(settings: &Settings) -> Result<Action> {
             .hint("nubes run reads the event payload GitHub Actions writes; outside Actions unset GITHUB_EVENT_NAME"));
     };
     let payload = read_payload(&path)?;
-    action_for(
+    let prefix = &settings.branch_prefix;
+    let github_ref = var("GITHUB_REF");
+    let action = action_for(
         &event,
         &payload,
-        &settings.branch_prefix,
+        prefix,
         var("GITHUB_SHA"),
-        var("GITHUB_REF"),
-    )
+        github_ref.clone(),
+    )?;
+    if let Action::Down(env, _) = &action
+        && let Some(note) = dispatched_down_note(&event, &payload, prefix, github_ref, env)?
+    {
+        tracing::warn!("{note}");
+    }
+    Ok(action)
+}
+
+/// The `pull_request` activity types that can change what a plan shows: GitHub's
+/// defaults for the trigger (`opened`, `synchronize`, `reopened`) and a draft becoming
+/// ready. `closed`, `labeled`, `locked`, `edited`, ... leave the code as it was (a merge
+/// is followed by a push to the base branch, which brings the environment up).
+pub const PLANNED_PULL_REQUEST_ACTIVITY: &[&str] =
+    &["opened", "synchronize", "reopened", "ready_for_review"];
+
+/// Why a short branch name taken from a payload is not an env branch. GitHub's `delete`
+/// `ref` and `pull_request.base.ref` carry the short name, so a name starting with
+/// `refs/` is a branch literally named so (git allows it), never a full ref to strip.
+fn not_env_branch(what: &str, name: &str, prefix: &str) -> String {
+    let mut why = format!("{what} {} is not an `{prefix}*` branch", quoted(name));
+    if name.starts_with("refs/") {
+        why.push_str(
+            " (this field holds a short branch name, so the branch is literally named so)",
+        );
+    }
+    why
+}
+
+/// The full ref a `workflow_dispatch` run checked out: `GITHUB_REF`, or the payload's
+/// `ref` (the same value, as GitHub writes both).
+fn dispatched_ref(p: &Value, github_ref: Option<String>) -> Result<Option<String>> {
+    Ok(github_ref.or(str_at("workflow_dispatch", p, &["ref"])?.map(str::to_string)))
+}
+
+/// The workflow file a `workflow_dispatch` run came from, as `gh workflow run` takes it
+/// (the file name), or a placeholder.
+fn dispatched_workflow(p: &Value) -> String {
+    p.get("workflow")
+        .and_then(Value::as_str)
+        .and_then(|w| w.rsplit('/').next())
+        .filter(|w| !w.is_empty())
+        .map_or_else(|| "<workflow file>".to_string(), printable)
+}
+
+/// What a `down` dispatched from a branch other than the environment's needs, said
+/// before it starts (`None` when it runs on the env branch or is not a dispatch).
+pub fn dispatched_down_note(
+    event: &str,
+    p: &Value,
+    prefix: &str,
+    github_ref: Option<String>,
+    env: &EnvName,
+) -> Result<Option<String>> {
+    if event != "workflow_dispatch" {
+        return Ok(None);
+    }
+    let branch = env.branch(prefix);
+    let ran_on = dispatched_ref(p, github_ref)?;
+    if ran_on.as_deref() == Some(format!("refs/heads/{branch}").as_str()) {
+        return Ok(None);
+    }
+    let ran_on = ran_on.map_or_else(|| "an unknown ref".to_string(), |r| quoted(&r));
+    Ok(Some(format!(
+        "down `{env}` was dispatched from {ran_on}, not `{branch}`: `terraform destroy` uses the \
+         terraform/ checked out here, which must still configure every provider `{env}`'s state \
+         uses; `nubes down {env} --strategy resource-group` needs no configuration (only the \
+         subscription and an identity allowed to delete resource groups)"
+    )))
 }
 
 /// What the event `event` with `payload` asks for. `sha` and `github_ref` are the
-/// `GITHUB_SHA`/`GITHUB_REF` fallbacks.
+/// `GITHUB_SHA`/`GITHUB_REF` values.
+///
+/// Which payload fields hold a full ref and which a short branch name follows GitHub's
+/// webhook documentation ("Webhook events and payloads"): `push`'s `ref`, the
+/// `workflow_dispatch` payload's `ref` and `GITHUB_REF` are full refs
+/// (`refs/heads/env-alice`) and lose `refs/heads/`; `delete`'s and `create`'s `ref` and
+/// `pull_request.base.ref`/`head.ref` are short names, taken literally.
 pub fn action_for(
     event: &str,
     p: &Value,
@@ -145,12 +233,6 @@ pub fn action_for(
     sha: Option<String>,
     github_ref: Option<String>,
 ) -> Result<Action> {
-    let in_scope = |branch: &str| {
-        branch
-            .strip_prefix("refs/heads/")
-            .unwrap_or(branch)
-            .starts_with(prefix)
-    };
     match event {
         "push" => {
             let Some(r) = str_at(event, p, &["ref"])?
@@ -159,16 +241,16 @@ pub fn action_for(
             else {
                 return Ok(Action::Nothing("the push event names no ref".into()));
             };
-            if !r.starts_with("refs/heads/") {
+            let Some(branch) = r.strip_prefix("refs/heads/") else {
                 return Ok(Action::Nothing(format!(
-                    "push of `{}`, which is not a branch",
-                    printable(&r)
+                    "push of {}, which is not a branch",
+                    quoted(&r)
                 )));
-            }
-            if !in_scope(&r) {
+            };
+            if !branch.starts_with(prefix) {
                 return Ok(Action::Nothing(format!(
-                    "push to `{}`, which is not an `{prefix}*` branch",
-                    printable(&r)
+                    "push to {}, which is not an `{prefix}*` branch",
+                    quoted(&r)
                 )));
             }
             if bool_at(event, p, "deleted")? == Some(true) {
@@ -176,7 +258,7 @@ pub fn action_for(
                     "the push deleted the branch; the delete event tears it down".into(),
                 ));
             }
-            let env = EnvName::from_branch(&r, prefix)?;
+            let env = EnvName::from_short_branch(branch, prefix)?;
             let commit = commit_at(event, p, &["after"])?.or(sha);
             Ok(Action::Up(
                 env.clone(),
@@ -187,17 +269,33 @@ pub fn action_for(
             ))
         }
         "delete" => {
-            if str_at(event, p, &["ref_type"])? != Some("branch") {
-                return Ok(Action::Nothing("a deleted tag has no environment".into()));
+            match str_at(event, p, &["ref_type"])? {
+                Some("branch") => {}
+                Some("tag") => {
+                    return Ok(Action::Nothing("a deleted tag has no environment".into()));
+                }
+                Some(other) => {
+                    return Ok(Action::Nothing(format!(
+                        "the delete event's `ref_type` is {}, not `branch`",
+                        quoted(other)
+                    )));
+                }
+                None => {
+                    return Ok(Action::Nothing(
+                        "the delete event has no `ref_type`, so nothing says a branch was deleted"
+                            .into(),
+                    ));
+                }
             }
-            let r = str_at(event, p, &["ref"])?.unwrap_or_default();
-            if !in_scope(r) {
-                return Ok(Action::Nothing(format!(
-                    "deleted branch `{}` is not an `{prefix}*` branch",
-                    printable(r)
-                )));
+            let Some(r) = str_at(event, p, &["ref"])? else {
+                return Ok(Action::Nothing(
+                    "the delete event names no deleted branch (no `ref`)".into(),
+                ));
+            };
+            if !r.starts_with(prefix) {
+                return Ok(Action::Nothing(not_env_branch("deleted branch", r, prefix)));
             }
-            let env = EnvName::from_branch(r, prefix)?;
+            let env = EnvName::from_short_branch(r, prefix)?;
             Ok(Action::Down(
                 env.clone(),
                 Origin {
@@ -206,16 +304,38 @@ pub fn action_for(
                 },
             ))
         }
-        "pull_request" | "pull_request_target" => {
-            let base = str_at(event, p, &["pull_request", "base", "ref"])?.unwrap_or_default();
-            if !in_scope(base) {
+        "pull_request" => {
+            // Every field read first, so that a malformed one is refused whatever the
+            // activity.
+            let activity = str_at(event, p, &["action"])?;
+            let base = str_at(event, p, &["pull_request", "base", "ref"])?;
+            let head = commit_at(event, p, &["pull_request", "head", "sha"])?;
+            let Some(activity) = activity else {
+                return Ok(Action::Nothing(
+                    "the pull_request event names no activity type (no `action`)".into(),
+                ));
+            };
+            if !PLANNED_PULL_REQUEST_ACTIVITY.contains(&activity) {
                 return Ok(Action::Nothing(format!(
-                    "the pull request's base `{}` is not an `{prefix}*` branch",
-                    printable(base)
+                    "pull request activity {} does not change the code to plan (nubes plans on {})",
+                    quoted(activity),
+                    PLANNED_PULL_REQUEST_ACTIVITY.join(", ")
                 )));
             }
-            let env = EnvName::from_branch(base, prefix)?;
-            let commit = commit_at(event, p, &["pull_request", "head", "sha"])?.or(sha);
+            let Some(base) = base else {
+                return Ok(Action::Nothing(
+                    "the pull request names no base branch (no `pull_request.base.ref`)".into(),
+                ));
+            };
+            if !base.starts_with(prefix) {
+                return Ok(Action::Nothing(not_env_branch(
+                    "the pull request's base",
+                    base,
+                    prefix,
+                )));
+            }
+            let env = EnvName::from_short_branch(base, prefix)?;
+            let commit = head.or(sha);
             Ok(Action::Plan(
                 env.clone(),
                 Origin {
@@ -224,34 +344,98 @@ pub fn action_for(
                 },
             ))
         }
-        "workflow_dispatch" => {
-            let Some(target) =
-                str_at(event, p, &["inputs", "environment"])?.filter(|s| !s.is_empty())
-            else {
-                return Err(Error::input("workflow_dispatch needs the input `environment`")
-                    .hint("declare inputs `environment` and `action` (up, plan or down) in the workflow"));
-            };
-            let env = EnvName::from_arg(target, prefix)?;
-            let origin = Origin {
-                branch: env.branch(prefix),
-                commit: sha,
-            };
-            match str_at(event, p, &["inputs", "action"])?.unwrap_or("up") {
-                "up" => Ok(Action::Up(env, origin)),
-                "plan" => Ok(Action::Plan(env, origin)),
-                "down" => Ok(Action::Down(env, origin)),
-                other => Err(Error::input(format!(
-                    "workflow_dispatch input `action` is `{}`",
-                    printable(other)
-                ))
-                .hint("allowed values: up, plan, down")),
-            }
-        }
+        // Checking out the pull request's head here would run its author's Terraform
+        // (providers, external data sources, provisioners) with this repository's secrets
+        // and write access: that is not sound, so there is no option for it.
+        "pull_request_target" => Err(Error::input(
+            "nubes does not plan on `pull_request_target`: GitHub runs it with the workflow \
+             and checkout of the default branch (GITHUB_REF is the default branch), so the \
+             Terraform here is neither the pull request's nor its base branch's, and its plan \
+             would show changes nobody proposed",
+        )
+        .hint(format!(
+            "trigger on `pull_request` (types: {}) instead; checking out the pull request's \
+             head under `pull_request_target` would run its author's Terraform with this \
+             repository's secrets",
+            PLANNED_PULL_REQUEST_ACTIVITY.join(", ")
+        ))),
+        "workflow_dispatch" => dispatch(p, prefix, sha, github_ref),
+        "create" => Ok(Action::Nothing(
+            "the `create` event does not change environments (the push that comes with a new \
+             branch brings its environment up)"
+                .into(),
+        )),
         other => Ok(Action::Nothing(format!(
-            "the `{}` event does not change environments",
-            printable(other)
+            "the {} event does not change environments",
+            quoted(other)
         ))),
     }
+}
+
+/// `workflow_dispatch` with inputs `environment` and `action` (both required). `up` and
+/// `plan` use the checked-out configuration, so they run only on the env's own branch;
+/// `down` may run from anywhere (see [`dispatched_down_note`]).
+fn dispatch(
+    p: &Value,
+    prefix: &str,
+    sha: Option<String>,
+    github_ref: Option<String>,
+) -> Result<Action> {
+    const EVENT: &str = "workflow_dispatch";
+    let Some(target) = str_at(EVENT, p, &["inputs", "environment"])?.filter(|s| !s.is_empty())
+    else {
+        return Err(
+            Error::input("workflow_dispatch needs the input `environment`").hint(
+                "declare inputs `environment` and `action` (up, plan or down) in the workflow",
+            ),
+        );
+    };
+    let env = EnvName::from_arg(target, prefix)?;
+    let action = match str_at(EVENT, p, &["inputs", "action"])? {
+        None | Some("") => {
+            return Err(Error::input(format!(
+                "workflow_dispatch needs the input `action` to say what to do with `{env}`"
+            ))
+            .hint(
+                "declare a required input `action` (type: choice, options: up, plan, down) in \
+                 the workflow; nubes does not guess",
+            ));
+        }
+        Some(a @ ("up" | "plan" | "down")) => a,
+        Some(other) => {
+            return Err(Error::input(format!(
+                "workflow_dispatch input `action` is {}",
+                quoted(other)
+            ))
+            .hint("allowed values: up, plan, down"));
+        }
+    };
+    let branch = env.branch(prefix);
+    let ran_on = dispatched_ref(p, github_ref)?;
+    let on_env_branch = ran_on.as_deref() == Some(format!("refs/heads/{branch}").as_str());
+    if action != "down" && !on_env_branch {
+        let from = ran_on.map_or_else(|| "an unknown ref".to_string(), |r| quoted(&r));
+        let verb = if action == "up" { "apply" } else { "plan" };
+        return Err(Error::input(format!(
+            "workflow_dispatch `{action}` of `{env}` ran on {from}, not on `{branch}`: it would \
+             {verb} that checkout's configuration as `{env}`"
+        ))
+        .hint(format!(
+            "run the workflow from `{branch}`: under Run workflow choose \"Use workflow from: \
+             {branch}\", or `gh workflow run {} --ref {branch} -f environment={env} -f \
+             action={action}`",
+            dispatched_workflow(p)
+        )));
+    }
+    let origin = Origin {
+        branch,
+        commit: sha,
+    };
+    Ok(match action {
+        "up" => Action::Up(env, origin),
+        "plan" => Action::Plan(env, origin),
+        _ => Action::Down(env, origin),
+    })
 }
 
 fn local_branch(settings: &Settings) -> Result<Action> {
@@ -265,14 +449,15 @@ fn local_branch(settings: &Settings) -> Result<Action> {
             "HEAD is detached, so there is no branch".into(),
         ));
     };
+    // A short name (git's shorthand of refs/heads/...), taken literally.
     if !branch.starts_with(&settings.branch_prefix) {
         return Ok(Action::Nothing(format!(
-            "the current branch `{}` is not an `{}*` branch",
-            printable(&branch),
+            "the current branch {} is not an `{}*` branch",
+            quoted(&branch),
             settings.branch_prefix
         )));
     }
-    let env = EnvName::from_branch(&branch, &settings.branch_prefix)?;
+    let env = EnvName::from_short_branch(&branch, &settings.branch_prefix)?;
     Ok(Action::Up(
         env,
         Origin {

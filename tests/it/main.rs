@@ -12,6 +12,7 @@ mod demo;
 mod deploy;
 mod drift;
 mod drift_issues;
+mod events;
 mod gateway;
 pub mod github;
 mod hostile;

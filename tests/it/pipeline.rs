@@ -50,7 +50,7 @@ output "db_password" {
 }
 "#;
 
-fn fixture(name: &str) -> PathBuf {
+pub(crate) fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/events")
         .join(name)
@@ -58,7 +58,7 @@ fn fixture(name: &str) -> PathBuf {
 
 /// A project whose Terraform runs through a wrapper that logs every invocation, so a
 /// test can tell whether Terraform ran at all.
-fn app_project(az: &Azurite, extra_toml: &str) -> Project {
+pub(crate) fn app_project(az: &Azurite, extra_toml: &str) -> Project {
     let mut p = Project::on(
         az,
         &format!("[terraform]\nbinary = \"./terraform-wrapper.sh\"\n{extra_toml}"),
@@ -87,7 +87,7 @@ fn app_project(az: &Azurite, extra_toml: &str) -> Project {
     p
 }
 
-fn terraform_calls(p: &Project) -> Vec<String> {
+pub(crate) fn terraform_calls(p: &Project) -> Vec<String> {
     std::fs::read_to_string(p.path().join("terraform-calls.log"))
         .unwrap_or_default()
         .lines()
@@ -96,7 +96,12 @@ fn terraform_calls(p: &Project) -> Vec<String> {
 }
 
 /// Run `nubes run` for an event, with fresh $GITHUB_OUTPUT and $GITHUB_STEP_SUMMARY.
-fn event(p: &mut Project, name: &str, payload: &Path, sha: &str) -> (Out, String, String) {
+pub(crate) fn event(
+    p: &mut Project,
+    name: &str,
+    payload: &Path,
+    sha: &str,
+) -> (Out, String, String) {
     let out_file = p.path().join(format!("gh-output-{}", uuid()));
     let sum_file = p.path().join(format!("gh-summary-{}", uuid()));
     p.set_env("GITHUB_EVENT_NAME", name);
@@ -133,7 +138,7 @@ fn gh_output(file: &str, name: &str) -> Option<String> {
     found
 }
 
-fn state(az: &Azurite) -> Option<serde_json::Value> {
+pub(crate) fn state(az: &Azurite) -> Option<serde_json::Value> {
     let r = block_on(az.blobs().get("tfstate", KEY));
     (r.status == 200 && !r.body.is_empty()).then(|| serde_json::from_slice(&r.body).unwrap())
 }

@@ -135,6 +135,17 @@ fn check_payload(event: &str, text: &[u8]) {
         Ok(Action::Up(env, o) | Action::Plan(env, o) | Action::Down(env, o)) => {
             assert!(is_canonical(env.as_str()), "{event} {shown}: {env}");
             assert_eq!(o.branch, format!("env-{env}"));
+            // Short branch names are taken literally (issue 12, D): the env's branch is
+            // exactly the payload's `delete` ref or pull request base, never a stripped
+            // `refs/heads/...`.
+            let short = match event {
+                "delete" => Some(&payload["ref"]),
+                "pull_request" => Some(&payload["pull_request"]["base"]["ref"]),
+                _ => None,
+            };
+            if let Some(short) = short {
+                assert_eq!(short.as_str(), Some(o.branch.as_str()), "{event} {shown}");
+            }
         }
         Ok(Action::Nothing(why)) => assert_shown_safely(&why, &shown),
         Err(e) => assert_input_error(
@@ -162,6 +173,9 @@ fn payload() -> impl Strategy<Value = Value> {
             2 => Just(None),
             2 => hostile_string().prop_map(|s| Some(json!(format!("refs/heads/env-{s}")))),
             1 => Just(Some(json!("refs/heads/env-alice"))),
+            // Short names, as `delete` and `pull_request.base.ref` carry them.
+            1 => hostile_string().prop_map(|s| Some(json!(format!("env-{s}")))),
+            1 => Just(Some(json!("env-alice"))),
             2 => wrong_json().prop_map(Some),
         ]
     };
@@ -174,31 +188,40 @@ fn payload() -> impl Strategy<Value = Value> {
         field(),
         field(),
         field(),
+        prop_oneof![
+            1 => Just(None),
+            3 => proptest::sample::select(&["opened", "synchronize", "closed", "labeled"][..])
+                .prop_map(|a| Some(json!(a))),
+            1 => wrong_json().prop_map(Some),
+        ],
     )
-        .prop_map(|(r, deleted, after, ref_type, base, head, envi, action)| {
-            let mut p = serde_json::Map::new();
-            let mut put = |k: &str, v: Option<Value>| {
-                if let Some(v) = v {
-                    p.insert(k.into(), v);
-                }
-            };
-            put("ref", r);
-            put("deleted", deleted);
-            put("after", after);
-            put(
-                "ref_type",
-                ref_type.map(|v| if v.is_string() { json!("branch") } else { v }),
-            );
-            put(
-                "pull_request",
-                base.map(|b| json!({"base": {"ref": b}, "head": {"sha": head}})),
-            );
-            put(
-                "inputs",
-                envi.map(|e| json!({"environment": e, "action": action})),
-            );
-            Value::Object(p)
-        })
+        .prop_map(
+            |(r, deleted, after, ref_type, base, head, envi, action, activity)| {
+                let mut p = serde_json::Map::new();
+                let mut put = |k: &str, v: Option<Value>| {
+                    if let Some(v) = v {
+                        p.insert(k.into(), v);
+                    }
+                };
+                put("ref", r);
+                put("action", activity);
+                put("deleted", deleted);
+                put("after", after);
+                put(
+                    "ref_type",
+                    ref_type.map(|v| if v.is_string() { json!("branch") } else { v }),
+                );
+                put(
+                    "pull_request",
+                    base.map(|b| json!({"base": {"ref": b}, "head": {"sha": head}})),
+                );
+                put(
+                    "inputs",
+                    envi.map(|e| json!({"environment": e, "action": action})),
+                );
+                Value::Object(p)
+            },
+        )
 }
 
 #[test]
