@@ -337,13 +337,20 @@ resource "terraform_data" "app" {
 /// The binary: `drift --issue` opens the issue when alice drifts, closes it when alice is
 /// clean again, and a token without `issues: write` is a warning, not a failure.
 /// Drift is made as `tests/it/drift.rs` makes it (an apply with another value behind
-/// nubes's back); the rest of the command's reporting is that test's business.
+/// nubes's back, the branch unchanged); the rest of the command's reporting is that test's business.
 #[test]
 fn drift_issue_end_to_end_with_the_binary() {
     let az = Azurite::https();
     let fake = FakeGithub::start(TOKEN, 30);
     let mut p = Project::on(&az, "");
     std::fs::write(p.path().join("terraform/main.tf"), STACK).expect("write");
+    // `drift` judges alice against its own branch: the same files, committed.
+    let toml = std::fs::read_to_string(p.path().join("nubes.toml")).expect("read");
+    crate::support::git_commit(
+        p.path(),
+        "refs/heads/env-alice",
+        &[("nubes.toml", &toml), ("terraform/main.tf", STACK)],
+    );
     p.run(&["up", "alice"]).ok();
 
     // Without a token: a usage error before anything is checked.

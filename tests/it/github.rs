@@ -411,7 +411,7 @@ fn reap_gone_branches_reads_the_branch_list_from_github() {
     p.set_env("GITHUB_API_URL", &fake.url);
     let out = p.run(&["-vv", "reap", "--gone-branches", "--dry-run"]).ok();
     assert!(
-        out.stdout.contains("a: kept (still wanted)"),
+        out.stdout.contains("a: kept (still wanted;"),
         "{}",
         out.stdout
     );
