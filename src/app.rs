@@ -162,6 +162,20 @@ async fn dispatch(cli: &Cli) -> Result<()> {
             commands::reap::run(&settings(cli)?, &options).await
         }
         Command::List { json, all } => commands::inspect::list(&settings(cli)?, *json, *all).await,
+        Command::Dashboard {
+            out,
+            publish,
+            account_url,
+            prefix,
+        } => {
+            let options = commands::dashboard::Options {
+                out: Some(out.clone()),
+                publish: *publish,
+                account_url: account_url.clone(),
+                prefix: prefix.clone(),
+            };
+            commands::dashboard::run(&settings(cli)?, &options).await
+        }
         Command::Status { env, json } => {
             commands::inspect::status(&settings(cli)?, env, *json).await
         }

@@ -88,6 +88,9 @@ pub struct Listed {
     pub metadata: std::collections::BTreeMap<String, String>,
     /// Who holds the lock, read from the listing itself.
     pub holder: Option<Holder>,
+    /// Kept previous versions, when the listing counted them
+    /// ([`StateStore::list_with_versions`]); `None` from a plain [`StateStore::list`].
+    pub versions: Option<usize>,
 }
 
 /// The environment a state name belongs to, given the key template (`{env}` once).
@@ -166,6 +169,11 @@ pub trait StateStore: Send + Sync {
     async fn write_meta(&self, token: &LockToken, entries: &[(&str, String)]) -> Result<()>;
     /// Every environment in the store, from one listing (no per-env requests).
     async fn list(&self) -> Result<Vec<Listed>>;
+    /// [`list`](StateStore::list) with each entry's kept-version count, still from one
+    /// listing (Azure: snapshots included in it, so the listing grows with `history`).
+    async fn list_with_versions(&self) -> Result<Vec<Listed>> {
+        self.list().await
+    }
     /// Kept previous versions, newest first.
     async fn history(&self, env: &EnvName) -> Result<Vec<Version>>;
     /// The content of one kept version.
