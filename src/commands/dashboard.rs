@@ -265,7 +265,8 @@ pub struct Row {
     /// and the text markers beside the name.
     pub flags: Vec<&'static str>,
     pub branch: Cell,
-    pub url: Cell,
+    /// The application URL as recorded (None: none recorded).
+    pub url: Option<Cell>,
     /// The link target, only for an `http(s)` URL.
     pub url_href: Option<String>,
     pub activity: Cell,
@@ -341,9 +342,9 @@ fn row(name: &str, branch: &str, l: &state::Listed, protected: bool, now: Offset
                 .ok()
                 .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
                 .map(|u| u.to_string());
-            (Cell::text(escaped(raw.trim(), MAX_TEXT)), href)
+            (Some(Cell::text(escaped(raw.trim(), MAX_TEXT))), href)
         }
-        None => (Cell::none(), None),
+        None => (None, None),
     };
     let commit = match (shown(meta::APP_COMMIT), shown(meta::COMMIT)) {
         (Some(c), _) => Cell {
