@@ -460,7 +460,8 @@ fn row(name: &str, branch: &str, l: &state::Listed, protected: bool, now: Offset
         url,
         url_href,
         activity: Cell::time(
-            m.time(meta::ACTIVITY_AT).or_else(|| m.time(meta::APPLIED_AT)),
+            m.time(meta::ACTIVITY_AT)
+                .or_else(|| m.time(meta::APPLIED_AT)),
             now,
         ),
         commit,
@@ -597,7 +598,10 @@ mod tests {
 
     #[test]
     fn metadata_names_are_case_insensitive() {
-        let m = meta(&[("Nubesactivityat", "2026-11-20T00:00:00Z"), ("nubesdrift", "")]);
+        let m = meta(&[
+            ("Nubesactivityat", "2026-11-20T00:00:00Z"),
+            ("nubesdrift", ""),
+        ]);
         assert_eq!(m.get(meta::ACTIVITY_AT), Some("2026-11-20T00:00:00Z"));
         assert_eq!(m.get(meta::DRIFT), None, "empty counts as absent");
     }
@@ -723,14 +727,24 @@ mod tests {
         assert!(!html.contains("<img"));
         assert!(html.contains("&lt;script&gt;alert(1)&lt;&#x2F;script&gt;"));
         assert!(!html.contains("href=\"javascript"));
-        assert_eq!(html.matches("<script>").count(), 1, "only nubes's own script");
+        assert_eq!(
+            html.matches("<script>").count(),
+            1,
+            "only nubes's own script"
+        );
         assert!(html.contains(&script_hash()));
     }
 
     #[test]
     fn prefixes() {
-        assert_eq!(site_prefix("dashboard").unwrap().as_deref(), Some("dashboard"));
-        assert_eq!(site_prefix("/ops/nubes/").unwrap().as_deref(), Some("ops/nubes"));
+        assert_eq!(
+            site_prefix("dashboard").unwrap().as_deref(),
+            Some("dashboard")
+        );
+        assert_eq!(
+            site_prefix("/ops/nubes/").unwrap().as_deref(),
+            Some("ops/nubes")
+        );
         assert_eq!(site_prefix("/").unwrap(), None);
         for bad in ["../x", "a//b", "a b", "x/./y"] {
             assert_eq!(site_prefix(bad).unwrap_err().exit_code(), 2, "{bad}");

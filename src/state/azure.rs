@@ -418,7 +418,6 @@ impl AzureStore {
         Ok(out)
     }
 
-
     /// Snapshots of this env's blob, newest first.
     async fn snapshots(&self, env: &EnvName) -> Result<Vec<BlobItem>> {
         let key = self.key(env);

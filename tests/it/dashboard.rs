@@ -39,7 +39,7 @@ fn seed_meta(i: usize, now: OffsetDateTime) -> Option<Vec<(String, String)>> {
     let active = now - time::Duration::seconds(days * DAY + 3600);
     let mut m: Vec<(&str, String)> = vec![
         (
-            if i % 11 == 0 {
+            if i.is_multiple_of(11) {
                 "nubesappliedat"
             } else {
                 "nubesactivityat"
@@ -52,12 +52,22 @@ fn seed_meta(i: usize, now: OffsetDateTime) -> Option<Vec<(String, String)>> {
         ("nubesappurl", format!("https://env{i:03}.example.net/")),
         (
             "nubeshealth",
-            if i % 7 == 0 { "unhealthy" } else { "healthy" }.into(),
+            if i.is_multiple_of(7) {
+                "unhealthy"
+            } else {
+                "healthy"
+            }
+            .into(),
         ),
         ("nubeshealthat", rfc3339(active)),
         (
             "nubesdeploy",
-            if i % 13 == 0 { "failed" } else { "succeeded" }.into(),
+            if i.is_multiple_of(13) {
+                "failed"
+            } else {
+                "succeeded"
+            }
+            .into(),
         ),
         (
             "nubesdrift",
@@ -104,13 +114,13 @@ fn seed_meta(i: usize, now: OffsetDateTime) -> Option<Vec<(String, String)>> {
 fn expect(i: usize) -> Expect {
     let bare = i % 25 == 24;
     let mut flags = Vec::new();
-    if i % 10 == 0 {
+    if i.is_multiple_of(10) {
         flags.push("locked");
     }
-    if !bare && i != 6 && (i % 7 == 0 || i % 13 == 0) {
+    if !bare && i != 6 && (i.is_multiple_of(7) || i.is_multiple_of(13)) {
         flags.push("unhealthy");
     }
-    if !bare && i % 9 == 0 {
+    if !bare && i.is_multiple_of(9) {
         flags.push("drifted");
     }
     let protected = i == 7;
@@ -126,7 +136,11 @@ fn expect(i: usize) -> Expect {
     }
     Expect {
         flags,
-        versions: if i % 4 == 0 { (i / 4) % 3 + 1 } else { 0 },
+        versions: if i.is_multiple_of(4) {
+            (i / 4) % 3 + 1
+        } else {
+            0
+        },
         link: !bare && i != 3 && i != 8,
     }
 }
@@ -163,7 +177,7 @@ fn seed(blobs: &Blobs, now: OffsetDateTime) {
                         .await;
                     assert_eq!(r.status, 201, "snapshot");
                 }
-                if i % 10 == 0 {
+                if i.is_multiple_of(10) {
                     let lock = serde_json::json!({
                         "ID": format!("00000000-0000-0000-0000-{i:012}"),
                         "Operation": "OperationTypeApply",
@@ -199,7 +213,9 @@ fn seed(blobs: &Blobs, now: OffsetDateTime) {
 
 fn chromium() -> PathBuf {
     which::which("chromium").unwrap_or_else(|_| {
-        panic!("chromium is not installed: run scripts/install-prereqs.sh (Debian package `chromium`)")
+        panic!(
+            "chromium is not installed: run scripts/install-prereqs.sh (Debian package `chromium`)"
+        )
     })
 }
 
@@ -250,8 +266,8 @@ enum Child {
 }
 
 const VOID: &[&str] = &[
-    "area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source",
-    "track", "wbr",
+    "area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track",
+    "wbr",
 ];
 
 impl Node {
@@ -283,7 +299,11 @@ impl Node {
                         children: vec![],
                     };
                     if VOID.contains(&node.tag.as_str()) || t.self_closing {
-                        stack.last_mut().unwrap().children.push(Child::Element(node));
+                        stack
+                            .last_mut()
+                            .unwrap()
+                            .children
+                            .push(Child::Element(node));
                     } else {
                         stack.push(node);
                     }
@@ -292,7 +312,11 @@ impl Node {
                     let name = String::from_utf8_lossy(&t.name).into_owned();
                     assert_eq!(stack.last().unwrap().tag, name, "mis-nested </{name}>");
                     let node = stack.pop().unwrap();
-                    stack.last_mut().unwrap().children.push(Child::Element(node));
+                    stack
+                        .last_mut()
+                        .unwrap()
+                        .children
+                        .push(Child::Element(node));
                 }
                 html5gum::Token::String(s) => stack
                     .last_mut()
@@ -417,9 +441,17 @@ fn two_hundred_environments_render_escaped_flagged_and_sortable_in_chromium() {
     assert!(bold.iter().all(|b| b.text().starts_with("env")));
     for e in dom.elements() {
         for k in e.attrs.keys() {
-            assert!(!k.starts_with("on"), "event handler attribute {k} on <{}>", e.tag);
+            assert!(
+                !k.starts_with("on"),
+                "event handler attribute {k} on <{}>",
+                e.tag
+            );
             // No external assets: nothing loads a URL; only links carry one.
-            assert!(k != "src" && (k != "href" || e.tag == "a"), "{k} on <{}>", e.tag);
+            assert!(
+                k != "src" && (k != "href" || e.tag == "a"),
+                "{k} on <{}>",
+                e.tag
+            );
         }
     }
 
@@ -434,7 +466,10 @@ fn two_hundred_environments_render_escaped_flagged_and_sortable_in_chromium() {
         .map(|r| r.attr("data-env").unwrap().to_string())
         .collect();
     let expected_names: Vec<String> = (0..ENVS).map(|i| format!("env{i:03}")).collect();
-    assert_eq!(names, expected_names, "sorted by name before any script runs");
+    assert_eq!(
+        names, expected_names,
+        "sorted by name before any script runs"
+    );
 
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
     for (i, row) in rows.iter().enumerate() {
@@ -442,9 +477,20 @@ fn two_hundred_environments_render_escaped_flagged_and_sortable_in_chromium() {
         let cells = row.cells();
         assert_eq!(cells.len(), 10);
         let classes = row.classes();
-        for flag in ["locked", "unhealthy", "drifted", "expiring", "expired", "protected"] {
+        for flag in [
+            "locked",
+            "unhealthy",
+            "drifted",
+            "expiring",
+            "expired",
+            "protected",
+        ] {
             let has = want.flags.contains(&flag);
-            assert_eq!(classes.contains(&flag), has, "env{i:03} class {flag}: {classes:?}");
+            assert_eq!(
+                classes.contains(&flag),
+                has,
+                "env{i:03} class {flag}: {classes:?}"
+            );
             // A text marker too, not colour alone.
             let markers: Vec<String> = cells[NAME]
                 .find("span")
@@ -452,12 +498,20 @@ fn two_hundred_environments_render_escaped_flagged_and_sortable_in_chromium() {
                 .filter(|s| s.classes().contains(&"flag"))
                 .map(|s| s.text())
                 .collect();
-            assert_eq!(markers.contains(&flag.to_string()), has, "env{i:03} marker {flag}");
+            assert_eq!(
+                markers.contains(&flag.to_string()),
+                has,
+                "env{i:03} marker {flag}"
+            );
             if has {
                 *counts.entry(flag).or_default() += 1;
             }
         }
-        assert_eq!(cells[VERSIONS].text(), want.versions.to_string(), "env{i:03}");
+        assert_eq!(
+            cells[VERSIONS].text(),
+            want.versions.to_string(),
+            "env{i:03}"
+        );
         let links = cells[URL].find("a");
         if want.link {
             assert_eq!(links.len(), 1, "env{i:03}");
@@ -467,8 +521,12 @@ fn two_hundred_environments_render_escaped_flagged_and_sortable_in_chromium() {
         } else {
             assert!(links.is_empty(), "env{i:03}: {links:?}");
         }
-        if i % 10 == 0 {
-            assert!(cells[LOCK].text().starts_with(&who(i)), "{}", cells[LOCK].text());
+        if i.is_multiple_of(10) {
+            assert!(
+                cells[LOCK].text().starts_with(&who(i)),
+                "{}",
+                cells[LOCK].text()
+            );
             assert!(cells[LOCK].text().contains("infinite lease"));
         } else {
             assert_eq!(cells[LOCK].text(), "—");
@@ -477,7 +535,10 @@ fn two_hundred_environments_render_escaped_flagged_and_sortable_in_chromium() {
     // Every link on the page is http(s).
     for a in dom.find("a") {
         let href = a.attr("href").unwrap_or_default().to_ascii_lowercase();
-        assert!(href.starts_with("https://") || href.starts_with("http://"), "{href}");
+        assert!(
+            href.starts_with("https://") || href.starts_with("http://"),
+            "{href}"
+        );
     }
 
     // Hostile values appear as text, exactly as written.
@@ -485,7 +546,10 @@ fn two_hundred_environments_render_escaped_flagged_and_sortable_in_chromium() {
     assert_eq!(cell(4, BRANCH), "<script>alert(1)</script>");
     assert!(cell(3, URL).contains("javascript:alert(1)"));
     assert!(cell(8, URL).contains("JavaScript:alert(4)"));
-    assert_eq!(cell(5, URL), "https://x.example/\"><script>alert(2)</script>");
+    assert_eq!(
+        cell(5, URL),
+        "https://x.example/\"><script>alert(2)</script>"
+    );
     assert!(
         rows[5].cells()[URL].find("a")[0]
             .attr("href")
@@ -552,7 +616,11 @@ fn two_hundred_environments_render_escaped_flagged_and_sortable_in_chromium() {
         .arg(url.as_str())
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let png = std::fs::read(&shot).unwrap();
     assert!(png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 10_000);
     eprintln!("screenshot: {}", shot.display());
@@ -566,7 +634,8 @@ fn publish_puts_the_page_into_web_and_leaves_the_rest_of_the_site_alone() {
     block_on(async {
         for i in 0..3 {
             let meta = seed_meta(i, now).unwrap();
-            let meta: Vec<(&str, &str)> = meta.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let meta: Vec<(&str, &str)> =
+                meta.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
             blobs
                 .put(
                     "tfstate",
@@ -587,9 +656,20 @@ fn publish_puts_the_page_into_web_and_leaves_the_rest_of_the_site_alone() {
     let p = Project::on(&az, "");
 
     let refused = p.run(&["dashboard", "--publish"]).code(2);
-    assert!(refused.stderr.contains("--account-url"), "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("--account-url"),
+        "{}",
+        refused.stderr
+    );
     let bad = p
-        .run(&["dashboard", "--publish", "--account-url", &az.account_url(), "--prefix", "../up"])
+        .run(&[
+            "dashboard",
+            "--publish",
+            "--account-url",
+            &az.account_url(),
+            "--prefix",
+            "../up",
+        ])
         .code(2);
     assert!(bad.stderr.contains("--prefix"), "{}", bad.stderr);
     assert!(
@@ -621,7 +701,10 @@ fn publish_puts_the_page_into_web_and_leaves_the_rest_of_the_site_alone() {
             page.headers.get("cache-control").map(String::as_str),
             Some("no-cache")
         );
-        assert_eq!(blobs.get("$web", "index.html").await.body, b"<p>the app</p>");
+        assert_eq!(
+            blobs.get("$web", "index.html").await.body,
+            b"<p>the app</p>"
+        );
         assert_eq!(blobs.get("$web", "dashboard/old.css").await.status, 404);
     });
     // The environment variable names the account as well.
