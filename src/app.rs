@@ -167,12 +167,14 @@ async fn dispatch(cli: &Cli) -> Result<()> {
             publish,
             account_url,
             prefix,
+            versions,
         } => {
             let options = commands::dashboard::Options {
                 out: Some(out.clone()),
                 publish: *publish,
                 account_url: account_url.clone(),
                 prefix: prefix.clone(),
+                versions: *versions,
             };
             commands::dashboard::run(&settings(cli)?, &options).await
         }

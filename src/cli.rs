@@ -180,6 +180,10 @@ pub enum Command {
         /// `$web` is deleted, as a site deploy does)
         #[arg(long, value_name = "FOLDER", default_value = crate::commands::dashboard::DEFAULT_PREFIX, requires = "publish")]
         prefix: String,
+        /// Also show how many state versions each environment keeps (snapshots are then
+        /// included in the one listing, which grows with [state] history)
+        #[arg(long)]
+        versions: bool,
     },
     /// One environment's details: state, last apply, lock holder, outputs
     Status {

@@ -1,8 +1,8 @@
-//! `nubes dashboard [--out DIR] [--publish]`: one self-contained HTML page listing every
-//! environment (branch, application URL, last activity, deployed commit, health, lock,
-//! expiry, last drift verdict, kept versions), from ONE paged List Blobs call with
-//! metadata and snapshots (`StateStore::list_with_versions`), never a request per
-//! environment.
+//! `nubes dashboard [--out DIR] [--publish] [--versions]`: one self-contained HTML page
+//! listing every environment (branch, application URL, last activity, deployed commit,
+//! health, lock, expiry, last drift verdict; kept versions with `--versions`), from ONE
+//! paged List Blobs call with metadata (`StateStore::list`; with `--versions`, snapshots
+//! included in it: `list_with_versions`), never a request per environment.
 //!
 //! The page has no external assets: inline CSS, a small inline script that sorts by
 //! column (the rows are already sorted by name, so it reads fine without JavaScript),
@@ -52,6 +52,9 @@ pub struct Options {
     pub account_url: Option<String>,
     /// The folder of `$web` (`/` for the container's root).
     pub prefix: String,
+    /// Count kept versions: snapshots are included in the listing, which then grows with
+    /// `[state] history` (and pages at 5,000 items).
+    pub versions: bool,
 }
 
 pub async fn run(settings: &Settings, o: &Options) -> Result<()> {
@@ -73,7 +76,11 @@ pub async fn run(settings: &Settings, o: &Options) -> Result<()> {
         None
     };
     let store = state::open(settings)?;
-    let listed = store.list_with_versions().await?;
+    let listed = if o.versions {
+        store.list_with_versions().await?
+    } else {
+        store.list().await?
+    };
     let now = OffsetDateTime::now_utc();
     let rows = rows(settings, &listed, now);
     let location = match &settings.state.account_url {
@@ -87,6 +94,7 @@ pub async fn run(settings: &Settings, o: &Options) -> Result<()> {
         location,
         generated: now,
         rows,
+        versions: o.versions,
         expiry_note: Some(format!(
             "Expiry: {} idle since the last activity (nubes's default; protected environments never expire; `nubes keep` pins).",
             days(DEFAULT_IDLE)
@@ -506,6 +514,8 @@ pub struct Page {
     pub location: String,
     pub generated: OffsetDateTime,
     pub rows: Vec<Row>,
+    /// Show the kept-versions column (`--versions`).
+    pub versions: bool,
     pub expiry_note: Option<String>,
 }
 
@@ -521,6 +531,7 @@ pub fn render(page: &Page) -> Result<String> {
     c.insert("location", &page.location);
     c.insert("generated", &stamp(page.generated));
     c.insert("rows", &page.rows);
+    c.insert("with_versions", &page.versions);
     c.insert("counts", &Counts::of(&page.rows));
     c.insert("expiring_within", &days(EXPIRING_WITHIN));
     c.insert("expiry_note", &page.expiry_note);
@@ -720,6 +731,7 @@ mod tests {
             location: "test".into(),
             generated: now,
             rows,
+            versions: true,
             expiry_note: None,
         })
         .unwrap();

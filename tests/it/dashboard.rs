@@ -407,7 +407,7 @@ fn two_hundred_environments_render_escaped_flagged_and_sortable_in_chromium() {
     seed(&blobs, now);
     let p = Project::on(&az, "[environments.env007]\nprotected = true\n");
 
-    let out = p.run(&["-v", "dashboard"]).ok();
+    let out = p.run(&["-v", "dashboard", "--versions"]).ok();
     let file = p.path().join(".nubes/dashboard/index.html");
     assert!(
         out.stdout
@@ -475,7 +475,7 @@ fn two_hundred_environments_render_escaped_flagged_and_sortable_in_chromium() {
     for (i, row) in rows.iter().enumerate() {
         let want = expect(i);
         let cells = row.cells();
-        assert_eq!(cells.len(), 10);
+        assert_eq!(cells.len(), 10, "with --versions");
         let classes = row.classes();
         for flag in [
             "locked",
@@ -689,6 +689,9 @@ fn publish_puts_the_page_into_web_and_leaves_the_rest_of_the_site_alone() {
         out.stdout
     );
     let local = std::fs::read(p.path().join(".nubes/dashboard/index.html")).unwrap();
+    let page = String::from_utf8_lossy(&local).into_owned();
+    assert!(!page.contains("Kept versions"), "only with --versions");
+    assert_eq!(page.matches("<tr class=\"env").count(), 3);
     block_on(async {
         let page = blobs.get("$web", "dashboard/index.html").await;
         assert_eq!(page.status, 200);
