@@ -91,7 +91,8 @@ def main():
     print("|---|---|---|---|---|---|")
     for variant, r in results.items():
         listed = f"{items} blobs and snapshots" if variant else f"{args.envs} blobs"
-        print(f"| `nubes dashboard {variant}` ({listed} listed) | **{statistics.median(r['times']) * 1000:.0f} ms** "
+        command = f"nubes dashboard {variant}".strip()
+        print(f"| `{command}` ({listed} listed) | **{statistics.median(r['times']) * 1000:.0f} ms** "
               f"| {statistics.median(r['list_ms']):.0f} ms | **{r['requests']}** ({r['listings']}) | {r['shown']} of {args.envs} | ≤ 1 s, 1 listing |")
     print(f"| `nubes list --json`, for comparison | {statistics.median(plain) * 1000:.0f} ms | | | | |")
     print(f"\nPage size (with --versions): {size / 1024:.0f} KiB.")
