@@ -162,8 +162,8 @@ pub enum Command {
     /// Write one self-contained HTML page of every environment (and optionally publish it)
     ///
     /// Name, branch, application URL, last activity, deployed commit, health, lock,
-    /// expiry, last drift verdict and kept versions of every environment, from one listing
-    /// of the state storage. Locked, unhealthy, drifted and expiring rows are marked; the
+    /// expiry and last drift verdict (and kept versions with --versions) of every
+    /// environment, from one listing of the state storage. Locked, unhealthy, drifted and expiring rows are marked; the
     /// page sorts by column and needs nothing but itself (no network, works offline).
     Dashboard {
         /// Folder to write index.html into, relative to the project
