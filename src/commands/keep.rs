@@ -30,8 +30,7 @@ pub fn parse_until(text: &str, now: OffsetDateTime) -> Result<Option<OffsetDateT
         now.checked_add(time::Duration::seconds(secs))
             .filter(|_| secs <= 3650 * 86_400)
             .ok_or_else(|| {
-                Error::input(format!("--until {} is too far away", quoted(t)))
-                    .hint("at most 3650d")
+                Error::input(format!("--until {} is too far away", quoted(t))).hint("at most 3650d")
             })?
     } else {
         return Err(Error::input(format!(

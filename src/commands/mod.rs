@@ -2,6 +2,7 @@
 //! error maps to the documented exit code.
 
 pub mod bootstrap;
+pub mod dashboard;
 pub mod drift;
 pub mod drift_issues;
 pub mod init;

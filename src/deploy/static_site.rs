@@ -50,6 +50,10 @@ pub struct SiteOptions {
     pub cache_control: Option<String>,
     /// Uploads in flight at once (default 8).
     pub parallel: usize,
+    /// Sync into this folder of `$web` only (e.g. `dashboard`): files land under
+    /// `<prefix>/`, and only blobs under it are compared or deleted. None = the whole
+    /// container.
+    pub prefix: Option<String>,
 }
 
 impl Default for SiteOptions {
@@ -57,6 +61,7 @@ impl Default for SiteOptions {
         SiteOptions {
             cache_control: None,
             parallel: DEFAULT_PARALLEL,
+            prefix: None,
         }
     }
 }
@@ -104,9 +109,20 @@ pub async fn sync_with(
     artifact: &Path,
     options: &SiteOptions,
 ) -> Result<SiteReport> {
-    let files = local_files(artifact).await?;
+    let mut files = local_files(artifact).await?;
+    let prefix = options
+        .prefix
+        .as_deref()
+        .map(|p| p.trim_matches('/'))
+        .filter(|p| !p.is_empty())
+        .map(|p| format!("{p}/"));
+    if let Some(prefix) = &prefix {
+        for f in &mut files {
+            f.name.insert_str(0, prefix);
+        }
+    }
     let site = Site::connect(account_url, http, &auth)?;
-    let mut remote = site.list().await?;
+    let mut remote = site.list(prefix).await?;
 
     let mut report = SiteReport::default();
     let mut pages = Vec::new();
@@ -334,14 +350,18 @@ impl Site {
         })
     }
 
-    /// Every blob in `$web` by name; the container is created when missing (Azure
-    /// creates it when static website hosting is enabled, Azurite never does).
-    async fn list(&self) -> Result<HashMap<String, RemoteBlob>> {
+    /// Every blob in `$web` (under `prefix`) by name; the container is created when
+    /// missing (Azure creates it when static website hosting is enabled, Azurite never does).
+    async fn list(&self, prefix: Option<String>) -> Result<HashMap<String, RemoteBlob>> {
         let doing = "listing the deployed site";
         let mut out = HashMap::new();
+        let options = BlobContainerClientListBlobsOptions {
+            prefix,
+            ..Default::default()
+        };
         let mut pages = self
             .container
-            .list_blobs(Some(BlobContainerClientListBlobsOptions::default()))
+            .list_blobs(Some(options))
             .map_err(|e| self.error(e, doing))?
             .into_pages();
         loop {

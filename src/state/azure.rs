@@ -349,6 +349,91 @@ impl AzureStore {
         }
     }
 
+    /// Every state blob and tombstone from one paged List Blobs; with `versions`,
+    /// snapshots are included in that listing and counted per blob.
+    async fn listing(&self, versions: bool) -> Result<Vec<super::Listed>> {
+        let (before, _) = self
+            .settings
+            .key_template
+            .split_once("{env}")
+            .unwrap_or(("", ""));
+        let options = BlobContainerClientListBlobsOptions {
+            prefix: (!before.is_empty()).then(|| before.to_string()),
+            include: Some(if versions {
+                vec![
+                    ListBlobsIncludeItem::Snapshots,
+                    ListBlobsIncludeItem::Metadata,
+                ]
+            } else {
+                vec![ListBlobsIncludeItem::Metadata]
+            }),
+            ..Default::default()
+        };
+        let doing = "listing the environments";
+        let mut pages = self
+            .container
+            .list_blobs(Some(options))
+            .map_err(|e| self.error(e, doing))?
+            .into_pages();
+        let mut out = Vec::new();
+        let mut snapshots: HashMap<String, usize> = HashMap::new();
+        while let Some(page) = pages.try_next().await.map_err(|e| self.error(e, doing))? {
+            let page = page.into_model().map_err(|e| self.error(e, doing))?;
+            for item in page.blob_items {
+                let Some(name) = item.name else { continue };
+                if item.snapshot.is_some() {
+                    *snapshots.entry(name).or_default() += 1;
+                    continue;
+                }
+                let metadata: std::collections::BTreeMap<String, String> =
+                    meta::normalise(item.metadata.and_then(|m| m.values).unwrap_or_default());
+                let props = item.properties;
+                let leased = props.as_ref().and_then(|p| p.lease_state) == Some(LeaseState::Leased);
+                let holder = leased.then(|| Holder {
+                    info: metadata
+                        .get(LOCK_META_KEY)
+                        .and_then(|v| LockInfo::from_metadata_value(v)),
+                    infinite: props.as_ref().and_then(|p| p.lease_duration)
+                        == Some(LeaseDuration::Infinite),
+                });
+                let (state_name, tombstone) = match name.split_once(TOMBSTONE_INFIX) {
+                    Some((base, _)) => (base.to_string(), true),
+                    None => (name.clone(), false),
+                };
+                let size = props.as_ref().and_then(|p| p.content_length).unwrap_or(0);
+                let changed_outside = if tombstone || size == 0 {
+                    None
+                } else {
+                    let md5 = props
+                        .as_ref()
+                        .and_then(|p| p.content_md5.as_deref())
+                        .map(b64);
+                    super::changed_outside(&metadata, md5.as_deref(), || {
+                        rfc3339(props.as_ref().and_then(|p| p.last_modified))
+                    })
+                };
+                out.push(super::Listed {
+                    env: super::env_of(&self.settings.key_template, &state_name, ""),
+                    size,
+                    last_modified: props.as_ref().and_then(|p| p.last_modified),
+                    created: props.as_ref().and_then(|p| p.creation_time),
+                    name,
+                    tombstone,
+                    metadata,
+                    holder,
+                    changed_outside,
+                    versions: None,
+                });
+            }
+        }
+        if versions {
+            for l in &mut out {
+                l.versions = Some(snapshots.get(&l.name).copied().unwrap_or(0));
+            }
+        }
+        Ok(out)
+    }
+
     /// Snapshots of this env's blob, newest first.
     async fn snapshots(&self, env: &EnvName) -> Result<Vec<BlobItem>> {
         let key = self.key(env);
@@ -742,68 +827,11 @@ impl StateStore for AzureStore {
     }
 
     async fn list(&self) -> Result<Vec<super::Listed>> {
-        let (before, _) = self
-            .settings
-            .key_template
-            .split_once("{env}")
-            .unwrap_or(("", ""));
-        let options = BlobContainerClientListBlobsOptions {
-            prefix: (!before.is_empty()).then(|| before.to_string()),
-            include: Some(vec![ListBlobsIncludeItem::Metadata]),
-            ..Default::default()
-        };
-        let doing = "listing the environments";
-        let mut pages = self
-            .container
-            .list_blobs(Some(options))
-            .map_err(|e| self.error(e, doing))?
-            .into_pages();
-        let mut out = Vec::new();
-        while let Some(page) = pages.try_next().await.map_err(|e| self.error(e, doing))? {
-            let page = page.into_model().map_err(|e| self.error(e, doing))?;
-            for item in page.blob_items {
-                let Some(name) = item.name else { continue };
-                let metadata: std::collections::BTreeMap<String, String> =
-                    meta::normalise(item.metadata.and_then(|m| m.values).unwrap_or_default());
-                let props = item.properties;
-                let leased = props.as_ref().and_then(|p| p.lease_state) == Some(LeaseState::Leased);
-                let holder = leased.then(|| Holder {
-                    info: metadata
-                        .get(LOCK_META_KEY)
-                        .and_then(|v| LockInfo::from_metadata_value(v)),
-                    infinite: props.as_ref().and_then(|p| p.lease_duration)
-                        == Some(LeaseDuration::Infinite),
-                });
-                let (state_name, tombstone) = match name.split_once(TOMBSTONE_INFIX) {
-                    Some((base, _)) => (base.to_string(), true),
-                    None => (name.clone(), false),
-                };
-                let size = props.as_ref().and_then(|p| p.content_length).unwrap_or(0);
-                let changed_outside = if tombstone || size == 0 {
-                    None
-                } else {
-                    let md5 = props
-                        .as_ref()
-                        .and_then(|p| p.content_md5.as_deref())
-                        .map(b64);
-                    super::changed_outside(&metadata, md5.as_deref(), || {
-                        rfc3339(props.as_ref().and_then(|p| p.last_modified))
-                    })
-                };
-                out.push(super::Listed {
-                    env: super::env_of(&self.settings.key_template, &state_name, ""),
-                    size,
-                    last_modified: props.as_ref().and_then(|p| p.last_modified),
-                    created: props.as_ref().and_then(|p| p.creation_time),
-                    name,
-                    tombstone,
-                    metadata,
-                    holder,
-                    changed_outside,
-                });
-            }
-        }
-        Ok(out)
+        self.listing(false).await
+    }
+
+    async fn list_with_versions(&self) -> Result<Vec<super::Listed>> {
+        self.listing(true).await
     }
 
     /// Serial and lineage come from a snapshot's metadata only when its

@@ -399,7 +399,18 @@ impl StateStore for LocalStore {
                 created,
                 holder,
                 changed_outside,
+                versions: None,
             });
+        }
+        Ok(out)
+    }
+
+    async fn list_with_versions(&self) -> Result<Vec<super::Listed>> {
+        let mut out = self.list().await?;
+        for l in &mut out {
+            if let (Some(env), false) = (&l.env, l.tombstone) {
+                l.versions = Some(self.versions(env)?.len());
+            }
         }
         Ok(out)
     }

@@ -94,6 +94,9 @@ pub struct Listed {
     pub created: Option<time::OffsetDateTime>,
     /// Who holds the lock, read from the listing itself.
     pub holder: Option<Holder>,
+    /// Kept previous versions, when the listing counted them
+    /// ([`StateStore::list_with_versions`]); `None` from a plain [`StateStore::list`].
+    pub versions: Option<usize>,
     /// When the state was last modified, if it changed since nubes last wrote it (plain
     /// Terraform wrote it): then the `nubes*` values in `metadata` describe an older state.
     pub changed_outside: Option<String>,
@@ -248,6 +251,11 @@ pub trait StateStore: Send + Sync {
     async fn changed_outside(&self, env: &EnvName) -> Result<Option<String>>;
     /// Every environment in the store, from one listing (no per-env requests).
     async fn list(&self) -> Result<Vec<Listed>>;
+    /// [`list`](StateStore::list) with each entry's kept-version count, still from one
+    /// listing (Azure: snapshots included in it, so the listing grows with `history`).
+    async fn list_with_versions(&self) -> Result<Vec<Listed>> {
+        self.list().await
+    }
     /// Kept previous versions, newest first.
     async fn history(&self, env: &EnvName) -> Result<Vec<Version>>;
     /// The content of one kept version.

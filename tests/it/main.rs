@@ -8,6 +8,7 @@ pub mod arm;
 mod bootstrap;
 mod cli;
 mod crash;
+mod dashboard;
 mod demo;
 mod deploy;
 mod drift;

@@ -39,6 +39,7 @@ fn options() -> SiteOptions {
     SiteOptions {
         cache_control: Some(CACHE.into()),
         parallel: 4,
+        prefix: None,
     }
 }
 
