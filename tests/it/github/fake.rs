@@ -389,6 +389,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Reply, In
     } else if let Some(fault) = take_fault(&mut state, &method, &path) {
         fault_answer(fault)
     } else {
+        #[allow(clippy::unnecessary_unwrap)] // checked by the branch above
         let m = matched.as_ref().expect("matched");
         let document: Value = if body.is_empty() {
             Value::Null

@@ -434,10 +434,10 @@ fn convert(schema: &Value, request: bool, in_all_of: bool, wanted: &mut BTreeSet
         out.insert("additionalProperties".into(), json!(false));
     }
     if obj.get("nullable") == Some(&json!(true)) {
-        if let Some(Value::Array(values)) = out.get_mut("enum") {
-            if !values.contains(&Value::Null) {
-                values.push(Value::Null);
-            }
+        if let Some(Value::Array(values)) = out.get_mut("enum")
+            && !values.contains(&Value::Null)
+        {
+            values.push(Value::Null);
         }
         match out.get("type").cloned() {
             Some(Value::String(t)) => {
