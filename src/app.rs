@@ -131,10 +131,16 @@ async fn dispatch(cli: &Cli) -> Result<()> {
             env,
             force,
             strategy,
+            yes,
         } => {
             let s = settings(cli)?;
             let env = s.env_name(env)?;
-            commands::pipeline::down(&context(&s, &env), &env, *force, *strategy).await
+            let ctx = context(&s, &env);
+            // Protection is checked first (it needs --force, asked or not).
+            if !*yes && crate::ui::interactive() && (*force || !s.protected(&env)) {
+                commands::pipeline::confirm_down(&ctx, &env, *strategy).await?;
+            }
+            commands::pipeline::down(&ctx, &env, *force, *strategy).await
         }
         Command::Drift {
             envs,

@@ -89,6 +89,9 @@ pub enum Command {
         /// How to destroy the infrastructure
         #[arg(long, value_enum, default_value_t = crate::pipeline::Strategy::Terraform)]
         strategy: crate::pipeline::Strategy,
+        /// Do not ask on a terminal (CI and scripts are never asked)
+        #[arg(long, short = 'y')]
+        yes: bool,
     },
     /// Scaffold nubes.toml, terraform/ and .github/workflows/nubes.yml for this repository
     ///

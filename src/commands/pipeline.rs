@@ -114,6 +114,114 @@ pub async fn plan(
     Ok(())
 }
 
+/// On a terminal, before `down`: say what will be destroyed (resources in state, the
+/// resource groups, the tombstone the state becomes) and ask for the environment's name.
+/// Read without the lock, so nobody waits on a person; the teardown then takes it.
+pub async fn confirm_down(ctx: &Context<'_>, env: &EnvName, strategy: Strategy) -> Result<()> {
+    use std::io::{BufRead, Write};
+    let store = crate::state::open(ctx.settings)?;
+    let Some(stored) = store.read(env).await? else {
+        return Ok(()); // nothing to destroy: `down` says so
+    };
+    let what = describe_state(&stored.bytes);
+    eprintln!("`nubes down {env}` will destroy environment `{env}`:");
+    match strategy {
+        Strategy::Terraform => eprintln!(
+            "  - {} with `terraform destroy`{}",
+            what.resources_text(),
+            what.groups_text()
+        ),
+        Strategy::ResourceGroup => eprintln!(
+            "  - every resource group tagged nubes-env={env} and nubes-project={} in the subscription \
+             (Resource Manager), whatever Terraform knows ({} in state{})",
+            crate::render::project_name(ctx.settings),
+            what.resources_text(),
+            what.groups_text()
+        ),
+    }
+    eprintln!(
+        "  - its state {} (serial {}), kept afterwards only as a tombstone copy `<key>.tombstone.<time>`",
+        store.location(env),
+        what.serial
+            .map_or_else(|| "unknown".to_string(), |s| s.to_string())
+    );
+    eprint!("Type the environment's name ({env}) to destroy it, anything else to stop: ");
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    if answer.trim() != env.as_str() {
+        return Err(
+            Error::input(format!("not confirmed: nothing was destroyed in `{env}`")).hint(format!(
+                "type `{env}` at the prompt, or pass --yes (scripts and CI are never asked)"
+            )),
+        );
+    }
+    Ok(())
+}
+
+/// What a state holds, for the `down` prompt.
+struct StateContents {
+    serial: Option<u64>,
+    resources: usize,
+    groups: Vec<String>,
+}
+
+impl StateContents {
+    fn resources_text(&self) -> String {
+        match self.resources {
+            1 => "1 resource".into(),
+            n => format!("{n} resources"),
+        }
+    }
+
+    fn groups_text(&self) -> String {
+        if self.groups.is_empty() {
+            String::new()
+        } else {
+            format!(", in resource groups {}", self.groups.join(", "))
+        }
+    }
+}
+
+/// Managed resource instances and the names of `azurerm_resource_group`s in a state
+/// document (shown escaped: the state is whoever wrote it).
+fn describe_state(bytes: &[u8]) -> StateContents {
+    let doc: serde_json::Value = serde_json::from_slice(bytes).unwrap_or_default();
+    let mut out = StateContents {
+        serial: doc.get("serial").and_then(serde_json::Value::as_u64),
+        resources: 0,
+        groups: Vec::new(),
+    };
+    let resources = doc
+        .get("resources")
+        .and_then(serde_json::Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    for r in &resources {
+        if r.get("mode").and_then(serde_json::Value::as_str) != Some("managed") {
+            continue;
+        }
+        let instances = r
+            .get("instances")
+            .and_then(serde_json::Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        out.resources += instances.len();
+        if r.get("type").and_then(serde_json::Value::as_str) == Some("azurerm_resource_group") {
+            for i in &instances {
+                if let Some(name) = i
+                    .pointer("/attributes/name")
+                    .and_then(serde_json::Value::as_str)
+                {
+                    out.groups
+                        .push(format!("`{}`", crate::env_name::printable(name)));
+                }
+            }
+        }
+    }
+    out
+}
+
 pub async fn down(ctx: &Context<'_>, env: &EnvName, force: bool, strategy: Strategy) -> Result<()> {
     match pipeline::down(ctx, env, force, strategy).await? {
         DownReport::NothingToDo => {
@@ -133,4 +241,23 @@ pub async fn down(ctx: &Context<'_>, env: &EnvName, force: bool, strategy: Strat
         }
     }
     ctx.gh.set_output("environment", env.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_down_prompt_counts_managed_instances_and_names_resource_groups() {
+        let state = br#"{"version":4,"serial":7,"lineage":"x","resources":[
+          {"mode":"managed","type":"azurerm_resource_group","name":"rg","instances":[{"attributes":{"name":"rg-shop-alice"}}]},
+          {"mode":"managed","type":"terraform_data","name":"d","instances":[{},{}]},
+          {"mode":"data","type":"azurerm_client_config","name":"c","instances":[{}]}]}"#;
+        let c = describe_state(state);
+        assert_eq!((c.serial, c.resources), (Some(7), 3));
+        assert_eq!(c.groups_text(), ", in resource groups `rg-shop-alice`");
+        let garbage = describe_state(b"[1,2");
+        assert_eq!((garbage.serial, garbage.resources), (None, 0));
+        assert_eq!(garbage.resources_text(), "0 resources");
+    }
 }

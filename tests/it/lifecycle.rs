@@ -360,3 +360,69 @@ fn provenance_records_commit_digest_verdicts_and_dirty_trees() {
     assert_eq!(st["health"]["verdict"], "healthy");
     assert_eq!(st["last_apply"]["commit"], second.as_str());
 }
+
+/// `down` on a terminal says what it will destroy and asks for the environment's name;
+/// a wrong answer destroys nothing (exit 2); scripts and CI are never asked.
+#[test]
+fn down_on_a_terminal_asks_for_the_name_and_a_wrong_answer_destroys_nothing() {
+    let az = Azurite::https();
+    let p = Project::on(&az, "[environments.prod]\nprotected = true\n");
+    let stack = format!(
+        "{STACK}\nresource \"terraform_data\" \"more\" {{\n  count = 2\n  input = var.environment\n}}\n"
+    );
+    std::fs::write(p.path().join("terraform/main.tf"), stack).unwrap();
+    p.run(&["up", "alice"]).ok();
+    p.run(&["up", "prod"]).ok();
+
+    let out = p.run_on_terminal(&["down", "alice"], "bob\n").code(2);
+    assert!(
+        out.stdout.contains("will destroy environment `alice`")
+            && out.stdout.contains("3 resources with `terraform destroy`")
+            && out.stdout.contains("tombstone"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("not confirmed: nothing was destroyed"),
+        "{}",
+        out.stdout
+    );
+    let list = json(&p.run(&["list", "--json"]).ok().stdout);
+    assert_eq!(names(&list), ["alice", "prod"], "nothing was destroyed");
+    assert_eq!(
+        env_row(&list, "alice")["lock"],
+        Value::Null,
+        "no lock was taken"
+    );
+
+    // A protected environment is refused before anyone is asked.
+    let out = p.run_on_terminal(&["down", "prod"], "prod\n").code(2);
+    assert!(out.stdout.contains("is protected"), "{}", out.stdout);
+    assert!(
+        !out.stdout.contains("Type the environment's name"),
+        "{}",
+        out.stdout
+    );
+
+    let out = p.run_on_terminal(&["down", "alice"], "alice\n").ok();
+    assert!(out.stdout.contains("torn down"), "{}", out.stdout);
+    // --yes, and no terminal at all, are never asked.
+    p.run(&["up", "alice"]).ok();
+    let out = p.run_on_terminal(&["down", "alice", "--yes"], "").ok();
+    assert!(
+        !out.stdout.contains("Type the environment's name"),
+        "{}",
+        out.stdout
+    );
+    p.run(&["up", "alice"]).ok();
+    let out = p.run(&["down", "alice"]).ok();
+    assert!(
+        !out.stderr.contains("Type the environment's name"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        names(&json(&p.run(&["list", "--json"]).ok().stdout)),
+        ["prod"]
+    );
+}

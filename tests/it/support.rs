@@ -700,6 +700,42 @@ impl Project {
         self.cmd(args).output().expect("run nubes").into()
     }
 
+    /// `nubes args` on a real pseudo-terminal (util-linux `script`), outside CI, with
+    /// `input` typed at it; the terminal's output (stdout and stderr together) is
+    /// `stdout`, and the exit code is nubes's own.
+    pub fn run_on_terminal(&self, args: &[&str], input: &str) -> Out {
+        use std::io::Write as _;
+        let script =
+            which::which("script").expect("`script` (util-linux) gives the test a terminal");
+        let line: Vec<String> = std::iter::once(env!("CARGO_BIN_EXE_nubes"))
+            .chain(args.iter().copied())
+            .map(|a| format!("'{}'", a.replace('\'', "'\\''")))
+            .collect();
+        let nubes = self.cmd(args);
+        let mut cmd = Command::new(script);
+        cmd.args(["-qec", &line.join(" "), "/dev/null"])
+            .current_dir(self.path())
+            .env_clear()
+            .envs(nubes.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))))
+            .env_remove("CI")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in std::env::vars_os() {
+            if k == "PATH" || k == "HOME" || k == "TERM" {
+                cmd.env(k, v);
+            }
+        }
+        let mut child = cmd.spawn().expect("spawn script");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("type at the terminal");
+        child.wait_with_output().expect("run script").into()
+    }
+
     pub fn spawn(&self, args: &[&str]) -> Child {
         self.cmd(args)
             .stdout(Stdio::piped())

@@ -22,7 +22,7 @@ pub mod options;
 pub mod report;
 
 use std::ffi::OsString;
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::{BufRead, Write};
 use std::path::Path;
 
 use serde::Deserialize;
@@ -309,7 +309,7 @@ impl Changes {
 }
 
 fn interactive() -> bool {
-    std::io::stdin().is_terminal() && std::io::stderr().is_terminal() && !crate::ui::is_ci()
+    crate::ui::interactive()
 }
 
 fn confirm(o: &Options, plan: &Changes) -> Result<()> {
