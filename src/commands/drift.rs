@@ -47,6 +47,9 @@ pub async fn run(settings: &Settings, opts: &Options) -> Result<()> {
         .issue
         .then(|| crate::ghapi::Api::from_env("`drift --issue`"))
         .transpose()?;
+    if opts.fix && crate::ui::interactive() {
+        confirm_protected_fixes(settings, opts)?;
+    }
     let checked = check_all(settings, opts).await?;
     if checked.is_empty() {
         crate::outln!("no environments to check");
@@ -61,6 +64,33 @@ pub async fn run(settings: &Settings, opts: &Options) -> Result<()> {
         exit::OK => Ok(()),
         code => Err(Error::Quiet(code)),
     }
+}
+
+/// On a terminal, a protected environment named for `--fix` is corrected only after its
+/// name is typed again (CI names it explicitly on the command line, which is the flag).
+fn confirm_protected_fixes(settings: &Settings, opts: &Options) -> Result<()> {
+    use std::io::{BufRead, Write};
+    for name in &opts.envs {
+        let env = settings.env_name(name)?;
+        if !settings.protected(&env) {
+            continue;
+        }
+        eprint!(
+            "`{env}` is protected: `drift --fix` re-applies it from branch `{}` if it drifted. \
+             Type its name ({env}) to allow that, anything else to stop: ",
+            env.branch(&settings.branch_prefix)
+        );
+        let _ = std::io::stderr().flush();
+        let mut answer = String::new();
+        std::io::stdin().lock().read_line(&mut answer)?;
+        if answer.trim() != env.as_str() {
+            return Err(Error::input(format!(
+                "not confirmed: nothing was checked or corrected (protected `{env}`)"
+            ))
+            .hint("type the name at the prompt, or run without a terminal (CI) where naming it is the confirmation"));
+        }
+    }
+    Ok(())
 }
 
 /// Failures first (the check is incomplete), then held locks, then drift (and pending

@@ -298,7 +298,23 @@ fn drift_fix_skips_protected_unless_named_never_touches_a_locked_one_and_reports
         Some("drifted")
     );
 
-    // Named, the protected environment is corrected, from its own branch.
+    // On a terminal, naming it is not enough: its name is asked again.
+    let out = p
+        .run_on_terminal(&["drift", "--fix", "bob"], "yes\n")
+        .code(2);
+    assert!(
+        out.stdout.contains("`bob` is protected") && out.stdout.contains("not confirmed"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        String::from_utf8(state_of(&az, "bob"))
+            .unwrap()
+            .contains("bob-XXL")
+    );
+
+    // Named (without a terminal, as in CI), the protected environment is corrected,
+    // from its own branch.
     let out = p.run(&["drift", "--fix", "bob"]).ok();
     assert!(
         out.stdout.contains("corrected: re-applied from env-bob"),
