@@ -56,7 +56,7 @@ use std::time::Duration;
 use azure_core::credentials::TokenCredential;
 use base64::Engine as _;
 use bytes::Bytes;
-use reqwest::header::{COOKIE, HeaderMap, LOCATION, SET_COOKIE};
+use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
@@ -844,42 +844,12 @@ impl Kudu {
         body: Option<(Bytes, &'static str)>,
     ) -> std::result::Result<Reply, SendError> {
         let token = self.token().await?;
-        let started = std::time::Instant::now();
-        let mut request = self
-            .http
-            .request(method.clone(), url.clone())
-            .bearer_auth(&token)
-            .header(reqwest::header::ACCEPT, "application/json");
         let cookie = cookie_header(&lock(&self.cookies));
-        if let Some(cookie) = cookie {
-            request = request.header(COOKIE, cookie);
-        }
-        if let Some((body, content_type)) = body {
-            request = request
-                .header(reqwest::header::CONTENT_TYPE, content_type)
-                .body(body);
-        }
-        let response = match request.send().await {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::debug!("kudu {method} {} -> error", url.path());
-                return Err(SendError::Transport(e));
-            }
-        };
-        let status = response.status();
-        let headers = response.headers().clone();
-        let body = response.bytes().await.map_err(SendError::Transport)?;
-        tracing::debug!(
-            "kudu {method} {} -> {status} ({} ms)",
-            url.path(),
-            started.elapsed().as_millis()
-        );
-        keep_affinity(&mut lock(&self.cookies), &headers);
-        Ok(Reply {
-            status,
-            headers,
-            body,
-        })
+        let reply =
+            crate::rest::send_with_token(&self.http, &token, "kudu", method, url, body, cookie)
+                .await?;
+        keep_affinity(&mut lock(&self.cookies), &reply.headers);
+        Ok(reply)
     }
 
     fn send_error(&self, e: SendError, doing: &str) -> Error {

@@ -46,11 +46,28 @@ pub(crate) async fn send(
         .map_err(SendError::Token)?;
     let token = token.token.secret();
     crate::secrets::register(token);
+    send_with_token(http, token, label, method, url, body, None).await
+}
+
+/// [`send`] with a token already at hand (registered as a secret by the caller) and
+/// optionally a `Cookie` header (Kudu's ARR affinity).
+pub(crate) async fn send_with_token(
+    http: &reqwest::Client,
+    token: &str,
+    label: &str,
+    method: &Method,
+    url: &Url,
+    body: Option<(Bytes, &'static str)>,
+    cookie: Option<String>,
+) -> Result<Reply, SendError> {
     let started = Instant::now();
     let mut request = http
         .request(method.clone(), url.clone())
         .bearer_auth(token)
         .header(reqwest::header::ACCEPT, "application/json");
+    if let Some(cookie) = cookie {
+        request = request.header(reqwest::header::COOKIE, cookie);
+    }
     if let Some((body, content_type)) = body {
         request = request
             .header(reqwest::header::CONTENT_TYPE, content_type)
