@@ -55,7 +55,7 @@ fn write_script(p: &Project, name: &str, body: &str) {
 
 /// A tiny HTTP server answering every request with `status` (bounded: it stops after
 /// `max` requests or when the test ends).
-fn http_server(status: u16, body: &'static str, max: usize) -> String {
+pub(crate) fn http_server(status: u16, body: &'static str, max: usize) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     std::thread::spawn(move || {

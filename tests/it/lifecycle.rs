@@ -3,9 +3,6 @@
 //! provenance (commit, artifact digest, deploy and health verdicts, dirty trees).
 //! Time moves through `NUBES_TEST_NOW` (honoured by debug builds only), never a sleep.
 
-use std::io::{Read, Write};
-use std::net::TcpListener;
-
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -259,24 +256,6 @@ fn a_state_only_plain_terraform_wrote_is_judged_by_its_last_modified_time() {
     );
 }
 
-/// A tiny HTTP server answering every request with `status` (bounded).
-fn http_server(status: u16, max: usize) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().take(max) {
-            let Ok(mut s) = stream else { continue };
-            let mut buf = [0u8; 2048];
-            let _ = s.read(&mut buf);
-            let _ = write!(
-                s,
-                "HTTP/1.1 {status} X\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
-            );
-        }
-    });
-    format!("http://{addr}")
-}
-
 fn app_stack(url: &str) -> String {
     format!("{STACK}\noutput \"application_url\" {{\n  value = \"{url}\"\n}}\n")
 }
@@ -304,7 +283,7 @@ fn commit_all(repo: &git2::Repository, message: &str) -> String {
 #[test]
 fn provenance_records_commit_digest_verdicts_and_dirty_trees() {
     let az = Azurite::https();
-    let healthy = http_server(200, 50);
+    let healthy = crate::deploy::http_server(200, "ok", 50);
     let p = Project::on(
         &az,
         "[build]\ncommand = \"mkdir -p out && printf built > out/app.txt\"\nartifact = \"out\"\n\
@@ -330,7 +309,7 @@ fn provenance_records_commit_digest_verdicts_and_dirty_trees() {
     assert_eq!(st["activity"]["what"], "up");
 
     // An uncommitted edit: applied and recorded as dirty, with a warning.
-    let unhealthy = http_server(503, 200);
+    let unhealthy = crate::deploy::http_server(503, "warming up", 200);
     std::fs::write(p.path().join("terraform/main.tf"), app_stack(&unhealthy)).unwrap();
     let out = p.run(&["up", "alice"]).code(1);
     assert!(out.stderr.contains("uncommitted changes"), "{}", out.stderr);
