@@ -158,8 +158,9 @@ fn is_env(l: &state::Listed) -> bool {
     l.env.is_some() && !l.tombstone
 }
 
-/// Blob metadata with case-insensitive names (Azure preserves the case a writer used,
-/// and plain Terraform capitalises the first letter); empty values count as absent.
+/// A row's view of blob metadata: empty values count as absent, times parse or are
+/// absent. (Stores already lower-case names, `state::meta::normalise`; looking them up
+/// case-insensitively here as well costs nothing and keeps the page right for any store.)
 pub struct Meta(HashMap<String, String>);
 
 impl Meta {
@@ -178,8 +179,7 @@ impl Meta {
 
     /// An RFC 3339 time; an unparseable value counts as absent.
     pub fn time(&self, name: &str) -> Option<OffsetDateTime> {
-        self.get(name)
-            .and_then(|v| OffsetDateTime::parse(v.trim(), &Rfc3339).ok())
+        self.get(name).and_then(crate::clock::parse)
     }
 }
 
