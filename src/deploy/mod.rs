@@ -126,7 +126,7 @@ pub async fn deploy(
         }
         "app-service" | "functions" => {
             let scm = scm_url(outputs).ok_or_else(|| {
-                Error::input(format!("deploy target `{target}` needs the Terraform output `scm_url` (or `app_name`)")).hint(
+                Error::input(format!("deploy target `{target}` needs the Terraform output `scm_url` (or `app_name`, or NubesGen's `application_name`)")).hint(
                     "output the app's Kudu site, e.g. output \"scm_url\" { value = \"https://${azurerm_linux_web_app.app.name}.scm.azurewebsites.net\" }",
                 )
             })?;
@@ -171,10 +171,15 @@ pub async fn deploy(
 /// How long a Kudu deployment may take (builds on the server can take minutes).
 const KUDU_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20 * 60);
 
-/// The app's Kudu (SCM) site: output `scm_url`, or derived from output `app_name`.
+/// The app's Kudu (SCM) site: output `scm_url`, or derived from the app's name: output
+/// `app_name` (what `nubes init` writes), else `application_name`, the output in which a
+/// NubesGen project names its web or function app (so an unmodified NubesGen project
+/// deploys once `[deploy] target` says which kind of app it is).
 fn scm_url(outputs: &Map<String, Value>) -> Option<String> {
     output(outputs, "scm_url").or_else(|| {
-        output(outputs, "app_name").map(|name| format!("https://{name}.scm.azurewebsites.net"))
+        output(outputs, "app_name")
+            .or_else(|| output(outputs, "application_name"))
+            .map(|name| format!("https://{name}.scm.azurewebsites.net"))
     })
 }
 
@@ -345,5 +350,51 @@ mod digest_tests {
             digest(&f).expect("digest"),
             "sha256:6b86b273ff34fce19d6b804eff5a3f5747ada4eaa22f1d49c01e52ddb7875b4b"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outputs(pairs: &[(&str, &str)]) -> Map<String, Value> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), serde_json::json!({ "value": v })))
+            .collect()
+    }
+
+    #[test]
+    fn the_kudu_site_comes_from_scm_url_then_app_name_then_nubesgens_application_name() {
+        let all = outputs(&[
+            ("scm_url", "https://given.scm.azurewebsites.net"),
+            ("app_name", "app-x"),
+            ("application_name", "app-nubesgen"),
+        ]);
+        assert_eq!(
+            scm_url(&all).as_deref(),
+            Some("https://given.scm.azurewebsites.net")
+        );
+        let named = outputs(&[("app_name", "app-x"), ("application_name", "app-y")]);
+        assert_eq!(
+            scm_url(&named).as_deref(),
+            Some("https://app-x.scm.azurewebsites.net")
+        );
+        // An unmodified NubesGen project: outputs application_url, resource_group and
+        // application_name (the app's generated name).
+        let nubesgen = outputs(&[
+            ("application_url", "https://app-demo-alice-001.azurewebsites.net"),
+            ("resource_group", "rg-demo-alice-001"),
+            ("application_name", "app-demo-alice-001"),
+        ]);
+        assert_eq!(
+            scm_url(&nubesgen).as_deref(),
+            Some("https://app-demo-alice-001.scm.azurewebsites.net")
+        );
+        // The name alone never makes a project an App Service one: only a configured
+        // target reads it.
+        let dir = tempfile::tempdir().unwrap();
+        let settings = crate::config::load(dir.path(), None, &Default::default()).unwrap();
+        assert_eq!(target(&settings, &nubesgen), None);
     }
 }
