@@ -383,7 +383,10 @@ mod tests {
         // An unmodified NubesGen project: outputs application_url, resource_group and
         // application_name (the app's generated name).
         let nubesgen = outputs(&[
-            ("application_url", "https://app-demo-alice-001.azurewebsites.net"),
+            (
+                "application_url",
+                "https://app-demo-alice-001.azurewebsites.net",
+            ),
             ("resource_group", "rg-demo-alice-001"),
             ("application_name", "app-demo-alice-001"),
         ]);

@@ -35,7 +35,7 @@ use serde_json::Value;
 
 use crate::support::{self, Blobs, Out, Project, block_on};
 
-const ACCOUNT: &str = "nubesinterop";
+pub(crate) const ACCOUNT: &str = "nubesinterop";
 const CONTAINER: &str = "tfstate";
 const KEY: &str = "alice.terraform.tfstate";
 
@@ -359,7 +359,7 @@ fn wait_for_file(path: &Path, child: &mut Child) {
 }
 
 /// Azurite with a custom account over HTTPS, the metadata server and the proxy.
-struct World {
+pub(crate) struct World {
     azurite: Child,
     port: u16,
     /// Certificates and Azurite's data; removed on drop.
@@ -379,7 +379,7 @@ impl Drop for World {
 }
 
 impl World {
-    fn start() -> World {
+    pub(crate) fn start() -> World {
         let dir = tempfile::tempdir().unwrap();
         let certs = support::make_certs_for(&[
             "*.blob.azurite.localhost",
@@ -429,11 +429,11 @@ impl World {
         support::account_sas_for(ACCOUNT, &self.key)
     }
 
-    fn blobs(&self) -> Blobs {
+    pub(crate) fn blobs(&self) -> Blobs {
         Blobs::with_sas(self.base(), &self.ca_pem, self.sas())
     }
 
-    fn nubes_env(&self) -> Vec<(String, String)> {
+    pub(crate) fn nubes_env(&self) -> Vec<(String, String)> {
         vec![
             ("NUBES_STATE_ACCOUNT_URL".into(), self.base()),
             ("NUBES_STORAGE_SAS".into(), self.sas()),
@@ -442,6 +442,20 @@ impl World {
                 self.ca_pem.display().to_string(),
             ),
         ]
+    }
+}
+
+/// Copy the files under `from` into `to` (created as needed).
+pub(crate) fn copy_tree(from: &Path, to: &Path) {
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            std::fs::create_dir_all(&target).unwrap();
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
     }
 }
 
@@ -486,22 +500,42 @@ fn start_azurite(dir: &Path, key: &str) -> (Child, u16) {
 }
 
 /// A working folder for plain Terraform with its own `azurerm` backend.
-struct Plain {
-    dir: tempfile::TempDir,
+pub(crate) struct Plain {
+    pub(crate) dir: tempfile::TempDir,
     tf: PathBuf,
     env: Vec<(String, String)>,
+    /// `-backend-config=` arguments of `init`, as NubesGen's workflow passed them.
+    backend: Vec<String>,
 }
 
 impl Plain {
     fn new(world: &World, tf: &Path) -> Plain {
+        let plain = Plain::empty(world, tf, KEY);
+        std::fs::write(plain.dir.path().join("main.tf"), STACK).unwrap();
+        plain
+    }
+
+    /// Plain Terraform on a copy of `folder` (e.g. a repository's `terraform/`, as a CI
+    /// runner's checkout has it), with state `key` in this world's `tfstate` container.
+    pub(crate) fn with_folder(world: &World, tf: &Path, folder: &Path, key: &str) -> Plain {
+        let plain = Plain::empty(world, tf, key);
+        copy_tree(folder, plain.dir.path());
+        plain
+    }
+
+    fn empty(world: &World, tf: &Path, key: &str) -> Plain {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("main.tf"), STACK).unwrap();
-        let backend = format!(
-            "storage_account_name = \"{ACCOUNT}\"\ncontainer_name = \"{CONTAINER}\"\n\
-             key = \"{KEY}\"\nmetadata_host = \"metadata.azurite.localhost:{}\"\n",
-            world.metadata_port
-        );
-        std::fs::write(dir.path().join("backend.hcl"), backend).unwrap();
+        let backend = [
+            format!("storage_account_name={ACCOUNT}"),
+            format!("container_name={CONTAINER}"),
+            format!("key={key}"),
+            format!(
+                "metadata_host=metadata.azurite.localhost:{}",
+                world.metadata_port
+            ),
+        ]
+        .map(|c| format!("-backend-config={c}"))
+        .to_vec();
         let env = vec![
             (
                 "HTTPS_PROXY".into(),
@@ -516,15 +550,14 @@ impl Plain {
             dir,
             tf: tf.to_path_buf(),
             env,
+            backend,
         }
     }
 
     fn cmd(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(&self.tf);
         if args.first() == Some(&"init") {
-            cmd.arg("init")
-                .arg("-backend-config=backend.hcl")
-                .args(&args[1..]);
+            cmd.arg("init").args(&self.backend).args(&args[1..]);
         } else {
             cmd.args(args);
         }
@@ -543,7 +576,7 @@ impl Plain {
         cmd
     }
 
-    fn run(&self, args: &[&str]) -> Out {
+    pub(crate) fn run(&self, args: &[&str]) -> Out {
         let out: Out = self.cmd(args).output().expect("run terraform").into();
         Out {
             stdout: out.stdout.trim_end().to_string(),

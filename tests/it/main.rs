@@ -23,6 +23,7 @@ mod interop;
 pub mod kudu;
 mod lifecycle;
 mod list;
+mod migrate;
 mod outage;
 mod pipeline;
 mod reap;
