@@ -266,6 +266,49 @@ pub fn token_credential(
     }
 }
 
+/// Who nubes signs in as for the state storage, for `nubes doctor` (never a secret).
+pub struct Identity {
+    pub source: &'static str,
+    pub tenant_id: Option<String>,
+    pub client_id: Option<String>,
+}
+
+/// The source [`from_env`] would use, with its tenant and client ID when it has them.
+pub fn identity() -> Result<Identity> {
+    if var("NUBES_STORAGE_SAS").is_some() {
+        return Ok(Identity {
+            source: "SAS token (NUBES_STORAGE_SAS)",
+            tenant_id: None,
+            client_id: None,
+        });
+    }
+    let (source, tenant_id, client_id) = match select("NUBES_STORAGE_TOKEN")? {
+        Source::ServicePrincipal(sp) => (AZURE_CREDENTIALS_SOURCE, Some(sp.tenant_id), Some(sp.client_id)),
+        Source::GitHubOidc {
+            client_id,
+            tenant_id,
+            ..
+        } => (GITHUB_OIDC_SOURCE, Some(tenant_id), Some(client_id)),
+        Source::WorkloadIdentity {
+            client_id,
+            tenant_id,
+            ..
+        } => (WORKLOAD_IDENTITY_SOURCE, tenant_id, client_id),
+        Source::ClientSecret {
+            client_id,
+            tenant_id,
+            ..
+        } => (CLIENT_SECRET_SOURCE, Some(tenant_id), Some(client_id)),
+        Source::Static(_) => ("bearer token (NUBES_STORAGE_TOKEN)", None, None),
+        Source::Cli => (CLI_SOURCE, None, None),
+    };
+    Ok(Identity {
+        source,
+        tenant_id,
+        client_id,
+    })
+}
+
 pub const AZURE_CREDENTIALS_SOURCE: &str = "service principal from AZURE_CREDENTIALS";
 pub const GITHUB_OIDC_SOURCE: &str = "GitHub OIDC federated credential";
 pub const WORKLOAD_IDENTITY_SOURCE: &str = "workload identity token file";

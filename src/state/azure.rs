@@ -917,6 +917,50 @@ impl StateStore for AzureStore {
         }))
     }
 
+    async fn probe(&self) -> Result<Vec<&'static str>> {
+        self.container
+            .get_properties(None)
+            .await
+            .map_err(|e| self.error(e, "reading the state container"))?;
+        // A name no environment's key can have (env names hold no `.` or `/`).
+        let blob = self
+            .container
+            .blob_client(&format!(".nubes-doctor/probe-{}", uuid::Uuid::new_v4()));
+        let options = BlobClientUploadOptions {
+            partition_size: Some(SINGLE_REQUEST_LIMIT_U64),
+            ..Default::default()
+        };
+        blob.upload(content(Bytes::from_static(b"nubes doctor probe")), Some(options))
+            .await
+            .map_err(|e| self.error(e, "writing a probe blob"))?;
+        let lease = uuid::Uuid::new_v4().to_string();
+        let checked = async {
+            let options = BlobClientAcquireLeaseOptions {
+                proposed_lease_id: Some(lease.clone()),
+                ..Default::default()
+            };
+            blob.acquire_lease(15, Some(options))
+                .await
+                .map_err(|e| self.error(e, "leasing a probe blob"))?;
+            let options = BlobClientGetPropertiesOptions {
+                lease_id: Some(lease.clone()),
+                ..Default::default()
+            };
+            let read = blob.get_properties(Some(options)).await;
+            let _ = blob.release_lease(lease.clone(), None).await;
+            read.map_err(|e| self.error(e, "reading a probe blob"))?;
+            Ok::<_, Error>(())
+        }
+        .await;
+        let deleted = blob
+            .delete(None)
+            .await
+            .map_err(|e| self.error(e, "deleting a probe blob"));
+        checked?;
+        deleted?;
+        Ok(vec!["container", "write", "lease", "read", "delete"])
+    }
+
     async fn read_version(&self, env: &EnvName, id: &str) -> Result<Bytes> {
         let blob = self
             .blob(env)

@@ -598,3 +598,72 @@ fn refusals_name_the_source_and_say_what_to_fix() {
         &[&other],
     );
 }
+
+#[test]
+fn doctor_reports_each_check_and_the_fix_for_a_failure() {
+    let mut w = World::new();
+    w.entra.add_app(
+        TENANT,
+        CLIENT,
+        App {
+            secret: Some(SECRET.into()),
+            ..App::default()
+        },
+    );
+    w.p.set_env("ARM_CLIENT_ID", CLIENT);
+    w.p.set_env("ARM_TENANT_ID", TENANT);
+    w.p.set_env("ARM_CLIENT_SECRET", SECRET);
+    let out = w.p.run(&["doctor"]).ok();
+    for want in [
+        "config: ",
+        &format!("credentials: client secret, tenant {TENANT}, client {CLIENT}; token for {STORAGE} expires "),
+        "container `tfstate`: container, write, lease, read, delete permitted",
+        "terraform: ",
+        "build: ",
+        "deploy target: functions ([deploy] target)",
+    ] {
+        assert!(out.stdout.contains(want), "`{want}` missing:\n{}", out.all());
+    }
+    w.nothing_leaked(&out, &[SECRET]);
+    let listing = w.rt.block_on(w.az.blobs().list("tfstate", ""));
+    assert!(!listing.contains("nubes-doctor"), "probe blob left: {listing}");
+
+    let out = w.p.run(&["doctor", "--json"]).ok();
+    let doc: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(doc["ok"], true);
+    let names: Vec<&str> = doc["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["check"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["config", "credentials", "state storage", "terraform", "build", "deploy target"]
+    );
+
+    // In Actions, a client ID without a secret is OIDC, which needs id-token: write; and
+    // an unknown client is named with its fix.
+    w.p.unset_env("ARM_CLIENT_SECRET");
+    w.p.set_env("GITHUB_ACTIONS", "true");
+    w.p.set_env("AZURE_CREDENTIALS", &serde_json::json!({"clientId": "99999999-8888-4777-8666-555555555555", "clientSecret": SECRET, "tenantId": TENANT}).to_string());
+    let out = w.p.run(&["doctor", "--json"]).code(1);
+    let doc: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(doc["ok"], false);
+    let credentials = &doc["checks"][1];
+    assert_eq!(credentials["ok"], false);
+    assert!(
+        credentials["detail"].as_str().unwrap().contains("AADSTS700016")
+            && credentials["fix"].as_str().unwrap().contains("clientId in AZURE_CREDENTIALS"),
+        "{credentials}"
+    );
+    w.nothing_leaked(&out, &[SECRET]);
+    w.p.unset_env("AZURE_CREDENTIALS");
+    let out = w.p.run(&["doctor"]).code(1);
+    assert!(
+        out.stdout.contains("FAIL actions permissions")
+            && out.stdout.contains("permissions: id-token: write"),
+        "{}",
+        out.all()
+    );
+}
