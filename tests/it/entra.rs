@@ -189,13 +189,14 @@ impl Entra {
             .insert(client_id.into(), app);
     }
 
-    /// The access token this endpoint will hand `client_id` for `resource` (minted now).
+    /// The access token this endpoint hands `client_id` for `resource` (minted on the
+    /// first call, the same one afterwards).
     pub fn token_for(&self, tenant: &str, client_id: &str, resource: &str) -> String {
-        let token = access_token(tenant, client_id, resource);
         self.lock()
             .issued
-            .insert((client_id.into(), resource.into()), token.clone());
-        token
+            .entry((client_id.into(), resource.into()))
+            .or_insert_with(|| access_token(tenant, client_id, resource))
+            .clone()
     }
 
     /// GitHub's job: its request token and the subject its ID tokens carry.
