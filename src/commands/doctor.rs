@@ -261,7 +261,9 @@ fn actions(checks: &mut Vec<Check>) {
         checks.push(Check {
             name: "actions permissions",
             ok: false,
-            detail: format!("{detail}: a client ID without a secret means OIDC, which this job cannot use"),
+            detail: format!(
+                "{detail}: a client ID without a secret means OIDC, which this job cannot use"
+            ),
             fix: Some(
                 "add `permissions: id-token: write` to the job (and `contents: read`)".into(),
             ),

@@ -2,6 +2,9 @@
 //! `NUBES_STORAGE_SAS`, `AZURE_CREDENTIALS` (NubesGen's service-principal JSON), GitHub
 //! OIDC, a workload identity token file, a client secret, `NUBES_STORAGE_TOKEN`, and
 //! finally the Azure CLI. Every secret is registered for redaction as soon as it is read.
+//! Also what Terraform's `azurerm` provider needs to sign in as the same identity
+//! ([`terraform_env`]), who that identity is for `nubes doctor` ([`identity`]), and what
+//! to do when Entra ID refuses it ([`token_hint`]).
 
 use std::sync::Arc;
 
@@ -283,7 +286,11 @@ pub fn identity() -> Result<Identity> {
         });
     }
     let (source, tenant_id, client_id) = match select("NUBES_STORAGE_TOKEN")? {
-        Source::ServicePrincipal(sp) => (AZURE_CREDENTIALS_SOURCE, Some(sp.tenant_id), Some(sp.client_id)),
+        Source::ServicePrincipal(sp) => (
+            AZURE_CREDENTIALS_SOURCE,
+            Some(sp.tenant_id),
+            Some(sp.client_id),
+        ),
         Source::GitHubOidc {
             client_id,
             tenant_id,
@@ -409,10 +416,17 @@ pub fn token_hint(e: &azure_core::Error, source: &str) -> String {
     let code = text
         .split("AADSTS")
         .nth(1)
-        .map(|rest| rest.chars().take_while(char::is_ascii_digit).collect::<String>())
+        .map(|rest| {
+            rest.chars()
+                .take_while(char::is_ascii_digit)
+                .collect::<String>()
+        })
         .unwrap_or_default();
     let (client_var, tenant_var) = if source == AZURE_CREDENTIALS_SOURCE {
-        ("clientId in AZURE_CREDENTIALS", "tenantId in AZURE_CREDENTIALS")
+        (
+            "clientId in AZURE_CREDENTIALS",
+            "tenantId in AZURE_CREDENTIALS",
+        )
     } else {
         (
             "ARM_CLIENT_ID (or AZURE_CLIENT_ID)",
@@ -448,7 +462,10 @@ pub fn token_hint(e: &azure_core::Error, source: &str) -> String {
                     .and_then(|t| claims_of(&t))
                     .and_then(|c| c.exp)
                     .and_then(|exp| time::OffsetDateTime::from_unix_timestamp(exp).ok())
-                    .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+                    .and_then(|t| {
+                        t.format(&time::format_description::well_known::Rfc3339)
+                            .ok()
+                    })
                     .map(|t| format!(" (at {t})"))
                     .unwrap_or_default();
                 format!(

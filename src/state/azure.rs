@@ -930,9 +930,12 @@ impl StateStore for AzureStore {
             partition_size: Some(SINGLE_REQUEST_LIMIT_U64),
             ..Default::default()
         };
-        blob.upload(content(Bytes::from_static(b"nubes doctor probe")), Some(options))
-            .await
-            .map_err(|e| self.error(e, "writing a probe blob"))?;
+        blob.upload(
+            content(Bytes::from_static(b"nubes doctor probe")),
+            Some(options),
+        )
+        .await
+        .map_err(|e| self.error(e, "writing a probe blob"))?;
         let lease = uuid::Uuid::new_v4().to_string();
         let checked = async {
             let options = BlobClientAcquireLeaseOptions {

@@ -138,7 +138,13 @@ impl World {
     #[track_caller]
     fn nothing_leaked(&self, out: &Out, more: &[&str]) {
         let all = out.all();
-        for token in self.entra.handed_out().iter().map(String::as_str).chain(more.iter().copied()) {
+        for token in self
+            .entra
+            .handed_out()
+            .iter()
+            .map(String::as_str)
+            .chain(more.iter().copied())
+        {
             assert!(!all.contains(token), "a secret was printed:\n{all}");
             for file in walk(self.p.path()) {
                 let text = std::fs::read(&file).unwrap_or_default();
@@ -232,7 +238,12 @@ fn assert_tokens(entra: &Entra, auth: &str) {
     assert!(!seen.is_empty());
     for s in &seen {
         assert_eq!(
-            (s.tenant.as_str(), s.client_id.as_str(), s.grant_type.as_str(), s.auth),
+            (
+                s.tenant.as_str(),
+                s.client_id.as_str(),
+                s.grant_type.as_str(),
+                s.auth
+            ),
             (TENANT, CLIENT, "client_credentials", auth),
             "{s:?}"
         );
@@ -396,9 +407,21 @@ fn the_azure_cli_is_asked_for_each_scope_and_terraform_is_left_to_it() {
     let mut w = World::new();
     // The CLI signs in on its own; the tokens are what it would hold for this client.
     let tokens = [
-        (STORAGE, w.entra.token_for(TENANT, CLIENT, "https://storage.azure.com")),
-        (ARM, w.entra.token_for(TENANT, CLIENT, "https://management.azure.com")),
-        (APP_SERVICE, w.entra.token_for(TENANT, CLIENT, "https://appservice.azure.com")),
+        (
+            STORAGE,
+            w.entra
+                .token_for(TENANT, CLIENT, "https://storage.azure.com"),
+        ),
+        (
+            ARM,
+            w.entra
+                .token_for(TENANT, CLIENT, "https://management.azure.com"),
+        ),
+        (
+            APP_SERVICE,
+            w.entra
+                .token_for(TENANT, CLIENT, "https://appservice.azure.com"),
+        ),
     ];
     az_stand_in(w.bin.path(), &tokens);
     w.p.set_env("ARM_SUBSCRIPTION_ID", SUBSCRIPTION);
@@ -408,7 +431,10 @@ fn the_azure_cli_is_asked_for_each_scope_and_terraform_is_left_to_it() {
     let mut scopes: Vec<&str> = calls
         .lines()
         .map(|l| {
-            assert!(l.starts_with("account get-access-token -o json --scope "), "{l}");
+            assert!(
+                l.starts_with("account get-access-token -o json --scope "),
+                "{l}"
+            );
             l.rsplit(' ').next().unwrap_or_default()
         })
         .collect();
@@ -494,7 +520,11 @@ fn the_chain_takes_the_first_source_readme_lists() {
     let before = w.entra.seen().len();
     let out = w.p.run(&["list"]).code(2);
     assert_eq!(w.entra.seen().len(), before);
-    assert!(out.stderr.contains("Azure CLI login") && out.stderr.contains("az login"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("Azure CLI login") && out.stderr.contains("az login"),
+        "{}",
+        out.stderr
+    );
 }
 
 /// A refusal by the identity platform, from `nubes list`: exit 2, the credential source
@@ -508,7 +538,11 @@ fn refused(w: &World, source: &str, code: &str, hint: &[&str], secrets: &[&str])
         out.stderr
     );
     for h in hint {
-        assert!(out.stderr.contains(h), "`{h}` missing from:\n{}", out.stderr);
+        assert!(
+            out.stderr.contains(h),
+            "`{h}` missing from:\n{}",
+            out.stderr
+        );
     }
     w.nothing_leaked(&out, secrets);
 }
@@ -521,25 +555,41 @@ fn refusals_name_the_source_and_say_what_to_fix() {
         CLIENT,
         App {
             secret: Some(SECRET.into()),
-            federated: vec![(GITHUB_ISSUER.into(), "repo:octo-org/octo-repo:ref:refs/heads/main".into())],
+            federated: vec![(
+                GITHUB_ISSUER.into(),
+                "repo:octo-org/octo-repo:ref:refs/heads/main".into(),
+            )],
         },
     );
     // A tenant Entra ID does not know.
     w.p.set_env("ARM_CLIENT_ID", CLIENT);
     w.p.set_env("ARM_TENANT_ID", "0b0b0b0b-1c1c-4d2d-8e3e-4f4f4f4f4f4f");
     w.p.set_env("ARM_CLIENT_SECRET", SECRET);
-    refused(&w, "client secret", "AADSTS90002", &["ARM_TENANT_ID", "az account show"], &[SECRET]);
+    refused(
+        &w,
+        "client secret",
+        "AADSTS90002",
+        &["ARM_TENANT_ID", "az account show"],
+        &[SECRET],
+    );
 
     // An application the tenant does not have.
     w.p.set_env("ARM_TENANT_ID", TENANT);
     w.p.set_env("ARM_CLIENT_ID", "99999999-8888-4777-8666-555555555555");
-    refused(&w, "client secret", "AADSTS700016", &["ARM_CLIENT_ID"], &[SECRET]);
+    refused(
+        &w,
+        "client secret",
+        "AADSTS700016",
+        &["ARM_CLIENT_ID"],
+        &[SECRET],
+    );
 
     // A wrong secret in AZURE_CREDENTIALS.
     let wrong = "not-the-secret-of-this-app-42";
     w.p.set_env(
         "AZURE_CREDENTIALS",
-        &serde_json::json!({"clientId": CLIENT, "clientSecret": wrong, "tenantId": TENANT}).to_string(),
+        &serde_json::json!({"clientId": CLIENT, "clientSecret": wrong, "tenantId": TENANT})
+            .to_string(),
     );
     refused(
         &w,
@@ -588,7 +638,9 @@ fn refusals_name_the_source_and_say_what_to_fix() {
         &[&expired],
     );
     // And one for a subject the app does not trust.
-    let other = w.entra.mint_federated(K8S_ISSUER, "system:serviceaccount:default:other", 3600);
+    let other = w
+        .entra
+        .mint_federated(K8S_ISSUER, "system:serviceaccount:default:other", 3600);
     std::fs::write(&file, &other).unwrap();
     refused(
         &w,
@@ -616,17 +668,26 @@ fn doctor_reports_each_check_and_the_fix_for_a_failure() {
     let out = w.p.run(&["doctor"]).ok();
     for want in [
         "config: ",
-        &format!("credentials: client secret, tenant {TENANT}, client {CLIENT}; token for {STORAGE} expires "),
+        &format!(
+            "credentials: client secret, tenant {TENANT}, client {CLIENT}; token for {STORAGE} expires "
+        ),
         "container `tfstate`: container, write, lease, read, delete permitted",
         "terraform: ",
         "build: ",
         "deploy target: functions ([deploy] target)",
     ] {
-        assert!(out.stdout.contains(want), "`{want}` missing:\n{}", out.all());
+        assert!(
+            out.stdout.contains(want),
+            "`{want}` missing:\n{}",
+            out.all()
+        );
     }
     w.nothing_leaked(&out, &[SECRET]);
     let listing = w.rt.block_on(w.az.blobs().list("tfstate", ""));
-    assert!(!listing.contains("nubes-doctor"), "probe blob left: {listing}");
+    assert!(
+        !listing.contains("nubes-doctor"),
+        "probe blob left: {listing}"
+    );
 
     let out = w.p.run(&["doctor", "--json"]).ok();
     let doc: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
@@ -639,7 +700,14 @@ fn doctor_reports_each_check_and_the_fix_for_a_failure() {
         .collect();
     assert_eq!(
         names,
-        ["config", "credentials", "state storage", "terraform", "build", "deploy target"]
+        [
+            "config",
+            "credentials",
+            "state storage",
+            "terraform",
+            "build",
+            "deploy target"
+        ]
     );
 
     // In Actions, a client ID without a secret is OIDC, which needs id-token: write; and
@@ -653,8 +721,14 @@ fn doctor_reports_each_check_and_the_fix_for_a_failure() {
     let credentials = &doc["checks"][1];
     assert_eq!(credentials["ok"], false);
     assert!(
-        credentials["detail"].as_str().unwrap().contains("AADSTS700016")
-            && credentials["fix"].as_str().unwrap().contains("clientId in AZURE_CREDENTIALS"),
+        credentials["detail"]
+            .as_str()
+            .unwrap()
+            .contains("AADSTS700016")
+            && credentials["fix"]
+                .as_str()
+                .unwrap()
+                .contains("clientId in AZURE_CREDENTIALS"),
         "{credentials}"
     );
     w.nothing_leaked(&out, &[SECRET]);

@@ -293,7 +293,11 @@ fn resource_of(scope: &str) -> Option<&'static str> {
     }
 }
 
-async fn answer(req: Request<Incoming>, shared: &Mutex<Shared>, host: &str) -> Response<Full<Bytes>> {
+async fn answer(
+    req: Request<Incoming>,
+    shared: &Mutex<Shared>,
+    host: &str,
+) -> Response<Full<Bytes>> {
     let path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or_default().to_string();
     let method = req.method().clone();
@@ -347,9 +351,8 @@ async fn answer(req: Request<Incoming>, shared: &Mutex<Shared>, host: &str) -> R
                     "The request body must contain the following parameter: 'grant_type'.",
                 );
             }
-            let form: HashMap<String, String> = url::form_urlencoded::parse(&body)
-                .into_owned()
-                .collect();
+            let form: HashMap<String, String> =
+                url::form_urlencoded::parse(&body).into_owned().collect();
             token(&mut shared, tenant, &form)
         }
         _ => reply(
@@ -370,7 +373,11 @@ fn unknown_tenant(tenant: &str) -> Response<Full<Bytes>> {
     )
 }
 
-fn token(shared: &mut Shared, tenant: &str, form: &HashMap<String, String>) -> Response<Full<Bytes>> {
+fn token(
+    shared: &mut Shared,
+    tenant: &str,
+    form: &HashMap<String, String>,
+) -> Response<Full<Bytes>> {
     let get = |k: &str| form.get(k).cloned().unwrap_or_default();
     let grant_type = get("grant_type");
     let client_id = get("client_id");
@@ -389,7 +396,10 @@ fn token(shared: &mut Shared, tenant: &str, form: &HashMap<String, String>) -> R
         outcome: Err(0),
     };
     let result = check(shared, tenant, form, &grant_type, &client_id, &scope);
-    seen.outcome = result.as_ref().map(|(aud, _)| aud.clone()).map_err(|(code, _)| *code);
+    seen.outcome = result
+        .as_ref()
+        .map(|(aud, _)| aud.clone())
+        .map_err(|(code, _)| *code);
     shared.seen.push(seen);
     match result {
         Ok((resource, token)) => {
@@ -400,14 +410,15 @@ fn token(shared: &mut Shared, tenant: &str, form: &HashMap<String, String>) -> R
                 json!({"token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599, "access_token": token}),
             )
         }
-        Err((_, response)) => response,
+        Err((_, response)) => *response,
     }
 }
 
-type Refusal = (u32, Response<Full<Bytes>>);
+/// The AADSTS code and the answer (boxed: a response is large).
+type Refusal = (u32, Box<Response<Full<Bytes>>>);
 
 fn refuse(status: StatusCode, error: &str, code: u32, text: &str) -> Refusal {
-    (code, aadsts(status, error, code, text))
+    (code, Box::new(aadsts(status, error, code, text)))
 }
 
 /// The checks of the real endpoint, in its order: tenant, grant, client, scope, then the
@@ -421,7 +432,7 @@ fn check(
     scope: &str,
 ) -> Result<(String, Option<String>), Refusal> {
     let Some(apps) = shared.apps.get(tenant) else {
-        return Err((90002, unknown_tenant(tenant)));
+        return Err((90002, Box::new(unknown_tenant(tenant))));
     };
     if grant_type != "client_credentials" {
         return Err(refuse(
@@ -510,21 +521,36 @@ fn check_assertion(shared: &Shared, app: &App, assertion: &str) -> Result<(), Re
             "Assertion failed signature validation.",
         ));
     }
-    let text = |k: &str| claims.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+    let text = |k: &str| {
+        claims
+            .get(k)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
     let (iss, sub) = (text("iss"), text("sub"));
     let audiences: Vec<String> = match claims.get("aud") {
         Some(Value::String(a)) => vec![a.clone()],
-        Some(Value::Array(a)) => a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect(),
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect(),
         _ => vec![],
     };
-    let exp = claims.get("exp").and_then(Value::as_i64).ok_or_else(malformed)?;
+    let exp = claims
+        .get("exp")
+        .and_then(Value::as_i64)
+        .ok_or_else(malformed)?;
     let nbf = claims.get("nbf").and_then(Value::as_i64).unwrap_or(0);
     let t = now();
     if exp <= t || nbf > t + 300 {
         let at = |s: i64| {
             time::OffsetDateTime::from_unix_timestamp(s)
                 .ok()
-                .and_then(|d| d.format(&time::format_description::well_known::Rfc3339).ok())
+                .and_then(|d| {
+                    d.format(&time::format_description::well_known::Rfc3339)
+                        .ok()
+                })
                 .unwrap_or_default()
         };
         return Err(refuse(
@@ -569,7 +595,10 @@ fn github_token(shared: &mut Shared, query: &str, authorization: &str) -> Respon
         .into_owned()
         .collect();
     if pairs.get("api-version").map(String::as_str) != Some("2.0") {
-        return reply(StatusCode::BAD_REQUEST, json!({"message": "api-version 2.0 required"}));
+        return reply(
+            StatusCode::BAD_REQUEST,
+            json!({"message": "api-version 2.0 required"}),
+        );
     }
     let audience = pairs
         .get("audience")

@@ -308,7 +308,8 @@ fn no_secret_anywhere_with(
     match &extra.arm_endpoint {
         Some(endpoint) => {
             s.p.set_env("NUBES_ARM_ENDPOINT", endpoint);
-            s.run(&["down", "alice", "--strategy", "resource-group"]).ok()
+            s.run(&["down", "alice", "--strategy", "resource-group"])
+                .ok()
         }
         None => s.run(&["down", "alice"]).ok(),
     };
