@@ -547,7 +547,11 @@ fn rejected_credentials_are_not_echoed_in_errors_even_at_debug_level() {
     p.set_env("NUBES_STORAGE_TOKEN", token);
     let out = p.run(&["-vv", "list"]).code(2);
     assert!(
-        out.stderr.contains("refused nubes's credentials"),
+        out.stderr.contains("refused nubes's credentials")
+            && out.stderr.contains("bearer token (NUBES_STORAGE_TOKEN)")
+            && out.stderr.contains(
+                "`Storage Blob Data Contributor` on the storage account `devstoreaccount1`"
+            ),
         "{}",
         out.stderr
     );
