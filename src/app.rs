@@ -222,6 +222,7 @@ async fn dispatch(cli: &Cli) -> Result<()> {
             show_sensitive,
         } => commands::inspect::outputs(&settings(cli)?, env, *json, *show_sensitive).await,
         Command::Tf { env, args } => commands::tf::run(&settings(cli)?, env, args).await,
+        Command::Doctor { json } => commands::doctor::run(settings(cli), *json).await,
         Command::Unlock { env, yes } => commands::unlock::run(&settings(cli)?, env, *yes).await,
         Command::State(cmd) => commands::state::run(&settings(cli)?, cmd).await,
         // A missing nubes.toml is fine here (bootstrap usually comes first); settings

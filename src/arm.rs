@@ -380,10 +380,10 @@ impl Arm {
                 self.kind_suffix(),
                 error_chain(&e)
             ))
-            .hint(
-                "log in again (`az login`), or check the service principal / federated credential \
-                 settings (AZURE_CREDENTIALS, ARM_CLIENT_ID, ARM_TENANT_ID)",
-            ),
+            .hint(crate::state::auth::token_hint(
+                &e,
+                self.credential_kind.unwrap_or_default(),
+            )),
             SendError::Transport(e) => Error::failed(secrets::redact(&format!(
                 "{doing}: cannot reach Azure Resource Manager at {}: {}",
                 self.endpoint.origin().ascii_serialization(),

@@ -237,6 +237,18 @@ pub enum Command {
         #[arg(long)]
         show_sensitive: bool,
     },
+    /// Check config, credentials, state storage, Terraform and the build; say how to fix
+    ///
+    /// In order: nubes.toml valid; which credential nubes uses (never the secret), its
+    /// tenant, client ID and token expiry; the state container reachable and a probe
+    /// blob written, leased, read and deleted; Terraform found and its version; the
+    /// build and deploy target; in GitHub Actions, the job's permissions. Exit 0 when
+    /// all pass, 1 otherwise.
+    Doctor {
+        /// Stable JSON: {"ok", "checks": [{"check", "ok", "detail", "fix"}]}
+        #[arg(long)]
+        json: bool,
+    },
     /// Break a stale lock on an environment (records who broke it)
     Unlock {
         env: String,

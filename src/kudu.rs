@@ -862,10 +862,10 @@ impl Kudu {
                 self.kind_suffix(),
                 error_chain(&e)
             )))
-            .hint(
-                "log in again (`az login`), or check the service principal / federated credential \
-                 settings (AZURE_CREDENTIALS, ARM_CLIENT_ID, ARM_TENANT_ID)",
-            ),
+            .hint(crate::state::auth::token_hint(
+                &e,
+                self.credential_kind.unwrap_or_default(),
+            )),
             SendError::Transport(e) => Error::failed(secrets::redact(&format!(
                 "{doing}: cannot reach {}: {}",
                 self.site(),

@@ -93,6 +93,7 @@ impl Locked {
                 let mut tf_env = gateway.terraform_env();
                 tf_env.push(("TF_IN_AUTOMATION", "1".into()));
                 tf_env.push(("TF_INPUT", "0".into()));
+                tf_env.extend(crate::state::auth::terraform_env());
                 Ok(Session {
                     locked: self,
                     tf,

@@ -16,10 +16,14 @@ use crate::signals::{self, Caught};
 
 /// Environment variables Terraform has no use for and must never see (a `local-exec`
 /// provisioner could print its environment).
+// `ACTIONS_ID_TOKEN_REQUEST_TOKEN` is not withheld: the `azurerm` provider's OIDC sign-in
+// (`ARM_USE_OIDC`) asks GitHub for its own ID token with it.
 const WITHHELD_ENV: &[&str] = &[
     "NUBES_STORAGE_SAS",
     "NUBES_STORAGE_TOKEN",
-    "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
+    "NUBES_ARM_TOKEN",
+    "NUBES_KUDU_TOKEN",
+    "NUBES_SITE_SAS",
 ];
 
 #[derive(Debug, Clone)]

@@ -3,6 +3,7 @@
 
 pub mod bootstrap;
 pub mod dashboard;
+pub mod doctor;
 pub mod drift;
 pub mod drift_issues;
 pub mod init;

@@ -27,6 +27,7 @@ pub async fn run(settings: &Settings, env_arg: &str, args: &[OsString]) -> Resul
         let dir = crate::render::render(settings, &env, &origin)?.dir;
         let gateway = Gateway::start(store.clone(), held.token().clone()).await?;
         let mut env_vars = gateway.terraform_env();
+        env_vars.extend(crate::state::auth::terraform_env());
         if std::env::var_os("TF_IN_AUTOMATION").is_none() && crate::ui::is_ci() {
             env_vars.push(("TF_IN_AUTOMATION", "1".into()));
         }

@@ -492,7 +492,8 @@ impl Site {
                 source_chain(&e)
             ))
             .hint(format!(
-                "log in again (`az login`), check the federated credential / client secret settings, or set {SAS_VAR}"
+                "{}; or set {SAS_VAR}",
+                crate::state::auth::token_hint(&e, self.auth_kind)
             )),
             None => {
                 let detail = match e.kind() {

@@ -255,10 +255,13 @@ impl AzureStore {
                 self.auth_kind,
                 if code.is_empty() { status.map(|s| s.to_string()).unwrap_or_default() } else { code.clone() }
             ))
-            .hint(
-                "check that the credential is valid and not expired, and that it may read and write blobs \
-                 (role `Storage Blob Data Contributor`, or a SAS with read, add, create, write, delete and list)",
-            ),
+            .hint(format!(
+                "check that the credential is valid and not expired, and that it may read and write blobs: \
+                 the role `Storage Blob Data Contributor` on the storage account {} (`az role assignment \
+                 create --role \"Storage Blob Data Contributor\" --assignee <client-id> --scope <the \
+                 account's resource ID>`), or a SAS with read, add, create, write, delete and list",
+                account_name(&self.settings.account_url)
+            )),
             (Some(s), _) => Error::failed(format!("{doing}: storage answered {s}{}", if code.is_empty() { String::new() } else { format!(" ({code})") })),
             (None, _) => {
                 let detail = match e.kind() {
@@ -269,7 +272,7 @@ impl AzureStore {
                 let mut err = Error::failed(format!("{doing}: {detail} to the state storage at {place}: {}", source_chain(&e)));
                 if matches!(e.kind(), ErrorKind::Credential) {
                     err = Error::input(format!("{doing}: could not get an access token for the state storage ({}): {}", self.auth_kind, source_chain(&e)))
-                        .hint("log in again (`az login`), or check the federated credential / client secret settings");
+                        .hint(super::auth::token_hint(&e, self.auth_kind));
                 } else {
                     err = err.hint(format!(
                         "check [state] account_url and the network; nubes retried for {} ([state] timeout)",
@@ -602,6 +605,25 @@ pub(crate) fn error_code(e: &azure_core::Error) -> Option<String> {
 
 pub(crate) use crate::rest::error_chain as source_chain;
 
+/// The account name of `https://<account>.blob.core.windows.net` (or the path's first
+/// segment for an emulator's `https://127.0.0.1:10000/<account>`), for messages.
+fn account_name(account_url: &str) -> String {
+    let Ok(url) = Url::parse(account_url) else {
+        return crate::env_name::printable(account_url);
+    };
+    let host = url.host_str().unwrap_or_default();
+    let name = match host.split_once(".blob.") {
+        Some((name, _)) => name.to_string(),
+        None => url
+            .path_segments()
+            .and_then(|mut s| s.next())
+            .filter(|s| !s.is_empty())
+            .unwrap_or(host)
+            .to_string(),
+    };
+    format!("`{}`", crate::env_name::printable(&name))
+}
+
 fn is_lease_lost(e: &azure_core::Error) -> bool {
     matches!(
         error_code(e).as_deref(),
@@ -893,6 +915,53 @@ impl StateStore for AzureStore {
                 rfc3339(p.last_modified)
             })
         }))
+    }
+
+    async fn probe(&self) -> Result<Vec<&'static str>> {
+        self.container
+            .get_properties(None)
+            .await
+            .map_err(|e| self.error(e, "reading the state container"))?;
+        // A name no environment's key can have (env names hold no `.` or `/`).
+        let blob = self
+            .container
+            .blob_client(&format!(".nubes-doctor/probe-{}", uuid::Uuid::new_v4()));
+        let options = BlobClientUploadOptions {
+            partition_size: Some(SINGLE_REQUEST_LIMIT_U64),
+            ..Default::default()
+        };
+        blob.upload(
+            content(Bytes::from_static(b"nubes doctor probe")),
+            Some(options),
+        )
+        .await
+        .map_err(|e| self.error(e, "writing a probe blob"))?;
+        let lease = uuid::Uuid::new_v4().to_string();
+        let checked = async {
+            let options = BlobClientAcquireLeaseOptions {
+                proposed_lease_id: Some(lease.clone()),
+                ..Default::default()
+            };
+            blob.acquire_lease(15, Some(options))
+                .await
+                .map_err(|e| self.error(e, "leasing a probe blob"))?;
+            let options = BlobClientGetPropertiesOptions {
+                lease_id: Some(lease.clone()),
+                ..Default::default()
+            };
+            let read = blob.get_properties(Some(options)).await;
+            let _ = blob.release_lease(lease.clone(), None).await;
+            read.map_err(|e| self.error(e, "reading a probe blob"))?;
+            Ok::<_, Error>(())
+        }
+        .await;
+        let deleted = blob
+            .delete(None)
+            .await
+            .map_err(|e| self.error(e, "deleting a probe blob"));
+        checked?;
+        deleted?;
+        Ok(vec!["container", "write", "lease", "read", "delete"])
     }
 
     async fn read_version(&self, env: &EnvName, id: &str) -> Result<Bytes> {

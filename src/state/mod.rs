@@ -260,6 +260,12 @@ pub trait StateStore: Send + Sync {
     async fn history(&self, env: &EnvName) -> Result<Vec<Version>>;
     /// The content of one kept version.
     async fn read_version(&self, env: &EnvName, id: &str) -> Result<Bytes>;
+    /// For `nubes doctor`: that the container exists and that a throw-away blob can be
+    /// written, leased, read and deleted (the operations every command needs). Returns
+    /// what was checked; the local folder needs no probe.
+    async fn probe(&self) -> Result<Vec<&'static str>> {
+        Ok(vec![])
+    }
 }
 
 /// Open the store the settings describe.

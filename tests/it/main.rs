@@ -1,18 +1,20 @@
 //! Integration tests: the real `nubes` binary against real Terraform, real Azurite and
-//! real files; Resource Manager, Kudu and GitHub's API, which nothing here can run,
-//! through fakes that follow their documented protocols (`arm`, `kudu`, `github`, the
-//! last validated against GitHub's OpenAPI description). One test binary; helpers in
-//! `support`.
+//! real files; Resource Manager, Kudu, GitHub's API and Entra ID, which nothing here can
+//! run, through fakes that follow their documented protocols (`arm`, `kudu`, `github`
+//! validated against GitHub's OpenAPI description, `entra` for Entra ID's token endpoint
+//! and GitHub's OIDC tokens). One test binary; helpers in `support`.
 
 pub mod arm;
 mod bootstrap;
 mod cli;
 mod crash;
+mod credentials;
 mod dashboard;
 mod demo;
 mod deploy;
 mod drift;
 mod drift_issues;
+pub mod entra;
 mod events;
 mod gateway;
 pub mod github;

@@ -198,9 +198,38 @@ fn file_texts(dir: &Path) -> Vec<(String, Vec<u8>)> {
     out
 }
 
+/// What a variant adds to the scene: environment, known secrets, the secrets only known
+/// after the run (tokens the identity platform handed out), and a Resource Manager for
+/// `down --strategy resource-group` (else a plain `down`).
+#[derive(Default)]
+struct Extra {
+    env: Vec<(String, String)>,
+    secrets: Vec<(String, &'static str)>,
+    issued: Option<Box<dyn Fn() -> Vec<String>>>,
+    arm_endpoint: Option<String>,
+}
+
+/// Set alongside every variant's credentials and never used by these commands (the
+/// static tokens come after the chain's other steps), yet never shown either.
+const ARM_TOKEN: &str = "nubes-arm-token-3e7c1a9b5d";
+const SITE_SAS: &str = "sv=2025-01-05&ss=b&srt=co&sp=rwdl&sig=c2l0ZS1zYXMtc2lnbmF0dXJl";
+
 /// Run every command, then look for every secret everywhere.
 fn no_secret_anywhere(az: &Azurite, storage_secrets: Vec<(String, &'static str)>) {
+    no_secret_anywhere_with(az, storage_secrets, Extra::default());
+}
+
+fn no_secret_anywhere_with(
+    az: &Azurite,
+    storage_secrets: Vec<(String, &'static str)>,
+    extra: Extra,
+) {
     let mut s = Scene::new(az);
+    s.p.set_env("NUBES_ARM_TOKEN", ARM_TOKEN);
+    s.p.set_env("NUBES_SITE_SAS", SITE_SAS);
+    for (k, v) in &extra.env {
+        s.p.set_env(k, v);
+    }
     if !az.https {
         // Set alongside the SAS (which wins): unused, and still never shown. With a
         // bearer token they would win over it (DESIGN.md's order) and need Entra ID.
@@ -276,7 +305,14 @@ fn no_secret_anywhere(az: &Azurite, storage_secrets: Vec<(String, &'static str)>
     let shown_err = [shown.stderr, pulled.stderr].concat();
 
     let metadata_before_down = block_on(az.blobs().list("tfstate", "metadata,snapshots"));
-    s.run(&["down", "alice"]).ok();
+    match &extra.arm_endpoint {
+        Some(endpoint) => {
+            s.p.set_env("NUBES_ARM_ENDPOINT", endpoint);
+            s.run(&["down", "alice", "--strategy", "resource-group"])
+                .ok()
+        }
+        None => s.run(&["down", "alice"]).ok(),
+    };
     let metadata = block_on(az.blobs().list("tfstate", "metadata,snapshots"));
 
     let passwords = s.passwords();
@@ -298,6 +334,14 @@ fn no_secret_anywhere(az: &Azurite, storage_secrets: Vec<(String, &'static str)>
     secrets.push((SENSITIVE_OUTPUT.into(), "sensitive output"));
     secrets.push((AZURE_CLIENT_SECRET.into(), "AZURE_CLIENT_SECRET"));
     secrets.push((ARM_CLIENT_SECRET.into(), "ARM_CLIENT_SECRET"));
+    secrets.push((ARM_TOKEN.into(), "NUBES_ARM_TOKEN"));
+    secrets.push((SITE_SAS.into(), "NUBES_SITE_SAS"));
+    secrets.extend(extra.secrets);
+    if let Some(issued) = &extra.issued {
+        let tokens = issued();
+        assert!(!tokens.is_empty(), "the identity platform issued nothing");
+        secrets.extend(tokens.into_iter().map(|t| (t, "issued token")));
+    }
 
     let mut leaks = vec![];
     for (what, stdout, stderr) in &s.outputs {
@@ -341,7 +385,10 @@ fn no_secret_anywhere(az: &Azurite, storage_secrets: Vec<(String, &'static str)>
     // credentials, and never a secret on its command line.
     let tf_env = s.spied("environments");
     for (value, name) in &secrets[..] {
-        if (name.starts_with("SAS") || name.starts_with("bearer"))
+        if (name.starts_with("SAS")
+            || name.starts_with("bearer")
+            || name.starts_with("NUBES_")
+            || *name == "issued token")
             && tf_env.contains(value.as_str())
         {
             leaks.push(format!("Terraform's environment holds the {name}"));
@@ -405,6 +452,74 @@ fn no_secret_leaks_from_any_command_with_a_bearer_token() {
     );
 }
 
+/// Tokens from the in-test Entra ID through GitHub OIDC: the OIDC request token, GitHub's
+/// ID tokens, every access token issued (storage, Resource Manager), and a teardown by
+/// resource group.
+#[test]
+fn no_secret_leaks_from_any_command_with_github_oidc_tokens() {
+    use crate::arm::fake::{FakeArm, Script, group};
+    use crate::entra::{App, Entra, GITHUB_ISSUER, TENANT};
+    let az = Azurite::https();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let entra = std::sync::Arc::new(rt.block_on(Entra::start()));
+    let client = "7d6c5b4a-3f2e-4d1c-8b0a-9f8e7d6c5b4a";
+    let subject = "repo:octo-org/demo:ref:refs/heads/env-alice";
+    entra.add_app(
+        TENANT,
+        client,
+        App {
+            federated: vec![(GITHUB_ISSUER.into(), subject.into())],
+            ..App::default()
+        },
+    );
+    let request_token = "ghs-oidc-request-token-for-the-sweep";
+    entra.github_job(request_token, subject);
+    let arm_token = entra.token_for(TENANT, client, "https://management.azure.com");
+    let arm = rt.block_on(FakeArm::start(
+        &arm_token,
+        10,
+        vec![group("rg-demo-alice", "alice", "demo", Script::Immediate)],
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = crate::entra::ca_bundle(dir.path(), &az.ca_pem, &entra);
+    let mut env: Vec<(String, String)> = [
+        ("NUBES_STORAGE_CA_CERT", bundle.to_str().unwrap()),
+        ("AZURE_AUTHORITY_HOST", entra.authority.as_str()),
+        ("ACTIONS_ID_TOKEN_REQUEST_URL", entra.github_url.as_str()),
+        ("ACTIONS_ID_TOKEN_REQUEST_TOKEN", request_token),
+        ("ARM_CLIENT_ID", client),
+        ("ARM_TENANT_ID", TENANT),
+        ("ARM_USE_OIDC", "true"),
+        ("ARM_SUBSCRIPTION_ID", crate::arm::fake::SUBSCRIPTION),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    // No static storage token: the chain must reach GitHub OIDC.
+    env.push(("NUBES_STORAGE_TOKEN".into(), String::new()));
+    let seen = entra.clone();
+    no_secret_anywhere_with(
+        &az,
+        vec![],
+        Extra {
+            env,
+            secrets: vec![
+                (request_token.into(), "OIDC request token"),
+                (arm_token.clone(), "issued token"),
+            ],
+            issued: Some(Box::new(move || seen.handed_out())),
+            arm_endpoint: Some(arm.endpoint.clone()),
+        },
+    );
+    assert_eq!(arm.deleted(), ["rg-demo-alice"]);
+    let scopes = entra.scopes();
+    assert!(
+        scopes.contains(&"https://storage.azure.com/.default".to_string())
+            && scopes.contains(&"https://management.azure.com/.default".to_string()),
+        "{scopes:?}"
+    );
+}
+
 #[test]
 fn rejected_credentials_are_not_echoed_in_errors_even_at_debug_level() {
     let az = Azurite::http();
@@ -432,7 +547,11 @@ fn rejected_credentials_are_not_echoed_in_errors_even_at_debug_level() {
     p.set_env("NUBES_STORAGE_TOKEN", token);
     let out = p.run(&["-vv", "list"]).code(2);
     assert!(
-        out.stderr.contains("refused nubes's credentials"),
+        out.stderr.contains("refused nubes's credentials")
+            && out.stderr.contains("bearer token (NUBES_STORAGE_TOKEN)")
+            && out.stderr.contains(
+                "`Storage Blob Data Contributor` on the storage account `devstoreaccount1`"
+            ),
         "{}",
         out.stderr
     );
