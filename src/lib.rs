@@ -25,6 +25,7 @@ pub mod pipeline;
 pub mod plan;
 pub mod recover;
 pub mod render;
+pub mod review;
 pub mod rest;
 pub mod secrets;
 pub mod signals;
