@@ -918,6 +918,26 @@ mod tests {
     }
 
     #[test]
+    fn reviewed_plans_default_to_protection_and_comment_modes_are_checked() {
+        let s = load_text(
+            "[environments.prod]\nprotected = true\n[environments.stage]\nrequire_reviewed_plan = true\n\
+             [environments.demo]\nprotected = true\nrequire_reviewed_plan = false\n[environments.dev]\n",
+        )
+        .unwrap();
+        let required = |n: &str| s.requires_reviewed_plan(&EnvName::parse(n, "env-").unwrap());
+        assert!(required("prod") && required("stage"));
+        assert!(!required("demo") && !required("dev") && !required("other"));
+        assert_eq!(s.comment, CommentMode::Changes);
+        let s = load_text("[github]\ncomment = \"never\"\n").unwrap();
+        assert_eq!(s.comment, CommentMode::Never);
+        let m = err("[github]\ncomment = \"sometimes\"\n");
+        assert!(
+            m.contains("nubes.toml:2:11") && m.contains("changes, always, never"),
+            "{m}"
+        );
+    }
+
+    #[test]
     fn storage_timeout_is_a_bounded_duration() {
         assert_eq!(
             load_text("").unwrap().state.timeout,

@@ -120,9 +120,11 @@ pub async fn plan(
             "false"
         },
     )?;
-    if ctx.review.pull_request.is_some() {
-        // The comment's full text (every attribute detail) goes to the job summary, which
-        // the comment links to when it had to leave details out.
+    ctx.gh
+        .summary(&summary.markdown(&format!("Plan for `{env}`")))?;
+    if ctx.review.pull_request.is_some() && summary.has_changes() {
+        // Every attribute change goes to the job summary too, which the pull request's
+        // comment links to when it had to leave details out.
         let full = crate::review::comment::render(
             env,
             &summary,
@@ -132,12 +134,11 @@ pub async fn plan(
                 run_url: None,
             },
         );
-        ctx.gh.summary(&full)?;
-        crate::review::post_plan_comment(ctx, env, &summary, &show).await;
-    } else {
-        ctx.gh
-            .summary(&summary.markdown(&format!("Plan for `{env}`")))?;
+        ctx.gh.summary(&format!(
+            "<details><summary>Attribute changes</summary>\n\n{full}\n</details>\n"
+        ))?;
     }
+    crate::review::post_plan_comment(ctx, env, &summary, &show).await;
     if detailed_exitcode && summary.has_changes() {
         return Err(Error::Quiet(exit::CHANGES));
     }
