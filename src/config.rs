@@ -226,7 +226,8 @@ impl Settings {
     /// Whether `env` applies only a plan reviewed on a pull request
     /// (`require_reviewed_plan`, by default on for protected environments).
     pub fn requires_reviewed_plan(&self, env: &EnvName) -> bool {
-        self.environment(env).is_some_and(|e| e.require_reviewed_plan)
+        self.environment(env)
+            .is_some_and(|e| e.require_reviewed_plan)
     }
 
     /// The expiry rules that apply to `env`.

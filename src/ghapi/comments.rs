@@ -28,7 +28,10 @@ fn parse<T: serde::de::DeserializeOwned>(value: Value, what: &str) -> Result<T, 
 impl Api {
     /// Every comment on pull request `number`, oldest first (all pages).
     pub async fn pull_request_comments(&self, number: u64) -> Result<Vec<Comment>, ApiError> {
-        let what = format!("listing the comments of pull request #{number} in {}", self.repo);
+        let what = format!(
+            "listing the comments of pull request #{number} in {}",
+            self.repo
+        );
         let call = Call::get(
             format!("{}/issues/{number}/comments", self.repo.path()),
             what.clone(),

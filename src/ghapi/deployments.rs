@@ -57,11 +57,13 @@ pub struct PullRef {
 }
 
 fn id_of(doc: &Value, what: &str) -> Result<u64, ApiError> {
-    doc.get("id").and_then(Value::as_u64).ok_or_else(|| ApiError {
-        status: None,
-        message: format!("GitHub's answer to {what} has no id"),
-        hint: None,
-    })
+    doc.get("id")
+        .and_then(Value::as_u64)
+        .ok_or_else(|| ApiError {
+            status: None,
+            message: format!("GitHub's answer to {what} has no id"),
+            hint: None,
+        })
 }
 
 impl Api {

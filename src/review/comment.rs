@@ -55,7 +55,11 @@ pub fn render(env: &EnvName, summary: &PlanSummary, show: &[u8], footer: &Footer
     let mut details: Vec<String> = Vec::new();
     if let Some(show) = &parsed {
         for r in &summary.resources {
-            if let Some(sr) = show.resource_changes.iter().find(|s| s.address == r.address) {
+            if let Some(sr) = show
+                .resource_changes
+                .iter()
+                .find(|s| s.address == r.address)
+            {
                 details.push(resource_details(&r.address, r.action, &sr.change));
             }
         }
@@ -99,9 +103,8 @@ fn fit(
             kept_rows += 1;
         }
     }
-    let mut budget = COMMENT_LIMIT.saturating_sub(
-        fixed + rows[..kept_rows].iter().map(|r| len(r)).sum::<usize>() + 40,
-    );
+    let mut budget = COMMENT_LIMIT
+        .saturating_sub(fixed + rows[..kept_rows].iter().map(|r| len(r)).sum::<usize>() + 40);
     let mut kept_details = Vec::new();
     if kept_rows == rows.len() {
         for d in details {
@@ -218,11 +221,7 @@ fn code(s: &str) -> String {
 
 /// One resource's `<details>` with its attribute changes as a diff block.
 fn resource_details(address: &str, action: Action, change: &Value) -> String {
-    let before = masked(
-        change.get("before"),
-        change.get("before_sensitive"),
-        None,
-    );
+    let before = masked(change.get("before"), change.get("before_sensitive"), None);
     let after = masked(
         change.get("after"),
         change.get("after_sensitive"),
@@ -275,7 +274,11 @@ fn resource_details(address: &str, action: Action, change: &Value) -> String {
         }
         (false, false) => {
             if before != after {
-                lines.push(format!("! {} -> {}", show_value(&before), show_value(&after)));
+                lines.push(format!(
+                    "! {} -> {}",
+                    show_value(&before),
+                    show_value(&after)
+                ));
             }
         }
     }
@@ -346,9 +349,7 @@ fn masked(value: Option<&Value>, sensitive: Option<&Value>, unknown: Option<&Val
                 .collect(),
         ),
         Value::Null => match unknown {
-            Some(Value::Object(_)) | Some(Value::Array(_)) => {
-                Value::String(marker_value(UNKNOWN))
-            }
+            Some(Value::Object(_)) | Some(Value::Array(_)) => Value::String(marker_value(UNKNOWN)),
             _ => Value::Null,
         },
         other => other,
@@ -391,11 +392,7 @@ fn output_rows(outputs: &serde_json::Map<String, Value>) -> Vec<String> {
         if actions.is_empty() || actions == ["no-op"] {
             continue;
         }
-        let before = masked(
-            change.get("before"),
-            change.get("before_sensitive"),
-            None,
-        );
+        let before = masked(change.get("before"), change.get("before_sensitive"), None);
         let after = masked(
             change.get("after"),
             change.get("after_sensitive"),
@@ -454,7 +451,10 @@ mod tests {
             body.starts_with("> [!CAUTION]\n> **This plan destroys 1 resource in `prod`.**"),
             "{body}"
         );
-        assert!(!body.contains("hunter2") && !body.contains("s3cr3t"), "{body}");
+        assert!(
+            !body.contains("hunter2") && !body.contains("s3cr3t"),
+            "{body}"
+        );
         assert!(
             body.contains("! input = {\"password\":(sensitive value),\"size\":1} -> {\"password\":(sensitive value),\"size\":2}"),
             "{body}"
@@ -516,6 +516,9 @@ mod tests {
                 run_url: None,
             },
         );
-        assert!(body.contains("**No changes.**") && !body.contains("CAUTION"), "{body}");
+        assert!(
+            body.contains("**No changes.**") && !body.contains("CAUTION"),
+            "{body}"
+        );
     }
 }

@@ -80,12 +80,15 @@ impl Verdict {
     pub fn markdown(&self) -> Option<String> {
         match self {
             Verdict::NotRequired => None,
-            Verdict::Unchecked => Some(
-                "\nReviewed plan: **not checked** (outside GitHub Actions).\n".to_string(),
-            ),
+            Verdict::Unchecked => {
+                Some("\nReviewed plan: **not checked** (outside GitHub Actions).\n".to_string())
+            }
             Verdict::Reviewed { pr, commit } => Some(format!(
                 "\nReviewed plan: the plan applied is the one reviewed on {}.\n",
-                pr.map_or_else(|| format!("commit `{commit}`"), |n| format!("pull request #{n} (commit `{commit}`)"))
+                pr.map_or_else(
+                    || format!("commit `{commit}`"),
+                    |n| format!("pull request #{n} (commit `{commit}`)")
+                )
             )),
             Verdict::Accepted { why } => Some(format!(
                 "\n> [!WARNING]\n> **Unreviewed plan applied** (`--accept-unreviewed`): {}\n",
@@ -170,7 +173,10 @@ pub async fn post_plan_comment(
                     .is_some_and(|b| b.trim_end().ends_with(&marker))
             });
         match existing {
-            Some(c) => api.update_comment(c.id, &body).await.map(|c| Some(c.html_url)),
+            Some(c) => api
+                .update_comment(c.id, &body)
+                .await
+                .map(|c| Some(c.html_url)),
             None if summary.has_changes() || ctx.settings.comment == CommentMode::Always => api
                 .create_pull_request_comment(pr.number, &body)
                 .await
@@ -207,7 +213,12 @@ pub async fn record_entry(
         digest: digest::of_show_json(show)?,
         pr: Some(pr.number),
         serial: current_serial(s).await?,
-        counts: [summary.add, summary.change, summary.destroy, summary.replace],
+        counts: [
+            summary.add,
+            summary.change,
+            summary.destroy,
+            summary.replace,
+        ],
         at: crate::clock::now_rfc3339(),
     };
     let list = record::parse(
@@ -269,7 +280,12 @@ pub async fn check(
             .find(|r| &r.commit == commit)
             .map(|r| (r, pr.or(r.pr)))
     });
-    let counts = [summary.add, summary.change, summary.destroy, summary.replace];
+    let counts = [
+        summary.add,
+        summary.change,
+        summary.destroy,
+        summary.replace,
+    ];
     let current = record::Reviewed {
         commit: String::new(),
         digest: now.clone(),
@@ -283,7 +299,10 @@ pub async fn check(
         Some((r, pr)) if r.digest == now => {
             tracing::info!(
                 "the plan of `{env}` is the one reviewed on {}",
-                pr.map_or_else(|| format!("commit {}", r.commit), |n| format!("pull request #{n}"))
+                pr.map_or_else(
+                    || format!("commit {}", r.commit),
+                    |n| format!("pull request #{n}")
+                )
             );
             return Ok(Verdict::Reviewed {
                 pr,

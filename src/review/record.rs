@@ -88,7 +88,10 @@ mod tests {
             [("a", "3"), ("b", "2")]
         );
         for i in 0..20 {
-            value = add(parse(Some(&value)), entry(&format!("{i:040}"), &"f".repeat(64)));
+            value = add(
+                parse(Some(&value)),
+                entry(&format!("{i:040}"), &"f".repeat(64)),
+            );
         }
         assert_eq!(parse(Some(&value)).len(), KEPT);
         assert!(value.len() < 2048, "{}", value.len());

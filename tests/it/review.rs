@@ -91,9 +91,7 @@ const RUN_URL: &str = "https://github.com/octo-org/petclinic/actions/runs/4242";
 
 /// `nubes args` with a fresh job summary; (output, summary).
 fn run_with_summary(p: &mut Project, args: &[&str]) -> (Out, String) {
-    let file = p
-        .path()
-        .join(format!("summary-{}", uuid::Uuid::new_v4()));
+    let file = p.path().join(format!("summary-{}", uuid::Uuid::new_v4()));
     p.set_env("GITHUB_STEP_SUMMARY", file.to_str().expect("utf-8"));
     let out = p.run(args);
     let summary = std::fs::read_to_string(&file).unwrap_or_default();
@@ -128,7 +126,9 @@ fn push(p: &mut Project, branch: &str, after: &str) -> (Out, String) {
 }
 
 fn event(p: &mut Project, name: &str, payload: &Value, sha: &str) -> (Out, String) {
-    let file: PathBuf = p.path().join(format!("event-{}.json", uuid::Uuid::new_v4()));
+    let file: PathBuf = p
+        .path()
+        .join(format!("event-{}.json", uuid::Uuid::new_v4()));
     std::fs::write(&file, serde_json::to_vec(payload).expect("json")).expect("payload");
     p.set_env("GITHUB_EVENT_NAME", name);
     p.set_env("GITHUB_EVENT_PATH", file.to_str().expect("utf-8"));
@@ -150,9 +150,7 @@ fn files_containing(dir: &Path, needle: &str) -> Vec<PathBuf> {
     for entry in walkdir::WalkDir::new(dir).into_iter().flatten() {
         if entry.file_type().is_file()
             && let Ok(bytes) = std::fs::read(entry.path())
-            && bytes
-                .windows(needle.len())
-                .any(|w| w == needle.as_bytes())
+            && bytes.windows(needle.len()).any(|w| w == needle.as_bytes())
         {
             found.push(entry.path().to_path_buf());
         }
@@ -195,14 +193,23 @@ fn three_pushes_to_a_pull_request_edit_one_comment_warn_of_destroys_cut_long_pla
     let comments = plan_comments(&fake, "alice");
     assert_eq!(comments.len(), 1, "{}", out1.stderr);
     let first = comments[0]["body"].as_str().expect("body").to_string();
-    assert!(first.contains("**Plan: 1 to add, 0 to change, 0 to destroy, 0 to replace.**"), "{first}");
+    assert!(
+        first.contains("**Plan: 1 to add, 0 to change, 0 to destroy, 0 to replace.**"),
+        "{first}"
+    );
     assert!(!first.contains("CAUTION"), "{first}");
-    assert!(first.contains("Create <code>terraform_data.db</code>"), "{first}");
+    assert!(
+        first.contains("Create <code>terraform_data.db</code>"),
+        "{first}"
+    );
     assert!(
         first.contains("+ input = {\"password\":(sensitive value),\"size\":1}"),
         "{first}"
     );
-    assert!(first.contains(&format!("Planned commit `{}`", sha(1))), "{first}");
+    assert!(
+        first.contains(&format!("Planned commit `{}`", sha(1))),
+        "{first}"
+    );
     assert!(first.contains(&format!("[run]({RUN_URL})")), "{first}");
 
     // Push 2: `old` goes: the comment is edited and warns first.
@@ -213,12 +220,13 @@ fn three_pushes_to_a_pull_request_edit_one_comment_warn_of_destroys_cut_long_pla
     assert_eq!(comments.len(), 1, "edited, not duplicated");
     let second = comments[0]["body"].as_str().expect("body").to_string();
     assert!(
-        second.starts_with(
-            "> [!CAUTION]\n> **This plan destroys 1 resource in `alice`.**"
-        ),
+        second.starts_with("> [!CAUTION]\n> **This plan destroys 1 resource in `alice`.**"),
         "{second}"
     );
-    assert!(second.contains("Delete <code>terraform_data.old</code>"), "{second}");
+    assert!(
+        second.contains("Delete <code>terraform_data.old</code>"),
+        "{second}"
+    );
 
     // Push 3: a plan whose details exceed GitHub's limit is cut, with the note.
     write_stack(&p, &stack(&format!("{DB}{MANY}")));
@@ -230,10 +238,17 @@ fn three_pushes_to_a_pull_request_edit_one_comment_warn_of_destroys_cut_long_pla
     assert!(third.chars().count() <= 65_535, "{}", third.len());
     assert!(third.contains("are left out here"), "note missing");
     assert!(third.contains(&format!("[job summary]({RUN_URL})")));
-    assert!(third.contains("`terraform_data.many[149]`"), "every row is kept");
+    assert!(
+        third.contains("`terraform_data.many[149]`"),
+        "every row is kept"
+    );
     assert!(summary3.contains("terraform_data.many[149]"));
 
-    assert_eq!(fake.requests_to("POST", &format!("/issues/{number}/comments")).len(), 1);
+    assert_eq!(
+        fake.requests_to("POST", &format!("/issues/{number}/comments"))
+            .len(),
+        1
+    );
     assert_eq!(fake.requests_to("PATCH", "/issues/comments/").len(), 2);
     // The sensitive value and the token appear nowhere nubes wrote.
     for text in [&first, &second, &third, &summary1, &summary2, &summary3] {
@@ -247,7 +262,10 @@ fn three_pushes_to_a_pull_request_edit_one_comment_warn_of_destroys_cut_long_pla
     assert!(leaked.is_empty(), "the token is in {leaked:?}");
     let summary_files: Vec<PathBuf> = files_containing(p.path(), SECRET)
         .into_iter()
-        .filter(|f| f.file_name().is_some_and(|n| n.to_string_lossy().starts_with("summary-")))
+        .filter(|f| {
+            f.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("summary-"))
+        })
         .collect();
     assert!(summary_files.is_empty(), "{summary_files:?}");
 }
@@ -301,7 +319,10 @@ fn up_then_down_report_a_github_deployment_with_the_environment_url() {
     assert_eq!(d["production_environment"], false);
     let id = d["id"].as_u64().expect("id");
     let statuses = fake.statuses_of(id);
-    let states: Vec<&str> = statuses.iter().filter_map(|s| s["state"].as_str()).collect();
+    let states: Vec<&str> = statuses
+        .iter()
+        .filter_map(|s| s["state"].as_str())
+        .collect();
     assert_eq!(states, ["in_progress", "success"]);
     assert_eq!(statuses[1]["environment_url"], "https://app.example.com");
     assert_eq!(statuses[1]["log_url"], RUN_URL);
@@ -309,8 +330,16 @@ fn up_then_down_report_a_github_deployment_with_the_environment_url() {
 
     let out = p.run(&["down", "alice"]).ok();
     let statuses = fake.statuses_of(id);
-    let states: Vec<&str> = statuses.iter().filter_map(|s| s["state"].as_str()).collect();
-    assert_eq!(states, ["in_progress", "success", "inactive"], "{}", out.stderr);
+    let states: Vec<&str> = statuses
+        .iter()
+        .filter_map(|s| s["state"].as_str())
+        .collect();
+    assert_eq!(
+        states,
+        ["in_progress", "success", "inactive"],
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]
@@ -333,7 +362,10 @@ fn a_protected_environment_applies_only_the_plan_reviewed_on_its_pull_request() 
     );
     assert_eq!(resources_in_state(&az, "prod"), ["db", "keep"]);
     let d = fake.deployments();
-    assert_eq!(d.last().expect("deployment")["production_environment"], true);
+    assert_eq!(
+        d.last().expect("deployment")["production_environment"],
+        true
+    );
 
     // PR #2 adds `old`, planned against that state.
     write_stack(&p, &stack(&format!("{DB}{OLD}")));
@@ -352,7 +384,11 @@ fn a_protected_environment_applies_only_the_plan_reviewed_on_its_pull_request() 
         "{}",
         refused.stderr
     );
-    assert!(refused.stderr.contains("--accept-unreviewed"), "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("--accept-unreviewed"),
+        "{}",
+        refused.stderr
+    );
     let (accepted, summary) = run_with_summary(&mut p, &["up", "prod", "--accept-unreviewed"]);
     accepted.ok();
     assert!(summary.contains("**Unreviewed plan applied**"), "{summary}");
@@ -371,7 +407,8 @@ fn a_protected_environment_applies_only_the_plan_reviewed_on_its_pull_request() 
     let (out, _) = push(&mut p, "env-prod", &sha(42));
     let out = out.code(1);
     assert!(
-        out.stderr.contains("the state of `prod` changed since the review"),
+        out.stderr
+            .contains("the state of `prod` changed since the review"),
         "{}",
         out.stderr
     );
@@ -414,7 +451,11 @@ fn github_refusing_or_down_never_fails_the_environment_and_the_token_stays_secre
         "{}",
         out.stderr
     );
-    assert!(out.stderr.contains("::warning::"), "an annotation: {}", out.stderr);
+    assert!(
+        out.stderr.contains("::warning::"),
+        "an annotation: {}",
+        out.stderr
+    );
     assert_eq!(resources_in_state(&az, "alice"), ["db", "keep"]);
 
     // GitHub's API unreachable: still applied, with a warning.
@@ -430,7 +471,14 @@ fn github_refusing_or_down_never_fails_the_environment_and_the_token_stays_secre
     );
     assert_eq!(resources_in_state(&az, "alice"), ["keep"]);
 
-    for text in [&out.stdout, &out.stderr, &summary, &down_out.stdout, &down_out.stderr, &summary2] {
+    for text in [
+        &out.stdout,
+        &out.stderr,
+        &summary,
+        &down_out.stdout,
+        &down_out.stderr,
+        &summary2,
+    ] {
         assert!(!text.contains(TOKEN), "the token leaked: {text}");
     }
     let leaked = files_containing(p.path(), TOKEN);

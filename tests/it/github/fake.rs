@@ -698,9 +698,10 @@ fn paged(shared: &Shared, path: &str, query: &[(String, String)], items: Vec<Val
 
 /// Comments on issues need `issues: write`; on pull requests, that or `pull-requests: write`.
 fn may_comment(state: &State, grants: Grants, issue_url: &str) -> bool {
-    let on_pull_request = state.issues.iter().any(|i| {
-        !i["pull_request"].is_null() && i["url"].as_str() == Some(issue_url)
-    });
+    let on_pull_request = state
+        .issues
+        .iter()
+        .any(|i| !i["pull_request"].is_null() && i["url"].as_str() == Some(issue_url));
     grants.issues == Access::Write
         || (on_pull_request && state.pull_requests.unwrap_or(Access::Write) == Access::Write)
 }
@@ -908,16 +909,28 @@ fn route(
             let may_read = grants.issues != Access::None
                 || state.pull_requests.unwrap_or(Access::Write) != Access::None;
             let Some(n) = number.filter(|n| state.issues.iter().any(|i| i["number"] == *n)) else {
-                return error(404, "Not Found", "https://docs.github.com/rest/issues/comments#list-issue-comments");
+                return error(
+                    404,
+                    "Not Found",
+                    "https://docs.github.com/rest/issues/comments#list-issue-comments",
+                );
             };
             if !may_read {
-                return error(404, "Not Found", "https://docs.github.com/rest/issues/comments#list-issue-comments");
+                return error(
+                    404,
+                    "Not Found",
+                    "https://docs.github.com/rest/issues/comments#list-issue-comments",
+                );
             }
             let suffix = format!("/issues/{n}");
             let items: Vec<Value> = state
                 .comments
                 .iter()
-                .filter(|c| c["issue_url"].as_str().is_some_and(|u| u.ends_with(&suffix)))
+                .filter(|c| {
+                    c["issue_url"]
+                        .as_str()
+                        .is_some_and(|u| u.ends_with(&suffix))
+                })
                 .cloned()
                 .collect();
             paged(shared, path, query, items)
@@ -964,7 +977,10 @@ fn route(
             state.next_id += 10;
             let now = now_text();
             let api = format!("{}/repos/{OWNER}/{REPO}", shared.base);
-            let environment = body["environment"].as_str().unwrap_or("production").to_string();
+            let environment = body["environment"]
+                .as_str()
+                .unwrap_or("production")
+                .to_string();
             let mut d = Spec::get().example("deployment-simple-example");
             d["id"] = json!(id);
             d["node_id"] = json!(format!("DE_kwDO{id:08}"));
@@ -981,7 +997,8 @@ fn route(
             d["creator"] = user(BOT);
             d["created_at"] = json!(now);
             d["updated_at"] = json!(now);
-            d["transient_environment"] = json!(body["transient_environment"].as_bool().unwrap_or(false));
+            d["transient_environment"] =
+                json!(body["transient_environment"].as_bool().unwrap_or(false));
             d["production_environment"] = json!(
                 body["production_environment"]
                     .as_bool()
@@ -992,7 +1009,11 @@ fn route(
         }
         "repos/list-deployments" => {
             if state.deployments_grant.unwrap_or(Access::Write) == Access::None {
-                return error(404, "Not Found", "https://docs.github.com/rest/deployments/deployments#list-deployments");
+                return error(
+                    404,
+                    "Not Found",
+                    "https://docs.github.com/rest/deployments/deployments#list-deployments",
+                );
             }
             let environment = get("environment");
             // Newest first, as GitHub lists them.
@@ -1006,12 +1027,20 @@ fn route(
             paged(shared, path, query, items)
         }
         "repos/create-deployment-status" => {
-            let doc = "https://docs.github.com/rest/deployments/statuses#create-a-deployment-status";
+            let doc =
+                "https://docs.github.com/rest/deployments/statuses#create-a-deployment-status";
             if state.deployments_grant.unwrap_or(Access::Write) != Access::Write {
                 return forbidden(doc);
             }
-            let id = params.get("deployment_id").and_then(|n| n.parse::<u64>().ok());
-            let Some(d) = state.deployments.iter().find(|d| d["id"].as_u64() == id).cloned() else {
+            let id = params
+                .get("deployment_id")
+                .and_then(|n| n.parse::<u64>().ok());
+            let Some(d) = state
+                .deployments
+                .iter()
+                .find(|d| d["id"].as_u64() == id)
+                .cloned()
+            else {
                 return error(404, "Not Found", doc);
             };
             let sid = state.next_id;
@@ -1043,11 +1072,19 @@ fn route(
         }
         "repos/list-pull-requests-associated-with-commit" => {
             if grants.contents == Access::None {
-                return error(404, "Not Found", "https://docs.github.com/rest/commits/commits#list-pull-requests-associated-with-a-commit");
+                return error(
+                    404,
+                    "Not Found",
+                    "https://docs.github.com/rest/commits/commits#list-pull-requests-associated-with-a-commit",
+                );
             }
             let sha = params.get("commit_sha").cloned().unwrap_or_default();
             if !state.commits.contains(&sha) {
-                return error(422, &format!("No commit found for SHA: {sha}"), "https://docs.github.com/rest/commits/commits#list-pull-requests-associated-with-a-commit");
+                return error(
+                    422,
+                    &format!("No commit found for SHA: {sha}"),
+                    "https://docs.github.com/rest/commits/commits#list-pull-requests-associated-with-a-commit",
+                );
             }
             let items: Vec<Value> = state
                 .commit_pulls
