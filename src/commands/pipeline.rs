@@ -125,7 +125,7 @@ pub async fn plan(
     if ctx.review.pull_request.is_some() && summary.has_changes() {
         // Every attribute change goes to the job summary too, which the pull request's
         // comment links to when it had to leave details out.
-        let full = crate::review::comment::render(
+        let full = crate::review::comment::render_full(
             env,
             &summary,
             &show,

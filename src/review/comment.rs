@@ -51,6 +51,21 @@ struct ShowResource {
 /// The comment body for `summary`, with attribute details from `show` (the `show -json`
 /// bytes; unreadable ones give a body without details).
 pub fn render(env: &EnvName, summary: &PlanSummary, show: &[u8], footer: &Footer) -> String {
+    render_within(env, summary, show, footer, COMMENT_LIMIT)
+}
+
+/// [`render`] with every detail, however long (for the job summary).
+pub fn render_full(env: &EnvName, summary: &PlanSummary, show: &[u8], footer: &Footer) -> String {
+    render_within(env, summary, show, footer, usize::MAX)
+}
+
+fn render_within(
+    env: &EnvName,
+    summary: &PlanSummary,
+    show: &[u8],
+    footer: &Footer,
+    limit: usize,
+) -> String {
     let parsed: Option<Show> = serde_json::from_slice(show).ok();
     let mut details: Vec<String> = Vec::new();
     if let Some(show) = &parsed {
@@ -68,7 +83,7 @@ pub fn render(env: &EnvName, summary: &PlanSummary, show: &[u8], footer: &Footer
         .as_ref()
         .map(|s| output_rows(&s.output_changes))
         .unwrap_or_default();
-    fit(env, summary, &details, &outputs, footer)
+    fit(env, summary, &details, &outputs, footer, limit)
 }
 
 /// Assemble within [`COMMENT_LIMIT`]: everything if it fits, else the most details that
@@ -79,6 +94,7 @@ fn fit(
     details: &[String],
     outputs: &[String],
     footer: &Footer,
+    limit: usize,
 ) -> String {
     let rows: Vec<String> = summary
         .resources
@@ -92,19 +108,19 @@ fn fit(
     let fixed = len(&head) + len(&tail) + note_room;
     let table_len: usize = rows.iter().map(|r| len(r)).sum::<usize>() + 40;
     let mut kept_rows = rows.len();
-    if fixed + table_len > COMMENT_LIMIT {
+    if fixed.saturating_add(table_len) > limit {
         let mut used = fixed + 40;
         kept_rows = 0;
         for r in &rows {
-            if used + len(r) > COMMENT_LIMIT {
+            if used.saturating_add(len(r)) > limit {
                 break;
             }
             used += len(r);
             kept_rows += 1;
         }
     }
-    let mut budget = COMMENT_LIMIT
-        .saturating_sub(fixed + rows[..kept_rows].iter().map(|r| len(r)).sum::<usize>() + 40);
+    let mut budget =
+        limit.saturating_sub(fixed + rows[..kept_rows].iter().map(|r| len(r)).sum::<usize>() + 40);
     let mut kept_details = Vec::new();
     if kept_rows == rows.len() {
         for d in details {
