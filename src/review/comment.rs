@@ -226,9 +226,13 @@ fn count(n: usize, what: &str) -> String {
 /// Text safe inside a Markdown code span in a table cell: no backticks, pipes escaped,
 /// control characters shown escaped.
 fn printable_code(s: &str) -> String {
-    crate::env_name::printable(s)
-        .replace('`', "'")
-        .replace('|', "\\|")
+    shown(s).replace('`', "'").replace('|', "\\|")
+}
+
+/// Control characters escaped; long enough for any resource address (module paths and
+/// keys), unlike messages' [`crate::env_name::printable`].
+fn shown(s: &str) -> String {
+    crate::env_name::escaped(s, 1000)
 }
 
 fn code(s: &str) -> String {
@@ -317,7 +321,7 @@ fn resource_details(address: &str, action: Action, change: &Value) -> String {
 
 /// Text safe inside HTML (the `<summary>`).
 fn html_text(s: &str) -> String {
-    crate::env_name::printable(s)
+    shown(s)
         .replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

@@ -1062,9 +1062,18 @@ fn route(
                 .or_else(|| body.get("target_url"))
                 .and_then(Value::as_str)
                 .unwrap_or("");
+            // `target_url` is always there (empty when not given); `log_url` and
+            // `environment_url` are URIs, left out when not given.
             s["target_url"] = json!(log);
-            s["log_url"] = json!(log);
-            s["environment_url"] = json!(body["environment_url"].as_str().unwrap_or(""));
+            let obj = s.as_object_mut().expect("status");
+            obj.remove("log_url");
+            obj.remove("environment_url");
+            if !log.is_empty() {
+                s["log_url"] = json!(log);
+            }
+            if let Some(url) = body["environment_url"].as_str() {
+                s["environment_url"] = json!(url);
+            }
             s["created_at"] = json!(now);
             s["updated_at"] = json!(now);
             state.statuses.push((id.unwrap_or(0), s.clone()));
