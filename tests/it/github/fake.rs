@@ -218,6 +218,10 @@ impl FakeGithub {
         let mut pr = Spec::get().example("pull-request-simple-items")[0].clone();
         let html = format!("https://github.com/{OWNER}/{REPO}/pull/{number}");
         let api = format!("{base_url}/repos/{OWNER}/{REPO}");
+        // The description's example lists a requested team without the `type` its own
+        // schema requires; review requests are irrelevant here, so the fake has none.
+        pr["requested_teams"] = json!([]);
+        pr["requested_reviewers"] = json!([]);
         pr["number"] = json!(number);
         pr["url"] = json!(format!("{api}/pulls/{number}"));
         pr["html_url"] = json!(html);
