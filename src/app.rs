@@ -70,6 +70,7 @@ fn context<'a>(settings: &'a Settings, env: &EnvName) -> crate::pipeline::Contex
         origin: origin(settings, env),
         actor: std::env::var("GITHUB_ACTOR").ok().filter(|a| !a.is_empty()),
         quiet: false,
+        review: Default::default(),
     }
 }
 
@@ -105,10 +106,16 @@ async fn dispatch(cli: &Cli) -> Result<()> {
             commands::init::run(&root, cli.global.config.as_deref(), args)
         }
         Command::Run => commands::run::run(&settings(cli)?).await,
-        Command::Up { env, refresh } => {
+        Command::Up {
+            env,
+            refresh,
+            accept_unreviewed,
+        } => {
             let s = settings(cli)?;
             let env = s.env_name(env)?;
-            commands::pipeline::up(&context(&s, &env), &env, *refresh).await
+            let mut ctx = context(&s, &env);
+            ctx.review.accept_unreviewed = *accept_unreviewed;
+            commands::pipeline::up(&ctx, &env, *refresh).await
         }
         Command::Plan {
             env,

@@ -66,6 +66,10 @@ pub enum Command {
         /// Plan even if configuration, variables and Terraform are unchanged since the last apply
         #[arg(long)]
         refresh: bool,
+        /// Apply even when the plan is not the one reviewed on a pull request
+        /// (require_reviewed_plan); recorded in the summary and the GitHub deployment
+        #[arg(long)]
+        accept_unreviewed: bool,
     },
     /// Render and plan an environment; print a summary of the changes
     Plan {

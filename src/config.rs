@@ -32,6 +32,15 @@ struct FileConfig {
     deploy: FileDeploy,
     #[serde(default)]
     expiry: FileExpiry,
+    #[serde(default)]
+    github: FileGithub,
+}
+
+/// `[github]`: what nubes does on GitHub besides the job summary.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileGithub {
+    comment: Option<Spanned<String>>,
 }
 
 /// `[expiry]`, and an environment's `[environments.<name>.expiry]` override.
@@ -79,6 +88,7 @@ struct FileTerraform {
 struct FileEnvironment {
     #[serde(default)]
     protected: bool,
+    require_reviewed_plan: Option<bool>,
     #[serde(default)]
     vars: toml::Table,
     expiry: Option<FileExpiry>,
@@ -134,6 +144,8 @@ pub struct StateSettings {
 #[derive(Debug, Clone)]
 pub struct EnvironmentSettings {
     pub protected: bool,
+    /// Apply only a plan reviewed on a pull request (default: `protected`).
+    pub require_reviewed_plan: bool,
     pub vars: serde_json::Map<String, serde_json::Value>,
     /// `[expiry]` with this environment's overrides applied.
     pub expiry: crate::expiry::Rules,
@@ -173,7 +185,22 @@ pub struct Settings {
     pub deploy: DeploySettings,
     /// `[expiry]` for environments without an override of their own.
     pub expiry: crate::expiry::Rules,
+    /// `[github] comment`: when a pull request's plan is posted as a comment.
+    pub comment: CommentMode,
 }
+
+/// `[github] comment`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CommentMode {
+    /// Comment when the plan has changes; a later plan without changes edits an existing
+    /// comment to say so and creates none.
+    #[default]
+    Changes,
+    Always,
+    Never,
+}
+
+pub const ALLOWED_COMMENT_MODES: &[&str] = &["changes", "always", "never"];
 
 /// Values given on the command line (highest precedence).
 #[derive(Debug, Default, Clone)]
@@ -194,6 +221,13 @@ impl Settings {
 
     pub fn protected(&self, env: &EnvName) -> bool {
         self.environment(env).is_some_and(|e| e.protected)
+    }
+
+    /// Whether `env` applies only a plan reviewed on a pull request
+    /// (`require_reviewed_plan`, by default on for protected environments).
+    pub fn requires_reviewed_plan(&self, env: &EnvName) -> bool {
+        self.environment(env)
+            .is_some_and(|e| e.require_reviewed_plan)
     }
 
     /// The expiry rules that apply to `env`.
@@ -737,6 +771,7 @@ fn resolve(
             name.get_ref().clone(),
             EnvironmentSettings {
                 protected: env.protected,
+                require_reviewed_plan: env.require_reviewed_plan.unwrap_or(env.protected),
                 vars: to_json(&env.vars),
                 expiry: match &env.expiry {
                     Some(e) => expiry_rules(ctx, e, expiry, false)?,
@@ -763,6 +798,19 @@ fn resolve(
     ) {
         Some(p) => duration(&p)?,
         None => Duration::from_secs(120),
+    };
+    let comment = match ctx.pick_str(
+        None,
+        "NUBES_GITHUB_COMMENT",
+        &file.github.comment,
+        "[github] comment",
+    ) {
+        Some(p) => match one_of(&p, ALLOWED_COMMENT_MODES)?.as_str() {
+            "always" => CommentMode::Always,
+            "never" => CommentMode::Never,
+            _ => CommentMode::Changes,
+        },
+        None => CommentMode::Changes,
     };
 
     Ok(Settings {
@@ -818,6 +866,7 @@ fn resolve(
             cache_control: file.deploy.cache_control.clone(),
         },
         expiry,
+        comment,
     })
 }
 
@@ -865,6 +914,26 @@ mod tests {
         assert!(m.contains("nubes.toml:3:1"), "{m}");
         assert!(
             m.contains("unknown field `leas_seconds`") && m.contains("lease_seconds"),
+            "{m}"
+        );
+    }
+
+    #[test]
+    fn reviewed_plans_default_to_protection_and_comment_modes_are_checked() {
+        let s = load_text(
+            "[environments.prod]\nprotected = true\n[environments.stage]\nrequire_reviewed_plan = true\n\
+             [environments.demo]\nprotected = true\nrequire_reviewed_plan = false\n[environments.dev]\n",
+        )
+        .unwrap();
+        let required = |n: &str| s.requires_reviewed_plan(&EnvName::parse(n, "env-").unwrap());
+        assert!(required("prod") && required("stage"));
+        assert!(!required("demo") && !required("dev") && !required("other"));
+        assert_eq!(s.comment, CommentMode::Changes);
+        let s = load_text("[github]\ncomment = \"never\"\n").unwrap();
+        assert_eq!(s.comment, CommentMode::Never);
+        let m = err("[github]\ncomment = \"sometimes\"\n");
+        assert!(
+            m.contains("nubes.toml:2:11") && m.contains("changes, always, never"),
             "{m}"
         );
     }

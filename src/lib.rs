@@ -26,6 +26,7 @@ pub mod plan;
 pub mod recover;
 pub mod render;
 pub mod rest;
+pub mod review;
 pub mod secrets;
 pub mod signals;
 pub mod state;

@@ -27,6 +27,8 @@ pub struct Context<'a> {
     /// Keep Terraform's progress off the terminal (errors still show): several
     /// environments are being planned at once.
     pub quiet: bool,
+    /// The pull request being planned, and the reviewed-plan override (`review.rs`).
+    pub review: crate::review::Review,
 }
 
 impl<'a> Context<'a> {
@@ -39,6 +41,7 @@ impl<'a> Context<'a> {
             origin: crate::app::origin(settings, env),
             actor: None,
             quiet: true,
+            review: Default::default(),
         }
     }
 
@@ -257,6 +260,8 @@ pub struct UpReport {
     pub built: Option<crate::build::Built>,
     pub deployed: Option<crate::deploy::Deployed>,
     pub health: Option<crate::health::Healthy>,
+    /// Whether the plan applied was the reviewed one (`require_reviewed_plan`).
+    pub review: crate::review::Verdict,
 }
 
 /// Metadata key of the fast-path fingerprint, recorded after a successful apply.
@@ -446,25 +451,36 @@ async fn infrastructure(ctx: &Context<'_>, s: &Session, refresh: bool) -> Result
             built: None,
             deployed: None,
             health: None,
+            review: Default::default(),
         });
     }
     s.init(ctx).await?;
     let mut plan = args(&["plan", "-input=false", "-detailed-exitcode", PLAN_OUT]);
     plan.push(ctx.lock_timeout_arg());
     let (code, _) = s.terraform_status(ctx, &plan, Io::Stream, &[0, 2]).await?;
+    let mut review = crate::review::Verdict::default();
     let summary = if code == 2 {
-        // The summary (show -json) and the apply both only read the saved plan: run them
-        // side by side, so the summary costs no wall time.
         let mut apply = args(&["apply", "-input=false", "-auto-approve"]);
         apply.push(ctx.lock_timeout_arg());
         apply.push(PLAN_FILE.into());
         let show_args = args(&["show", "-json", PLAN_FILE]);
-        let (show, applied) = tokio::join!(
-            s.terraform(ctx, &show_args, Io::Capture),
-            s.terraform(ctx, &apply, Io::Stream)
-        );
-        applied?;
-        PlanSummary::from_show_json(&show?)?
+        if crate::review::required(ctx, &env) {
+            // The saved plan is checked against the reviewed one before it is applied.
+            let show = s.terraform(ctx, &show_args, Io::Capture).await?;
+            let summary = PlanSummary::from_show_json(&show)?;
+            review = crate::review::check(ctx, s, &summary, &show).await?;
+            s.terraform(ctx, &apply, Io::Stream).await?;
+            summary
+        } else {
+            // The summary (show -json) and the apply both only read the saved plan: run
+            // them side by side, so the summary costs no wall time.
+            let (show, applied) = tokio::join!(
+                s.terraform(ctx, &show_args, Io::Capture),
+                s.terraform(ctx, &apply, Io::Stream)
+            );
+            applied?;
+            PlanSummary::from_show_json(&show?)?
+        }
     } else {
         tracing::info!("no changes for `{env}`");
         PlanSummary::default()
@@ -479,6 +495,7 @@ async fn infrastructure(ctx: &Context<'_>, s: &Session, refresh: bool) -> Result
         built: None,
         deployed: None,
         health: None,
+        review,
     })
 }
 
@@ -537,6 +554,13 @@ pub async fn stored_outputs(store: &dyn StateStore, env: &EnvName) -> Result<Map
 
 /// `nubes plan <env>`: render and plan only.
 pub async fn plan(ctx: &Context<'_>, env: &EnvName) -> Result<PlanSummary> {
+    plan_with_show(ctx, env).await.map(|(summary, _)| summary)
+}
+
+/// [`plan`], also returning `terraform show -json` of the saved plan (attribute values,
+/// sensitive ones included: keep it in memory). A pull request's plan of an environment
+/// that requires reviewed plans is recorded as reviewed (`review::record_entry`).
+pub async fn plan_with_show(ctx: &Context<'_>, env: &EnvName) -> Result<(PlanSummary, Vec<u8>)> {
     let tf = terraform::locate(ctx.settings)?;
     let session = Locked::acquire(ctx.settings, env, "nubes plan")
         .await?
@@ -550,10 +574,19 @@ pub async fn plan(ctx: &Context<'_>, env: &EnvName) -> Result<PlanSummary> {
         let show = session
             .terraform(ctx, &args(&["show", "-json", PLAN_FILE]), Io::Capture)
             .await?;
-        PlanSummary::from_show_json(&show)
+        let summary = PlanSummary::from_show_json(&show)?;
+        let record = crate::review::record_entry(ctx, &session, &summary, &show).await?;
+        Ok((summary, show, record))
     }
     .await;
-    session.close(result).await
+    let record: Vec<(&str, String)> = match &result {
+        Ok((_, _, Some(entry))) => vec![entry.clone()],
+        _ => Vec::new(),
+    };
+    session
+        .close_recording(result, &record)
+        .await
+        .map(|(summary, show, _)| (summary, show))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

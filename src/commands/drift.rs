@@ -227,6 +227,7 @@ impl Job<'_> {
             },
             actor: std::env::var("GITHUB_ACTOR").ok().filter(|a| !a.is_empty()),
             quiet: true,
+            review: Default::default(),
         };
         let session = match locked.start(&ctx, self.tf.clone()).await {
             Ok(s) => s,

@@ -6,7 +6,18 @@ use crate::error::{Error, Result, exit};
 use crate::pipeline::{self, Context, DownReport, Strategy};
 
 pub async fn up(ctx: &Context<'_>, env: &EnvName, refresh: bool) -> Result<()> {
-    match pipeline::up(ctx, env, refresh).await {
+    // GitHub's deployment is reported around the pipeline; its failures only warn.
+    let deployment = crate::review::deployments::start(ctx, env).await;
+    let result = pipeline::up(ctx, env, refresh).await;
+    let outcome = match &result {
+        Ok(r) => Ok((
+            pipeline::output_str(&r.outputs, "application_url"),
+            &r.review,
+        )),
+        Err(_) => Err(()),
+    };
+    crate::review::deployments::finish(ctx, deployment, outcome).await;
+    match result {
         Ok(report) => report_up(ctx, env, &report),
         Err(e) => {
             // The summary says which stage failed (the message starts with it).
@@ -78,6 +89,9 @@ fn report_up(ctx: &Context<'_>, env: &EnvName, report: &pipeline::UpReport) -> R
             ctx.origin.branch
         ));
     }
+    if let Some(line) = report.review.markdown() {
+        md.push_str(&line);
+    }
     ctx.gh.summary(&md)
 }
 
@@ -88,7 +102,7 @@ pub async fn plan(
     markdown: bool,
     detailed_exitcode: bool,
 ) -> Result<()> {
-    let summary = pipeline::plan(ctx, env).await?;
+    let (summary, show) = pipeline::plan_with_show(ctx, env).await?;
     if json {
         let doc = serde_json::json!({ "environment": env.as_str(), "changes": summary.has_changes(), "summary": summary });
         crate::outln!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
@@ -108,6 +122,23 @@ pub async fn plan(
     )?;
     ctx.gh
         .summary(&summary.markdown(&format!("Plan for `{env}`")))?;
+    if ctx.review.pull_request.is_some() && summary.has_changes() {
+        // Every attribute change goes to the job summary too, which the pull request's
+        // comment links to when it had to leave details out.
+        let full = crate::review::comment::render_full(
+            env,
+            &summary,
+            &show,
+            &crate::review::comment::Footer {
+                commit: ctx.origin.commit.as_deref(),
+                run_url: None,
+            },
+        );
+        ctx.gh.summary(&format!(
+            "<details><summary>Attribute changes</summary>\n\n{full}\n</details>\n"
+        ))?;
+    }
+    crate::review::post_plan_comment(ctx, env, &summary, &show).await;
     if detailed_exitcode && summary.has_changes() {
         return Err(Error::Quiet(exit::CHANGES));
     }
@@ -229,6 +260,7 @@ pub async fn down(ctx: &Context<'_>, env: &EnvName, force: bool, strategy: Strat
             ctx.gh.summary(&format!(
                 "### nubes down `{env}`\n\nNothing to tear down: the environment has no state.\n"
             ))?;
+            crate::review::deployments::deactivate(ctx, env).await;
         }
         DownReport::Destroyed { tombstone } => {
             let kept = tombstone
@@ -238,6 +270,7 @@ pub async fn down(ctx: &Context<'_>, env: &EnvName, force: bool, strategy: Strat
             ctx.gh.summary(&format!(
                 "### nubes down `{env}`\n\nTorn down and state removed{kept}.\n"
             ))?;
+            crate::review::deployments::deactivate(ctx, env).await;
         }
     }
     ctx.gh.set_output("environment", env.as_str())

@@ -467,16 +467,31 @@ fn local_branch(settings: &Settings) -> Result<Action> {
     ))
 }
 
+/// The pull request of a `pull_request` event, for its plan comment and reviewed-plan
+/// record (the payload was read and checked by [`decide`]).
+fn pull_request() -> Option<crate::review::PullRequest> {
+    if var("GITHUB_EVENT_NAME").as_deref() != Some("pull_request") {
+        return None;
+    }
+    let payload = read_payload(&var("GITHUB_EVENT_PATH")?).ok()?;
+    crate::review::PullRequest::from_payload(&payload)
+}
+
 pub async fn run(settings: &Settings) -> Result<()> {
     let action = decide(settings)?;
     let gh = Github::from_env();
     let actor = var("GITHUB_ACTOR");
+    let review = crate::review::Review {
+        pull_request: pull_request(),
+        accept_unreviewed: false,
+    };
     let ctx = |origin: Origin| Context {
         settings,
         gh: gh.clone(),
         origin,
         actor: actor.clone(),
         quiet: false,
+        review: review.clone(),
     };
     match action {
         Action::Nothing(why) => {

@@ -1,5 +1,5 @@
 //! nubes's GitHub REST client, shared by everything that talks to GitHub's API: `reap`'s
-//! branch listing, `drift --issue`, and (later) plan comments and deployments.
+//! branch listing, `drift --issue`, plan comments on pull requests and deployments.
 //!
 //! * Credentials come from the environment only: `GITHUB_TOKEN`, else `GH_TOKEN`. The
 //!   token is registered with [`crate::secrets`] at once, goes only to the API's own
@@ -23,6 +23,8 @@
 //! <https://docs.github.com/en/rest/using-the-rest-api/rate-limits-for-the-rest-api>,
 //! <https://docs.github.com/en/rest/using-the-rest-api/using-pagination-in-the-rest-api>.
 
+pub mod comments;
+pub mod deployments;
 pub mod issues;
 pub mod repos;
 

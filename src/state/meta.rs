@@ -68,6 +68,12 @@ pub const KEEP_UNTIL: &str = "nubeskeepuntil";
 pub const DRIFT: &str = "nubesdrift";
 pub const DRIFT_AT: &str = "nubesdriftat";
 
+/// Reviewed plans: the digests of the plans made on pull requests into the environment
+/// (`require_reviewed_plan`), newest first, as base64 of a JSON list (see
+/// `review::record`). Written by the pull request's plan under the lock; read by the
+/// merge's `up` before it applies.
+pub const REVIEWED: &str = "nubesreviewed";
+
 /// Keys written only when absent: a later record never moves them.
 pub const SET_ONCE: &[&str] = &[CREATED_AT];
 

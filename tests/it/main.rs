@@ -29,6 +29,7 @@ mod migrate;
 mod outage;
 mod pipeline;
 mod reap;
+mod review;
 mod secrets;
 mod soak;
 mod state_azure;

@@ -437,7 +437,12 @@ fn bad_branch_names_from_events_exit_2_and_create_nothing() {
 #[test]
 fn protected_env_is_not_torn_down_without_force_even_by_a_delete_event() {
     let az = Azurite::https();
-    let mut p = app_project(&az, "[environments.alice]\nprotected = true\n");
+    // Not about reviewed plans (on by default for protected environments): the push
+    // below has no pull request behind it.
+    let mut p = app_project(
+        &az,
+        "[environments.alice]\nprotected = true\nrequire_reviewed_plan = false\n",
+    );
     event(
         &mut p,
         "push",

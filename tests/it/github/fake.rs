@@ -1,6 +1,18 @@
 //! A small GitHub REST API served on 127.0.0.1 for the tests: one repository's issues
 //! (list with `state`/`labels`/`sort`/`direction` and `page`/`per_page` paging linked by a
-//! `link` header, get, create, update, comment) and its branches (paged).
+//! `link` header, get, create, update, comment), its branches (paged), issue and
+//! pull-request comments (list, create, update:
+//! <https://docs.github.com/en/rest/issues/comments>), deployments and their statuses
+//! (<https://docs.github.com/en/rest/deployments/deployments>,
+//! <https://docs.github.com/en/rest/deployments/statuses>) and the pull requests of a
+//! commit (<https://docs.github.com/en/rest/commits/commits#list-pull-requests-associated-with-a-commit>).
+//!
+//! Beyond the description, as GitHub does: a comment body over 65,536 characters is
+//! refused with 422 ("Body is too long (maximum is 65536 characters)"); a deployment of a
+//! ref the repository does not have is refused with 422 ("No ref found for: ..."); a
+//! comment is written with `issues: write` or `pull-requests: write`, a deployment or
+//! status with `deployments: write`
+//! (<https://docs.github.com/en/rest/authentication/permissions-required-for-github-apps>).
 //!
 //! It is held to GitHub's published description ([`super::openapi`]): every request is
 //! matched to an operation and validated (path, query, body) before anything else, and
@@ -94,6 +106,16 @@ pub struct State {
     faults: VecDeque<(String, String, Fault)>,
     grants: Option<Grants>,
     next_id: u64,
+    /// `pull-requests:` and `deployments:` grants (write unless a test lowers them).
+    pull_requests: Option<Access>,
+    deployments_grant: Option<Access>,
+    /// Commits the repository has (deployments refer to them).
+    commits: Vec<String>,
+    /// (commit, pull request) as `commits/{sha}/pulls` answers them.
+    commit_pulls: Vec<(String, Value)>,
+    deployments: Vec<Value>,
+    /// (deployment id, status).
+    statuses: Vec<(u64, Value)>,
 }
 
 struct Shared {
@@ -174,6 +196,69 @@ impl FakeGithub {
 
     pub fn set_grants(&self, grants: Grants) {
         self.shared.state().grants = Some(grants);
+    }
+
+    /// The token's `pull-requests:` and `deployments:` permissions.
+    pub fn set_review_grants(&self, pull_requests: Access, deployments: Access) {
+        let mut state = self.shared.state();
+        state.pull_requests = Some(pull_requests);
+        state.deployments_grant = Some(deployments);
+    }
+
+    /// A commit the repository has (what a push brought).
+    pub fn add_commit(&self, sha: &str) {
+        self.shared.state().commits.push(sha.to_string());
+    }
+
+    /// Record pull request `number` (from [`FakeGithub::add_pull_request`]) as merged into
+    /// `base` from head commit `head`, as merge commit `merge`: `commits/{merge}/pulls`
+    /// then lists it.
+    pub fn merge_pull_request(&self, number: u64, head: &str, base: &str, merge: &str) {
+        let base_url = self.shared.base.clone();
+        let mut pr = Spec::get().example("pull-request-simple-items")[0].clone();
+        let html = format!("https://github.com/{OWNER}/{REPO}/pull/{number}");
+        let api = format!("{base_url}/repos/{OWNER}/{REPO}");
+        // The description's example lists a requested team without the `type` its own
+        // schema requires; review requests are irrelevant here, so the fake has none.
+        pr["requested_teams"] = json!([]);
+        pr["requested_reviewers"] = json!([]);
+        pr["number"] = json!(number);
+        pr["url"] = json!(format!("{api}/pulls/{number}"));
+        pr["html_url"] = json!(html);
+        pr["issue_url"] = json!(format!("{api}/issues/{number}"));
+        pr["state"] = json!("closed");
+        pr["merged_at"] = json!(now_text());
+        pr["closed_at"] = json!(now_text());
+        pr["merge_commit_sha"] = json!(merge);
+        pr["head"]["sha"] = json!(head);
+        pr["head"]["ref"] = json!(format!("pr-{number}"));
+        pr["head"]["label"] = json!(format!("{OWNER}:pr-{number}"));
+        pr["base"]["ref"] = json!(base);
+        pr["base"]["label"] = json!(format!("{OWNER}:{base}"));
+        let mut state = self.shared.state();
+        state.commits.extend([head.to_string(), merge.to_string()]);
+        state.commit_pulls.push((merge.to_string(), pr));
+    }
+
+    /// Every deployment, oldest first.
+    pub fn deployments(&self) -> Vec<Value> {
+        self.shared.state().deployments.clone()
+    }
+
+    /// The statuses of deployment `id`, oldest first.
+    pub fn statuses_of(&self, id: u64) -> Vec<Value> {
+        self.shared
+            .state()
+            .statuses
+            .iter()
+            .filter(|(d, _)| *d == id)
+            .map(|(_, s)| s.clone())
+            .collect()
+    }
+
+    /// Every comment (on issues and pull requests), in order, as GitHub stores them.
+    pub fn all_comments(&self) -> Vec<Value> {
+        self.shared.state().comments.clone()
     }
 
     pub fn add_branches(&self, names: &[&str]) {
@@ -615,6 +700,26 @@ fn paged(shared: &Shared, path: &str, query: &[(String, String)], items: Vec<Val
     a
 }
 
+/// Comments on issues need `issues: write`; on pull requests, that or `pull-requests: write`.
+fn may_comment(state: &State, grants: Grants, issue_url: &str) -> bool {
+    let on_pull_request = state
+        .issues
+        .iter()
+        .any(|i| !i["pull_request"].is_null() && i["url"].as_str() == Some(issue_url));
+    grants.issues == Access::Write
+        || (on_pull_request && state.pull_requests.unwrap_or(Access::Write) == Access::Write)
+}
+
+/// GitHub's limit on a comment body (characters).
+fn body_too_long(body: &Value) -> Option<Answer> {
+    let n = body["body"].as_str().map_or(0, |b| b.chars().count());
+    (n > 65_536).then(|| {
+        let mut a = error(422, "Validation Failed", "https://docs.github.com/rest/issues/comments");
+        a.body["errors"] = json!([{ "resource": "IssueComment", "code": "custom", "field": "body", "message": "Body is too long (maximum is 65536 characters)" }]);
+        a
+    })
+}
+
 fn forbidden(doc: &str) -> Answer {
     error(403, "Resource not accessible by integration", doc)
 }
@@ -804,8 +909,214 @@ fn route(
             issue["updated_at"] = json!(now);
             answer(200, issue.clone())
         }
+        "issues/list-comments" => {
+            let may_read = grants.issues != Access::None
+                || state.pull_requests.unwrap_or(Access::Write) != Access::None;
+            let Some(n) = number.filter(|n| state.issues.iter().any(|i| i["number"] == *n)) else {
+                return error(
+                    404,
+                    "Not Found",
+                    "https://docs.github.com/rest/issues/comments#list-issue-comments",
+                );
+            };
+            if !may_read {
+                return error(
+                    404,
+                    "Not Found",
+                    "https://docs.github.com/rest/issues/comments#list-issue-comments",
+                );
+            }
+            let suffix = format!("/issues/{n}");
+            let items: Vec<Value> = state
+                .comments
+                .iter()
+                .filter(|c| {
+                    c["issue_url"]
+                        .as_str()
+                        .is_some_and(|u| u.ends_with(&suffix))
+                })
+                .cloned()
+                .collect();
+            paged(shared, path, query, items)
+        }
+        "issues/update-comment" => {
+            let doc = "https://docs.github.com/rest/issues/comments#update-an-issue-comment";
+            if let Some(too_long) = body_too_long(body) {
+                return too_long;
+            }
+            let id = params.get("comment_id").and_then(|n| n.parse::<u64>().ok());
+            let issue_url = state
+                .comments
+                .iter()
+                .find(|c| c["id"].as_u64() == id)
+                .and_then(|c| c["issue_url"].as_str())
+                .unwrap_or_default()
+                .to_string();
+            if !may_comment(state, grants, &issue_url) {
+                return forbidden(doc);
+            }
+            let Some(c) = state.comments.iter_mut().find(|c| c["id"].as_u64() == id) else {
+                return error(404, "Not Found", doc);
+            };
+            c["body"] = body["body"].clone();
+            c["updated_at"] = json!(now_text());
+            answer(200, c.clone())
+        }
+        "repos/create-deployment" => {
+            let doc = "https://docs.github.com/rest/deployments/deployments#create-a-deployment";
+            if state.deployments_grant.unwrap_or(Access::Write) != Access::Write {
+                return forbidden(doc);
+            }
+            let reference = body["ref"].as_str().unwrap_or_default().to_string();
+            if !state.commits.contains(&reference) && !state.branches.contains(&reference) {
+                let mut a = error(422, &format!("No ref found for: {reference}"), doc);
+                a.body["errors"] = json!([]);
+                return a;
+            }
+            if body.get("required_contexts").is_none() {
+                // The pending checks of the very run that asks would make GitHub refuse.
+                return error(409, "Conflict: Commit status checks failed for main.", doc);
+            }
+            let id = state.next_id;
+            state.next_id += 10;
+            let now = now_text();
+            let api = format!("{}/repos/{OWNER}/{REPO}", shared.base);
+            let environment = body["environment"]
+                .as_str()
+                .unwrap_or("production")
+                .to_string();
+            let mut d = Spec::get().example("deployment-simple-example");
+            d["id"] = json!(id);
+            d["node_id"] = json!(format!("DE_kwDO{id:08}"));
+            d["url"] = json!(format!("{api}/deployments/{id}"));
+            d["statuses_url"] = json!(format!("{api}/deployments/{id}/statuses"));
+            d["repository_url"] = json!(api);
+            d["sha"] = json!(reference);
+            d["ref"] = json!(reference);
+            d["task"] = json!(body["task"].as_str().unwrap_or("deploy"));
+            d["payload"] = body.get("payload").cloned().unwrap_or(json!({}));
+            d["environment"] = json!(environment);
+            d["original_environment"] = json!(environment);
+            d["description"] = body.get("description").cloned().unwrap_or(Value::Null);
+            d["creator"] = user(BOT);
+            d["created_at"] = json!(now);
+            d["updated_at"] = json!(now);
+            d["transient_environment"] =
+                json!(body["transient_environment"].as_bool().unwrap_or(false));
+            d["production_environment"] = json!(
+                body["production_environment"]
+                    .as_bool()
+                    .unwrap_or(environment == "production")
+            );
+            state.deployments.push(d.clone());
+            answer(201, d)
+        }
+        "repos/list-deployments" => {
+            if state.deployments_grant.unwrap_or(Access::Write) == Access::None {
+                return error(
+                    404,
+                    "Not Found",
+                    "https://docs.github.com/rest/deployments/deployments#list-deployments",
+                );
+            }
+            let environment = get("environment");
+            // Newest first, as GitHub lists them.
+            let items: Vec<Value> = state
+                .deployments
+                .iter()
+                .rev()
+                .filter(|d| environment.as_deref().is_none_or(|e| d["environment"] == e))
+                .cloned()
+                .collect();
+            paged(shared, path, query, items)
+        }
+        "repos/create-deployment-status" => {
+            let doc =
+                "https://docs.github.com/rest/deployments/statuses#create-a-deployment-status";
+            if state.deployments_grant.unwrap_or(Access::Write) != Access::Write {
+                return forbidden(doc);
+            }
+            let id = params
+                .get("deployment_id")
+                .and_then(|n| n.parse::<u64>().ok());
+            let Some(d) = state
+                .deployments
+                .iter()
+                .find(|d| d["id"].as_u64() == id)
+                .cloned()
+            else {
+                return error(404, "Not Found", doc);
+            };
+            let sid = state.next_id;
+            state.next_id += 10;
+            let now = now_text();
+            let mut s = Spec::get().example("deployment-status");
+            let durl = d["url"].as_str().unwrap_or_default().to_string();
+            s["id"] = json!(sid);
+            s["node_id"] = json!(format!("DES_kwDO{sid:08}"));
+            s["url"] = json!(format!("{durl}/statuses/{sid}"));
+            s["deployment_url"] = json!(durl);
+            s["repository_url"] = d["repository_url"].clone();
+            s["state"] = body["state"].clone();
+            s["creator"] = user(BOT);
+            s["description"] = json!(body["description"].as_str().unwrap_or(""));
+            s["environment"] = d["environment"].clone();
+            let log = body
+                .get("log_url")
+                .or_else(|| body.get("target_url"))
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            // `target_url` is always there (empty when not given); `log_url` and
+            // `environment_url` are URIs, left out when not given.
+            s["target_url"] = json!(log);
+            let obj = s.as_object_mut().expect("status");
+            obj.remove("log_url");
+            obj.remove("environment_url");
+            if !log.is_empty() {
+                s["log_url"] = json!(log);
+            }
+            if let Some(url) = body["environment_url"].as_str() {
+                s["environment_url"] = json!(url);
+            }
+            s["created_at"] = json!(now);
+            s["updated_at"] = json!(now);
+            state.statuses.push((id.unwrap_or(0), s.clone()));
+            answer(201, s)
+        }
+        "repos/list-pull-requests-associated-with-commit" => {
+            if grants.contents == Access::None {
+                return error(
+                    404,
+                    "Not Found",
+                    "https://docs.github.com/rest/commits/commits#list-pull-requests-associated-with-a-commit",
+                );
+            }
+            let sha = params.get("commit_sha").cloned().unwrap_or_default();
+            if !state.commits.contains(&sha) {
+                return error(
+                    422,
+                    &format!("No commit found for SHA: {sha}"),
+                    "https://docs.github.com/rest/commits/commits#list-pull-requests-associated-with-a-commit",
+                );
+            }
+            let items: Vec<Value> = state
+                .commit_pulls
+                .iter()
+                .filter(|(c, _)| *c == sha)
+                .map(|(_, p)| p.clone())
+                .collect();
+            paged(shared, path, query, items)
+        }
         "issues/create-comment" => {
-            if grants.issues != Access::Write {
+            if let Some(too_long) = body_too_long(body) {
+                return too_long;
+            }
+            let issue_url = format!(
+                "{}/repos/{OWNER}/{REPO}/issues/{}",
+                shared.base,
+                number.unwrap_or(0)
+            );
+            if !may_comment(state, grants, &issue_url) {
                 return forbidden(
                     "https://docs.github.com/rest/issues/comments#create-an-issue-comment",
                 );
