@@ -80,14 +80,15 @@ mod tests {
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
             .expect("a free port");
-        let err = super::check(
+        let Err(err) = super::check(
             &format!("http://127.0.0.1:{port}"),
             "/",
             std::time::Duration::from_millis(100),
         )
         .await
-        .err()
-        .expect("nothing listens");
+        else {
+            panic!("nothing listens on {port}");
+        };
         let text = err.to_string().to_lowercase();
         assert!(text.contains("connection refused"), "{text}");
         assert_eq!(
