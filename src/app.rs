@@ -59,6 +59,34 @@ fn settings(cli: &Cli) -> Result<Settings> {
     config::load(&root, cli.global.config.as_deref(), &overrides)
 }
 
+/// The environment named on the command line, else the current branch's when it is an
+/// `env-*` branch (said, so nobody wonders which one), else a refusal naming the branch.
+fn env_or_branch(s: &Settings, given: Option<&str>, command: &str) -> Result<EnvName> {
+    if let Some(e) = given {
+        return s.env_name(e);
+    }
+    let branch = crate::git::head(&s.root).and_then(|h| h.branch);
+    let prefix = &s.branch_prefix;
+    match branch {
+        Some(b) if b.starts_with(prefix.as_str()) => {
+            let env = EnvName::from_branch(&b, prefix)?;
+            tracing::info!("environment `{env}` (from the current branch {b})");
+            Ok(env)
+        }
+        Some(b) => Err(crate::error::Error::input(format!(
+            "no environment given, and the current branch {} is not an {prefix}* branch",
+            quoted(&b)
+        ))
+        .hint(format!(
+            "name one (`nubes {command} alice`), or switch to the environment's branch ({prefix}<name>)"
+        ))),
+        None => Err(crate::error::Error::input(
+            "no environment given, and there is no current branch here to take it from",
+        )
+        .hint(format!("name one: `nubes {command} alice`"))),
+    }
+}
+
 /// The context of a command run directly (not from an event): the env's own branch,
 /// and the commit checked out here when that is the env's branch (the generated
 /// workflow's dispatch job checks out `env-<name>` whatever branch it was started from,
@@ -100,22 +128,42 @@ async fn dispatch(cli: &Cli) -> Result<()> {
             crate::outln!("{env}");
             Ok(())
         }
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let mut cmd = Cli::command();
+            let mut out = Vec::new();
+            clap_complete::generate(*shell, &mut cmd, "nubes", &mut out);
+            crate::out!("{}", String::from_utf8_lossy(&out));
+            Ok(())
+        }
+        Command::Man { out } => commands::man::run(out.as_deref()),
         Command::Init(args) => {
             // Works without a nubes.toml (it writes one).
             let root = cli.global.dir.clone().unwrap_or_else(|| PathBuf::from("."));
             commands::init::run(&root, cli.global.config.as_deref(), args)
         }
-        Command::Run => commands::run::run(&settings(cli)?).await,
+        Command::Run { json } => {
+            // `run` prints the error document of what it dispatched itself.
+            match settings(cli) {
+                Ok(s) => commands::run::run(&s, *json).await,
+                Err(e) => commands::json::on_failure(*json, "run", None, Err(e)),
+            }
+        }
         Command::Up {
             env,
             refresh,
             accept_unreviewed,
+            json,
         } => {
-            let s = settings(cli)?;
-            let env = s.env_name(env)?;
-            let mut ctx = context(&s, &env);
-            ctx.review.accept_unreviewed = *accept_unreviewed;
-            commands::pipeline::up(&ctx, &env, *refresh).await
+            let r = async {
+                let s = settings(cli)?;
+                let env = env_or_branch(&s, env.as_deref(), "up")?;
+                let mut ctx = context(&s, &env);
+                ctx.review.accept_unreviewed = *accept_unreviewed;
+                commands::pipeline::up(&ctx, &env, *refresh, *json).await
+            }
+            .await;
+            commands::json::on_failure(*json, "up", env.as_deref(), r)
         }
         Command::Plan {
             env,
@@ -123,31 +171,40 @@ async fn dispatch(cli: &Cli) -> Result<()> {
             markdown,
             detailed_exitcode,
         } => {
-            let s = settings(cli)?;
-            let env = s.env_name(env)?;
-            commands::pipeline::plan(
-                &context(&s, &env),
-                &env,
-                *json,
-                *markdown,
-                *detailed_exitcode,
-            )
-            .await
+            let r = async {
+                let s = settings(cli)?;
+                let env = env_or_branch(&s, env.as_deref(), "plan")?;
+                commands::pipeline::plan(
+                    &context(&s, &env),
+                    &env,
+                    *json,
+                    *markdown,
+                    *detailed_exitcode,
+                )
+                .await
+            }
+            .await;
+            commands::json::on_failure(*json, "plan", env.as_deref(), r)
         }
         Command::Down {
             env,
             force,
             strategy,
             yes,
+            json,
         } => {
-            let s = settings(cli)?;
-            let env = s.env_name(env)?;
-            let ctx = context(&s, &env);
-            // Protection is checked first (it needs --force, asked or not).
-            if !*yes && crate::ui::interactive() && (*force || !s.protected(&env)) {
-                commands::pipeline::confirm_down(&ctx, &env, *strategy).await?;
+            let r = async {
+                let s = settings(cli)?;
+                let env = s.env_name(env)?;
+                let ctx = context(&s, &env);
+                // Protection is checked first (it needs --force, asked or not).
+                if !*yes && crate::ui::interactive() && (*force || !s.protected(&env)) {
+                    commands::pipeline::confirm_down(&ctx, &env, *strategy).await?;
+                }
+                commands::pipeline::down(&ctx, &env, *force, *strategy, *json).await
             }
-            commands::pipeline::down(&ctx, &env, *force, *strategy).await
+            .await;
+            commands::json::on_failure(*json, "down", Some(env), r)
         }
         Command::Drift {
             envs,
@@ -221,7 +278,9 @@ async fn dispatch(cli: &Cli) -> Result<()> {
             commands::dashboard::run(&settings(cli)?, &options).await
         }
         Command::Status { env, json } => {
-            commands::inspect::status(&settings(cli)?, env, *json).await
+            let s = settings(cli)?;
+            let env = env_or_branch(&s, env.as_deref(), "status")?;
+            commands::inspect::status(&s, env.as_str(), *json).await
         }
         Command::Outputs {
             env,

@@ -187,7 +187,10 @@ pub async fn run(settings: &Settings, plan: &BuildPlan, env: &[(String, String)]
     };
     Ok(Built {
         artifact,
-        took: started.elapsed(),
+        took: {
+            crate::ui::record_stage("build", started.elapsed());
+            started.elapsed()
+        },
     })
 }
 

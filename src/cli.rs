@@ -21,25 +21,29 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// The heading the global options are listed under in every command's `--help`, apart
+/// from the command's own options.
+const GLOBAL: &str = "Global options";
+
 #[derive(Debug, Args)]
 pub struct Global {
     /// Configuration file, relative to the project folder
-    #[arg(long, global = true, value_name = "PATH")]
+    #[arg(long, global = true, value_name = "PATH", help_heading = GLOBAL)]
     pub config: Option<PathBuf>,
     /// Run as if started in DIR (the project folder)
-    #[arg(short = 'C', global = true, value_name = "DIR")]
+    #[arg(short = 'C', global = true, value_name = "DIR", help_heading = GLOBAL)]
     pub dir: Option<PathBuf>,
     /// More output (-v: debug, -vv: debug for libraries too)
-    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet", help_heading = GLOBAL)]
     pub verbose: u8,
     /// Only warnings and errors
-    #[arg(short, long, global = true)]
+    #[arg(short, long, global = true, help_heading = GLOBAL)]
     pub quiet: bool,
     /// When to colour output (NO_COLOR and CI=true turn it off in auto)
-    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto, value_name = "WHEN")]
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto, value_name = "WHEN", help_heading = GLOBAL)]
     pub color: ColorChoice,
     /// How long to wait for an environment's lock (overrides [state] lock_timeout), e.g. 30s, 10m
-    #[arg(long, global = true, value_name = "DURATION")]
+    #[arg(long, global = true, value_name = "DURATION", help_heading = GLOBAL)]
     pub lock_timeout: Option<String>,
 }
 
@@ -58,11 +62,22 @@ pub enum Command {
     /// -> plan (summary to the job summary); workflow_dispatch with inputs `environment`
     /// and `action` (up|plan|down); anything else -> says why there is nothing to do.
     /// Outside GitHub Actions: the current git branch, as a push.
-    Run,
+    #[command(
+        after_help = "Example: nubes run            # in a GitHub Actions step: push to env-alice -> up alice\n         nubes run --json     # the same, one JSON document on stdout"
+    )]
+    Run {
+        /// One JSON document on stdout (schema 1): what was decided and its result
+        #[arg(long)]
+        json: bool,
+    },
     /// Create or update an environment: plan and apply, build, deploy, health check
+    #[command(
+        after_help = "Example: nubes up alice\n         nubes up             # on branch env-alice: the same\n         nubes up alice --json | jq -r .application_url"
+    )]
     Up {
-        /// Environment (alice, env-alice or refs/heads/env-alice)
-        env: String,
+        /// Environment (alice, env-alice or refs/heads/env-alice); default: the current
+        /// branch's, when it is an env-* branch
+        env: Option<String>,
         /// Plan even if configuration, variables and Terraform are unchanged since the last apply
         #[arg(long)]
         refresh: bool,
@@ -70,10 +85,17 @@ pub enum Command {
         /// (require_reviewed_plan); recorded in the summary and the GitHub deployment
         #[arg(long)]
         accept_unreviewed: bool,
+        /// One JSON document on stdout (schema 1); Terraform's and the build's output stay on stderr
+        #[arg(long)]
+        json: bool,
     },
     /// Render and plan an environment; print a summary of the changes
+    #[command(
+        after_help = "Example: nubes plan alice\n         nubes plan alice --json --detailed-exitcode   # exit 4 when there are changes"
+    )]
     Plan {
-        env: String,
+        /// Environment; default: the current branch's, when it is an env-* branch
+        env: Option<String>,
         /// Stable JSON summary
         #[arg(long, conflicts_with = "markdown")]
         json: bool,
@@ -85,6 +107,9 @@ pub enum Command {
         detailed_exitcode: bool,
     },
     /// Tear an environment down and drop its state (keeps a tombstone copy)
+    #[command(
+        after_help = "Example: nubes down alice           # on a terminal: shows what goes, asks for the name\n         nubes down alice --yes --json"
+    )]
     Down {
         env: String,
         /// Tear down even a protected environment
@@ -96,15 +121,24 @@ pub enum Command {
         /// Do not ask on a terminal (CI and scripts are never asked)
         #[arg(long, short = 'y')]
         yes: bool,
+        /// One JSON document on stdout (schema 1)
+        #[arg(long)]
+        json: bool,
     },
     /// Scaffold nubes.toml, terraform/ and .github/workflows/nubes.yml for this repository
     ///
     /// Scans the repository (Maven, Gradle, npm, Python, .NET, Dockerfile, static files;
     /// for Java the framework) and proposes defaults; every choice can be given as a flag.
-    /// Asks on a terminal only (never in CI, never with --yes). Never overwrites an
-    /// existing file that differs without --force; running it again changes nothing.
+    /// Asks on a terminal only (never in CI, never with --yes). Running it again keeps
+    /// your edits: files you did not touch are updated, edited ones merged three-way
+    /// with init's change (from nubes-init.lock), and an edit that cannot be merged gets
+    /// init's version beside it as <file>.nubes-new.
+    #[command(
+        after_help = "Example: nubes init --database postgresql --addons key-vault\n         nubes init --action my-org/nubes@<40-hex commit sha>   # pin the action; edits are kept"
+    )]
     Init(InitArgs),
     /// Print the environment name for a branch or ref, or explain why it has none
+    #[command(after_help = "Example: nubes env-name refs/heads/env-alice   # prints alice")]
     EnvName {
         /// A branch (env-alice), a full ref (refs/heads/env-alice) or a name (alice)
         branch_or_ref: String,
@@ -130,6 +164,9 @@ pub enum Command {
     /// refs/heads/env-*); an environment without a branch is reported as such. Exits 4
     /// when an environment drifted (or, with --pending, has pending changes), 3 when one
     /// stayed locked, 1 when a check or a correction failed.
+    #[command(
+        after_help = "Example: nubes drift                # every environment, exit 4 if one drifted\n         nubes drift alice --fix --json"
+    )]
     Drift {
         /// Environments to check (default: every environment in the state storage)
         envs: Vec<String>,
@@ -156,6 +193,9 @@ pub enum Command {
         issue: bool,
     },
     /// Tear down environments whose branch is gone, that expired, or that sat idle
+    #[command(
+        after_help = "Example: nubes reap --gone-branches --dry-run\n         nubes reap --expired --older-than 14d"
+    )]
     Reap {
         /// Environments whose env-* branch no longer exists on the remote
         #[arg(long)]
@@ -182,6 +222,9 @@ pub enum Command {
         json: bool,
     },
     /// Pin an environment past its expiry, until a date or for a duration
+    #[command(
+        after_help = "Example: nubes keep alice --until 2026-12-24\n         nubes keep alice --until 30d"
+    )]
     Keep {
         env: String,
         /// A date (2026-12-24), a time (RFC 3339), a duration from now (30d), or `now`
@@ -190,6 +233,9 @@ pub enum Command {
         until: String,
     },
     /// Every environment: last activity, deploy, health, expiry, lock holder
+    #[command(
+        after_help = "Example: nubes list\n         nubes list --json | jq -r '.environments[].name'"
+    )]
     List {
         /// Stable JSON
         #[arg(long)]
@@ -204,6 +250,9 @@ pub enum Command {
     /// expiry and last drift verdict (and kept versions with --versions) of every
     /// environment, from one listing of the state storage. Locked, unhealthy, drifted and expiring rows are marked; the
     /// page sorts by column and needs nothing but itself (no network, works offline).
+    #[command(
+        after_help = "Example: nubes dashboard --out site\n         nubes dashboard --publish --account-url https://stdemo.blob.core.windows.net"
+    )]
     Dashboard {
         /// Folder to write index.html into, relative to the project
         #[arg(long, value_name = "DIR", default_value = crate::commands::dashboard::DEFAULT_OUT)]
@@ -225,13 +274,18 @@ pub enum Command {
         versions: bool,
     },
     /// One environment's details: state, last apply, lock holder, outputs
+    #[command(
+        after_help = "Example: nubes status alice\n         nubes status --json   # on branch env-alice"
+    )]
     Status {
-        env: String,
+        /// Environment; default: the current branch's, when it is an env-* branch
+        env: Option<String>,
         /// Stable JSON
         #[arg(long)]
         json: bool,
     },
     /// An environment's Terraform outputs, read from stored state
+    #[command(after_help = "Example: nubes outputs alice --json")]
     Outputs {
         env: String,
         /// Stable JSON
@@ -254,6 +308,9 @@ pub enum Command {
         json: bool,
     },
     /// Break a stale lock on an environment (records who broke it)
+    #[command(
+        after_help = "Example: nubes unlock alice     # shows the holder and asks\n         nubes unlock alice --yes"
+    )]
     Unlock {
         env: String,
         /// Do not ask for confirmation (required when not on a terminal)
@@ -262,7 +319,27 @@ pub enum Command {
     },
     /// Kept versions of an environment's state: list, print, restore
     #[command(subcommand)]
+    #[command(
+        after_help = "Example: nubes state history alice\n         nubes state restore alice 7   # a serial or version ID from history"
+    )]
     State(StateCommand),
+    /// Print shell completions for nubes (bash, zsh, fish, elvish, powershell)
+    #[command(
+        after_help = "Example: nubes completions bash > ~/.local/share/bash-completion/completions/nubes\n         nubes completions zsh > \"${fpath[1]}/_nubes\""
+    )]
+    Completions {
+        /// The shell to complete in
+        shell: clap_complete::Shell,
+    },
+    /// Print nubes's man page (roff), or write one page per command into a folder
+    #[command(
+        after_help = "Example: nubes man | man -l -\n         nubes man --out target/man   # nubes.1, nubes-up.1, ... (release packaging)"
+    )]
+    Man {
+        /// Write nubes.1 and nubes-<command>.1 into this folder instead of printing nubes.1
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
     /// Create (or adopt) the state storage with secure defaults, and print the settings to use
     ///
     /// Applies nubes's embedded Terraform module `terraform/bootstrap`: a resource group, a
@@ -373,7 +450,8 @@ pub struct InitArgs {
     /// The nubes GitHub Action the workflow uses, pinned: OWNER/REPO@<40-hex commit SHA>
     #[arg(long, value_name = "OWNER/REPO@SHA")]
     pub action: Option<String>,
-    /// Overwrite existing files that differ
+    /// Take init's version of files whose edits cannot be merged (yours is kept as
+    /// <file>.nubes-backup)
     #[arg(long)]
     pub force: bool,
     /// Write nothing: say what would change, exit 4 if anything would
@@ -387,6 +465,7 @@ pub struct InitArgs {
 #[derive(Debug, Subcommand)]
 pub enum StateCommand {
     /// List the kept previous versions, newest first
+    #[command(after_help = "Example: nubes state history alice --json")]
     History {
         env: String,
         /// Machine-readable output
@@ -394,6 +473,9 @@ pub enum StateCommand {
         json: bool,
     },
     /// Print the current state, or a kept version, to stdout
+    #[command(
+        after_help = "Example: nubes state pull alice > alice.tfstate\n         nubes state pull alice 7"
+    )]
     Pull {
         env: String,
         /// A version ID or serial from `nubes state history`
@@ -401,10 +483,74 @@ pub enum StateCommand {
         version_id: Option<String>,
     },
     /// Make a kept version current again (written as a new serial, under the lock)
+    #[command(after_help = "Example: nubes state restore alice 7")]
     Restore {
         env: String,
         /// A version ID or serial from `nubes state history`
         #[arg(value_name = "VERSION")]
         version_id: String,
     },
+}
+
+/// A hint for a usage error clap reports, when nubes knows the likely fix: Terraform's
+/// arguments given to `nubes tf` without `--` (`nubes tf alice init`).
+pub fn usage_tip(kind: clap::error::ErrorKind, args: &[OsString]) -> Option<String> {
+    if kind != clap::error::ErrorKind::UnknownArgument {
+        return None;
+    }
+    let words: Vec<String> = args
+        .iter()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let tf = words.iter().position(|w| w == "tf")?;
+    if words.iter().any(|w| w == "--") {
+        return None;
+    }
+    // `tf`, then options and the environment, then what was meant for Terraform.
+    let env = words[tf + 1..].iter().position(|w| !w.starts_with('-'))? + tf + 1;
+    let rest = &words[env + 1..];
+    if rest.is_empty() {
+        return None;
+    }
+    let line = words[..=env]
+        .iter()
+        .chain(std::iter::once(&"--".to_string()))
+        .chain(rest.iter())
+        .map(|w| crate::env_name::printable(w))
+        .collect::<Vec<_>>()
+        .join(" ");
+    Some(format!(
+        "  hint: Terraform's arguments go after `--`: nubes {line}"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tip(line: &str) -> Option<String> {
+        let args: Vec<OsString> = line.split(' ').map(OsString::from).collect();
+        usage_tip(clap::error::ErrorKind::UnknownArgument, &args)
+    }
+
+    #[test]
+    fn tf_arguments_without_the_separator_get_the_fixed_line() {
+        assert_eq!(
+            tip("nubes tf alice init").as_deref(),
+            Some("  hint: Terraform's arguments go after `--`: nubes tf alice -- init")
+        );
+        assert_eq!(
+            tip("nubes -v tf alice plan -out p").as_deref(),
+            Some("  hint: Terraform's arguments go after `--`: nubes -v tf alice -- plan -out p")
+        );
+        assert_eq!(tip("nubes tf alice -- init"), None);
+        assert_eq!(tip("nubes up alice extra"), None);
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
 }

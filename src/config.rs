@@ -521,7 +521,7 @@ pub fn load(root: &Path, config: Option<&Path>, overrides: &Overrides) -> Result
     };
     let file: FileConfig = match &text {
         None => FileConfig::default(),
-        Some(t) => toml::from_str(t).map_err(|e| {
+        Some(t) => parse_file(t).map_err(|(e, key)| {
             let at = match e.span() {
                 Some(span) => {
                     let (l, c) = line_col(t, span.start);
@@ -529,7 +529,10 @@ pub fn load(root: &Path, config: Option<&Path>, overrides: &Overrides) -> Result
                 }
                 None => path.display().to_string(),
             };
-            Error::input(format!("{at}: {}", e.message().trim_end()))
+            // serde's "invalid type: string \"20\", expected i64" says nothing of
+            // which key: name it, as the file shows it.
+            let key = key.map(|k| format!("{k}: ")).unwrap_or_default();
+            Error::input(format!("{at}: {key}{}", e.message().trim_end()))
                 .hint("see the configuration reference in README.md")
         })?,
     };
@@ -545,6 +548,57 @@ pub fn load(root: &Path, config: Option<&Path>, overrides: &Overrides) -> Result
         &file,
         overrides,
     )
+}
+
+/// Parse nubes.toml; an error comes with the key it concerns (`[state] history`), read
+/// by `serde_path_to_error` (none for a syntax error, which has no key yet).
+fn parse_file(text: &str) -> std::result::Result<FileConfig, (toml::de::Error, Option<String>)> {
+    let de = toml::Deserializer::parse(text).map_err(|e| (e, None))?;
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let mut key = key_as_written(&e.path().to_string());
+        let inner = e.into_inner();
+        // A map key serde could not name (`[environments.?]`): the table header above
+        // the error in the file names it.
+        if let (Some(k), Some(span)) = (&key, inner.span())
+            && k.contains('?')
+            && let Some(header) = text[..span.start.min(text.len())]
+                .lines()
+                .rev()
+                .map(str::trim)
+                .find(|l| l.starts_with('['))
+        {
+            let header = crate::env_name::printable(header);
+            key = Some(match k.split_once("] ") {
+                Some((_, rest)) => format!("{header} {rest}"),
+                None => header,
+            });
+        }
+        (inner, key)
+    })
+}
+
+/// `state.history` → `[state] history`; `environments.prod.vars.x` →
+/// `[environments.prod] vars.x`; a top-level key as is; `.` (no path) → none.
+fn key_as_written(path: &str) -> Option<String> {
+    if path.is_empty() || path == "." {
+        return None;
+    }
+    // `toml::Spanned` fields add a private segment: not part of the key as written.
+    let parts: Vec<&str> = path.split('.').filter(|p| !p.starts_with("$__")).collect();
+    let path = parts.join(".");
+    let table_len = if parts.first() == Some(&"environments") {
+        2
+    } else {
+        1
+    };
+    if parts.len() <= table_len {
+        return Some(path);
+    }
+    Some(format!(
+        "[{}] {}",
+        parts[..table_len].join("."),
+        parts[table_len..].join(".")
+    ))
 }
 
 fn resolve(
@@ -1031,6 +1085,13 @@ mod tests {
             m.contains("nubes.toml:2:13") && m.contains("invalid type"),
             "{m}"
         );
+        let m = err("[state]\nhistory = \"20\"\n");
+        assert!(
+            m.contains("nubes.toml:2:11") && m.contains("[state] history: invalid type"),
+            "{m}"
+        );
+        let m = err("[environments.prod]\nprotected = \"yes\"\n");
+        assert!(m.contains("[environments.prod] protected: "), "{m}");
         let m = err("[state\n");
         assert!(m.contains("nubes.toml:1:"), "{m}");
     }

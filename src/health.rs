@@ -44,7 +44,9 @@ pub async fn check(application_url: &str, health_path: &str, timeout: Duration) 
                 let short: String = body.chars().take(200).collect();
                 format!("HTTP {status}: {}", short.trim())
             }
-            Err(e) => format!("{}", e.without_url()),
+            // reqwest's own text ("error sending request") hides the cause (connection
+            // refused, DNS, TLS): show the whole chain.
+            Err(e) => crate::rest::error_chain(&e.without_url()),
         };
         if started.elapsed() + wait > timeout {
             return Err(Error::failed(format!(
@@ -68,6 +70,27 @@ mod tests {
             "https://a.test/health"
         );
         assert_eq!(super::url("https://a.test", "/"), "https://a.test/");
+    }
+
+    /// A refused connection is named as such, not as "error sending request".
+    #[tokio::test]
+    async fn a_refused_connection_shows_its_cause() {
+        // A port that was free a moment ago: nothing listens there.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
+        let Err(err) = super::check(
+            &format!("http://127.0.0.1:{port}"),
+            "/",
+            std::time::Duration::from_millis(100),
+        )
+        .await
+        else {
+            panic!("nothing listens on {port}");
+        };
+        let text = err.to_string().to_lowercase();
+        assert!(text.contains("connection refused"), "{text}");
         assert_eq!(
             super::url("http://h/acct/$web", "index.html"),
             "http://h/acct/$web/index.html"

@@ -64,8 +64,10 @@ pub struct Locked {
 impl Locked {
     pub async fn acquire(settings: &Settings, env: &EnvName, operation: &str) -> Result<Locked> {
         let store = state::open(settings)?;
+        let started = std::time::Instant::now();
         let held =
             lock::acquire(store.clone(), env, operation, settings.state.lock_timeout).await?;
+        crate::ui::record_stage("lock", started.elapsed());
         tracing::info!("holding the lock on `{env}` ({})", store.location(env));
         Ok(Locked {
             store,
@@ -86,7 +88,9 @@ impl Locked {
                 &crate::workdir::path(ctx.settings, &self.env),
             )
             .await?;
+            let started = std::time::Instant::now();
             let rendered = render::render(ctx.settings, &self.env, &ctx.origin)?;
+            crate::ui::record_stage("render", started.elapsed());
             let gateway = Gateway::start(self.store.clone(), self.held.token().clone()).await?;
             Ok::<_, Error>((rendered, gateway))
         }
@@ -163,8 +167,10 @@ impl Session {
                 tracing::info!("{what}");
             }
         }
+        let started = std::time::Instant::now();
         let result =
             terraform::run_with(&self.tf, &self.rendered.dir, args, &self.tf_env, &what, io).await;
+        crate::ui::record_stage(&format!("terraform {sub}"), started.elapsed());
         if visible {
             ctx.gh.endgroup();
         }
@@ -410,8 +416,14 @@ async fn stages(
                 d.map_err(|e| tracing::warn!("cannot record the artifact's digest: {e}"))
                     .ok()
             });
+        let spinner = crate::ui::spinner(format!("deploying `{env}` ({target})"));
+        let started = std::time::Instant::now();
         let deployed =
             crate::deploy::deploy(ctx.settings, &env, &built.artifact, &report.outputs).await;
+        crate::ui::record_stage("deploy", started.elapsed());
+        if let Some(s) = spinner {
+            s.finish_and_clear();
+        }
         activity.deploy = Some((target, digest, deployed.is_ok()));
         report.deployed = deployed.map_err(|e| e.context("stage deploy"))?;
     }
@@ -419,7 +431,13 @@ async fn stages(
         && let Some(url) = output_str(&report.outputs, "application_url")
     {
         let d = &ctx.settings.deploy;
+        let spinner = crate::ui::spinner(format!("health check of {url}"));
+        let started = std::time::Instant::now();
         let healthy = crate::health::check(&url, &d.health_path, d.health_timeout).await;
+        crate::ui::record_stage("health check", started.elapsed());
+        if let Some(s) = spinner {
+            s.finish_and_clear();
+        }
         activity.healthy = Some(healthy.is_ok());
         report.health = Some(healthy.map_err(|e| e.context("stage health check"))?);
     }

@@ -178,6 +178,17 @@ pub fn render(settings: &Settings, env: &EnvName, origin: &Origin) -> Result<Ren
     workdir::remove_stale(&dst, &wanted)?;
     workdir::write_if_changed(&dst.join(OVERRIDE_FILE), workdir::OVERRIDE.as_bytes())?;
 
+    if settings.state.backend == crate::config::Backend::Local && targets_azure(&dst) {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            tracing::warn!(
+                "this Terraform targets Azure (azurerm), but its state stays on this machine \
+                 ({}, the local backend): nobody else, and no CI run, can see or tear down what it creates; \
+                 set [state] account_url in nubes.toml (`nubes bootstrap` creates the storage) to share it",
+                settings.state.local_path.display()
+            );
+        });
+    }
     let declared = declared_variables(&dst)?;
     let (tfvars, ignored) = assemble_vars(settings, env, &declared, &vars, &tags);
     let text = serde_json::to_vec_pretty(&Value::Object(tfvars.clone())).unwrap_or_default();
@@ -192,6 +203,23 @@ pub fn render(settings: &Settings, env: &EnvName, origin: &Origin) -> Result<Ren
         vars: tfvars,
         ignored,
         files,
+    })
+}
+
+/// Whether the root module talks to Azure: an `azurerm` provider or backend (the
+/// local-backend warning). Text search of the top-level `.tf` files is enough here: a
+/// false hit only costs a warning.
+fn targets_azure(dir: &std::path::Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    entries.flatten().any(|e| {
+        e.path().extension().is_some_and(|x| x == "tf")
+            && std::fs::read_to_string(e.path()).is_ok_and(|t| {
+                t.contains("provider \"azurerm\"")
+                    || t.contains("backend \"azurerm\"")
+                    || t.contains("hashicorp/azurerm")
+            })
     })
 }
 

@@ -42,9 +42,16 @@ pub fn locate(settings: &Settings) -> Result<Terraform> {
     };
     match found {
         Some(path) => Ok(Terraform { path, name }),
-        None => Err(Error::input(format!("`{name}` was not found{}", if name.contains('/') { "" } else { " on PATH" })).hint(
-            "install Terraform (1.5 or newer) or OpenTofu and put it on PATH, or set [terraform] binary \
-             (e.g. \"tofu\"); for the tests, scripts/install-prereqs.sh installs one",
+        None => Err(Error::input(format!(
+            "`{name}` was not found{}",
+            if name.contains('/') { "" } else { " on PATH" }
+        ))
+        .hint(
+            "install Terraform 1.5 or newer (https://developer.hashicorp.com/terraform/install: \
+             HashiCorp's apt/dnf repositories, Homebrew `hashicorp/tap/terraform`, or the zip) \
+             or OpenTofu (https://opentofu.org/docs/intro/install/) and put it on PATH, or set \
+             [terraform] binary in nubes.toml (e.g. \"tofu\"); in GitHub Actions, add the step \
+             `uses: hashicorp/setup-terraform` before nubes",
         )),
     }
 }
@@ -128,7 +135,8 @@ pub async fn run_captured(
     io: Io,
 ) -> Result<(Outcome, Vec<u8>, Vec<u8>)> {
     let mut cmd = tokio::process::Command::new(&tf.path);
-    cmd.args(args).current_dir(dir).stderr(Stdio::inherit());
+    let args = with_color_choice(args, crate::ui::color_on());
+    cmd.args(&args).current_dir(dir).stderr(Stdio::inherit());
     match io {
         Io::Inherit => cmd.stdin(Stdio::inherit()).stdout(Stdio::inherit()),
         // Terraform's progress goes to stderr, so stdout carries only nubes's result
@@ -197,6 +205,31 @@ pub async fn run_captured(
     }
 }
 
+/// Terraform's subcommands that take `-no-color` (the others refuse unknown flags).
+const TAKES_NO_COLOR: &[&str] = &[
+    "init", "validate", "plan", "apply", "destroy", "refresh", "show", "output", "import", "get",
+    "fmt", "test",
+];
+
+/// `args` with `-no-color` after the subcommand when nubes's colour is off, so that
+/// `--color never`, `NO_COLOR`, CI and a non-terminal reach Terraform's output too.
+fn with_color_choice(args: &[OsString], color: bool) -> Vec<OsString> {
+    let mut out = args.to_vec();
+    if color || args.iter().any(|a| a == "-no-color") {
+        return out;
+    }
+    // The subcommand is the first word that is not a global option (`-chdir=…`).
+    let sub = args
+        .iter()
+        .position(|a| !a.to_string_lossy().starts_with('-'));
+    if let Some(i) = sub
+        && TAKES_NO_COLOR.contains(&args[i].to_string_lossy().as_ref())
+    {
+        out.insert(i + 1, OsString::from("-no-color"));
+    }
+    out
+}
+
 fn drain<R>(mut stream: R) -> tokio::task::JoinHandle<Vec<u8>>
 where
     R: tokio::io::AsyncRead + Unpin + Send + 'static,
@@ -228,4 +261,36 @@ pub fn identity(tf: &Terraform) -> String {
         .map(|b| format!("{b:02x}"))
         .collect();
     format!("{size}|{digest}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(v: &[OsString]) -> Vec<String> {
+        v.iter().map(|a| a.to_string_lossy().into_owned()).collect()
+    }
+
+    #[test]
+    fn no_color_follows_the_subcommand_when_colour_is_off() {
+        let a = |s: &[&str]| s.iter().map(OsString::from).collect::<Vec<_>>();
+        assert_eq!(
+            words(&with_color_choice(&a(&["plan", "-out", "p"]), false)),
+            ["plan", "-no-color", "-out", "p"]
+        );
+        assert_eq!(
+            words(&with_color_choice(&a(&["-chdir=x", "apply", "p"]), false)),
+            ["-chdir=x", "apply", "-no-color", "p"]
+        );
+        assert_eq!(words(&with_color_choice(&a(&["plan"]), true)), ["plan"]);
+        // `version` refuses unknown flags; a flag already given is not repeated.
+        assert_eq!(
+            words(&with_color_choice(&a(&["version"]), false)),
+            ["version"]
+        );
+        assert_eq!(
+            words(&with_color_choice(&a(&["init", "-no-color"]), false)),
+            ["init", "-no-color"]
+        );
+    }
 }

@@ -44,6 +44,79 @@ pub fn in_github_actions() -> bool {
     std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true")
 }
 
+/// Whether output is coloured, decided once by [`init_logging`] (off until then).
+static COLOR: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Colour is on: `--color always`, or `auto` on a terminal outside CI without `NO_COLOR`.
+/// When it is off, Terraform gets `-no-color` too (`terraform::run_captured`).
+pub fn color_on() -> bool {
+    COLOR.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Whether progress is shown live (updating lines), decided once by [`init_logging`].
+static LIVE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Live progress (one updating line, stage views): stderr on a terminal, not CI, not
+/// GitHub Actions, not `-q`. Otherwise progress is plain lines, written when something
+/// happens, so CI logs stay short.
+pub fn live() -> bool {
+    LIVE.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// A spinner line on stderr with `message` and the elapsed time, ticking every second;
+/// `None` when progress is not [`live`].
+pub fn spinner(message: String) -> Option<indicatif::ProgressBar> {
+    if !live() {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new_spinner();
+    let style = indicatif::ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner());
+    bar.set_style(style);
+    bar.set_message(message);
+    bar.enable_steady_tick(std::time::Duration::from_secs(1));
+    Some(bar)
+}
+
+/// How long each stage of this command took (one command per process), in order.
+static TIMINGS: std::sync::Mutex<Vec<(String, std::time::Duration)>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// Record that `stage` took `took` (lock wait, render, each Terraform command, build,
+/// deploy, health check), for the timing table and `up --json`.
+pub fn record_stage(stage: &str, took: std::time::Duration) {
+    if let Ok(mut t) = TIMINGS.lock() {
+        t.push((stage.to_string(), took));
+    }
+}
+
+/// The stages recorded so far, in order.
+pub fn stages() -> Vec<(String, std::time::Duration)> {
+    TIMINGS.lock().map(|t| t.clone()).unwrap_or_default()
+}
+
+/// The timing table printed at the end of `up`: one line per stage, then the total
+/// (stages that ran at once, infrastructure and build, overlap, so the total is the
+/// command's own elapsed time, not the sum).
+pub fn timing_table(
+    stages: &[(String, std::time::Duration)],
+    total: std::time::Duration,
+) -> String {
+    let secs = |d: std::time::Duration| format!("{:.1}s", d.as_secs_f64());
+    let width = stages
+        .iter()
+        .map(|(s, _)| s.len())
+        .max()
+        .unwrap_or(0)
+        .max(5);
+    let mut out = String::new();
+    for (stage, took) in stages {
+        out += &format!("  {stage:<width$}  {:>8}\n", secs(*took));
+    }
+    out += &format!("  {:<width$}  {:>8}\n", "total", secs(total));
+    out
+}
+
 fn color(choice: ColorChoice) -> bool {
     match choice {
         ColorChoice::Always => true,
@@ -69,11 +142,17 @@ pub fn init_logging(global: &Global) {
         .ok()
         .and_then(|f| EnvFilter::try_new(f).ok())
         .unwrap_or_else(|| EnvFilter::new(default));
+    let ansi = color(global.color);
+    COLOR.store(ansi, std::sync::atomic::Ordering::Relaxed);
+    LIVE.store(
+        !global.quiet && std::io::stderr().is_terminal() && !is_ci() && !in_github_actions(),
+        std::sync::atomic::Ordering::Relaxed,
+    );
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(|| secrets::RedactingWriter)
         .event_format(Plain {
-            ansi: color(global.color),
+            ansi,
             target: global.verbose > 1,
         })
         .try_init();
@@ -132,5 +211,26 @@ where
         }
         ctx.field_format().format_fields(writer.by_ref(), event)?;
         writeln!(writer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn the_timing_table_aligns_stages_and_ends_with_the_total() {
+        let t = timing_table(
+            &[
+                ("render".into(), Duration::from_millis(120)),
+                ("terraform apply".into(), Duration::from_millis(4_250)),
+            ],
+            Duration::from_secs(5),
+        );
+        assert_eq!(
+            t,
+            "  render               0.1s\n  terraform apply      4.2s\n  total                5.0s\n"
+        );
     }
 }

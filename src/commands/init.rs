@@ -1,24 +1,35 @@
 //! `nubes init`: settle the choices (flags > what a previous `init` recorded in
 //! nubes.toml > what the repository suggests > defaults, and a prompt on a terminal),
-//! render the project's files, compare them with what is on disk, and only then
-//! write — all or nothing: a differing file without `--force` stops everything.
+//! render the project's files, decide for each one against what is on disk and what
+//! init wrote last time (`nubes-init.lock`, see `init/manifest.rs`), then write:
+//! untouched files updated, edits kept or merged, conflicts beside as `.nubes-new`
+//! (or, with `--force`, overwritten with a `.nubes-backup`). No edit is ever lost.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
 
 use crate::cli::InitArgs;
 use crate::error::{Error, Result, exit};
+use crate::init::manifest::{self, Action, Manifest};
 use crate::init::matrix::{self, Addon, Choice, Combination, Database, Runtime, Target, Tier};
 use crate::init::scan::{self, Scan};
 use crate::init::{self as engine, Answers, File, PLACEHOLDER_ACTION};
 
-/// What happens to one file.
+/// What happens to one file (the decision of [`manifest::decide`], plus `--force`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
     Create,
     Unchanged,
-    Overwrite,
+    /// Not edited since init wrote it: replaced by the new version.
+    Update,
+    /// Edited, and init's version has not changed: left alone.
+    Keep,
+    /// Edited, and init's version changed elsewhere: merged three-way.
+    Merge,
+    /// Cannot be merged: the new version is written beside it as `.nubes-new`.
     Conflict,
+    /// A conflict overwritten because of `--force`, the user's version backed up.
+    Overwrite,
 }
 
 impl Status {
@@ -26,8 +37,11 @@ impl Status {
         match self {
             Status::Create => "created",
             Status::Unchanged => "unchanged",
-            Status::Overwrite => "overwritten",
+            Status::Update => "updated",
+            Status::Keep => "kept",
+            Status::Merge => "merged",
             Status::Conflict => "conflict",
+            Status::Overwrite => "overwritten",
         }
     }
 
@@ -35,9 +49,33 @@ impl Status {
         match self {
             Status::Create => "would create",
             Status::Unchanged => "unchanged",
-            Status::Overwrite | Status::Conflict => "differs",
+            Status::Update => "would update",
+            Status::Keep => "kept",
+            Status::Merge => "would merge",
+            Status::Conflict => "conflict",
+            Status::Overwrite => "would overwrite",
         }
     }
+
+    /// Whether the file on disk would change (or needs the user).
+    fn changes(self) -> bool {
+        !matches!(self, Status::Unchanged | Status::Keep)
+    }
+}
+
+/// One generated file: what is on disk, what happens to it, and what to write.
+struct Planned {
+    file: File,
+    status: Status,
+    /// What is on disk now, byte for byte (for the conflict's diff and the backup).
+    disk: Option<Vec<u8>>,
+    /// The text written to `file.path` (new or merged), when it is written.
+    write: Option<String>,
+}
+
+/// Where init's version of a conflicting file is written, beside the user's.
+fn new_path(path: &str) -> String {
+    format!("{path}.nubes-new")
 }
 
 /// `config`: the `--config` path (relative to `root`), written instead of nubes.toml.
@@ -56,49 +94,124 @@ pub fn run(root: &Path, config: Option<&Path>, args: &InitArgs) -> Result<()> {
             f.path = config.to_string_lossy().replace('\\', "/");
         }
     }
-    let plan = compare(root, &files, args.force)?;
+    let mut recorded = read_manifest(root);
+    let plan = compare(root, &files, &recorded, args.force)?;
     if args.check {
-        for (f, s) in &plan {
-            crate::outln!("{:<12} {}", s.would(), f.path);
+        for p in &plan {
+            crate::outln!("{:<12} {}", p.status.would(), p.file.path);
         }
-        if plan.iter().all(|(_, s)| *s == Status::Unchanged) {
+        if plan.iter().all(|p| !p.status.changes()) {
             crate::outln!("nubes init: everything is up to date");
             return Ok(());
         }
         eprintln!(
-            "nubes init: files would change; run `nubes init` (with --force for files that differ)"
+            "nubes init: files would change; run `nubes init` (edited files are merged or kept; conflicts get a .nubes-new beside them)"
         );
         return Err(Error::Quiet(exit::CHANGES));
     }
+    write(root, &plan)?;
+    for p in &plan {
+        recorded.record(&p.file.path, &p.file.content);
+    }
+    crate::workdir::write_if_changed(&root.join(manifest::PATH), recorded.to_text().as_bytes())?;
+    report(&plan);
     let conflicts: Vec<&str> = plan
         .iter()
-        .filter(|(_, s)| *s == Status::Conflict)
-        .map(|(f, _)| f.path.as_str())
+        .filter(|p| p.status == Status::Conflict)
+        .map(|p| p.file.path.as_str())
         .collect();
     if !conflicts.is_empty() {
-        return Err(Error::input(format!(
-            "these files exist and differ from what init would write, so nothing was written:\n  {}",
+        return Err(Error::failed(format!(
+            "{} edited file(s) could not be merged with init's new version, which is beside each as .nubes-new:\n  {}",
+            conflicts.len(),
             conflicts.join("\n  ")
         ))
-        .hint("rerun with --force to overwrite them, or move them away (`nubes init --check` lists every file)"));
+        .hint("merge what you want from each .nubes-new into the file and delete the .nubes-new (init leaves the file alone while it exists), or rerun with --force to take init's version (yours is kept as .nubes-backup)"));
     }
-    for (f, s) in &plan {
-        if matches!(s, Status::Create | Status::Overwrite) {
-            let path = root.join(&f.path);
-            if let Some(dir) = path.parent() {
-                fs_err::create_dir_all(dir)?;
-            }
-            fs_err::write(&path, &f.content)?;
-        }
-    }
-    for (f, s) in &plan {
-        crate::outln!("{:<12} {}", s.done(), f.path);
-    }
-    if plan.iter().all(|(_, s)| *s == Status::Unchanged) {
+    if plan.iter().all(|p| p.status == Status::Unchanged) {
         crate::outln!("nubes init: nothing changed, the project is up to date");
     }
     next_steps(&answers);
     Ok(())
+}
+
+fn read_manifest(root: &Path) -> Manifest {
+    match std::fs::read_to_string(root.join(manifest::PATH)) {
+        Ok(text) => Manifest::parse(&text).unwrap_or_else(|| {
+            tracing::warn!(
+                "{} is not a manifest this nubes reads: files that differ from init's version are treated as conflicts",
+                manifest::PATH
+            );
+            Manifest::default()
+        }),
+        Err(_) => Manifest::default(),
+    }
+}
+
+/// Write what the plan says, each file on its own (nothing the user wrote is lost:
+/// conflicts go beside, overwrites keep a backup).
+fn write(root: &Path, plan: &[Planned]) -> Result<()> {
+    for p in plan {
+        let path = root.join(&p.file.path);
+        let beside = root.join(new_path(&p.file.path));
+        match p.status {
+            Status::Conflict => {
+                crate::workdir::write_if_changed(&beside, p.file.content.as_bytes())?
+            }
+            Status::Overwrite => {
+                if let Some(disk) = &p.disk {
+                    let backup = free_backup_path(root, &p.file.path);
+                    fs_err::write(root.join(&backup), disk)?;
+                }
+                fs_err::write(&path, &p.file.content)?;
+            }
+            _ => {
+                if let Some(text) = &p.write {
+                    crate::workdir::write_if_changed(&path, text.as_bytes())?;
+                }
+            }
+        }
+        // A resolved conflict (the file is init's version now, or --force took it):
+        // the .nubes-new beside it has done its job.
+        if matches!(p.status, Status::Unchanged | Status::Overwrite) && beside.exists() {
+            fs_err::remove_file(&beside)?;
+        }
+    }
+    Ok(())
+}
+
+/// `<path>.nubes-backup`, or `-2`, `-3`… when an older backup is there (never lost).
+fn free_backup_path(root: &Path, path: &str) -> String {
+    let first = format!("{path}.nubes-backup");
+    if !root.join(&first).exists() {
+        return first;
+    }
+    (2..)
+        .map(|n| format!("{first}-{n}"))
+        .find(|p| !root.join(p).exists())
+        .unwrap_or(first)
+}
+
+fn report(plan: &[Planned]) {
+    for p in plan {
+        let note = match p.status {
+            Status::Keep => " (your edits; init's version has not changed)",
+            Status::Merge => " (your edits kept, init's changes merged in)",
+            Status::Conflict => " (init's version written beside it as .nubes-new)",
+            Status::Overwrite => " (yours kept as .nubes-backup)",
+            _ => "",
+        };
+        crate::outln!("{:<12} {}{note}", p.status.done(), p.file.path);
+    }
+    for p in plan.iter().filter(|p| p.status == Status::Conflict) {
+        crate::outln!();
+        let new = new_path(&p.file.path);
+        let disk = String::from_utf8_lossy(p.disk.as_deref().unwrap_or_default());
+        crate::out!(
+            "{}",
+            manifest::diff(&p.file.path, &disk, &new, &p.file.content, 80)
+        );
+    }
 }
 
 /// Prompt only when a person is there: stdin and stderr on a terminal, not in CI.
@@ -116,16 +229,16 @@ fn wants_prompt(yes: bool, stdin_tty: bool, stderr_tty: bool, ci: Option<&str>) 
     !yes && stdin_tty && stderr_tty && !in_ci
 }
 
-/// Each file with what would happen to it.
-fn compare(root: &Path, files: &[File], force: bool) -> Result<Vec<(File, Status)>> {
+/// Each file with what would happen to it: the three-way decision against what init
+/// recorded last time; `--force` turns a conflict into an overwrite (with a backup);
+/// while a `.nubes-new` from an earlier conflict is there, the file stays a conflict.
+fn compare(root: &Path, files: &[File], recorded: &Manifest, force: bool) -> Result<Vec<Planned>> {
     let mut out = Vec::with_capacity(files.len());
     for f in files {
         let path = root.join(&f.path);
-        let status = match std::fs::read(&path) {
-            Ok(bytes) if bytes == f.content.as_bytes() => Status::Unchanged,
-            Ok(_) if force => Status::Overwrite,
-            Ok(_) => Status::Conflict,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Status::Create,
+        let disk = match std::fs::read(&path) {
+            Ok(bytes) => Some(bytes),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => {
                 return Err(Error::failed(format!(
                     "cannot read {}: {e}",
@@ -133,7 +246,29 @@ fn compare(root: &Path, files: &[File], force: bool) -> Result<Vec<(File, Status
                 )));
             }
         };
-        out.push((f.clone(), status));
+        // A file that is not UTF-8 cannot be merged: its text is no ancestor's.
+        let action = match disk.as_deref().map(std::str::from_utf8) {
+            None => Action::Create,
+            Some(Ok(t)) => manifest::decide(recorded.base(&f.path), Some(t), &f.content),
+            Some(Err(_)) => Action::Conflict,
+        };
+        let pending = root.join(new_path(&f.path)).exists();
+        let (status, write) = match action {
+            Action::Create => (Status::Create, Some(f.content.clone())),
+            Action::Unchanged => (Status::Unchanged, None),
+            _ if force && (pending || action == Action::Conflict) => (Status::Overwrite, None),
+            _ if pending => (Status::Conflict, None),
+            Action::Update => (Status::Update, Some(f.content.clone())),
+            Action::Keep => (Status::Keep, None),
+            Action::Merge(merged) => (Status::Merge, Some(merged)),
+            Action::Conflict => (Status::Conflict, None),
+        };
+        out.push(Planned {
+            file: f.clone(),
+            status,
+            disk,
+            write,
+        });
     }
     Ok(out)
 }
@@ -428,7 +563,7 @@ fn next_steps(a: &Answers) {
     }
     if a.action == PLACEHOLDER_ACTION {
         crate::outln!(
-            "  {step}. pin the nubes action: nubes init --force --action <owner>/nubes@<commit sha>"
+            "  {step}. pin the nubes action: nubes init --action <owner>/nubes@<commit sha>"
         );
         step += 1;
     }
@@ -436,7 +571,7 @@ fn next_steps(a: &Answers) {
         "  {step}. set the repository variables AZURE_CLIENT_ID, AZURE_TENANT_ID, AZURE_SUBSCRIPTION_ID (OIDC)"
     );
     crate::outln!(
-        "  {}. git add nubes.toml terraform .github && git commit -m \"nubes init\" && git switch -c env-dev && git push -u origin env-dev",
+        "  {}. git add nubes.toml nubes-init.lock terraform .github && git commit -m \"nubes init\" && git switch -c env-dev && git push -u origin env-dev",
         step + 1
     );
 }

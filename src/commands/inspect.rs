@@ -158,7 +158,15 @@ pub async fn status(settings: &Settings, env_arg: &str, json_out: bool) -> Resul
         return Ok(());
     }
     if stored.is_none() {
-        crate::outln!("environment `{env}`: no state at {}", store.location(&env));
+        match &holder {
+            // Locked with no state yet: a first `up` is creating it right now.
+            Some(h) => crate::outln!(
+                "environment `{env}`: being created (no state yet at {}); lock held by {}",
+                store.location(&env),
+                h.describe()
+            ),
+            None => crate::outln!("environment `{env}`: no state at {}", store.location(&env)),
+        }
         return Ok(());
     }
     crate::outln!(

@@ -5,7 +5,8 @@ use crate::env_name::EnvName;
 use crate::error::{Error, Result, exit};
 use crate::pipeline::{self, Context, DownReport, Strategy};
 
-pub async fn up(ctx: &Context<'_>, env: &EnvName, refresh: bool) -> Result<()> {
+pub async fn up(ctx: &Context<'_>, env: &EnvName, refresh: bool, json: bool) -> Result<()> {
+    let started = std::time::Instant::now();
     // GitHub's deployment is reported around the pipeline; its failures only warn.
     let deployment = crate::review::deployments::start(ctx, env).await;
     let result = pipeline::up(ctx, env, refresh).await;
@@ -17,8 +18,21 @@ pub async fn up(ctx: &Context<'_>, env: &EnvName, refresh: bool) -> Result<()> {
         Err(_) => Err(()),
     };
     crate::review::deployments::finish(ctx, deployment, outcome).await;
+    // The timing table, on stderr, whatever the outcome (a failure's stages included).
+    let stages = crate::ui::stages();
+    if !stages.is_empty() {
+        tracing::info!(
+            "`nubes up {env}` took:\n{}",
+            crate::ui::timing_table(&stages, started.elapsed()).trim_end()
+        );
+    }
     match result {
-        Ok(report) => report_up(ctx, env, &report),
+        Ok(report) => {
+            if json {
+                super::json::print(up_doc(env, &report));
+            }
+            report_up(ctx, env, &report, json)
+        }
         Err(e) => {
             // The summary says which stage failed (the message starts with it).
             let text = crate::secrets::redact(&e.to_string());
@@ -31,9 +45,95 @@ pub async fn up(ctx: &Context<'_>, env: &EnvName, refresh: bool) -> Result<()> {
     }
 }
 
-fn report_up(ctx: &Context<'_>, env: &EnvName, report: &pipeline::UpReport) -> Result<()> {
+/// `up --json` (schema 1, README.md "JSON output").
+fn up_doc(
+    env: &EnvName,
+    report: &pipeline::UpReport,
+) -> serde_json::Map<String, serde_json::Value> {
+    use serde_json::{Value, json};
+    let mut doc = super::json::head("up", Some(env.as_str()), true);
+    let changes = report.plan.as_ref().is_some_and(|p| p.has_changes());
+    let outputs: serde_json::Map<String, Value> = report
+        .outputs
+        .iter()
+        .map(|(name, o)| {
+            let sensitive = o.get("sensitive").and_then(Value::as_bool).unwrap_or(false);
+            let value = if sensitive {
+                Value::Null
+            } else {
+                o.get("value").cloned().unwrap_or(Value::Null)
+            };
+            (
+                name.clone(),
+                json!({ "value": value, "sensitive": sensitive }),
+            )
+        })
+        .collect();
+    let secs = |d: std::time::Duration| (d.as_millis() as f64) / 1000.0;
+    doc.insert("fast_path".into(), json!(report.fast_path));
+    doc.insert(
+        "stages".into(),
+        json!(
+            crate::ui::stages()
+                .iter()
+                .map(|(stage, took)| json!({ "stage": stage, "seconds": secs(*took) }))
+                .collect::<Vec<_>>()
+        ),
+    );
+    doc.insert("changes".into(), json!(changes));
+    doc.insert("plan".into(), json!(report.plan));
+    doc.insert(
+        "application_url".into(),
+        json!(pipeline::output_str(&report.outputs, "application_url")),
+    );
+    doc.insert(
+        "resource_group".into(),
+        json!(pipeline::output_str(&report.outputs, "resource_group")),
+    );
+    doc.insert("outputs".into(), Value::Object(outputs));
+    doc.insert(
+        "build".into(),
+        json!(report.built.as_ref().map(|b| json!({
+            "artifact": b.artifact.display().to_string(),
+            "seconds": secs(b.took),
+        }))),
+    );
+    doc.insert(
+        "deploy".into(),
+        json!(report.deployed.as_ref().map(|d| json!({
+            "target": d.target,
+            "detail": d.detail,
+            "sha256": d.sha256,
+            "destination": d.destination,
+        }))),
+    );
+    doc.insert(
+        "health".into(),
+        json!(report.health.as_ref().map(|h| json!({
+            "url": h.url,
+            "status": h.status,
+            "seconds": secs(h.took),
+        }))),
+    );
+    doc
+}
+
+fn report_up(
+    ctx: &Context<'_>,
+    env: &EnvName,
+    report: &pipeline::UpReport,
+    json: bool,
+) -> Result<()> {
     pipeline::mask_sensitive(&ctx.gh, &report.outputs);
     let changes = report.plan.as_ref().is_some_and(|p| p.has_changes());
+    if !json {
+        print_up(env, report);
+    }
+    report_up_to_github(ctx, env, report, changes)
+}
+
+/// The text report of `up` on stdout.
+fn print_up(env: &EnvName, report: &pipeline::UpReport) {
     match (&report.plan, report.fast_path) {
         (_, true) => crate::outln!(
             "environment `{env}` infrastructure is up to date (fast path: no Terraform run)"
@@ -59,6 +159,14 @@ fn report_up(ctx: &Context<'_>, env: &EnvName, report: &pipeline::UpReport) -> R
     if let Some(h) = &report.health {
         crate::outln!("healthy: {} answered {}", h.url, h.status);
     }
+}
+
+fn report_up_to_github(
+    ctx: &Context<'_>,
+    env: &EnvName,
+    report: &pipeline::UpReport,
+    changes: bool,
+) -> Result<()> {
     let url = pipeline::output_str(&report.outputs, "application_url").unwrap_or_default();
     let rg = pipeline::output_str(&report.outputs, "resource_group").unwrap_or_default();
     ctx.gh.set_output("environment", env.as_str())?;
@@ -104,8 +212,10 @@ pub async fn plan(
 ) -> Result<()> {
     let (summary, show) = pipeline::plan_with_show(ctx, env).await?;
     if json {
-        let doc = serde_json::json!({ "environment": env.as_str(), "changes": summary.has_changes(), "summary": summary });
-        crate::outln!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+        let mut doc = super::json::head("plan", Some(env.as_str()), true);
+        doc.insert("changes".into(), serde_json::json!(summary.has_changes()));
+        doc.insert("summary".into(), serde_json::json!(summary));
+        super::json::print(doc);
     } else if markdown {
         crate::out!("{}", summary.markdown(&format!("Plan for `{env}`")));
     } else {
@@ -253,10 +363,34 @@ fn describe_state(bytes: &[u8]) -> StateContents {
     out
 }
 
-pub async fn down(ctx: &Context<'_>, env: &EnvName, force: bool, strategy: Strategy) -> Result<()> {
-    match pipeline::down(ctx, env, force, strategy).await? {
+pub async fn down(
+    ctx: &Context<'_>,
+    env: &EnvName,
+    force: bool,
+    strategy: Strategy,
+    json: bool,
+) -> Result<()> {
+    let report = pipeline::down(ctx, env, force, strategy).await?;
+    if json {
+        let mut doc = super::json::head("down", Some(env.as_str()), true);
+        let (destroyed, tombstone) = match &report {
+            DownReport::NothingToDo => (false, None),
+            DownReport::Destroyed { tombstone } => (true, tombstone.clone()),
+        };
+        doc.insert("destroyed".into(), serde_json::json!(destroyed));
+        doc.insert("tombstone".into(), serde_json::json!(tombstone));
+        super::json::print(doc);
+    }
+    let say = |line: String| {
+        if !json {
+            crate::outln!("{line}");
+        }
+    };
+    match report {
         DownReport::NothingToDo => {
-            crate::outln!("environment `{env}` has no state: nothing to tear down");
+            say(format!(
+                "environment `{env}` has no state: nothing to tear down"
+            ));
             ctx.gh.summary(&format!(
                 "### nubes down `{env}`\n\nNothing to tear down: the environment has no state.\n"
             ))?;
@@ -266,7 +400,9 @@ pub async fn down(ctx: &Context<'_>, env: &EnvName, force: bool, strategy: Strat
             let kept = tombstone
                 .map(|t| format!(" (final state kept as `{t}`)"))
                 .unwrap_or_default();
-            crate::outln!("environment `{env}` torn down and its state removed{kept}");
+            say(format!(
+                "environment `{env}` torn down and its state removed{kept}"
+            ));
             ctx.gh.summary(&format!(
                 "### nubes down `{env}`\n\nTorn down and state removed{kept}.\n"
             ))?;

@@ -477,8 +477,8 @@ fn pull_request() -> Option<crate::review::PullRequest> {
     crate::review::PullRequest::from_payload(&payload)
 }
 
-pub async fn run(settings: &Settings) -> Result<()> {
-    let action = decide(settings)?;
+pub async fn run(settings: &Settings, json: bool) -> Result<()> {
+    let action = super::json::on_failure(json, "run", None, decide(settings))?;
     let gh = Github::from_env();
     let actor = var("GITHUB_ACTOR");
     let review = crate::review::Review {
@@ -495,13 +495,28 @@ pub async fn run(settings: &Settings) -> Result<()> {
     };
     match action {
         Action::Nothing(why) => {
-            crate::outln!("nothing to do: {why}");
+            if json {
+                let mut doc = super::json::head("run", None, true);
+                doc.insert("action".into(), serde_json::json!("nothing"));
+                doc.insert("reason".into(), serde_json::json!(why.to_string()));
+                super::json::print(doc);
+            } else {
+                crate::outln!("nothing to do: {why}");
+            }
             Ok(())
         }
-        Action::Up(env, origin) => cmd::up(&ctx(origin), &env, false).await,
-        Action::Plan(env, origin) => cmd::plan(&ctx(origin), &env, false, false, false).await,
+        // The document is the dispatched command's own (`"command": "up"`, ...).
+        Action::Up(env, origin) => {
+            let r = cmd::up(&ctx(origin), &env, false, json).await;
+            super::json::on_failure(json, "up", Some(env.as_str()), r)
+        }
+        Action::Plan(env, origin) => {
+            let r = cmd::plan(&ctx(origin), &env, json, false, false).await;
+            super::json::on_failure(json, "plan", Some(env.as_str()), r)
+        }
         Action::Down(env, origin) => {
-            cmd::down(&ctx(origin), &env, false, Strategy::Terraform).await
+            let r = cmd::down(&ctx(origin), &env, false, Strategy::Terraform, json).await;
+            super::json::on_failure(json, "down", Some(env.as_str()), r)
         }
     }
 }

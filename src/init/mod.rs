@@ -5,6 +5,7 @@
 //! Templates (`templates/`) and modules (`terraform/modules/`) are embedded in the
 //! binary; the templates are parsed once into one tera registry.
 
+pub mod manifest;
 pub mod matrix;
 pub mod scan;
 pub mod wiring;

@@ -346,6 +346,7 @@ impl StateStore for LocalStore {
 
     async fn list(&self) -> Result<Vec<super::Listed>> {
         let mut out = Vec::new();
+        let mut locks = Vec::new();
         let entries = match fs_err::read_dir(&self.root) {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
@@ -354,10 +355,11 @@ impl StateStore for LocalStore {
         for entry in entries {
             let entry = entry?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            if !entry.file_type()?.is_file()
-                || name.ends_with(".lock")
-                || name.ends_with(".meta.json")
-            {
+            if !entry.file_type()?.is_file() || name.ends_with(".meta.json") {
+                continue;
+            }
+            if let Some(state_name) = name.strip_suffix(".lock") {
+                locks.push(state_name.to_string());
                 continue;
             }
             let (state_name, tombstone) = match name.split_once(TOMBSTONE_INFIX) {
@@ -371,7 +373,7 @@ impl StateStore for LocalStore {
             let size = fs_meta.len();
             let last_modified = fs_meta.modified().ok().map(time::OffsetDateTime::from);
             let created = fs_meta.created().ok().map(time::OffsetDateTime::from);
-            if size == 0 && !tombstone {
+            if size == 0 && !tombstone && self.holder(&env).await?.is_none() {
                 continue;
             }
             let (metadata, holder, changed_outside) = if tombstone {
@@ -399,6 +401,39 @@ impl StateStore for LocalStore {
                 created,
                 holder,
                 changed_outside,
+                versions: None,
+            });
+        }
+        // An environment whose first `up` is running has a held lock and no state file
+        // yet: listed (empty, with its holder), as the Azure store lists its empty
+        // leased blob, so `list` shows it being created.
+        for state_name in locks {
+            let Some(env) = super::env_of(&self.key_template, &state_name, "") else {
+                continue;
+            };
+            if out
+                .iter()
+                .any(|l| !l.tombstone && l.env.as_ref() == Some(&env))
+            {
+                continue;
+            }
+            let Some(holder) = self.holder(&env).await? else {
+                continue;
+            };
+            let since = fs_err::metadata(self.sibling(&env, ".lock"))
+                .ok()
+                .and_then(|m| m.modified().ok())
+                .map(time::OffsetDateTime::from);
+            out.push(super::Listed {
+                env: Some(env),
+                name: state_name,
+                tombstone: false,
+                size: 0,
+                metadata: Default::default(),
+                last_modified: since,
+                created: since,
+                holder: Some(holder),
+                changed_outside: None,
                 versions: None,
             });
         }

@@ -79,11 +79,16 @@ pub async fn acquire(
     let info = LockInfo::new(operation, store.lock_path(env));
     let started = Instant::now();
     let mut poll = FIRST_POLL;
-    let mut last_shown: Option<String> = None;
+    let mut last_holder: Option<String> = None;
+    let mut progress = Progress::new();
+    let mut spinner: Option<indicatif::ProgressBar> = None;
     loop {
         match store.try_lock(env, &info).await? {
             Attempt::Acquired(token) => {
-                if last_shown.is_some() {
+                if let Some(s) = spinner.take() {
+                    s.finish_and_clear();
+                }
+                if last_holder.is_some() {
                     tracing::info!(
                         "took the lock on `{env}` after waiting {}",
                         humantime::format_duration(round(started.elapsed()))
@@ -108,16 +113,36 @@ pub async fn acquire(
                         }
                     }
                 }
-                let shown = holder.describe();
-                if last_shown.as_deref() != Some(&shown) {
-                    tracing::warn!(
-                        "environment `{env}` is locked by {shown}; waiting up to {}",
+                // The holder is shown once, and again only when another one takes
+                // over (its description carries an age that changes every second).
+                let key = holder_key(&holder);
+                if last_holder.as_deref() != Some(&key) {
+                    let line = format!(
+                        "environment `{env}` is locked by {}; waiting up to {}",
+                        holder.describe(),
                         humantime::format_duration(timeout)
                     );
-                    last_shown = Some(shown);
+                    match &spinner {
+                        Some(s) => s.suspend(|| tracing::warn!("{line}")),
+                        None => tracing::warn!("{line}"),
+                    }
+                    last_holder = Some(key);
+                    if spinner.is_none() {
+                        spinner = crate::ui::spinner(format!("waiting for the lock on `{env}`"));
+                    }
                 }
                 let waited = started.elapsed();
+                if spinner.is_none() && progress.due(waited) {
+                    tracing::info!(
+                        "still waiting for the lock on `{env}`: {} so far, giving up after {}",
+                        humantime::format_duration(Duration::from_secs(waited.as_secs())),
+                        humantime::format_duration(timeout)
+                    );
+                }
                 if waited >= timeout {
+                    if let Some(s) = spinner.take() {
+                        s.finish_and_clear();
+                    }
                     return Err(Error::LockTimeout {
                         env: env.to_string(),
                         waited: round(waited),
@@ -136,6 +161,44 @@ pub async fn acquire(
                 poll = (poll * 2).min(MAX_POLL);
             }
         }
+    }
+}
+
+/// Who holds the lock, without the age: the same holder gives the same key.
+fn holder_key(holder: &super::Holder) -> String {
+    match &holder.info {
+        Some(i) => format!(
+            "{}\n{}\n{}\n{}\n{}",
+            i.id, i.who, i.operation, i.created, holder.infinite
+        ),
+        None => format!("?\n{}", holder.infinite),
+    }
+}
+
+/// When a plain "still waiting" line is due: after 10 s, then at doubling gaps (30 s,
+/// 1m10s, 2m30s, …), so a 10-minute wait writes six lines, not six hundred.
+struct Progress {
+    next: Duration,
+    gap: Duration,
+}
+
+impl Progress {
+    fn new() -> Progress {
+        Progress {
+            next: Duration::from_secs(10),
+            gap: Duration::from_secs(20),
+        }
+    }
+
+    fn due(&mut self, waited: Duration) -> bool {
+        if waited < self.next {
+            return false;
+        }
+        while self.next <= waited {
+            self.next += self.gap;
+            self.gap *= 2;
+        }
+        true
     }
 }
 
@@ -202,5 +265,19 @@ async fn keep_alive(store: &dyn StateStore, token: &LockToken) -> bool {
                 wait = (wait * 2).min(Duration::from_secs(5));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_lines_come_at_growing_intervals() {
+        let mut p = Progress::new();
+        let due: Vec<u64> = (0..=600)
+            .filter(|s| p.due(Duration::from_secs(*s)))
+            .collect();
+        assert_eq!(due, [10, 30, 70, 150, 310]);
     }
 }

@@ -147,3 +147,92 @@ fn a_relative_terraform_binary_is_found_from_the_project_folder() {
         out.stdout
     );
 }
+
+/// `plan`, `up` and `status` without an environment take the current `env-*` branch's
+/// (and say so), and refuse on any other branch.
+#[test]
+fn commands_default_to_the_current_env_branch() {
+    let p = Project::new(
+        "[state]\nbackend = \"local\"\n",
+        &[("main.tf", crate::support::STACK)],
+    );
+    let repo = git2::Repository::init(p.path()).unwrap();
+    repo.set_head("refs/heads/env-alice").unwrap();
+    let out = p.run(&["status"]).ok();
+    assert!(
+        out.stderr
+            .contains("environment `alice` (from the current branch env-alice)"),
+        "{}",
+        out.all()
+    );
+    assert!(out.stdout.contains("environment `alice`"), "{}", out.stdout);
+    let out = p.run(&["plan"]).ok();
+    assert!(out.stdout.contains("3 to add"), "{}", out.all());
+    repo.set_head("refs/heads/main").unwrap();
+    for cmd in ["plan", "up", "status"] {
+        let out = p.run(&[cmd]).code(2);
+        assert!(
+            out.stderr
+                .contains("the current branch `main` is not an env-* branch")
+                && out.stderr.contains(&format!("nubes {cmd} alice")),
+            "{cmd}: {}",
+            out.stderr
+        );
+    }
+}
+
+/// `nubes tf alice init` (no `--`) is a usage error whose hint is the fixed line.
+#[test]
+fn tf_without_the_separator_suggests_it() {
+    let p = Project::new("", &[]);
+    let out = p.run(&["tf", "alice", "init", "-upgrade"]).code(2);
+    assert!(
+        out.stderr.contains("nubes tf alice -- init -upgrade"),
+        "{}",
+        out.stderr
+    );
+}
+
+/// Each command's `--help` lists the global options under their own heading.
+#[test]
+fn global_options_have_their_own_heading() {
+    let p = Project::new("", &[]);
+    let out = p.run(&["up", "--help"]).ok();
+    let (own, global) = out
+        .stdout
+        .split_once("Global options:")
+        .unwrap_or_else(|| panic!("{}", out.stdout));
+    assert!(
+        own.contains("--refresh") && !own.contains("--lock-timeout"),
+        "{own}"
+    );
+    assert!(
+        global.contains("--lock-timeout") && global.contains("--color"),
+        "{global}"
+    );
+}
+
+/// Completions and man pages come from the same definition as `--help`.
+#[test]
+fn completions_and_man_pages() {
+    let p = Project::new("", &[]);
+    let bash = p.run(&["completions", "bash"]).ok();
+    assert!(
+        bash.stdout.contains("complete -F") && bash.stdout.contains("drift"),
+        "{}",
+        bash.stdout
+    );
+    let zsh = p.run(&["completions", "zsh"]).ok();
+    assert!(zsh.stdout.starts_with("#compdef nubes"), "{}", zsh.stdout);
+    let out = p.run(&["completions", "tcsh"]).code(2);
+    assert!(out.stderr.contains("bash"), "{}", out.stderr);
+    let man = p.run(&["man"]).ok();
+    assert!(
+        man.stdout.contains(".TH nubes") && man.stdout.contains("up"),
+        "{}",
+        man.stdout
+    );
+    p.run(&["man", "--out", "pages"]).ok();
+    let up = std::fs::read_to_string(p.path().join("pages/nubes-up.1")).unwrap();
+    assert!(up.contains("\\-\\-refresh"), "{up}");
+}

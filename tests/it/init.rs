@@ -34,14 +34,17 @@ fn statuses(out: &Out) -> Vec<(String, String)> {
         .filter_map(|l| {
             let mut w = l.split_whitespace();
             let status = w.next()?;
-            ["created", "unchanged", "overwritten"]
-                .contains(&status)
-                .then(|| {
-                    (
-                        status.to_string(),
-                        w.next_back().unwrap_or_default().to_string(),
-                    )
-                })
+            [
+                "created",
+                "unchanged",
+                "updated",
+                "kept",
+                "merged",
+                "conflict",
+                "overwritten",
+            ]
+            .contains(&status)
+            .then(|| (status.to_string(), w.next().unwrap_or_default().to_string()))
         })
         .collect()
 }
@@ -141,47 +144,185 @@ fn running_init_twice_changes_nothing_and_says_so() {
     assert!(out.stdout.contains("up to date"), "{}", out.stdout);
 }
 
+fn status_of(out: &Out, path: &str) -> String {
+    statuses(out)
+        .into_iter()
+        .find(|(_, p)| p == path)
+        .map(|(s, _)| s)
+        .unwrap_or_else(|| panic!("no status for {path}: {}", out.stdout))
+}
+
+const PIN: &str = "my-org/nubes@0123456789abcdef0123456789abcdef01234567";
+
+/// Re-init with other choices: files the user did not touch are updated, edits are kept
+/// (init's version unchanged) or merged three-way with init's change (from the version
+/// recorded in nubes-init.lock), and changing only the action pin changes only the lines
+/// that carry it.
 #[test]
-fn a_differing_file_is_reported_and_nothing_is_written_without_force() {
+fn reinit_updates_untouched_files_and_merges_edits() {
     let p = repo(&[("requirements.txt", "flask\n")]);
     p.run(&["init"]).ok();
-    std::fs::write(p.path().join("terraform/main.tf"), "# mine\n").unwrap();
-    std::fs::remove_file(p.path().join("terraform/outputs.tf")).unwrap();
-    let out = p.run(&["init"]).code(2);
+    assert!(p.path().join("nubes-init.lock").exists());
+    let wf_path = ".github/workflows/nubes.yml";
+    // The user edits the workflow (a line of their own) and main.tf (a note on top).
+    let wf = read(&p, wf_path).replacen("jobs:\n", "# our team's note\njobs:\n", 1);
+    std::fs::write(p.path().join(wf_path), &wf).unwrap();
+    let main = format!(
+        "# owned by the payments team\n{}",
+        read(&p, "terraform/main.tf")
+    );
+    std::fs::write(p.path().join("terraform/main.tf"), &main).unwrap();
+    let outputs = read(&p, "terraform/outputs.tf");
+
+    // Only the action pin changes: the workflow gets exactly that change, with the
+    // user's line kept; main.tf is kept as edited; nothing needs --force.
+    let out = p.run(&["init", "--action", PIN]).ok();
+    assert_eq!(status_of(&out, wf_path), "merged", "{}", out.stdout);
+    assert_eq!(
+        status_of(&out, "terraform/main.tf"),
+        "kept",
+        "{}",
+        out.stdout
+    );
+    assert_eq!(status_of(&out, "terraform/outputs.tf"), "unchanged");
+    let after = read(&p, wf_path);
+    let placeholder = "your-org/nubes@0000000000000000000000000000000000000000";
+    let changed: Vec<(&str, &str)> = wf
+        .lines()
+        .zip(after.lines())
+        .filter(|(a, b)| a != b)
+        .collect();
+    assert_eq!(wf.lines().count(), after.lines().count(), "{after}");
+    assert!(!changed.is_empty());
+    for (before, now) in changed {
+        assert!(before.contains(placeholder), "{before} -> {now}");
+        assert!(now.contains(PIN) && !now.contains(placeholder), "{now}");
+    }
+    assert!(after.contains("# our team's note"), "{after}");
+    assert_eq!(read(&p, "terraform/main.tf"), main);
+
+    // A database changes main.tf and nubes.toml: the untouched nubes.toml is updated,
+    // the edited main.tf merged (the note stays, the database module arrives).
+    let toml = read(&p, "nubes.toml");
+    let out = p.run(&["init", "--database", "postgresql"]).ok();
+    assert_eq!(
+        status_of(&out, "terraform/main.tf"),
+        "merged",
+        "{}",
+        out.stdout
+    );
+    assert_eq!(status_of(&out, "nubes.toml"), "updated", "{}", out.stdout);
+    assert_eq!(status_of(&out, "terraform/outputs.tf"), "unchanged");
+    assert_eq!(
+        status_of(&out, "terraform/modules/postgresql/main.tf"),
+        "created"
+    );
+    let merged = read(&p, "terraform/main.tf");
     assert!(
-        out.stderr.contains("terraform/main.tf") && out.stderr.contains("--force"),
+        merged.starts_with("# owned by the payments team\n"),
+        "{merged}"
+    );
+    assert!(merged.contains("module \"database\""), "{merged}");
+    assert_ne!(read(&p, "nubes.toml"), toml);
+    assert_eq!(read(&p, "terraform/outputs.tf"), outputs);
+    // The merge is the recorded base from now on: a third run changes nothing.
+    let out = p.run(&["init"]).ok();
+    assert!(
+        statuses(&out)
+            .iter()
+            .all(|(s, _)| s == "unchanged" || s == "kept"),
+        "{}",
+        out.stdout
+    );
+    p.run(&["init", "--check"]).ok();
+}
+
+/// An edit that overlaps init's change is never overwritten: init's version goes beside
+/// it as `.nubes-new`, the diff is shown, the rest is written, exit 1; the file stays a
+/// conflict while the `.nubes-new` is there; `--force` takes init's version and keeps
+/// the user's as `.nubes-backup`.
+#[test]
+fn an_overlapping_edit_is_a_conflict_with_the_new_version_beside_it() {
+    let p = repo(&[("requirements.txt", "flask\n")]);
+    p.run(&["init"]).ok();
+    let wf_path = ".github/workflows/nubes.yml";
+    let placeholder = "your-org/nubes@0000000000000000000000000000000000000000";
+    // The user pinned the action by hand, on the very lines init would change.
+    let mine = read(&p, wf_path).replace(placeholder, "other-org/nubes@v1");
+    std::fs::write(p.path().join(wf_path), &mine).unwrap();
+    std::fs::remove_file(p.path().join("terraform/outputs.tf")).unwrap();
+
+    let out = p.run(&["init", "--action", PIN]).code(1);
+    assert_eq!(status_of(&out, wf_path), "conflict", "{}", out.stdout);
+    assert_eq!(status_of(&out, "terraform/outputs.tf"), "created");
+    assert!(
+        out.stdout
+            .contains(&format!("--- {wf_path}\n+++ {wf_path}.nubes-new"))
+            && out.stdout.contains("-        uses: other-org/nubes@v1")
+            && out.stdout.contains(&format!("+        uses: {PIN}")),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stderr.contains(wf_path) && out.stderr.contains("--force"),
         "{}",
         out.stderr
     );
-    assert!(!out.stderr.contains("outputs.tf"), "{}", out.stderr);
-    // All or nothing: the missing file was not written either.
-    assert!(!p.path().join("terraform/outputs.tf").exists());
-    assert_eq!(read(&p, "terraform/main.tf"), "# mine\n");
+    assert_eq!(read(&p, wf_path), mine);
+    let beside = read(&p, &format!("{wf_path}.nubes-new"));
+    assert!(beside.contains(PIN), "{beside}");
+    assert!(p.path().join("terraform/outputs.tf").exists());
+
+    // Still pending: the file is left alone while its .nubes-new exists.
+    let out = p.run(&["init"]).code(1);
+    assert_eq!(status_of(&out, wf_path), "conflict", "{}", out.stdout);
     let out = p.run(&["init", "--check"]).code(4);
     assert!(
-        out.stdout.contains("differs      terraform/main.tf"),
+        out.stdout.contains(&format!("conflict     {wf_path}")),
         "{}",
         out.stdout
     );
-    assert!(
-        out.stdout.contains("would create terraform/outputs.tf"),
-        "{}",
-        out.stdout
-    );
+
+    // --force: init's version, the user's kept byte for byte, the .nubes-new gone.
     let out = p.run(&["init", "--force"]).ok();
-    assert!(
-        out.stdout.contains("overwritten  terraform/main.tf"),
-        "{}",
-        out.stdout
+    assert_eq!(status_of(&out, wf_path), "overwritten", "{}", out.stdout);
+    assert_eq!(read(&p, &format!("{wf_path}.nubes-backup")), mine);
+    assert_eq!(read(&p, wf_path), beside);
+    assert!(!p.path().join(format!("{wf_path}.nubes-new")).exists());
+    // A second forced overwrite never replaces the first backup.
+    std::fs::write(p.path().join(wf_path), "# second edit\n").unwrap();
+    std::fs::remove_file(p.path().join("nubes-init.lock")).unwrap();
+    p.run(&["init", "--force"]).ok();
+    assert_eq!(read(&p, &format!("{wf_path}.nubes-backup")), mine);
+    assert_eq!(
+        read(&p, &format!("{wf_path}.nubes-backup-2")),
+        "# second edit\n"
     );
-    assert!(
-        out.stdout.contains("created      terraform/outputs.tf"),
-        "{}",
-        out.stdout
-    );
-    assert!(read(&p, "terraform/main.tf").contains("module \"app\""));
 }
 
+/// Resolving by hand: merge, delete the .nubes-new, rerun: the file is kept as merged.
+#[test]
+fn a_conflict_resolved_by_hand_is_kept() {
+    let p = repo(&[("requirements.txt", "flask\n")]);
+    p.run(&["init"]).ok();
+    let wf_path = ".github/workflows/nubes.yml";
+    let placeholder = "your-org/nubes@0000000000000000000000000000000000000000";
+    let mine = read(&p, wf_path).replace(placeholder, "other-org/nubes@v1");
+    std::fs::write(p.path().join(wf_path), &mine).unwrap();
+    p.run(&["init", "--action", PIN]).code(1);
+    let resolved = format!(
+        "# pinned by hand\n{}",
+        read(&p, &format!("{wf_path}.nubes-new"))
+    );
+    std::fs::write(p.path().join(wf_path), &resolved).unwrap();
+    std::fs::remove_file(p.path().join(format!("{wf_path}.nubes-new"))).unwrap();
+    let out = p.run(&["init"]).ok();
+    assert_eq!(status_of(&out, wf_path), "kept", "{}", out.stdout);
+    assert_eq!(read(&p, wf_path), resolved);
+}
+
+/// Files init did not record (no nubes-init.lock) are the user's: each one that differs
+/// is a conflict with init's version beside it; the rest is written.
 #[test]
 fn the_example_with_its_own_files_is_a_conflict() {
     let p = repo(&[]);
@@ -197,14 +338,18 @@ fn the_example_with_its_own_files_is_a_conflict() {
         std::fs::copy(example().join(name), to).unwrap();
     }
     let before = read(&p, "nubes.toml");
-    let out = p.run(&["init"]).code(2);
+    let main = read(&p, "terraform/main.tf");
+    let out = p.run(&["init"]).code(1);
     assert!(
         out.stderr.contains("nubes.toml") && out.stderr.contains("terraform/main.tf"),
         "{}",
         out.stderr
     );
     assert_eq!(read(&p, "nubes.toml"), before);
-    assert!(!p.path().join(".github").exists());
+    assert_eq!(read(&p, "terraform/main.tf"), main);
+    assert!(p.path().join("nubes.toml.nubes-new").exists());
+    assert!(p.path().join("terraform/main.tf.nubes-new").exists());
+    assert!(p.path().join(".github/workflows/nubes.yml").exists());
 }
 
 #[test]
