@@ -5,6 +5,7 @@ pub mod bootstrap;
 pub mod dashboard;
 pub mod drift;
 pub mod drift_issues;
+pub mod env;
 pub mod init;
 pub mod inspect;
 pub mod keep;

@@ -23,6 +23,7 @@
 //! <https://docs.github.com/en/rest/using-the-rest-api/rate-limits-for-the-rest-api>,
 //! <https://docs.github.com/en/rest/using-the-rest-api/using-pagination-in-the-rest-api>.
 
+pub mod actions;
 pub mod issues;
 pub mod repos;
 

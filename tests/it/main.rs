@@ -13,6 +13,7 @@ mod demo;
 mod deploy;
 mod drift;
 mod drift_issues;
+mod env_cmd;
 mod events;
 mod gateway;
 pub mod github;

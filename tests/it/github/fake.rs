@@ -94,6 +94,8 @@ pub struct State {
     faults: VecDeque<(String, String, Fault)>,
     grants: Option<Grants>,
     next_id: u64,
+    /// Runs, deployments and activity `nubes env` reads (`super::actions`).
+    actions: super::actions::ActionsState,
 }
 
 struct Shared {
@@ -273,6 +275,11 @@ impl FakeGithub {
             .collect()
     }
 
+    /// The runs, deployments and activity `nubes env` reads (see `super::actions`).
+    pub fn actions<R>(&self, f: impl FnOnce(&mut super::actions::ActionsState) -> R) -> R {
+        f(&mut self.shared.state().actions)
+    }
+
     /// The violations recorded so far, cleared (for tests that provoke them).
     pub fn take_violations(&self) -> Vec<String> {
         std::mem::take(&mut self.shared.state().violations)
@@ -299,13 +306,13 @@ impl Drop for FakeGithub {
 
 type Reply = Response<Full<Bytes>>;
 
-struct Answer {
+pub(super) struct Answer {
     status: u16,
     body: Value,
     headers: Vec<(String, String)>,
 }
 
-fn answer(status: u16, body: Value) -> Answer {
+pub(super) fn answer(status: u16, body: Value) -> Answer {
     Answer {
         status,
         body,
@@ -314,7 +321,7 @@ fn answer(status: u16, body: Value) -> Answer {
 }
 
 /// GitHub's error document.
-fn error(status: u16, message: &str, doc: &str) -> Answer {
+pub(super) fn error(status: u16, message: &str, doc: &str) -> Answer {
     answer(
         status,
         json!({ "message": message, "documentation_url": doc, "status": status.to_string() }),
@@ -480,7 +487,7 @@ fn fault_answer(fault: Fault) -> Answer {
     }
 }
 
-fn now_text() -> String {
+pub(super) fn now_text() -> String {
     time::OffsetDateTime::now_utc()
         .replace_nanosecond(0)
         .expect("time")
@@ -489,7 +496,7 @@ fn now_text() -> String {
 }
 
 /// A user object from the description's example, renamed.
-fn user(login: &str) -> Value {
+pub(super) fn user(login: &str) -> Value {
     let mut u = Spec::get().example("issue")["user"].clone();
     u["login"] = json!(login);
     if login.ends_with("[bot]") {
@@ -628,6 +635,11 @@ fn route(
     body: &Value,
     path: &str,
 ) -> Answer {
+    if let Some(a) =
+        super::actions::route(&shared.base, &mut state.actions, operation, params, query)
+    {
+        return a;
+    }
     if params.get("owner").map(String::as_str) != Some(OWNER)
         || params.get("repo").map(String::as_str) != Some(REPO)
     {
