@@ -223,7 +223,7 @@ fn a_bad_name_exits_2_before_any_git_change() {
         "{}",
         out.stderr
     );
-    for bad in ["a".repeat(21).as_str(), "-x", "x--y", "ﬁx"] {
+    for bad in ["a".repeat(21).as_str(), "x-", "x--y", "ﬁx"] {
         w.run(&["env", "new", bad]).code(2);
     }
     assert_eq!(branches(w.project.path()), before_local);
