@@ -279,7 +279,13 @@ pub async fn new(settings: &Settings, name: &str, options: &NewOptions) -> Resul
             )));
         }
     };
-    let started = crate::clock::now();
+    // Real time (GitHub's clock), never the test clock; a branch already pushed may
+    // have its run from before.
+    let started = if on_origin.is_some() {
+        time::OffsetDateTime::UNIX_EPOCH
+    } else {
+        time::OffsetDateTime::now_utc()
+    };
     if on_origin.is_some() {
         eprintln!(
             "origin already has {branch} at {}: nothing to push",
@@ -322,7 +328,6 @@ pub async fn new(settings: &Settings, name: &str, options: &NewOptions) -> Resul
         branch: Some(branch.clone()),
         event: Some("push".into()),
         head_sha: Some(commit.clone()),
-        created: None,
     };
     let Some((api, runs)) =
         follow_or_point(settings, &filter, &branch, options.timeout, started).await?
@@ -483,8 +488,13 @@ async fn follow(
         }
         pause(interval, None).await?;
     };
+    // As listed first (usually queued), then as each read finds them.
     let mut seen = Progress::default();
+    for run in &runs {
+        seen.report(run, &[]);
+    }
     loop {
+        pause(interval, Some(&runs)).await?;
         let mut all_done = true;
         for run in runs.iter_mut() {
             if !run.completed() {
@@ -512,7 +522,6 @@ async fn follow(
                 urls.join(", ")
             )));
         }
-        pause(interval, Some(&runs)).await?;
     }
 }
 
@@ -650,7 +659,7 @@ pub async fn rm(settings: &Settings, name: &str, options: &RmOptions) -> Result<
         }
         confirm(&env, &branch)?;
     }
-    let started = crate::clock::now();
+    let started = time::OffsetDateTime::now_utc();
     git(
         &settings.root,
         &[
@@ -670,15 +679,13 @@ pub async fn rm(settings: &Settings, name: &str, options: &RmOptions) -> Result<
         return Ok(());
     }
     // A `delete` event's run belongs to the default branch, not to the deleted one: the
-    // runs of that event started since the deletion are the ones to follow.
+    // runs of that event started since the deletion are the ones to follow (`follow`
+    // keeps those created from `started` on; GitHub's `created` filter takes a search
+    // expression its API description does not allow, so it is not used).
     let filter = RunFilter {
         branch: None,
         event: Some("delete".into()),
         head_sha: None,
-        created: Some(format!(
-            ">={}",
-            crate::clock::format(started - time::Duration::seconds(30))
-        )),
     };
     let Some((_, runs)) =
         follow_or_point(settings, &filter, &branch, options.timeout, started).await?

@@ -70,8 +70,6 @@ pub struct RunFilter {
     pub branch: Option<String>,
     pub event: Option<String>,
     pub head_sha: Option<String>,
-    /// GitHub's search syntax for dates, e.g. `>=2026-11-30T01:00:00Z`.
-    pub created: Option<String>,
 }
 
 fn parse<T: serde::de::DeserializeOwned>(value: Value, what: &str) -> Result<T, ApiError> {
@@ -98,7 +96,6 @@ impl Api {
             ("branch", &filter.branch),
             ("event", &filter.event),
             ("head_sha", &filter.head_sha),
-            ("created", &filter.created),
         ] {
             if let Some(v) = value {
                 call = call.query(key, v.clone());

@@ -106,8 +106,10 @@ impl ActionsState {
         self.next_id
     }
 
-    /// Turn what changed in the watched repository into runs and activity.
-    fn sync(&mut self) {
+    /// Turn what changed in the watched repository into runs and activity (done before
+    /// every request; a test calls it after a push no request follows, as GitHub sees
+    /// every push whether anyone asks or not).
+    pub fn sync(&mut self) {
         let Some(origin) = self.origin.clone() else {
             return;
         };
@@ -252,6 +254,7 @@ fn job_json(base: &str, r: &Run) -> Value {
         Value::Null
     };
     v["started_at"] = json!(started);
+    v["created_at"] = json!(started);
     v["completed_at"] = if done { json!(now_text()) } else { Value::Null };
     // Step i (1-based) runs during read i; a failed run fails at `nubes run`.
     let steps: Vec<Value> = STEPS
@@ -310,7 +313,12 @@ fn deploy(state: &mut ActionsState, base: &str, r: &Run, url: &str) {
         s["state"] = json!(state_name);
         s["creator"] = user("github-actions[bot]");
         s["environment"] = json!(r.head_branch);
-        s["environment_url"] = json!(if state_name == "success" { url } else { "" });
+        if state_name == "success" {
+            s["environment_url"] = json!(url);
+        } else {
+            // Not set yet: GitHub's "" would not pass the description's `uri` format.
+            s.as_object_mut().expect("status").remove("environment_url");
+        }
         s["log_url"] = json!(format!(
             "https://github.com/{OWNER}/{REPO}/actions/runs/{}",
             r.id
@@ -381,7 +389,6 @@ pub(super) fn route(
                 .filter(|r| get("branch").is_none_or(|b| b == r.head_branch))
                 .filter(|r| get("event").is_none_or(|e| e == r.event))
                 .filter(|r| get("head_sha").is_none_or(|s| s == r.head_sha))
-                .filter(|r| created_from.as_ref().is_none_or(|c| r.created_at >= *c))
                 .map(|r| run_json(base, r))
                 .collect();
             let per_page = get("per_page").and_then(|p| p.parse().ok()).unwrap_or(30);
