@@ -380,8 +380,6 @@ pub(super) fn route(
     let run_id = params.get("run_id").and_then(|n| n.parse::<u64>().ok());
     Some(match operation {
         "actions/list-workflow-runs-for-repo" => {
-            let created_from =
-                get("created").and_then(|c| c.strip_prefix(">=").map(str::to_string));
             let mut runs: Vec<Value> = state
                 .runs
                 .iter()
