@@ -294,5 +294,44 @@ async fn dispatch(cli: &Cli) -> Result<()> {
         // A missing nubes.toml is fine here (bootstrap usually comes first); settings
         // then hold the defaults.
         Command::Bootstrap(args) => commands::bootstrap::run(&settings(cli)?, args).await,
+        Command::Env(cmd) => env_command(cli, cmd).await,
+    }
+}
+
+async fn env_command(cli: &Cli, cmd: &crate::cli::EnvCommand) -> Result<()> {
+    use crate::cli::EnvCommand;
+    use commands::env;
+    let s = settings(cli)?;
+    match cmd {
+        EnvCommand::New {
+            name,
+            from,
+            no_wait,
+            timeout,
+        } => {
+            let options = env::NewOptions {
+                from: Some(from.clone()),
+                no_wait: *no_wait,
+                timeout: env::parse_timeout(timeout)?,
+            };
+            env::new(&s, name, &options).await
+        }
+        EnvCommand::Open { name, print } => env::open(&s, name, *print).await,
+        EnvCommand::Rm {
+            name,
+            local,
+            yes,
+            no_wait,
+            timeout,
+        } => {
+            let options = env::RmOptions {
+                local: *local,
+                yes: *yes,
+                no_wait: *no_wait,
+                timeout: env::parse_timeout(timeout)?,
+            };
+            env::rm(&s, name, &options).await
+        }
+        EnvCommand::Ls { user, json } => env::ls(&s, user, *json).await,
     }
 }

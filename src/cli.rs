@@ -353,6 +353,9 @@ pub enum Command {
         after_help = "Example: nubes bootstrap --subscription 00000000-0000-0000-0000-000000000000 --location westeurope"
     )]
     Bootstrap(BootstrapArgs),
+    /// Your own environment from the shell: create (push env-<name>), open, remove, list
+    #[command(subcommand)]
+    Env(EnvCommand),
 }
 
 #[derive(Debug, Args)]
@@ -489,6 +492,60 @@ pub enum StateCommand {
         /// A version ID or serial from `nubes state history`
         #[arg(value_name = "VERSION")]
         version_id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EnvCommand {
+    /// Create branch env-<name> at HEAD, push it to origin, follow the workflow run, print the URL
+    ///
+    /// Pushes with git and your own credentials. With GITHUB_TOKEN, GH_TOKEN or a logged-in
+    /// `gh`, follows the run the push started and ends with the environment's URL (its
+    /// GitHub deployment, else the state storage); without, prints where to watch the run.
+    New {
+        /// Environment name (lowercase letters, digits, single hyphens; at most 20)
+        name: String,
+        /// Branch, tag or commit to start from
+        #[arg(long, value_name = "REF", default_value = "HEAD")]
+        from: String,
+        /// Return right after the push
+        #[arg(long)]
+        no_wait: bool,
+        /// How long to follow the run
+        #[arg(long, value_name = "DURATION", default_value = crate::commands::env::DEFAULT_TIMEOUT)]
+        timeout: String,
+    },
+    /// Open the environment's URL in a browser (printed always; only printed without a display)
+    Open {
+        name: String,
+        /// Only print the URL
+        #[arg(long)]
+        print: bool,
+    },
+    /// Delete branch env-<name> on origin (the workflow tears the environment down) and follow it
+    Rm {
+        name: String,
+        /// Run `nubes down` here instead of deleting the branch (for teams without the workflow)
+        #[arg(long)]
+        local: bool,
+        /// Do not ask (required when not on a terminal)
+        #[arg(long, short = 'y')]
+        yes: bool,
+        /// Return right after deleting the branch
+        #[arg(long, conflicts_with = "local")]
+        no_wait: bool,
+        /// How long to follow the teardown run
+        #[arg(long, value_name = "DURATION", default_value = crate::commands::env::DEFAULT_TIMEOUT)]
+        timeout: String,
+    },
+    /// Your environments (last actor or branch creator is you), with URL and expiry
+    Ls {
+        /// Your GitHub login (default: the token's user); may be repeated
+        #[arg(long, value_name = "LOGIN")]
+        user: Vec<String>,
+        /// Stable JSON (the rows of `nubes list --json`)
+        #[arg(long)]
+        json: bool,
     },
 }
 

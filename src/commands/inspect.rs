@@ -358,8 +358,8 @@ pub async fn outputs(
     Ok(())
 }
 
-/// `nubes list`: every environment in the store, from one listing.
-pub async fn list(settings: &Settings, json_out: bool, all: bool) -> Result<()> {
+/// The rows of `nubes list --json` (also `nubes env ls`'s), from one listing.
+pub async fn rows(settings: &Settings, all: bool) -> Result<Vec<Value>> {
     let store = state::open(settings)?;
     let mut entries: Vec<state::Listed> = store
         .list()
@@ -410,6 +410,13 @@ pub async fn list(settings: &Settings, json_out: bool, all: bool) -> Result<()> 
             row
         })
         .collect();
+    Ok(rows)
+}
+
+/// `nubes list`: every environment in the store, from one listing.
+pub async fn list(settings: &Settings, json_out: bool, all: bool) -> Result<()> {
+    let rows = rows(settings, all).await?;
+    let now = crate::clock::now();
     if json_out {
         let doc = json!({ "count": rows.len(), "environments": rows });
         crate::outln!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());

@@ -6,6 +6,7 @@ pub mod dashboard;
 pub mod doctor;
 pub mod drift;
 pub mod drift_issues;
+pub mod env;
 pub mod init;
 pub mod inspect;
 pub mod json;

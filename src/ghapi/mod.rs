@@ -25,6 +25,7 @@
 
 pub mod comments;
 pub mod deployments;
+pub mod actions;
 pub mod issues;
 pub mod repos;
 

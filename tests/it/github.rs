@@ -4,6 +4,7 @@
 //! would (so a passing test means something); the others cover paging, retries, rate
 //! limits, permission errors and the token's secrecy.
 
+pub mod actions;
 pub mod fake;
 pub mod openapi;
 

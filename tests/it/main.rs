@@ -15,6 +15,7 @@ mod deploy;
 mod drift;
 mod drift_issues;
 pub mod entra;
+mod env_cmd;
 mod events;
 mod gateway;
 pub mod github;

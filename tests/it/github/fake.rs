@@ -116,6 +116,8 @@ pub struct State {
     deployments: Vec<Value>,
     /// (deployment id, status).
     statuses: Vec<(u64, Value)>,
+    /// Runs, deployments and activity `nubes env` reads (`super::actions`).
+    actions: super::actions::ActionsState,
 }
 
 struct Shared {
@@ -358,6 +360,11 @@ impl FakeGithub {
             .collect()
     }
 
+    /// The runs, deployments and activity `nubes env` reads (see `super::actions`).
+    pub fn actions<R>(&self, f: impl FnOnce(&mut super::actions::ActionsState) -> R) -> R {
+        f(&mut self.shared.state().actions)
+    }
+
     /// The violations recorded so far, cleared (for tests that provoke them).
     pub fn take_violations(&self) -> Vec<String> {
         std::mem::take(&mut self.shared.state().violations)
@@ -384,13 +391,13 @@ impl Drop for FakeGithub {
 
 type Reply = Response<Full<Bytes>>;
 
-struct Answer {
+pub(super) struct Answer {
     status: u16,
     body: Value,
     headers: Vec<(String, String)>,
 }
 
-fn answer(status: u16, body: Value) -> Answer {
+pub(super) fn answer(status: u16, body: Value) -> Answer {
     Answer {
         status,
         body,
@@ -399,7 +406,7 @@ fn answer(status: u16, body: Value) -> Answer {
 }
 
 /// GitHub's error document.
-fn error(status: u16, message: &str, doc: &str) -> Answer {
+pub(super) fn error(status: u16, message: &str, doc: &str) -> Answer {
     answer(
         status,
         json!({ "message": message, "documentation_url": doc, "status": status.to_string() }),
@@ -565,7 +572,7 @@ fn fault_answer(fault: Fault) -> Answer {
     }
 }
 
-fn now_text() -> String {
+pub(super) fn now_text() -> String {
     time::OffsetDateTime::now_utc()
         .replace_nanosecond(0)
         .expect("time")
@@ -574,7 +581,7 @@ fn now_text() -> String {
 }
 
 /// A user object from the description's example, renamed.
-fn user(login: &str) -> Value {
+pub(super) fn user(login: &str) -> Value {
     let mut u = Spec::get().example("issue")["user"].clone();
     u["login"] = json!(login);
     if login.ends_with("[bot]") {
@@ -733,6 +740,19 @@ fn route(
     body: &Value,
     path: &str,
 ) -> Answer {
+    let from_actions =
+        super::actions::route(&shared.base, &mut state.actions, operation, params, query);
+    // Deployments that runs `nubes env` follows left behind join the one store.
+    for (d, statuses) in std::mem::take(&mut state.actions.new_deployments) {
+        let id = d["id"].as_u64().unwrap_or(0);
+        state.deployments.push(d);
+        state
+            .statuses
+            .extend(statuses.into_iter().map(|status| (id, status)));
+    }
+    if let Some(a) = from_actions {
+        return a;
+    }
     if params.get("owner").map(String::as_str) != Some(OWNER)
         || params.get("repo").map(String::as_str) != Some(REPO)
     {
@@ -1020,13 +1040,38 @@ fn route(
                 );
             }
             let environment = get("environment");
+            let sha = get("sha");
+            let reference = get("ref");
             // Newest first, as GitHub lists them.
             let items: Vec<Value> = state
                 .deployments
                 .iter()
                 .rev()
                 .filter(|d| environment.as_deref().is_none_or(|e| d["environment"] == e))
+                .filter(|d| sha.as_deref().is_none_or(|s| d["sha"] == s))
+                .filter(|d| reference.as_deref().is_none_or(|r| d["ref"] == r))
                 .cloned()
+                .collect();
+            paged(shared, path, query, items)
+        }
+        "repos/list-deployment-statuses" => {
+            let id = params
+                .get("deployment_id")
+                .and_then(|n| n.parse::<u64>().ok());
+            if !state.deployments.iter().any(|d| d["id"].as_u64() == id) {
+                return error(
+                    404,
+                    "Not Found",
+                    "https://docs.github.com/rest/deployments/statuses#list-deployment-statuses",
+                );
+            }
+            // Newest first, as GitHub lists them.
+            let items: Vec<Value> = state
+                .statuses
+                .iter()
+                .rev()
+                .filter(|(d, _)| Some(*d) == id)
+                .map(|(_, s)| s.clone())
                 .collect();
             paged(shared, path, query, items)
         }
