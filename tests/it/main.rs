@@ -4,6 +4,7 @@
 //! last validated against GitHub's OpenAPI description). One test binary; helpers in
 //! `support`.
 
+mod act;
 pub mod arm;
 mod bootstrap;
 mod cli;
@@ -18,14 +19,17 @@ mod gateway;
 pub mod github;
 mod hostile;
 mod init;
+mod install;
 mod init_matrix;
 mod interop;
 pub mod kudu;
 mod lifecycle;
 mod list;
 mod outage;
+mod package;
 mod pipeline;
 mod reap;
+pub mod release;
 mod secrets;
 mod soak;
 mod state_azure;
@@ -33,4 +37,4 @@ mod state_errors;
 mod state_local;
 mod static_site;
 mod support;
-mod workflows;
+pub mod workflows;
