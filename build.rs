@@ -36,14 +36,20 @@ fn from_env() -> Option<String> {
 fn from_vcs_info() -> Option<String> {
     let text = std::fs::read_to_string(watch(".cargo_vcs_info.json")?).ok()?;
     let (_, rest) = text.split_once("\"sha1\"")?;
-    let sha = rest.trim_start().strip_prefix(':')?.trim_start().strip_prefix('"')?;
+    let sha = rest
+        .trim_start()
+        .strip_prefix(':')?
+        .trim_start()
+        .strip_prefix('"')?;
     let sha = sha.get(..40)?;
     is_sha(sha).then(|| sha.to_ascii_lowercase())
 }
 
 fn git(args: &[&str]) -> Option<String> {
     let out = Command::new("git").args(args).output().ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 /// HEAD of the checkout, rebuilt when HEAD moves: the files HEAD and the branch it

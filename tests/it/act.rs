@@ -119,7 +119,10 @@ fn act(
     }
     let out = cmd.output().expect("run act");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let raw = format!("{stdout}\n--- stderr\n{}", String::from_utf8_lossy(&out.stderr));
+    let raw = format!(
+        "{stdout}\n--- stderr\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let mut ran = Ran {
         code: out.status.code(),
         jobs: BTreeMap::new(),
@@ -127,7 +130,10 @@ fn act(
         printed: String::new(),
         raw,
     };
-    for line in stdout.lines().chain(String::from_utf8_lossy(&out.stderr).lines()) {
+    for line in stdout
+        .lines()
+        .chain(String::from_utf8_lossy(&out.stderr).lines())
+    {
         let Ok(v) = serde_json::from_str::<Value>(line) else {
             continue;
         };
@@ -142,7 +148,11 @@ fn act(
             v["stepID"].as_array(),
         ) && ids.len() == 1
         {
-            ran.steps.push((job.clone(), v["step"].as_str().unwrap_or("").to_string(), r.to_string()));
+            ran.steps.push((
+                job.clone(),
+                v["step"].as_str().unwrap_or("").to_string(),
+                r.to_string(),
+            ));
         }
         if v["raw_output"] == true {
             ran.printed += v["msg"].as_str().unwrap_or("");
@@ -246,7 +256,11 @@ fn commit_all(dir: &Path) -> String {
             .current_dir(dir)
             .output()
             .unwrap();
-        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     };
     git(&["init", "-q", "-b", "env-demo"]);
@@ -272,14 +286,30 @@ fn the_action_installs_a_release_and_its_outputs_reach_later_steps_and_jobs() {
     // The repository: this action (action.yml and its installer) and an app in app/.
     let work = tempfile::tempdir().unwrap();
     let r = work.path();
-    write(r, "action.yml", &std::fs::read_to_string(repo().join("action.yml")).unwrap());
+    write(
+        r,
+        "action.yml",
+        &std::fs::read_to_string(repo().join("action.yml")).unwrap(),
+    );
     let installer = repo().join("scripts/install-action.sh");
-    write(r, "scripts/install-action.sh", &std::fs::read_to_string(&installer).unwrap());
+    write(
+        r,
+        "scripts/install-action.sh",
+        &std::fs::read_to_string(&installer).unwrap(),
+    );
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(r.join("scripts/install-action.sh"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(
+        r.join("scripts/install-action.sh"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
     write(r, "app/nubes.toml", "[project]\nname = \"demo\"\n");
     write(r, "app/terraform/main.tf", STACK);
-    write(r, ".github/workflows/nubes.yml", &action_workflow(v, &server.url()));
+    write(
+        r,
+        ".github/workflows/nubes.yml",
+        &action_workflow(v, &server.url()),
+    );
     let sha = commit_all(r);
 
     let cache = tempfile::tempdir().unwrap();
@@ -298,12 +328,16 @@ fn the_action_installs_a_release_and_its_outputs_reach_later_steps_and_jobs() {
     assert_eq!(ran.job("later"), Some("success"), "{}", ran.raw);
     let url = "https://app-demo.example.test";
     assert!(
-        ran.printed.contains(&format!("step saw environment=demo application_url={url} changes=true")),
+        ran.printed.contains(&format!(
+            "step saw environment=demo application_url={url} changes=true"
+        )),
         "the outputs did not reach the next step:\n{}",
         ran.printed
     );
     assert!(
-        ran.printed.contains(&format!("job saw environment=demo application_url={url} changes=true")),
+        ran.printed.contains(&format!(
+            "job saw environment=demo application_url={url} changes=true"
+        )),
         "the outputs did not reach the next job:\n{}",
         ran.printed
     );
@@ -311,16 +345,25 @@ fn the_action_installs_a_release_and_its_outputs_reach_later_steps_and_jobs() {
     // runner's tool cache.
     let asset = release::asset("x86_64-unknown-linux-musl");
     assert!(
-        ran.printed.contains(&format!("{asset}: SHA-256 ")) && ran.printed.contains(&format!("installed from release v{v}")),
+        ran.printed.contains(&format!("{asset}: SHA-256 "))
+            && ran
+                .printed
+                .contains(&format!("installed from release v{v}")),
         "{}",
         ran.printed
     );
     assert!(
-        ran.printed.contains(&format!("nubes {v} (x86_64-unknown-linux-musl) found in the tool cache")),
+        ran.printed.contains(&format!(
+            "nubes {v} (x86_64-unknown-linux-musl) found in the tool cache"
+        )),
         "the second job did not reuse the install:\n{}",
         ran.printed
     );
-    let downloads: Vec<String> = server.requests().into_iter().filter(|r| r.contains(&asset)).collect();
+    let downloads: Vec<String> = server
+        .requests()
+        .into_iter()
+        .filter(|r| r.starts_with("GET /download/") && r.ends_with(&asset))
+        .collect();
     assert_eq!(downloads.len(), 1, "{:?}", server.requests());
     let state = block_on(az.blobs().get("tfstate", "demo.terraform.tfstate"));
     assert_eq!(state.status, 200, "no state after the push");
@@ -336,32 +379,68 @@ fn the_action_installs_a_release_and_its_outputs_reach_later_steps_and_jobs() {
     let ran = act(r, "delete", &delete, &env, cache.path(), &STAND_INS);
     assert_eq!(ran.code, Some(0), "act delete failed:\n{}", ran.raw);
     assert_eq!(ran.job("nubes"), Some("success"), "{}", ran.raw);
-    assert_eq!(ran.job("later"), None, "later runs on push only:\n{}", ran.raw);
-    assert!(ran.printed.contains("step saw environment=demo"), "{}", ran.printed);
+    assert_eq!(
+        ran.job("later"),
+        None,
+        "later runs on push only:\n{}",
+        ran.raw
+    );
+    assert!(
+        ran.printed.contains("step saw environment=demo"),
+        "{}",
+        ran.printed
+    );
     let state = block_on(az.blobs().get("tfstate", "demo.terraform.tfstate"));
-    assert_eq!(state.status, 404, "the state is still there after the delete:\n{}", ran.printed);
+    assert_eq!(
+        state.status, 404,
+        "the state is still there after the delete:\n{}",
+        ran.printed
+    );
 }
 
 /// A repository that `nubes init` set up for a container app (the combination whose
 /// workflow also logs in with azure/login), pinned to `NUBES_PIN`.
 fn generated_repository() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    write(dir.path(), "package.json", "{\"name\": \"demo\", \"version\": \"1.0.0\"}\n");
+    write(
+        dir.path(),
+        "package.json",
+        "{\"name\": \"demo\", \"version\": \"1.0.0\"}\n",
+    );
     let out = Command::new(env!("CARGO_BIN_EXE_nubes"))
-        .args(["init", "--name", "demo", "--target", "container-apps", "--action", NUBES_PIN])
+        .args([
+            "init",
+            "--name",
+            "demo",
+            "--target",
+            "container-apps",
+            "--action",
+            NUBES_PIN,
+        ])
         .current_dir(dir.path())
         .env_remove("CI")
         .env_remove("GITHUB_ACTIONS")
         .stdin(Stdio::null())
         .output()
         .unwrap();
-    assert!(out.status.success(), "nubes init: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "nubes init: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let wf = std::fs::read_to_string(dir.path().join(".github/workflows/nubes.yml")).unwrap();
     for action in [CHECKOUT, CACHE, SETUP_TERRAFORM, AZURE_LOGIN, NUBES_PIN] {
-        assert!(wf.contains(&format!("uses: {action}")), "the workflow does not use {action}:\n{wf}");
+        assert!(
+            wf.contains(&format!("uses: {action}")),
+            "the workflow does not use {action}:\n{wf}"
+        );
     }
     // Every `uses:` has a stand-in.
-    for line in wf.lines().filter_map(|l| l.trim().strip_prefix("- uses: ").or(l.trim().strip_prefix("uses: "))) {
+    for line in wf.lines().filter_map(|l| {
+        l.trim()
+            .strip_prefix("- uses: ")
+            .or(l.trim().strip_prefix("uses: "))
+    }) {
         let used = line.split_whitespace().next().unwrap();
         assert!(
             [CHECKOUT, CACHE, SETUP_TERRAFORM, AZURE_LOGIN, NUBES_PIN].contains(&used),
@@ -379,7 +458,10 @@ fn stand_in_log(cache: &Path, repository: &Path) -> (PathBuf, Vec<(String, Strin
     let _ = std::fs::remove_file(&log);
     let env = vec![
         ("NUBES_TEST_STAND_IN_LOG".into(), log.display().to_string()),
-        ("NUBES_TEST_REPOSITORY".into(), repository.display().to_string()),
+        (
+            "NUBES_TEST_REPOSITORY".into(),
+            repository.display().to_string(),
+        ),
     ];
     (log, env)
 }
@@ -441,28 +523,57 @@ fn the_generated_workflow_runs_the_right_jobs_and_steps_for_each_event() {
     ];
     for (event, payload, command) in cases {
         let (log, env) = stand_in_log(cache.path(), work.path());
-        let ran = act(work.path(), event, &payload, &env, cache.path(), &generated_stand_ins());
+        let ran = act(
+            work.path(),
+            event,
+            &payload,
+            &env,
+            cache.path(),
+            &generated_stand_ins(),
+        );
         assert_eq!(ran.code, Some(0), "{event}: act failed:\n{}", ran.raw);
         assert_eq!(ran.job("nubes"), Some("success"), "{event}:\n{}", ran.raw);
-        assert_eq!(ran.job("housekeeping"), None, "{event}: housekeeping runs on schedule only");
+        assert_eq!(
+            ran.job("housekeeping"),
+            None,
+            "{event}: housekeeping runs on schedule only"
+        );
         let steps = ran.steps_of("nubes");
         let mut expected: Vec<String> = nubes_steps.to_vec();
         if event == "workflow_dispatch" {
             expected.insert(0, "Check the requested environment".into());
         }
-        assert_eq!(names(&steps), expected, "{event}: steps that ran:\n{}", ran.raw);
-        assert!(steps.iter().all(|(_, r)| r == "success"), "{event}: {steps:?}");
-        let calls = std::fs::read_to_string(&log).unwrap_or_default();
-        assert!(calls.lines().any(|l| l == command), "{event}: the stand-ins saw:\n{calls}");
-        // Run workflow checks out the environment's own branch; other events their own ref.
-        let checkout = if event == "workflow_dispatch" { "env-demo" } else { "" };
+        assert_eq!(
+            names(&steps),
+            expected,
+            "{event}: steps that ran:\n{}",
+            ran.raw
+        );
         assert!(
-            calls.lines().any(|l| l == format!("actions/checkout ref={checkout} persist-credentials=false")),
+            steps.iter().all(|(_, r)| r == "success"),
+            "{event}: {steps:?}"
+        );
+        let calls = std::fs::read_to_string(&log).unwrap_or_default();
+        assert!(
+            calls.lines().any(|l| l == command),
+            "{event}: the stand-ins saw:\n{calls}"
+        );
+        // Run workflow checks out the environment's own branch; other events their own ref.
+        let checkout = if event == "workflow_dispatch" {
+            "env-demo"
+        } else {
+            ""
+        };
+        assert!(
+            calls
+                .lines()
+                .any(|l| l == format!("actions/checkout ref={checkout} persist-credentials=false")),
             "{event}: {calls}"
         );
         assert!(
             calls.contains("hashicorp/setup-terraform terraform_wrapper=false")
-                && calls.contains("actions/cache path=.nubes/plugin-cache key=terraform-providers-"),
+                && calls
+                    .contains("actions/cache path=.nubes/plugin-cache key=terraform-providers-"),
             "{event}: {calls}"
         );
         assert!(
@@ -500,7 +611,10 @@ fn the_generated_workflow_runs_the_right_jobs_and_steps_for_each_event() {
     assert_eq!(ran.job("nubes"), Some("failure"), "{}", ran.raw);
     assert_eq!(
         ran.steps_of("nubes"),
-        [("Check the requested environment".to_string(), "failure".to_string())],
+        [(
+            "Check the requested environment".to_string(),
+            "failure".to_string()
+        )],
         "{}",
         ran.raw
     );

@@ -77,7 +77,10 @@ impl Job {
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         Ran {
             code: out.status.code(),
-            all: format!("{stdout}\n--- stderr\n{}", String::from_utf8_lossy(&out.stderr)),
+            all: format!(
+                "{stdout}\n--- stderr\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            ),
             stdout,
             path: std::fs::read_to_string(&path_file).unwrap(),
             outputs: std::fs::read_to_string(&out_file).unwrap(),
@@ -126,7 +129,11 @@ fn installs_the_asset_of_each_runner_os_and_architecture() {
             ],
             "{os}/{arch}"
         );
-        let exe = if os == "Windows" { "nubes.exe" } else { "nubes" };
+        let exe = if os == "Windows" {
+            "nubes.exe"
+        } else {
+            "nubes"
+        };
         let bin_dir = cache.path().join(format!("nubes/{v}/{target}/bin"));
         assert_eq!(r.path, format!("{}\n", bin_dir.display()), "{os}/{arch}");
         assert!(bin_dir.join(exe).is_file(), "{os}/{arch}: no {exe}");
@@ -134,7 +141,11 @@ fn installs_the_asset_of_each_runner_os_and_architecture() {
             r.stdout.contains(&format!(
                 "{}: SHA-256 {} matches SHA256SUMS",
                 release::asset(target),
-                release::sha256_hex(&_root.path().join(format!("v{v}/{}", release::asset(target))))
+                release::sha256_hex(
+                    &_root
+                        .path()
+                        .join(format!("v{v}/{}", release::asset(target)))
+                )
             )),
             "{}",
             r.all
@@ -171,7 +182,10 @@ fn a_checksum_mismatch_is_refused_naming_the_file_and_both_sums() {
     );
     assert_eq!(r.path, "", "nothing may go on PATH");
     assert!(
-        !cache.path().join(format!("nubes/{v}/{target}/bin/nubes")).exists(),
+        !cache
+            .path()
+            .join(format!("nubes/{v}/{target}/bin/nubes"))
+            .exists(),
         "the refused binary was installed"
     );
 }
@@ -251,7 +265,10 @@ fn a_missing_asset_falls_back_to_a_source_build_and_the_next_job_reuses_it() {
         .set("BUILD_COMMIT", commit)
         .run(&["build"]);
     assert_eq!(b.code, Some(0), "{}", b.all);
-    let built = Command::new(root.join("bin/nubes")).arg("--version").output().unwrap();
+    let built = Command::new(root.join("bin/nubes"))
+        .arg("--version")
+        .output()
+        .unwrap();
     assert_eq!(
         String::from_utf8_lossy(&built.stdout),
         format!("nubes {v}\ncommit: {commit}\n"),
@@ -264,7 +281,10 @@ fn a_missing_asset_falls_back_to_a_source_build_and_the_next_job_reuses_it() {
     assert_eq!(again.code, Some(0), "{}", again.all);
     assert_eq!(again.output("build"), Some(""), "{}", again.all);
     assert!(
-        again.stdout.contains(&format!("nubes {v} built from source")) && again.stdout.contains("found in the tool cache"),
+        again
+            .stdout
+            .contains(&format!("nubes {v} built from source"))
+            && again.stdout.contains("found in the tool cache"),
         "{}",
         again.all
     );
@@ -289,11 +309,17 @@ fn a_second_job_finds_the_release_in_the_tool_cache_without_downloading() {
     let second = job().run(&[]);
     assert_eq!(second.code, Some(0), "{}", second.all);
     assert!(
-        second.stdout.contains(&format!("nubes {v} (x86_64-unknown-linux-musl) found in the tool cache")),
+        second.stdout.contains(&format!(
+            "nubes {v} (x86_64-unknown-linux-musl) found in the tool cache"
+        )),
         "{}",
         second.all
     );
-    assert_eq!(server.requests(), Vec::<String>::new(), "a cache hit downloads nothing");
+    assert_eq!(
+        server.requests(),
+        Vec::<String>::new(),
+        "a cache hit downloads nothing"
+    );
     assert_eq!(second.path, first.path);
 }
 
@@ -301,7 +327,10 @@ fn a_second_job_finds_the_release_in_the_tool_cache_without_downloading() {
 /// was built from that commit (`nubes --version` says); another commit is built.
 #[test]
 fn a_commit_pin_uses_the_release_only_when_it_was_built_from_that_commit() {
-    let out = Command::new(env!("CARGO_BIN_EXE_nubes")).arg("--version").output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_nubes"))
+        .arg("--version")
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let built_from = text
         .lines()
@@ -320,7 +349,12 @@ fn a_commit_pin_uses_the_release_only_when_it_was_built_from_that_commit() {
         .set("INPUT_RELEASE_URL", &server.url())
         .run(&[]);
     assert_eq!(same.code, Some(0), "{}", same.all);
-    assert!(same.stdout.contains(&format!("installed from release v{v}")), "{}", same.all);
+    assert!(
+        same.stdout
+            .contains(&format!("installed from release v{v}")),
+        "{}",
+        same.all
+    );
     assert_eq!(same.output("build"), Some(""));
 
     let other = "f".repeat(40);
@@ -344,10 +378,13 @@ fn a_commit_pin_uses_the_release_only_when_it_was_built_from_that_commit() {
 #[test]
 fn a_version_input_that_is_not_a_version_is_refused() {
     let cache = tempfile::tempdir().unwrap();
-    let r = Job::new(cache.path()).set("INPUT_VERSION", "1.2; rm -rf /").run(&[]);
+    let r = Job::new(cache.path())
+        .set("INPUT_VERSION", "1.2; rm -rf /")
+        .run(&[]);
     assert_eq!(r.code, Some(2), "{}", r.all);
     assert!(
-        r.stdout.contains("input 'version' must be an exact version such as 1.2.3"),
+        r.stdout
+            .contains("input 'version' must be an exact version such as 1.2.3"),
         "{}",
         r.all
     );

@@ -46,25 +46,44 @@ fn the_packaged_crate_holds_the_sources_templates_and_modules_only() {
         .map(str::to_string)
         .collect();
 
-    let mut expected: Vec<String> = ["Cargo.toml", "Cargo.toml.orig", "Cargo.lock", "build.rs", "README.md"]
-        .map(String::from)
-        .to_vec();
+    let mut expected: Vec<String> = [
+        "Cargo.toml",
+        "Cargo.toml.orig",
+        "Cargo.lock",
+        "build.rs",
+        "README.md",
+    ]
+    .map(String::from)
+    .to_vec();
     for dir in ["src", "templates", "terraform"] {
         let files = files_under(dir);
         assert!(!files.is_empty(), "{dir}/ is empty?");
         expected.extend(files);
     }
     let missing: Vec<&String> = expected.iter().filter(|f| !listed.contains(*f)).collect();
-    assert!(missing.is_empty(), "not in the package: {missing:?}\nlisted: {listed:#?}");
+    assert!(
+        missing.is_empty(),
+        "not in the package: {missing:?}\nlisted: {listed:#?}"
+    );
 
     // Only generated metadata besides: no tests, examples, scripts or CI files.
     let extra: Vec<&String> = listed
         .iter()
         .filter(|f| !expected.contains(f) && f.as_str() != ".cargo_vcs_info.json")
         .collect();
-    assert!(extra.is_empty(), "unexpected files in the package: {extra:?}");
+    assert!(
+        extra.is_empty(),
+        "unexpected files in the package: {extra:?}"
+    );
     for f in &listed {
-        for outside in ["tests/", "examples/", "scripts/", ".github/", "action.yml", "target/"] {
+        for outside in [
+            "tests/",
+            "examples/",
+            "scripts/",
+            ".github/",
+            "action.yml",
+            "target/",
+        ] {
             assert!(!f.starts_with(outside), "{f} is packaged");
         }
     }

@@ -69,9 +69,17 @@ pub fn layout(root: &Path, targets: &[&str]) -> PathBuf {
         sh(Command::new("strip").arg(stage.join(bin)));
         let file = dir.join(asset(target));
         if windows {
-            sh(Command::new("zip").arg("-q").arg(&file).arg(bin).current_dir(&stage));
+            sh(Command::new("zip")
+                .arg("-q")
+                .arg(&file)
+                .arg(bin)
+                .current_dir(&stage));
         } else {
-            sh(Command::new("tar").arg("-czf").arg(&file).arg(bin).current_dir(&stage));
+            sh(Command::new("tar")
+                .arg("-czf")
+                .arg(&file)
+                .arg(bin)
+                .current_dir(&stage));
         }
         sums += &format!("{}  {}\n", sha256_hex(&file), asset(target));
     }
@@ -163,7 +171,10 @@ fn serve(mut conn: TcpStream, root: &Path, log: &Mutex<Vec<String>>) {
         }
     }
     let line = line.trim_end().to_string();
-    log.lock().unwrap().push(line.rsplit_once(' ').map_or(line.clone(), |(l, _)| l.to_string()));
+    log.lock().unwrap().push(
+        line.rsplit_once(' ')
+            .map_or(line.clone(), |(l, _)| l.to_string()),
+    );
     let mut parts = line.split(' ');
     let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     let respond = |conn: &mut TcpStream, status: &str, headers: &str, body: &[u8]| {
@@ -184,7 +195,8 @@ fn serve(mut conn: TcpStream, root: &Path, log: &Mutex<Vec<String>>) {
         let ok = rel.split('/').all(|p| {
             !p.is_empty()
                 && p != ".."
-                && p.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+                && p.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
         });
         let path = root.join(rel);
         (ok && path.is_file()).then_some(path)
@@ -199,7 +211,10 @@ fn serve(mut conn: TcpStream, root: &Path, log: &Mutex<Vec<String>>) {
         && let Some(path) = file(rel)
     {
         let mut body = vec![];
-        if std::fs::File::open(path).and_then(|mut f| f.read_to_end(&mut body)).is_ok() {
+        if std::fs::File::open(path)
+            .and_then(|mut f| f.read_to_end(&mut body))
+            .is_ok()
+        {
             return respond(
                 &mut conn,
                 "200 OK",

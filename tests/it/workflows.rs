@@ -35,10 +35,7 @@ pub fn tool(var: &str, name: &str) -> PathBuf {
 pub fn tool_in(var: &str, dir: &str, name: &str) -> PathBuf {
     let (path, from) = match std::env::var_os(var) {
         Some(p) => (PathBuf::from(p), format!("${var}")),
-        None => (
-            repo().join(dir).join(name),
-            format!("${var} is not set"),
-        ),
+        None => (repo().join(dir).join(name), format!("${var} is not set")),
     };
     assert!(
         path.is_file(),
