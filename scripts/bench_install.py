@@ -125,7 +125,8 @@ def main():
             assert "found in the tool cache" in stdout, stdout
 
         load = os.getloadavg()[0]
-        print(f"nubes {v}, release binary {size / 1e6:.1f} MB ({archive_size / 1e6:.1f} MB as tar.gz); "
+        what = f"binary {os.path.basename(args.skip_cold)}" if args.skip_cold else "release binary"
+        print(f"nubes {v}, {what} {size / 1e6:.1f} MB ({archive_size / 1e6:.1f} MB as tar.gz); "
               f"{os.cpu_count()} cores, load average {load:.1f}; median of {args.runs} runs (cold build: 1 run)\n")
         print("| install | time |")
         print("|---|---|")
