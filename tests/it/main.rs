@@ -4,6 +4,7 @@
 //! validated against GitHub's OpenAPI description, `entra` for Entra ID's token endpoint
 //! and GitHub's OIDC tokens). One test binary; helpers in `support`.
 
+mod act;
 pub mod arm;
 mod bootstrap;
 mod cli;
@@ -22,6 +23,7 @@ pub mod github;
 mod hostile;
 mod init;
 mod init_matrix;
+mod install;
 mod interop;
 pub mod kudu;
 mod lifecycle;
@@ -29,8 +31,10 @@ mod list;
 mod migrate;
 mod outage;
 mod output;
+mod package;
 mod pipeline;
 mod reap;
+pub mod release;
 mod review;
 mod secrets;
 mod snapshots;
@@ -40,4 +44,4 @@ mod state_errors;
 mod state_local;
 mod static_site;
 mod support;
-mod workflows;
+pub mod workflows;

@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-const INPUTS: [&str; 3] = ["command", "working-directory", "version"];
+const INPUTS: [&str; 4] = ["command", "working-directory", "version", "release-url"];
 const OUTPUTS: [&str; 4] = [
     "environment",
     "application_url",
@@ -28,12 +28,14 @@ fn read(path: &Path) -> String {
 
 /// A linter from `$<var>`, else from `.cache/tools/venv-lint/bin/`.
 pub fn tool(var: &str, name: &str) -> PathBuf {
+    tool_in(var, ".cache/tools/venv-lint/bin", name)
+}
+
+/// A tool from `$<var>`, else from `dir` (relative to the repository).
+pub fn tool_in(var: &str, dir: &str, name: &str) -> PathBuf {
     let (path, from) = match std::env::var_os(var) {
         Some(p) => (PathBuf::from(p), format!("${var}")),
-        None => (
-            repo().join(".cache/tools/venv-lint/bin").join(name),
-            format!("${var} is not set"),
-        ),
+        None => (repo().join(dir).join(name), format!("${var} is not set")),
     };
     assert!(
         path.is_file(),
@@ -168,6 +170,7 @@ fn action_used_with_every_input_and_output_passes_actionlint() {
             "command" => (i.as_str(), "plan alice"),
             "working-directory" => (i.as_str(), "app"),
             "version" => (i.as_str(), "0.1.0"),
+            "release-url" => (i.as_str(), "https://mirror.example/nubes"),
             other => (other, "x"),
         })
         .collect();
@@ -217,6 +220,7 @@ fn action_declares_its_inputs_outputs_and_composite_steps() {
     assert_eq!(default("command"), "run");
     assert_eq!(default("working-directory"), ".");
     assert_eq!(default("version"), "''");
+    assert_eq!(default("release-url"), "''");
     for input in INPUTS {
         let body = block(&inputs, 2, input).unwrap();
         assert!(
