@@ -10,6 +10,7 @@ pub mod inspect;
 pub mod keep;
 pub mod pipeline;
 pub mod reap;
+pub mod releases;
 pub mod run;
 pub mod state;
 pub mod tf;

@@ -26,6 +26,7 @@ mod list;
 mod outage;
 mod pipeline;
 mod reap;
+mod releases;
 mod secrets;
 mod soak;
 mod state_azure;
