@@ -104,6 +104,7 @@ struct FileDeploy {
     keep_releases: Option<usize>,
     rollback_on_failure: Option<bool>,
     releases_container: Option<String>,
+    slot: Option<String>,
 }
 
 // ---------------------------------------------------------------------------------
@@ -164,6 +165,9 @@ pub struct DeploySettings {
     pub rollback_on_failure: Option<bool>,
     /// The container of the state account releases are kept in (`nubes-releases`).
     pub releases_container: String,
+    /// `[deploy] slot`: app-service / functions deploy to this slot, health-check it
+    /// and swap it into production (`deploy::slot`).
+    pub slot: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -795,6 +799,22 @@ fn resolve(
         ))
         .hint("3 to 63 lower-case letters, digits and single hyphens, starting with a letter or digit"));
     }
+    let slot = file.deploy.slot.clone().filter(|s| !s.is_empty());
+    if let Some(name) = &slot {
+        let ok = name.len() <= 59
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !name.starts_with('-')
+            && name != "production";
+        if !ok {
+            return Err(Error::input(format!(
+                "[deploy] slot `{}` is not a deployment slot name nubes can swap",
+                crate::env_name::printable(name)
+            ))
+            .hint("the name of the slot your Terraform creates, e.g. slot = \"staging\" (lower-case letters, digits and hyphens; not `production`)"));
+        }
+    }
 
     Ok(Settings {
         root: root.to_path_buf(),
@@ -850,6 +870,7 @@ fn resolve(
             keep_releases,
             rollback_on_failure: file.deploy.rollback_on_failure,
             releases_container,
+            slot,
         },
         expiry,
     })

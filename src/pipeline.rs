@@ -422,16 +422,13 @@ async fn stages(
                 d.map_err(|e| tracing::warn!("cannot record the artifact's digest: {e}"))
                     .ok()
             });
-        let deployed =
-            crate::deploy::deploy(ctx.settings, &env, &built.artifact, &report.outputs).await;
-        activity.deploy = Some((target.clone(), digest.clone(), deployed.is_ok()));
-        let healthy = match (&deployed, output_str(&report.outputs, "application_url")) {
-            (Ok(Some(_)), Some(url)) => {
-                let d = &ctx.settings.deploy;
-                Some(crate::health::check(&url, &d.health_path, d.health_timeout).await)
-            }
-            _ => None,
-        };
+        let shipment =
+            crate::deploy::slot::ship(ctx.settings, &env, &built.artifact, &report.outputs).await;
+        let (deployed, healthy) = (shipment.deployed, shipment.health);
+        // A slot that was not swapped in left production's release (and record) as is.
+        if shipment.went_live || deployed.is_err() {
+            activity.deploy = Some((target.clone(), digest.clone(), deployed.is_ok()));
+        }
         activity.healthy = healthy.as_ref().map(Result::is_ok);
         let shipped = crate::releases::flow::Shipped {
             target: &target,
@@ -439,6 +436,7 @@ async fn stages(
             digest: digest.as_deref(),
             commit: ctx.origin.commit.as_deref(),
             deployed: deployed.is_ok(),
+            went_live: shipment.went_live,
             healthy: activity.healthy,
         };
         let outputs = report.outputs.clone();

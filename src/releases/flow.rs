@@ -30,6 +30,9 @@ pub struct Shipped<'a> {
     pub digest: Option<&'a str>,
     pub commit: Option<&'a str>,
     pub deployed: bool,
+    /// It serves production now (a slot that was not swapped in, or was swapped back,
+    /// does not).
+    pub went_live: bool,
     pub healthy: Option<bool>,
 }
 
@@ -105,7 +108,7 @@ pub async fn after_deploy(
         target: shipped.target.to_string(),
         verdict,
         action: "deploy".into(),
-        went_live: shipped.deployed,
+        went_live: shipped.went_live,
         size,
     };
     if let Err(e) = store.record(env, &record).await {
@@ -117,7 +120,9 @@ pub async fn after_deploy(
         rolled_back_from: None,
     };
     let mut rolled = None;
-    if shipped.healthy == Some(false) {
+    // Only a failing release that serves production is rolled back (a slot that failed
+    // was never swapped in, or was swapped back).
+    if shipped.healthy == Some(false) && shipped.went_live {
         let previous = super::previous_healthy(&before, &hex).cloned();
         match (settings.deploy.rollback_on_failure, previous) {
             (Some(false), _) => tracing::info!(
@@ -175,18 +180,8 @@ pub async fn redeploy(
     let temp = tempfile::tempdir()
         .map_err(|e| Error::failed(format!("cannot make a temporary folder: {e}")))?;
     let artifact = store.materialise(release.hex(), temp.path()).await?;
-    let deployed = crate::deploy::deploy(settings, env, &artifact, outputs).await;
-    let health = match (&deployed, crate::pipeline::output_str(outputs, "application_url")) {
-        (Ok(Some(_)), Some(url)) => Some(
-            crate::health::check(
-                &url,
-                &settings.deploy.health_path,
-                settings.deploy.health_timeout,
-            )
-            .await,
-        ),
-        _ => None,
-    };
+    let shipment = crate::deploy::slot::ship(settings, env, &artifact, outputs).await;
+    let (deployed, health) = (shipment.deployed, shipment.health);
     let ok = matches!(deployed, Ok(Some(_)));
     let verdict = super::verdict(ok, health.as_ref().map(Result::is_ok));
     let record = NewRecord {
@@ -195,7 +190,7 @@ pub async fn redeploy(
         target: release.target.clone(),
         verdict,
         action: action.to_string(),
-        went_live: ok,
+        went_live: shipment.went_live,
         size: release.size,
     };
     if let Err(e) = store.record(env, &record).await {
