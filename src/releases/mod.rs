@@ -248,6 +248,8 @@ impl Releases {
             tracing::info!("release {} is kept already", short(&hex));
             return Ok(Some(size));
         }
+        // A new artifact: the container may not exist yet (the first release).
+        self.create().await?;
         let (body, size, archive) = match kind {
             Kind::Zip => {
                 let archive = crate::kudu::ArchiveType::of(artifact).name();
@@ -507,9 +509,11 @@ impl Releases {
     }
 
     async fn create(&self) -> Result<()> {
-        tracing::info!("releases: creating the container {}", self.place);
         match self.container.create(None).await {
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                tracing::info!("releases: created the container {}", self.place);
+                Ok(())
+            }
             Err(e) if e.http_status() == Some(StatusCode::Conflict) => Ok(()),
             Err(e) => Err(self.error(e, "creating the releases container")),
         }

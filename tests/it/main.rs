@@ -5,6 +5,7 @@
 //! `support`.
 
 pub mod arm;
+mod blue_green;
 mod bootstrap;
 mod cli;
 mod crash;

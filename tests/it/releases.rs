@@ -179,8 +179,10 @@ fn a_failed_health_check_redeploys_the_previous_release_and_exits_1_naming_both(
     let summary = p.path().join("summary.md");
     p.set_env("GITHUB_STEP_SUMMARY", summary.to_str().unwrap());
     site(&p, &as_refs(&v1()));
-    p.run(&["up", "bob"]).ok();
-    let good = releases(&p, "bob")[0]["id"].as_str().unwrap().to_string();
+    let up = p.run(&["up", "bob"]).ok();
+    let listed = releases(&p, "bob");
+    assert_eq!(listed.len(), 1, "{}", up.all());
+    let good = listed[0]["id"].as_str().unwrap().to_string();
 
     // v2 lacks health.txt: the health check answers 404.
     let broken: Vec<(String, String)> = v1()
