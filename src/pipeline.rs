@@ -502,9 +502,15 @@ pub async fn up_with_release(
             .await
             .map_err(|e| e.context("stage infrastructure"))?;
         activity.app_url = output_str(&report.outputs, "application_url");
-        let verdict =
-            crate::releases::flow::redeploy(ctx.settings, store, env, &report.outputs, release, action)
-                .await;
+        let verdict = crate::releases::flow::redeploy(
+            ctx.settings,
+            store,
+            env,
+            &report.outputs,
+            release,
+            action,
+        )
+        .await;
         activity.deploy = Some((
             release.target.clone(),
             Some(release.digest.clone()),

@@ -92,7 +92,11 @@ fn report_release(ctx: &Context<'_>, report: &pipeline::UpReport, md: &mut Strin
     ctx.gh.set_output("release_digest", &r.digest)?;
     ctx.gh.set_output(
         "rolled_back",
-        if r.rolled_back_from.is_some() { "true" } else { "false" },
+        if r.rolled_back_from.is_some() {
+            "true"
+        } else {
+            "false"
+        },
     )?;
     md.push_str(&format!("\nRelease `{}` (`{}`) is live.\n", r.id, r.digest));
     Ok(())

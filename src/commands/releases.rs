@@ -57,8 +57,18 @@ pub async fn list(settings: &Settings, env: &str, json: bool) -> Result<()> {
 }
 
 /// Report a redeployed release on the terminal, in `$GITHUB_OUTPUT` and the summary.
-fn report(ctx: &Context<'_>, env: &EnvName, what: &str, note: &ReleaseNote, verdict: &str) -> Result<()> {
-    crate::outln!("{what}: release {} ({}) is live in `{env}`, {verdict}", note.id, note.digest);
+fn report(
+    ctx: &Context<'_>,
+    env: &EnvName,
+    what: &str,
+    note: &ReleaseNote,
+    verdict: &str,
+) -> Result<()> {
+    crate::outln!(
+        "{what}: release {} ({}) is live in `{env}`, {verdict}",
+        note.id,
+        note.digest
+    );
     crate::outln!(
         "infrastructure untouched: `nubes state history {env}` and `nubes state restore {env} <version>` bring back an earlier Terraform state"
     );
@@ -148,7 +158,9 @@ pub async fn rollback(ctx: &Context<'_>, env: &EnvName, to: Option<&str>) -> Res
             "release {} is live in `{env}` but failed its health check",
             release.id
         ))
-        .hint(format!("`nubes releases {env}` lists other releases to roll back to")));
+        .hint(format!(
+            "`nubes releases {env}` lists other releases to roll back to"
+        )));
     }
     Ok(())
 }
@@ -166,10 +178,8 @@ fn on_branch(settings: &Settings, env: &EnvName) -> bool {
 /// `nubes promote <from> <to> [--force]`.
 pub async fn promote(ctx: &Context<'_>, from: &EnvName, to: &EnvName, force: bool) -> Result<()> {
     if from == to {
-        return Err(Error::input(format!(
-            "cannot promote `{from}` into itself"
-        ))
-        .hint("to redeploy an earlier release of one environment, use `nubes rollback`"));
+        return Err(Error::input(format!("cannot promote `{from}` into itself"))
+            .hint("to redeploy an earlier release of one environment, use `nubes rollback`"));
     }
     if ctx.settings.protected(to) && !force && !on_branch(ctx.settings, to) {
         return Err(Error::input(format!(
@@ -188,10 +198,10 @@ pub async fn promote(ctx: &Context<'_>, from: &EnvName, to: &EnvName, force: boo
         .and_then(|m| m.get(crate::state::meta::HEALTH).cloned());
     let records = store.records(from).await?;
     let Some(live) = releases::live(&records).cloned() else {
-        return Err(Error::input(format!(
-            "`{from}` has no live release to promote"
-        ))
-        .hint(format!("deploy it first (`nubes up {from}`)")));
+        return Err(
+            Error::input(format!("`{from}` has no live release to promote"))
+                .hint(format!("deploy it first (`nubes up {from}`)")),
+        );
     };
     let verdict = health.unwrap_or_else(|| live.verdict.clone());
     if verdict != "healthy" || live.verdict != "healthy" {
@@ -223,7 +233,9 @@ pub async fn promote(ctx: &Context<'_>, from: &EnvName, to: &EnvName, force: boo
             "release {} was promoted into `{to}` but failed its health check there",
             live.id
         ))
-        .hint(format!("`nubes rollback {to}` puts back its previous release")));
+        .hint(format!(
+            "`nubes rollback {to}` puts back its previous release"
+        )));
     }
     Ok(())
 }

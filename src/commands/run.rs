@@ -435,7 +435,11 @@ fn dispatch(
         commit: sha,
     };
     if action == "promote" {
-        return Ok(Action::Promote(promoted_from(p, prefix, &env)?, env, origin));
+        return Ok(Action::Promote(
+            promoted_from(p, prefix, &env)?,
+            env,
+            origin,
+        ));
     }
     Ok(match action {
         "up" => Action::Up(env, origin),

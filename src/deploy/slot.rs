@@ -123,7 +123,9 @@ async fn blue_green(
     };
     let arm = match crate::arm::Arm::from_env() {
         Ok(a) => a,
-        Err(e) => return failed(e.context(format!("swapping slot `{slot}` needs Resource Manager"))),
+        Err(e) => {
+            return failed(e.context(format!("swapping slot `{slot}` needs Resource Manager")));
+        }
     };
     // The slot's own Kudu site: the deploy goes there, production is not touched.
     let mut slot_outputs = outputs.clone();
@@ -141,11 +143,12 @@ async fn blue_green(
         };
     };
     let detail = d.detail.clone();
-    let verdict = |deployed: Result<Option<Deployed>>, health: Result<Healthy>, live: bool| Shipment {
-        deployed,
-        health: Some(health),
-        went_live: live,
-    };
+    let verdict =
+        |deployed: Result<Option<Deployed>>, health: Result<Healthy>, live: bool| Shipment {
+            deployed,
+            health: Some(health),
+            went_live: live,
+        };
     if let Err(e) = check(settings, &place.url).await {
         let e = Error::failed(format!(
             "slot `{slot}` is unhealthy ({e}): not swapped, production untouched"
@@ -171,7 +174,9 @@ async fn blue_green(
             let back = arm.swap_slot(&place.group, &place.app, slot).await;
             let restored = match &back {
                 Ok(()) => "swapped back, the previous release serves production again".to_string(),
-                Err(b) => format!("swapping back FAILED ({b}): production serves the unhealthy release"),
+                Err(b) => {
+                    format!("swapping back FAILED ({b}): production serves the unhealthy release")
+                }
             };
             let e = Error::failed(format!(
                 "slot `{slot}`: healthy; production after the swap: unhealthy ({e}); {restored}"

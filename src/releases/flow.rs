@@ -86,7 +86,13 @@ pub async fn after_deploy(
         return (None, None);
     };
     let size = match store
-        .keep(env, shipped.target, shipped.artifact, &format!("sha256:{hex}"), shipped.commit)
+        .keep(
+            env,
+            shipped.target,
+            shipped.artifact,
+            &format!("sha256:{hex}"),
+            shipped.commit,
+        )
         .await
     {
         Ok(Some(size)) => Some(size),
@@ -139,7 +145,8 @@ pub async fn after_deploy(
                     short(&hex),
                     prev.id
                 );
-                let outcome = redeploy(settings, &store, env, outputs, &prev, "auto-rollback").await;
+                let outcome =
+                    redeploy(settings, &store, env, outputs, &prev, "auto-rollback").await;
                 let (verdict, error) = match &outcome {
                     Ok(v) => (*v, None),
                     Err(e) => ("failed", Some(e.to_string())),

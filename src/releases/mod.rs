@@ -266,7 +266,10 @@ impl Releases {
         let entries = [
             (meta::RELEASE, hex.clone()),
             (meta::RELEASE_KIND, kind.name().to_string()),
-            (meta::RELEASE_ARCHIVE, archive.unwrap_or_default().to_string()),
+            (
+                meta::RELEASE_ARCHIVE,
+                archive.unwrap_or_default().to_string(),
+            ),
             (meta::RELEASE_SIZE, size.to_string()),
             (meta::RELEASE_AT, crate::clock::now_rfc3339()),
             (meta::RELEASE_ENV, env.to_string()),
@@ -353,7 +356,9 @@ impl Releases {
                     _ => "zip",
                 };
                 let path = dir.join(format!("release.{archive}"));
-                tokio::fs::write(&path, &body).await.map_err(|e| io_error(&path, e))?;
+                tokio::fs::write(&path, &body)
+                    .await
+                    .map_err(|e| io_error(&path, e))?;
                 Ok(path)
             }
             other => Err(Error::failed(format!(
@@ -525,7 +530,12 @@ impl Releases {
             ..Default::default()
         };
         let doing = format!("reading `{}` from the releases container", printable(name));
-        match self.container.blob_client(name).download(Some(options)).await {
+        match self
+            .container
+            .blob_client(name)
+            .download(Some(options))
+            .await
+        {
             Ok(r) => {
                 let m = meta::normalise(r.properties.metadata.clone());
                 let bytes = r.body.collect().await.map_err(|e| self.error(e, &doing))?;
@@ -568,7 +578,10 @@ impl Releases {
         self.list_with(options).await
     }
 
-    async fn list_with(&self, options: BlobContainerClientListBlobsOptions<'_>) -> Result<Vec<Listed>> {
+    async fn list_with(
+        &self,
+        options: BlobContainerClientListBlobsOptions<'_>,
+    ) -> Result<Vec<Listed>> {
         let doing = "listing the releases";
         let mut pages = self
             .container
@@ -610,7 +623,9 @@ impl Releases {
             ),
             Some(s) => Error::failed(format!(
                 "{doing}: storage answered {s}{}",
-                error_code(&e).map(|c| format!(" ({c})")).unwrap_or_default()
+                error_code(&e)
+                    .map(|c| format!(" ({c})"))
+                    .unwrap_or_default()
             )),
             None => Error::failed(format!(
                 "{doing}: cannot reach {}: {}",
@@ -745,7 +760,10 @@ mod tests {
             listed(3, 'c', false, "unhealthy"),
             listed(2, 'b', true, "healthy"),
         ]);
-        assert_eq!(r.iter().map(|r| &r.id[..1]).collect::<Vec<_>>(), ["c", "b", "a"]);
+        assert_eq!(
+            r.iter().map(|r| &r.id[..1]).collect::<Vec<_>>(),
+            ["c", "b", "a"]
+        );
         assert_eq!(live(&r).map(|r| &r.id[..1]), Some("b"));
         assert_eq!(
             previous_healthy(&r, &"b".repeat(64)).map(|r| &r.id[..1]),

@@ -102,8 +102,12 @@ pub(super) async fn keep_files(
     );
     futures::stream::iter(missing)
         .map(|e| async move {
-            let bytes = tokio::fs::read(&e.path).await.map_err(|err| super::io_error(&e.path, err))?;
-            store.put_absent(&store.file_name(&e.hex), Bytes::from(bytes)).await
+            let bytes = tokio::fs::read(&e.path)
+                .await
+                .map_err(|err| super::io_error(&e.path, err))?;
+            store
+                .put_absent(&store.file_name(&e.hex), Bytes::from(bytes))
+                .await
         })
         .buffer_unordered(PARALLEL)
         .try_collect::<Vec<()>>()
@@ -137,10 +141,7 @@ pub(super) fn file_hexes(manifest: &[u8]) -> Vec<String> {
 /// read from storage and must not write outside the folder.
 fn safe_relative(rel: &str) -> Result<PathBuf> {
     let path = Path::new(rel);
-    let ok = !rel.is_empty()
-        && path
-            .components()
-            .all(|c| matches!(c, Component::Normal(_)));
+    let ok = !rel.is_empty() && path.components().all(|c| matches!(c, Component::Normal(_)));
     if ok {
         Ok(path.to_path_buf())
     } else {
@@ -158,7 +159,9 @@ pub(super) async fn fetch_files(store: &Releases, manifest: &[u8], folder: &Path
     for (rel, hex) in entries {
         plan.push((folder.join(safe_relative(&rel)?), hex));
     }
-    tokio::fs::create_dir_all(folder).await.map_err(|e| super::io_error(folder, e))?;
+    tokio::fs::create_dir_all(folder)
+        .await
+        .map_err(|e| super::io_error(folder, e))?;
     futures::stream::iter(plan)
         .map(|(path, hex)| async move {
             let Some((bytes, _)) = store.get(&store.file_name(&hex)).await? else {
@@ -177,9 +180,13 @@ pub(super) async fn fetch_files(store: &Releases, manifest: &[u8], folder: &Path
                 )));
             }
             if let Some(parent) = path.parent() {
-                tokio::fs::create_dir_all(parent).await.map_err(|e| super::io_error(parent, e))?;
+                tokio::fs::create_dir_all(parent)
+                    .await
+                    .map_err(|e| super::io_error(parent, e))?;
             }
-            tokio::fs::write(&path, &bytes).await.map_err(|e| super::io_error(&path, e))?;
+            tokio::fs::write(&path, &bytes)
+                .await
+                .map_err(|e| super::io_error(&path, e))?;
             Ok(())
         })
         .buffer_unordered(PARALLEL)

@@ -66,7 +66,9 @@ fn project(az: &Azurite, s: &Slots) -> Project {
     ];
     let mut stack = "terraform {\n  backend \"azurerm\" {}\n}\nvariable \"environment\" {\n  type = string\n}\n".to_string();
     for (name, value) in outputs {
-        stack.push_str(&format!("output \"{name}\" {{\n  value = \"{value}\"\n}}\n"));
+        stack.push_str(&format!(
+            "output \"{name}\" {{\n  value = \"{value}\"\n}}\n"
+        ));
     }
     let mut p = Project::on(
         az,
@@ -116,8 +118,7 @@ fn an_unhealthy_slot_is_not_swapped_and_production_is_untouched() {
     let p = project(&az, &s);
     let out = p.run(&["up", "bob"]).code(1);
     assert!(
-        out.stderr
-            .contains("slot `staging` is unhealthy")
+        out.stderr.contains("slot `staging` is unhealthy")
             && out.stderr.contains("not swapped, production untouched"),
         "{}",
         out.all()

@@ -52,7 +52,11 @@ fn project(az: &Azurite, extra_deploy: &str, extra: &str) -> Project {
         &[("x-ms-blob-public-access", "blob".to_string())],
         vec![],
     ));
-    assert!(r.status == 201 || r.status == 409, "create $web: {}", r.status);
+    assert!(
+        r.status == 201 || r.status == 409,
+        "create $web: {}",
+        r.status
+    );
     p
 }
 
@@ -125,11 +129,18 @@ fn rollback_serves_v1_again_uploading_only_what_differs_and_releases_mark_the_li
     let v1_digest = listed[1]["digest"].clone();
     // The digest is the one `up` records as the environment's artifact.
     let status = json(&p.run(&["status", "alice", "--json"]).ok().stdout);
-    assert_eq!(status["deploy"]["artifact"], listed[0]["digest"], "{status}");
+    assert_eq!(
+        status["deploy"]["artifact"], listed[0]["digest"],
+        "{status}"
+    );
 
     std::fs::remove_file(p.path().join("build-ran")).unwrap();
     let out = p.run(&["rollback", "alice"]).ok();
-    assert!(out.stdout.contains("infrastructure untouched"), "{}", out.all());
+    assert!(
+        out.stdout.contains("infrastructure untouched"),
+        "{}",
+        out.all()
+    );
     assert!(
         !p.path().join("build-ran").exists(),
         "rollback must not build"
@@ -188,7 +199,13 @@ fn a_failed_health_check_redeploys_the_previous_release_and_exits_1_naming_both(
     let broken: Vec<(String, String)> = v1()
         .into_iter()
         .filter(|(n, _)| n != "health.txt")
-        .map(|(n, t)| if n == "index.html" { (n, "<h1>broken</h1>".into()) } else { (n, t) })
+        .map(|(n, t)| {
+            if n == "index.html" {
+                (n, "<h1>broken</h1>".into())
+            } else {
+                (n, t)
+            }
+        })
         .collect();
     site(&p, &as_refs(&broken));
     let out = p.run(&["up", "bob"]).code(1);
@@ -201,7 +218,8 @@ fn a_failed_health_check_redeploys_the_previous_release_and_exits_1_naming_both(
         .unwrap()
         .to_string();
     assert!(
-        out.stderr.contains(&format!("release {bad} failed its health check"))
+        out.stderr
+            .contains(&format!("release {bad} failed its health check"))
             && out
                 .stderr
                 .contains(&format!("rolled back to release {good}: healthy")),
@@ -209,7 +227,10 @@ fn a_failed_health_check_redeploys_the_previous_release_and_exits_1_naming_both(
         out.all()
     );
     let md = std::fs::read_to_string(&summary).unwrap();
-    assert!(md.contains(&bad) && md.contains(&good) && md.contains("healthy"), "{md}");
+    assert!(
+        md.contains(&bad) && md.contains(&good) && md.contains("healthy"),
+        "{md}"
+    );
     // The previous release serves again, and is the live one.
     assert_eq!(served(&az, "index.html").1, b"<h1>v1</h1>");
     assert_eq!(served(&az, "health.txt").1, b"ok");
@@ -251,14 +272,21 @@ fn promote_ships_the_candidates_digest_without_building_and_refuses_an_unhealthy
     assert_eq!(promoted[0]["action"], "promote from candidate");
     assert_eq!(promoted[0]["verdict"], "healthy");
     let status = json(&p.run(&["status", "production", "--json"]).ok().stdout);
-    assert_eq!(status["deploy"]["artifact"], candidate["digest"], "{status}");
+    assert_eq!(
+        status["deploy"]["artifact"], candidate["digest"],
+        "{status}"
+    );
     assert_eq!(
         status["activity"]["what"], "promote from candidate",
         "{status}"
     );
     // Promotion brought production's infrastructure up (its own state exists).
     assert_eq!(
-        block_on(az.blobs().properties("tfstate", "production.terraform.tfstate")).status,
+        block_on(
+            az.blobs()
+                .properties("tfstate", "production.terraform.tfstate")
+        )
+        .status,
         200
     );
 
@@ -362,7 +390,10 @@ fn keep_releases_prunes_old_releases_but_never_a_live_one() {
     assert!(!artifact(&firsts[1]), "pruned: {blobs:?}");
     assert!(artifact(&firsts[2]) && artifact(&firsts[3]), "{blobs:?}");
     // Files only release 1 used are gone; shared ones stay once.
-    let files: Vec<&String> = blobs.iter().filter(|b| b.starts_with("demo/files/")).collect();
+    let files: Vec<&String> = blobs
+        .iter()
+        .filter(|b| b.starts_with("demo/files/"))
+        .collect();
     // 20 assets + health.txt, 3 index.html variants (0, 2, 3), only-0/2/3.
     assert_eq!(files.len(), 21 + 3 + 3, "{files:?}");
 }

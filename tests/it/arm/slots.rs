@@ -108,7 +108,13 @@ fn swap(slots: &mut Slots, base: &str, seen: &Seen, rg: &str, name: &str, slot: 
     }
     let body: serde_json::Value = match serde_json::from_str(&seen.body) {
         Ok(v) => v,
-        Err(_) => return error(400, "BadRequest", "The request body is not a CsmSlotEntity."),
+        Err(_) => {
+            return error(
+                400,
+                "BadRequest",
+                "The request body is not a CsmSlotEntity.",
+            );
+        }
     };
     let Some(target) = body.get("targetSlot").and_then(|t| t.as_str()) else {
         return error(400, "BadRequest", "The parameter targetSlot is required.");
@@ -117,15 +123,23 @@ fn swap(slots: &mut Slots, base: &str, seen: &Seen, rg: &str, name: &str, slot: 
         return error(400, "BadRequest", "The parameter preserveVnet is required.");
     }
     if !target.eq_ignore_ascii_case("production") {
-        return error(400, "BadRequest", "This fake swaps slots with production only.");
+        return error(
+            400,
+            "BadRequest",
+            "This fake swaps slots with production only.",
+        );
     }
     let Some(index) = slots.slots.iter().position(|s| {
-        s.group.eq_ignore_ascii_case(rg) && s.app.eq_ignore_ascii_case(name) && s.slot.eq_ignore_ascii_case(slot)
+        s.group.eq_ignore_ascii_case(rg)
+            && s.app.eq_ignore_ascii_case(name)
+            && s.slot.eq_ignore_ascii_case(slot)
     }) else {
         return error(
             404,
             "ResourceNotFound",
-            &format!("The Resource 'Microsoft.Web/sites/{name}/slots/{slot}' under resource group '{rg}' was not found."),
+            &format!(
+                "The Resource 'Microsoft.Web/sites/{name}/slots/{slot}' under resource group '{rg}' was not found."
+            ),
         );
     };
     let id = format!("swap-{}-{}", slot, slots.operations.len() + 1);
