@@ -351,10 +351,11 @@ impl Releases {
                 Ok(folder)
             }
             Some("zip") => {
-                let archive = match m.get(meta::RELEASE_ARCHIVE).map(String::as_str) {
-                    Some(a @ ("zip" | "jar" | "war" | "ear")) => a,
-                    _ => "zip",
-                };
+                let archive = m
+                    .get(meta::RELEASE_ARCHIVE)
+                    .map(String::as_str)
+                    .filter(|a| matches!(*a, "zip" | "jar" | "war" | "ear"))
+                    .unwrap_or("zip");
                 let path = dir.join(format!("release.{archive}"));
                 tokio::fs::write(&path, &body)
                     .await
@@ -672,11 +673,12 @@ pub fn live(records: &[Record]) -> Option<&Record> {
     records.iter().find(|r| r.live)
 }
 
-/// The newest healthy release other than `not` (the live or failing one).
+/// The newest release other than `not` (the live or failing one) that passed its
+/// health check, or was deployed where there is none (`unchecked`).
 pub fn previous_healthy<'a>(records: &'a [Record], not: &str) -> Option<&'a Record> {
     records
         .iter()
-        .find(|r| r.verdict == "healthy" && r.hex() != not)
+        .find(|r| matches!(r.verdict.as_str(), "healthy" | "unchecked") && r.hex() != not)
 }
 
 /// The release named by `wanted` (a digest, or a prefix of at least 7 hex digits).
