@@ -260,6 +260,20 @@ async fn dispatch(cli: &Cli) -> Result<()> {
             commands::reap::run(&settings(cli)?, &options).await
         }
         Command::Keep { env, until } => commands::keep::run(&settings(cli)?, env, until).await,
+        Command::Releases { env, json } => {
+            commands::releases::list(&settings(cli)?, env, *json).await
+        }
+        Command::Rollback { env, to } => {
+            let s = settings(cli)?;
+            let env = s.env_name(env)?;
+            commands::releases::rollback(&context(&s, &env), &env, to.as_deref()).await
+        }
+        Command::Promote { from, to, force } => {
+            let s = settings(cli)?;
+            let from = s.env_name(from)?;
+            let to = s.env_name(to)?;
+            commands::releases::promote(&context(&s, &to), &from, &to, *force).await
+        }
         Command::List { json, all } => commands::inspect::list(&settings(cli)?, *json, *all).await,
         Command::Dashboard {
             out,

@@ -30,6 +30,8 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use url::{Host, Url};
 
+mod slots;
+
 use crate::error::{Error, Result, exit};
 use crate::rest::{Reply, SendError, error_chain, retry_after};
 use crate::secrets;
@@ -233,7 +235,7 @@ impl Arm {
             self.poll_location(url, delay, doing).await
         } else {
             Err(Error::failed(format!(
-                "{doing}: Resource Manager accepted the deletion but sent neither an \
+                "{doing}: Resource Manager accepted the request but sent neither an \
                  Azure-AsyncOperation nor a Location header to follow it by"
             )))
         }
@@ -263,7 +265,7 @@ impl Arm {
                 .any(|s| status.eq_ignore_ascii_case(s))
             {
                 return Err(Error::failed(format!(
-                    "{doing}: Azure reports the deletion {status}: {}",
+                    "{doing}: Azure reports the operation {status}: {}",
                     describe_error(operation.error.as_ref())
                         .unwrap_or_else(|| "no reason given".into())
                 )));

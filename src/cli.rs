@@ -244,6 +244,30 @@ pub enum Command {
         #[arg(long, value_name = "WHEN")]
         until: String,
     },
+    /// An environment's kept releases (artifacts by digest), newest first
+    Releases {
+        env: String,
+        /// Stable JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Redeploy a kept release (the previous healthy one, or --to), without building;
+    /// infrastructure is untouched
+    Rollback {
+        env: String,
+        /// A release id (at least 7 hex digits) or digest from `nubes releases <env>`
+        #[arg(long, value_name = "RELEASE")]
+        to: Option<String>,
+    },
+    /// Bring <TO>'s infrastructure up to date, then deploy the release live in <FROM>
+    /// (same digest, no build)
+    Promote {
+        from: String,
+        to: String,
+        /// Promote into a protected environment from another branch
+        #[arg(long)]
+        force: bool,
+    },
     /// Every environment: last activity, deploy, health, expiry, lock holder
     #[command(
         after_help = "Example: nubes list\n         nubes list --json | jq -r '.environments[].name'"

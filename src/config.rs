@@ -111,6 +111,10 @@ struct FileDeploy {
     health_timeout: Option<Spanned<String>>,
     command: Option<Vec<String>>,
     cache_control: Option<String>,
+    keep_releases: Option<usize>,
+    rollback_on_failure: Option<bool>,
+    releases_container: Option<String>,
+    slot: Option<String>,
 }
 
 // ---------------------------------------------------------------------------------
@@ -165,6 +169,17 @@ pub struct DeploySettings {
     pub health_timeout: Duration,
     pub command: Option<Vec<String>>,
     pub cache_control: Option<String>,
+    /// Releases kept per environment (`[deploy] keep_releases`, default 10; see
+    /// `releases.rs`).
+    pub keep_releases: usize,
+    /// `[deploy] rollback_on_failure`: `None` = the default (roll back when a previous
+    /// healthy release exists).
+    pub rollback_on_failure: Option<bool>,
+    /// The container of the state account releases are kept in (`nubes-releases`).
+    pub releases_container: String,
+    /// `[deploy] slot`: app-service / functions deploy to this slot, health-check it
+    /// and swap it into production (`deploy::slot`).
+    pub slot: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -867,6 +882,42 @@ fn resolve(
         None => CommentMode::Changes,
     };
 
+    let keep_releases = file.deploy.keep_releases.unwrap_or(10);
+    if keep_releases == 0 {
+        return Err(Error::input(
+            "[deploy] keep_releases = 0: nubes needs at least the live release to roll back to",
+        )
+        .hint("set keep_releases to 1 or more (default 10)"));
+    }
+    let releases_container = file
+        .deploy
+        .releases_container
+        .clone()
+        .unwrap_or_else(|| "nubes-releases".into());
+    if !crate::releases::container_name_ok(&releases_container) {
+        return Err(Error::input(format!(
+            "[deploy] releases_container `{}` is not a valid container name",
+            crate::env_name::printable(&releases_container)
+        ))
+        .hint("3 to 63 lower-case letters, digits and single hyphens, starting with a letter or digit"));
+    }
+    let slot = file.deploy.slot.clone().filter(|s| !s.is_empty());
+    if let Some(name) = &slot {
+        let ok = name.len() <= 59
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !name.starts_with('-')
+            && name != "production";
+        if !ok {
+            return Err(Error::input(format!(
+                "[deploy] slot `{}` is not a deployment slot name nubes can swap",
+                crate::env_name::printable(name)
+            ))
+            .hint("the name of the slot your Terraform creates, e.g. slot = \"staging\" (lower-case letters, digits and hyphens; not `production`)"));
+        }
+    }
+
     Ok(Settings {
         root: root.to_path_buf(),
         config_file,
@@ -918,6 +969,10 @@ fn resolve(
             health_timeout,
             command: file.deploy.command.clone(),
             cache_control: file.deploy.cache_control.clone(),
+            keep_releases,
+            rollback_on_failure: file.deploy.rollback_on_failure,
+            releases_container,
+            slot,
         },
         expiry,
         comment,

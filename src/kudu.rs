@@ -47,7 +47,7 @@
 //! with [`crate::secrets`], goes only to the SCM site's own origin, and is scrubbed from
 //! every error.
 
-mod package;
+pub mod package;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};

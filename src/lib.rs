@@ -24,6 +24,7 @@ pub mod kudu;
 pub mod pipeline;
 pub mod plan;
 pub mod recover;
+pub mod releases;
 pub mod render;
 pub mod rest;
 pub mod review;

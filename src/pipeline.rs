@@ -268,6 +268,8 @@ pub struct UpReport {
     pub health: Option<crate::health::Healthy>,
     /// Whether the plan applied was the reviewed one (`require_reviewed_plan`).
     pub review: crate::review::Verdict,
+    /// The release left live (kept in the releases container), when one was kept.
+    pub release: Option<crate::releases::flow::ReleaseNote>,
 }
 
 /// Metadata key of the fast-path fingerprint, recorded after a successful apply.
@@ -309,6 +311,10 @@ pub struct Activity {
     /// Target, artifact digest, and whether the deploy succeeded.
     pub deploy: Option<(String, Option<String>, bool)>,
     pub healthy: Option<bool>,
+    /// The health check failed and the previous release was redeployed.
+    pub rolled_back: bool,
+    /// What the activity was, when not `up` (`rollback`, `promote from <env>`).
+    pub action: Option<String>,
 }
 
 impl Activity {
@@ -320,9 +326,21 @@ impl Activity {
         let in_actions = ctx.gh.active;
         let mut r = vec![
             (meta::ACTIVITY_AT, now.clone()),
+            (meta::ACTIVITY, {
+                let action = self.action.as_deref().unwrap_or("up");
+                if succeeded {
+                    action.to_string()
+                } else {
+                    format!("{action} (failed)")
+                }
+            }),
             (
-                meta::ACTIVITY,
-                if succeeded { "up" } else { "up (failed)" }.to_string(),
+                meta::ROLLED_BACK,
+                if self.rolled_back {
+                    "true".into()
+                } else {
+                    String::new()
+                },
             ),
             (meta::CREATED_AT, now.clone()),
             (meta::ACTOR, ctx.actor.clone().unwrap_or_else(lockinfo::who)),
@@ -416,33 +434,123 @@ async fn stages(
                 d.map_err(|e| tracing::warn!("cannot record the artifact's digest: {e}"))
                     .ok()
             });
-        let spinner = crate::ui::spinner(format!("deploying `{env}` ({target})"));
+        let spinner = crate::ui::spinner(format!("deploying `{env}` ({target}) and checking its health"));
         let started = std::time::Instant::now();
-        let deployed =
-            crate::deploy::deploy(ctx.settings, &env, &built.artifact, &report.outputs).await;
-        crate::ui::record_stage("deploy", started.elapsed());
+        let shipment =
+            crate::deploy::slot::ship(ctx.settings, &env, &built.artifact, &report.outputs).await;
+        crate::ui::record_stage("deploy + health check", started.elapsed());
         if let Some(s) = spinner {
             s.finish_and_clear();
         }
-        activity.deploy = Some((target, digest, deployed.is_ok()));
+        let (deployed, healthy) = (shipment.deployed, shipment.health);
+        // A slot that was not swapped in left production's release (and record) as is.
+        if shipment.went_live || deployed.is_err() {
+            activity.deploy = Some((target.clone(), digest.clone(), deployed.is_ok()));
+        }
+        activity.healthy = healthy.as_ref().map(Result::is_ok);
+        let shipped = crate::releases::flow::Shipped {
+            target: &target,
+            artifact: &built.artifact,
+            digest: digest.as_deref(),
+            commit: ctx.origin.commit.as_deref(),
+            deployed: deployed.is_ok(),
+            went_live: shipment.went_live,
+            healthy: activity.healthy,
+        };
+        let outputs = report.outputs.clone();
+        let rolled = release_stage(ctx, &env, &outputs, &shipped, activity, &mut report).await;
         report.deployed = deployed.map_err(|e| e.context("stage deploy"))?;
-    }
-    if report.deployed.is_some()
-        && let Some(url) = output_str(&report.outputs, "application_url")
-    {
-        let d = &ctx.settings.deploy;
-        let spinner = crate::ui::spinner(format!("health check of {url}"));
-        let started = std::time::Instant::now();
-        let healthy = crate::health::check(&url, &d.health_path, d.health_timeout).await;
-        crate::ui::record_stage("health check", started.elapsed());
-        if let Some(s) = spinner {
-            s.finish_and_clear();
+        if let Some(healthy) = healthy {
+            report.health = Some(healthy.map_err(|e| match &rolled {
+                Some(r) => r.explain(&e).context("stage health check"),
+                None => e.context("stage health check"),
+            })?);
         }
-        activity.healthy = Some(healthy.is_ok());
-        report.health = Some(healthy.map_err(|e| e.context("stage health check"))?);
     }
     report.built = built;
     Ok(report)
+}
+
+/// Keep and record the release `up` shipped; after a failed health check, the automatic
+/// rollback (see `releases::flow`), reflected in the activity record.
+async fn release_stage(
+    ctx: &Context<'_>,
+    env: &EnvName,
+    outputs: &Map<String, Value>,
+    shipped: &crate::releases::flow::Shipped<'_>,
+    activity: &mut Activity,
+    report: &mut UpReport,
+) -> Option<crate::releases::flow::AutoRollback> {
+    let (note, rolled) =
+        crate::releases::flow::after_deploy(ctx.settings, env, outputs, shipped).await;
+    if let Some(r) = &rolled
+        && r.error.is_none()
+    {
+        if let Some((_, digest, _)) = &mut activity.deploy {
+            *digest = Some(format!("sha256:{}", r.restored));
+        }
+        activity.healthy = Some(r.verdict == "healthy");
+        activity.rolled_back = true;
+    }
+    report.release = note;
+    rolled
+}
+
+/// `nubes promote` into `env`: its infrastructure brought up to date from its own
+/// configuration (as `up` does), then the kept `release` deployed and health-checked,
+/// no build. Returns the report and the release's health verdict.
+pub async fn up_with_release(
+    ctx: &Context<'_>,
+    env: &EnvName,
+    store: &crate::releases::Releases,
+    release: &crate::releases::Record,
+    action: &str,
+) -> Result<(UpReport, &'static str)> {
+    let tf = terraform::locate(ctx.settings)?;
+    let session = Locked::acquire(ctx.settings, env, "nubes promote")
+        .await?
+        .start(ctx, tf)
+        .await?;
+    let mut activity = Activity {
+        action: Some(action.to_string()),
+        ..Activity::default()
+    };
+    let result = async {
+        let mut report = infrastructure(ctx, &session, false)
+            .await
+            .map_err(|e| e.context("stage infrastructure"))?;
+        activity.app_url = output_str(&report.outputs, "application_url");
+        let verdict = crate::releases::flow::redeploy(
+            ctx.settings,
+            store,
+            env,
+            &report.outputs,
+            release,
+            action,
+        )
+        .await;
+        activity.deploy = Some((
+            release.target.clone(),
+            Some(release.digest.clone()),
+            verdict.is_ok(),
+        ));
+        let verdict = verdict.map_err(|e| e.context("stage deploy"))?;
+        activity.healthy = match verdict {
+            "healthy" => Some(true),
+            "unhealthy" => Some(false),
+            _ => None,
+        };
+        report.release = Some(crate::releases::flow::ReleaseNote {
+            id: release.id.clone(),
+            digest: release.digest.clone(),
+            rolled_back_from: None,
+        });
+        Ok((report, verdict))
+    }
+    .await;
+    let ok = matches!(&result, Ok((_, v)) if *v != "unhealthy");
+    let record = activity.record(ctx, ok);
+    session.close_recording(result, &record).await
 }
 
 async fn infrastructure(ctx: &Context<'_>, s: &Session, refresh: bool) -> Result<UpReport> {
@@ -470,6 +578,7 @@ async fn infrastructure(ctx: &Context<'_>, s: &Session, refresh: bool) -> Result
             deployed: None,
             health: None,
             review: Default::default(),
+            release: None,
         });
     }
     s.init(ctx).await?;
@@ -514,6 +623,7 @@ async fn infrastructure(ctx: &Context<'_>, s: &Session, refresh: bool) -> Result
         deployed: None,
         health: None,
         review,
+        release: None,
     })
 }
 

@@ -57,6 +57,10 @@ fn lifecycle_json(
         json!({
             "verdict": m(k::DEPLOY), "at": m(k::DEPLOY_AT), "commit": m(k::APP_COMMIT),
             "artifact": m(k::ARTIFACT), "target": m(k::TARGET), "application_url": m(k::APP_URL),
+            // The live release's id (`nubes releases`): the artifact of the last deploy,
+            // or of the release a rollback put back.
+            "release": m(k::ARTIFACT).and_then(|a| crate::releases::hex_of(&a)).map(|h| crate::releases::short(&h).to_string()),
+            "rolled_back": m(k::ROLLED_BACK).is_some_and(|v| v == "true"),
         }),
     );
     out.insert(
@@ -243,15 +247,18 @@ fn status_lifecycle_lines(l: &serde_json::Map<String, Value>, now: time::OffsetD
     let d = &l["deploy"];
     if let Some(verdict) = s(&d["verdict"]) {
         crate::outln!(
-            "  deploy:     {verdict} at {} to {}: commit {}, artifact {}",
+            "  deploy:     {verdict} at {} to {}: commit {}, release {}{}",
             s(&d["at"]).unwrap_or_else(|| "?".into()),
             s(&d["target"]).unwrap_or_else(|| "?".into()),
             s(&d["commit"])
                 .map(|c| c.chars().take(12).collect::<String>())
                 .unwrap_or_else(|| "?".into()),
-            s(&d["artifact"])
-                .map(|c| c.chars().take(19).collect::<String>())
-                .unwrap_or_else(|| "?".into()),
+            s(&d["release"]).unwrap_or_else(|| "?".into()),
+            if d["rolled_back"] == serde_json::Value::Bool(true) {
+                " (rolled back after a failed health check)"
+            } else {
+                ""
+            },
         );
     }
     if let Some(url) = s(&d["application_url"]) {

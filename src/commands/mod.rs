@@ -14,6 +14,7 @@ pub mod keep;
 pub mod man;
 pub mod pipeline;
 pub mod reap;
+pub mod releases;
 pub mod run;
 pub mod state;
 pub mod tf;

@@ -191,6 +191,7 @@ fn report_up_to_github(
         None if !url.is_empty() => md.push_str(&format!("\nApplication: {url}\n")),
         None => {}
     }
+    report_release(ctx, report, &mut md)?;
     if let Some(commit) = &ctx.origin.commit {
         md.push_str(&format!(
             "\nCommit `{commit}` on `{}`.\n",
@@ -201,6 +202,26 @@ fn report_up_to_github(
         md.push_str(&line);
     }
     ctx.gh.summary(&md)
+}
+
+/// The release `up` left live (see `releases.rs`): terminal, outputs and summary.
+fn report_release(ctx: &Context<'_>, report: &pipeline::UpReport, md: &mut String) -> Result<()> {
+    let Some(r) = &report.release else {
+        return Ok(());
+    };
+    crate::outln!("release {} ({}) is live", r.id, r.digest);
+    ctx.gh.set_output("release_id", &r.id)?;
+    ctx.gh.set_output("release_digest", &r.digest)?;
+    ctx.gh.set_output(
+        "rolled_back",
+        if r.rolled_back_from.is_some() {
+            "true"
+        } else {
+            "false"
+        },
+    )?;
+    md.push_str(&format!("\nRelease `{}` (`{}`) is live.\n", r.id, r.digest));
+    Ok(())
 }
 
 pub async fn plan(

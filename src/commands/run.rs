@@ -25,6 +25,9 @@ pub enum Action {
     Up(EnvName, Origin),
     Plan(EnvName, Origin),
     Down(EnvName, Origin),
+    /// `workflow_dispatch` with `action: promote`: the release live in the first env
+    /// into the second (the dispatched branch's).
+    Promote(EnvName, EnvName, Origin),
     Nothing(String),
 }
 
@@ -401,13 +404,13 @@ fn dispatch(
                  the workflow; nubes does not guess",
             ));
         }
-        Some(a @ ("up" | "plan" | "down")) => a,
+        Some(a @ ("up" | "plan" | "down" | "promote")) => a,
         Some(other) => {
             return Err(Error::input(format!(
                 "workflow_dispatch input `action` is {}",
                 quoted(other)
             ))
-            .hint("allowed values: up, plan, down"));
+            .hint("allowed values: up, plan, down, promote"));
         }
     };
     let branch = env.branch(prefix);
@@ -415,7 +418,7 @@ fn dispatch(
     let on_env_branch = ran_on.as_deref() == Some(format!("refs/heads/{branch}").as_str());
     if action != "down" && !on_env_branch {
         let from = ran_on.map_or_else(|| "an unknown ref".to_string(), |r| quoted(&r));
-        let verb = if action == "up" { "apply" } else { "plan" };
+        let verb = if action == "plan" { "plan" } else { "apply" };
         return Err(Error::input(format!(
             "workflow_dispatch `{action}` of `{env}` ran on {from}, not on `{branch}`: it would \
              {verb} that checkout's configuration as `{env}`"
@@ -431,11 +434,31 @@ fn dispatch(
         branch,
         commit: sha,
     };
+    if action == "promote" {
+        return Ok(Action::Promote(
+            promoted_from(p, prefix, &env)?,
+            env,
+            origin,
+        ));
+    }
     Ok(match action {
         "up" => Action::Up(env, origin),
         "plan" => Action::Plan(env, origin),
         _ => Action::Down(env, origin),
     })
+}
+
+/// The input `from` of a dispatched `promote`: the environment whose live release is
+/// promoted into `to`.
+fn promoted_from(p: &Value, prefix: &str, to: &EnvName) -> Result<EnvName> {
+    let Some(from) = str_at("workflow_dispatch", p, &["inputs", "from"])?.filter(|s| !s.is_empty())
+    else {
+        return Err(Error::input(format!(
+            "workflow_dispatch `promote` into `{to}` needs the input `from`"
+        ))
+        .hint("declare an input `from` (the environment whose live release is promoted)"));
+    };
+    EnvName::from_arg(from, prefix)
 }
 
 fn local_branch(settings: &Settings) -> Result<Action> {
@@ -518,5 +541,50 @@ pub async fn run(settings: &Settings, json: bool) -> Result<()> {
             let r = cmd::down(&ctx(origin), &env, false, Strategy::Terraform, json).await;
             super::json::on_failure(json, "down", Some(env.as_str()), r)
         }
+        Action::Promote(from, to, origin) => {
+            crate::commands::releases::promote(&ctx(origin), &from, &to, false).await
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The payload of GitHub's `workflow_dispatch` event (as in
+    /// tests/fixtures/events/workflow_dispatch.json) with the given inputs.
+    fn dispatched(inputs: Value) -> Value {
+        serde_json::json!({
+            "inputs": inputs,
+            "ref": "refs/heads/env-production",
+            "repository": { "name": "petclinic", "full_name": "octo-org/petclinic" },
+            "workflow": ".github/workflows/nubes.yml"
+        })
+    }
+
+    #[test]
+    fn a_dispatched_promote_names_both_environments_and_runs_on_the_target_branch() {
+        let p = dispatched(
+            serde_json::json!({ "environment": "production", "action": "promote", "from": "candidate" }),
+        );
+        match action_for("workflow_dispatch", &p, "env-", None, None).expect("action") {
+            Action::Promote(from, to, origin) => {
+                assert_eq!((from.as_str(), to.as_str()), ("candidate", "production"));
+                assert_eq!(origin.branch, "env-production");
+            }
+            other => panic!("{other:?}"),
+        }
+        let without_from =
+            dispatched(serde_json::json!({ "environment": "production", "action": "promote" }));
+        let e = action_for("workflow_dispatch", &without_from, "env-", None, None)
+            .expect_err("needs from");
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().contains("input `from`"), "{e}");
+        // From another branch it would apply that checkout's configuration: refused.
+        let mut elsewhere = p.clone();
+        elsewhere["ref"] = "refs/heads/main".into();
+        let e = action_for("workflow_dispatch", &elsewhere, "env-", None, None)
+            .expect_err("wrong branch");
+        assert!(e.to_string().contains("not on `env-production`"), "{e}");
     }
 }

@@ -74,6 +74,28 @@ pub const DRIFT_AT: &str = "nubesdriftat";
 /// merge's `up` before it applies.
 pub const REVIEWED: &str = "nubesreviewed";
 
+/// Releases (`releases.rs`): on a kept artifact blob and on each environment's release
+/// record in the releases container. A record also carries [`COMMIT`], [`TARGET`],
+/// [`HEALTH`] (`healthy` | `unhealthy` | `unchecked` | `failed`).
+/// The release: the artifact's digest as lowercase hex (the blob name's last part).
+pub const RELEASE: &str = "nubesrelease";
+/// `zip` (app-service, functions: the package as shipped) | `site` (a manifest).
+pub const RELEASE_KIND: &str = "nubesreleasekind";
+/// The archive's type for a `zip` release (`zip`, `jar`, `war`, `ear`).
+pub const RELEASE_ARCHIVE: &str = "nubesreleasearchive";
+/// Bytes of the artifact (a site: of all its files).
+pub const RELEASE_SIZE: &str = "nubesreleasesize";
+/// When the artifact was kept, or the record written.
+pub const RELEASE_AT: &str = "nubesreleaseat";
+/// The environment that first shipped the artifact, or the record's environment.
+pub const RELEASE_ENV: &str = "nubesreleaseenv";
+/// What put the release there: `deploy`, `rollback`, `auto-rollback`, `promote from <env>`.
+pub const RELEASE_ACTION: &str = "nubesreleaseaction";
+/// `true` when the release went live (serves production) with this record.
+pub const RELEASE_LIVE: &str = "nubesreleaselive";
+/// On the state blob: `true` when the last `up` rolled back to a previous release.
+pub const ROLLED_BACK: &str = "nubesrolledback";
+
 /// Keys written only when absent: a later record never moves them.
 pub const SET_ONCE: &[&str] = &[CREATED_AT];
 

@@ -3,6 +3,7 @@
 //! paging, both long-running-operation styles, throttling, failures and permissions.
 
 pub mod fake;
+pub mod slots;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

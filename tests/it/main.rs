@@ -6,6 +6,7 @@
 
 mod act;
 pub mod arm;
+mod blue_green;
 mod bootstrap;
 mod cli;
 mod crash;
@@ -35,6 +36,7 @@ mod package;
 mod pipeline;
 mod reap;
 pub mod release;
+mod releases;
 mod review;
 mod secrets;
 mod snapshots;

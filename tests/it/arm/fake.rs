@@ -181,6 +181,8 @@ struct State {
     seen: Vec<Seen>,
     in_flight: usize,
     max_in_flight: usize,
+    /// Deployment slots and their swaps (`super::slots`).
+    slots: super::slots::Slots,
 }
 
 struct Shared {
@@ -286,12 +288,17 @@ impl FakeArm {
         self.shared.state().sites.push(site);
     }
 
+    /// Serve this deployment slot's swap as well.
+    pub fn add_slot(&self, slot: super::slots::SwapSlot) {
+        self.shared.state().slots.add(slot);
+    }
+
     pub fn max_in_flight(&self) -> usize {
         self.shared.state().max_in_flight
     }
 }
 
-type Reply = Response<Full<Bytes>>;
+pub(super) type Reply = Response<Full<Bytes>>;
 
 async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Reply, Infallible> {
     let authorization = req
@@ -351,6 +358,9 @@ fn route(shared: &Shared, seen: &Seen, authorization: &str) -> (Reply, Option<Du
     let segments: Vec<String> = rest.split('/').map(str::to_ascii_lowercase).collect();
     let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
     let mut state = shared.state();
+    if let Some(reply) = super::slots::route(&mut state.slots, &shared.base, seen) {
+        return (reply, None);
+    }
     match (seen.method.as_str(), segments.as_slice()) {
         ("GET", ["resourcegroups"]) => (list(shared, &state, &seen.query), None),
         ("DELETE", ["resourcegroups", name]) if has_api_version(seen) => {
@@ -828,12 +838,12 @@ fn not_found(name: &str) -> Reply {
     )
 }
 
-fn error(status: u16, code: &str, message: &str) -> Reply {
+pub(super) fn error(status: u16, code: &str, message: &str) -> Reply {
     let body = json!({"error": {"code": code, "message": message}});
     respond(status, &[], body.to_string())
 }
 
-fn respond(status: u16, headers: &[(&str, &str)], body: String) -> Reply {
+pub(super) fn respond(status: u16, headers: &[(&str, &str)], body: String) -> Reply {
     let mut builder = Response::builder()
         .status(StatusCode::from_u16(status).expect("status"))
         .header("Content-Type", "application/json; charset=utf-8");

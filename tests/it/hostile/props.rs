@@ -147,6 +147,13 @@ fn check_payload(event: &str, text: &[u8]) {
                 assert_eq!(short.as_str(), Some(o.branch.as_str()), "{event} {shown}");
             }
         }
+        Ok(Action::Promote(from, to, o)) => {
+            assert!(
+                is_canonical(from.as_str()) && is_canonical(to.as_str()),
+                "{event} {shown}: {from} -> {to}"
+            );
+            assert_eq!(o.branch, format!("env-{to}"));
+        }
         Ok(Action::Nothing(why)) => assert_shown_safely(&why, &shown),
         Err(e) => assert_input_error(
             &e,

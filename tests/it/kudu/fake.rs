@@ -273,6 +273,17 @@ impl FakeKudu {
         self.shared.state().wwwroot.get(name).cloned()
     }
 
+    /// What a slot swap does to two slots' apps: their deployed content changes places
+    /// (the stack, a setting of each slot, stays). For the in-test Resource Manager.
+    pub fn swapper(&self, other: &FakeKudu) -> impl Fn() + Send + Sync + 'static {
+        let (a, b) = (self.shared.clone(), other.shared.clone());
+        move || {
+            let mut x = a.state();
+            let mut y = b.state();
+            std::mem::swap(&mut x.wwwroot, &mut y.wwwroot);
+        }
+    }
+
     /// Whether the app would start from what is deployed.
     pub fn healthy(&self) -> bool {
         healthy(&self.shared)

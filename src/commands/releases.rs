@@ -1,0 +1,242 @@
+//! `nubes releases`, `nubes rollback` and `nubes promote`: the kept releases of an
+//! environment (see `releases.rs`), and redeploying one of them without building.
+//!
+//! Promotion into a protected environment needs `--force`, or a run from that
+//! environment's own branch (`env-<to>` checked out, or `GITHUB_REF` naming it): the
+//! same people who may push to the branch may promote into it.
+
+use crate::config::Settings;
+use crate::env_name::EnvName;
+use crate::error::{Error, Result};
+use crate::pipeline::{self, Activity, Context, Locked};
+use crate::releases::{self, Record, Releases, flow::ReleaseNote};
+
+fn open(settings: &Settings) -> Result<Releases> {
+    Releases::open(settings)?.ok_or_else(|| {
+        Error::input("releases are kept only in Azure state storage; the local backend keeps none")
+            .hint("set [state] account_url (or NUBES_STATE_ACCOUNT_URL) to your state storage account")
+    })
+}
+
+/// `nubes releases <env> [--json]`.
+pub async fn list(settings: &Settings, env: &str, json: bool) -> Result<()> {
+    let env = settings.env_name(env)?;
+    let store = open(settings)?;
+    let records = store.records(&env).await?;
+    if json {
+        let doc = serde_json::json!({ "environment": env.as_str(), "releases": records });
+        crate::outln!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+        return Ok(());
+    }
+    if records.is_empty() {
+        crate::outln!("`{env}` has no kept releases yet (each deploy keeps one)");
+        return Ok(());
+    }
+    crate::outln!(
+        "{:<4} {:<12}  {:<20}  {:<12}  {:<9}  {:<10}  ACTION",
+        "",
+        "RELEASE",
+        "TIME",
+        "COMMIT",
+        "VERDICT",
+        "TARGET"
+    );
+    for r in &records {
+        crate::outln!(
+            "{:<4} {:<12}  {:<20}  {:<12}  {:<9}  {:<10}  {}",
+            if r.live { "live" } else { "" },
+            r.id,
+            r.at,
+            r.commit.as_deref().map_or("-", |c| &c[..c.len().min(12)]),
+            r.verdict,
+            r.target,
+            crate::env_name::printable(&r.action)
+        );
+    }
+    Ok(())
+}
+
+/// Report a redeployed release on the terminal, in `$GITHUB_OUTPUT` and the summary.
+fn report(
+    ctx: &Context<'_>,
+    env: &EnvName,
+    what: &str,
+    note: &ReleaseNote,
+    verdict: &str,
+) -> Result<()> {
+    crate::outln!(
+        "{what}: release {} ({}) is live in `{env}`, {verdict}",
+        note.id,
+        note.digest
+    );
+    crate::outln!(
+        "infrastructure untouched: `nubes state history {env}` and `nubes state restore {env} <version>` bring back an earlier Terraform state"
+    );
+    ctx.gh.set_output("environment", env.as_str())?;
+    ctx.gh.set_output("release_id", &note.id)?;
+    ctx.gh.set_output("release_digest", &note.digest)?;
+    ctx.gh.set_output(
+        "rolled_back",
+        if note.rolled_back_from.is_some() || what.starts_with("rollback") {
+            "true"
+        } else {
+            "false"
+        },
+    )?;
+    ctx.gh.summary(&format!(
+        "### nubes {what} `{env}`\n\nRelease `{}` (`{}`) deployed without a build; health: **{verdict}**.\n",
+        note.id, note.digest
+    ))
+}
+
+/// `nubes rollback <env> [--to <release>]`: redeploy a kept release under the lock.
+pub async fn rollback(ctx: &Context<'_>, env: &EnvName, to: Option<&str>) -> Result<()> {
+    let store = open(ctx.settings)?;
+    let locked = Locked::acquire(ctx.settings, env, "nubes rollback").await?;
+    let mut activity = Activity {
+        action: Some("rollback".into()),
+        ..Activity::default()
+    };
+    let result = async {
+        let records = store.records(env).await?;
+        let live = releases::live(&records).map(|r| r.hex().to_string());
+        let release: Record = match to {
+            Some(wanted) => releases::find(&records, wanted, env)?.clone(),
+            None => releases::previous_healthy(&records, live.as_deref().unwrap_or(""))
+                .cloned()
+                .ok_or_else(|| {
+                    Error::input(format!(
+                        "`{env}` has no earlier healthy release to roll back to"
+                    ))
+                    .hint(format!(
+                        "`nubes releases {env}` lists its kept releases; name one with --to"
+                    ))
+                })?,
+        };
+        let outputs = pipeline::stored_outputs(&*locked.store, env).await?;
+        activity.app_url = pipeline::output_str(&outputs, "application_url");
+        let verdict =
+            releases::flow::redeploy(ctx.settings, &store, env, &outputs, &release, "rollback")
+                .await;
+        activity.deploy = Some((
+            release.target.clone(),
+            Some(release.digest.clone()),
+            verdict.is_ok(),
+        ));
+        let verdict = verdict?;
+        activity.healthy = (verdict != "unchecked").then_some(verdict == "healthy");
+        if let Err(e) = store.prune(ctx.settings.deploy.keep_releases).await {
+            tracing::warn!("old releases could not be pruned: {e}");
+        }
+        Ok::<_, Error>((release, verdict))
+    }
+    .await;
+    let ok = matches!(&result, Ok((_, v)) if *v != "unhealthy");
+    // The record names the rolled-back release's commit, not the checkout's.
+    let record_ctx = Context {
+        settings: ctx.settings,
+        gh: ctx.gh.clone(),
+        origin: crate::render::Origin {
+            branch: ctx.origin.branch.clone(),
+            commit: result.as_ref().ok().and_then(|(r, _)| r.commit.clone()),
+        },
+        actor: ctx.actor.clone(),
+        quiet: ctx.quiet,
+        review: Default::default(),
+    };
+    let record = activity.record(&record_ctx, ok);
+    let released = locked.held.release_recording(&record).await;
+    let (release, verdict) = result?;
+    released?;
+    let note = ReleaseNote {
+        id: release.id.clone(),
+        digest: release.digest.clone(),
+        rolled_back_from: None,
+    };
+    report(ctx, env, "rollback", &note, verdict)?;
+    if verdict == "unhealthy" {
+        return Err(Error::failed(format!(
+            "release {} is live in `{env}` but failed its health check",
+            release.id
+        ))
+        .hint(format!(
+            "`nubes releases {env}` lists other releases to roll back to"
+        )));
+    }
+    Ok(())
+}
+
+/// Whether this run comes from `env`'s own branch (checked out, or GitHub's ref).
+fn on_branch(settings: &Settings, env: &EnvName) -> bool {
+    let branch = env.branch(&settings.branch_prefix);
+    let github = std::env::var("GITHUB_REF")
+        .ok()
+        .is_some_and(|r| r == format!("refs/heads/{branch}"));
+    let head = crate::git::head(&settings.root).and_then(|h| h.branch);
+    github || head.as_deref() == Some(branch.as_str())
+}
+
+/// `nubes promote <from> <to> [--force]`.
+pub async fn promote(ctx: &Context<'_>, from: &EnvName, to: &EnvName, force: bool) -> Result<()> {
+    if from == to {
+        return Err(Error::input(format!("cannot promote `{from}` into itself"))
+            .hint("to redeploy an earlier release of one environment, use `nubes rollback`"));
+    }
+    if ctx.settings.protected(to) && !force && !on_branch(ctx.settings, to) {
+        return Err(Error::input(format!(
+            "environment `{to}` is protected: nothing was promoted into it"
+        ))
+        .hint(format!(
+            "run from its branch `{}` (e.g. the workflow's `action: promote` dispatched on it), or pass --force",
+            to.branch(&ctx.settings.branch_prefix)
+        )));
+    }
+    let store = open(ctx.settings)?;
+    let state = crate::state::open(ctx.settings)?;
+    let health = state
+        .read_meta(from)
+        .await?
+        .and_then(|m| m.get(crate::state::meta::HEALTH).cloned());
+    let records = store.records(from).await?;
+    let Some(live) = releases::live(&records).cloned() else {
+        return Err(
+            Error::input(format!("`{from}` has no live release to promote"))
+                .hint(format!("deploy it first (`nubes up {from}`)")),
+        );
+    };
+    let verdict = health.unwrap_or_else(|| live.verdict.clone());
+    if verdict != "healthy" || live.verdict != "healthy" {
+        return Err(Error::input(format!(
+            "`{from}`'s last health verdict is {}: release {} is not promoted",
+            crate::env_name::printable(&verdict),
+            live.id
+        ))
+        .hint(format!(
+            "fix `{from}` until its health check passes (`nubes up {from}`), then promote"
+        )));
+    }
+    let action = format!("promote from {from}");
+    let (up, verdict) = pipeline::up_with_release(ctx, to, &store, &live, &action).await?;
+    if let Err(e) = store.prune(ctx.settings.deploy.keep_releases).await {
+        tracing::warn!("old releases could not be pruned: {e}");
+    }
+    for line in pipeline::output_lines(&up.outputs) {
+        crate::outln!("  {line}");
+    }
+    let note = up.release.clone().unwrap_or(ReleaseNote {
+        id: live.id.clone(),
+        digest: live.digest.clone(),
+        rolled_back_from: None,
+    });
+    report(ctx, to, &format!("promote from {from}"), &note, verdict)?;
+    if verdict == "unhealthy" {
+        return Err(Error::failed(format!(
+            "release {} was promoted into `{to}` but failed its health check there",
+            live.id
+        ))
+        .hint(format!(
+            "`nubes rollback {to}` puts back its previous release"
+        )));
+    }
+    Ok(())
+}

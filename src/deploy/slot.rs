@@ -1,0 +1,188 @@
+//! Shipping an artifact into an environment: deploy, then health-check; or, with
+//! `[deploy] slot` on `app-service` / `functions`, blue-green through a deployment slot:
+//!
+//! 1. deploy to the slot through the slot's own Kudu site (output `slot_scm_url`, else
+//!    `https://<app_name>-<slot>.scm.azurewebsites.net`);
+//! 2. health-check the slot's own URL (output `slot_url`, else
+//!    `https://<app_name>-<slot>.azurewebsites.net`): unhealthy, and nothing is swapped,
+//!    production untouched;
+//! 3. swap the slot into production through Resource Manager (`arm::Arm::swap_slot`,
+//!    outputs `resource_group` and `app_name`, `ARM_SUBSCRIPTION_ID`);
+//! 4. health-check production (`application_url`): unhealthy, and the same swap runs
+//!    again at once, which puts the previous production back (App Service exchanges the
+//!    two slots' content), and both verdicts are reported.
+//!
+//! `up`, `rollback`, `promote` and the automatic rollback all ship through [`ship`].
+
+use std::path::Path;
+
+use serde_json::{Map, Value};
+
+use super::Deployed;
+use crate::config::Settings;
+use crate::env_name::EnvName;
+use crate::error::{Error, Result};
+use crate::health::Healthy;
+
+/// What shipping did.
+pub struct Shipment {
+    /// The deploy (to the slot, with a slot).
+    pub deployed: Result<Option<Deployed>>,
+    /// The health verdict that decides the run: production's (after a swap), or the
+    /// slot's when it failed; `None` when nothing was checked.
+    pub health: Option<Result<Healthy>>,
+    /// Whether what was deployed now serves production.
+    pub went_live: bool,
+}
+
+fn output(outputs: &Map<String, Value>, name: &str) -> Option<String> {
+    crate::pipeline::output_str(outputs, name)
+}
+
+/// The slot `[deploy] slot` names, when the target swaps slots.
+fn slot_for<'a>(settings: &'a Settings, outputs: &Map<String, Value>) -> Option<&'a str> {
+    let slot = settings.deploy.slot.as_deref()?;
+    match super::target(settings, outputs).as_deref() {
+        Some("app-service" | "functions") => Some(slot),
+        _ => None,
+    }
+}
+
+/// Deploy `artifact` and health-check it, through the slot when one is configured.
+pub async fn ship(
+    settings: &Settings,
+    env: &EnvName,
+    artifact: &Path,
+    outputs: &Map<String, Value>,
+) -> Shipment {
+    if let Some(slot) = slot_for(settings, outputs) {
+        return blue_green(settings, env, artifact, outputs, slot).await;
+    }
+    let deployed = super::deploy(settings, env, artifact, outputs).await;
+    let health = match (&deployed, output(outputs, "application_url")) {
+        (Ok(Some(_)), Some(url)) => Some(check(settings, &url).await),
+        _ => None,
+    };
+    let went_live = matches!(deployed, Ok(Some(_)));
+    Shipment {
+        deployed,
+        health,
+        went_live,
+    }
+}
+
+async fn check(settings: &Settings, url: &str) -> Result<Healthy> {
+    let d = &settings.deploy;
+    crate::health::check(url, &d.health_path, d.health_timeout).await
+}
+
+/// Where the slot lives: its Kudu site, its URL, the app and its group.
+struct SlotPlace {
+    scm: String,
+    url: String,
+    app: String,
+    group: String,
+}
+
+fn place(outputs: &Map<String, Value>, slot: &str) -> Result<SlotPlace> {
+    let app = output(outputs, "app_name");
+    let group = output(outputs, "resource_group");
+    let (Some(app), Some(group)) = (app, group) else {
+        return Err(Error::input(format!(
+            "[deploy] slot = \"{slot}\" needs the Terraform outputs `app_name` and `resource_group` to swap the slot"
+        ))
+        .hint("output the app's name and resource group (and optionally slot_scm_url and slot_url)"));
+    };
+    let scm = output(outputs, "slot_scm_url")
+        .unwrap_or_else(|| format!("https://{app}-{slot}.scm.azurewebsites.net"));
+    let url = output(outputs, "slot_url")
+        .unwrap_or_else(|| format!("https://{app}-{slot}.azurewebsites.net"));
+    Ok(SlotPlace {
+        scm,
+        url,
+        app,
+        group,
+    })
+}
+
+async fn blue_green(
+    settings: &Settings,
+    env: &EnvName,
+    artifact: &Path,
+    outputs: &Map<String, Value>,
+    slot: &str,
+) -> Shipment {
+    let failed = |e: Error| Shipment {
+        deployed: Err(e),
+        health: None,
+        went_live: false,
+    };
+    let place = match place(outputs, slot) {
+        Ok(p) => p,
+        Err(e) => return failed(e),
+    };
+    let arm = match crate::arm::Arm::from_env() {
+        Ok(a) => a,
+        Err(e) => {
+            return failed(e.context(format!("swapping slot `{slot}` needs Resource Manager")));
+        }
+    };
+    // The slot's own Kudu site: the deploy goes there, production is not touched.
+    let mut slot_outputs = outputs.clone();
+    slot_outputs.insert(
+        "scm_url".into(),
+        serde_json::json!({ "value": place.scm, "sensitive": false }),
+    );
+    tracing::info!("deploying to slot `{slot}` ({})", place.scm);
+    let deployed = super::deploy(settings, env, artifact, &slot_outputs).await;
+    let Ok(Some(d)) = &deployed else {
+        return Shipment {
+            deployed,
+            health: None,
+            went_live: false,
+        };
+    };
+    let detail = d.detail.clone();
+    let verdict =
+        |deployed: Result<Option<Deployed>>, health: Result<Healthy>, live: bool| Shipment {
+            deployed,
+            health: Some(health),
+            went_live: live,
+        };
+    if let Err(e) = check(settings, &place.url).await {
+        let e = Error::failed(format!(
+            "slot `{slot}` is unhealthy ({e}): not swapped, production untouched"
+        ))
+        .hint("fix the release and push again; the slot keeps it for inspection");
+        return verdict(deployed, Err(e), false);
+    }
+    tracing::info!("slot `{slot}` is healthy ({detail}); swapping it into production");
+    if let Err(e) = arm.swap_slot(&place.group, &place.app, slot).await {
+        return verdict(deployed, Err(e.context("swap")), false);
+    }
+    let Some(prod_url) = output(outputs, "application_url") else {
+        return Shipment {
+            deployed,
+            health: None,
+            went_live: true,
+        };
+    };
+    match check(settings, &prod_url).await {
+        Ok(h) => verdict(deployed, Ok(h), true),
+        Err(e) => {
+            tracing::warn!("production is unhealthy after the swap ({e}): swapping back");
+            let back = arm.swap_slot(&place.group, &place.app, slot).await;
+            let restored = match &back {
+                Ok(()) => "swapped back, the previous release serves production again".to_string(),
+                Err(b) => {
+                    format!("swapping back FAILED ({b}): production serves the unhealthy release")
+                }
+            };
+            let e = Error::failed(format!(
+                "slot `{slot}`: healthy; production after the swap: unhealthy ({e}); {restored}"
+            ))
+            .hint("production-only settings differ from the slot's: compare the app's settings marked as slot settings");
+            verdict(deployed, Err(e), back.is_err())
+        }
+    }
+}

@@ -1,0 +1,224 @@
+//! Releases in the pipeline: keeping and recording what `up` deployed, the automatic
+//! rollback when its health check fails, and the redeploy of a kept release that
+//! `rollback`, `promote` and the automatic rollback share (no build: the release's own
+//! bytes, fetched from the releases container, go through the ordinary deploy).
+
+use std::path::Path;
+
+use serde_json::{Map, Value};
+
+use super::{NewRecord, Record, Releases, short};
+use crate::config::Settings;
+use crate::env_name::EnvName;
+use crate::error::{Error, Result};
+
+/// The release an `up`, `rollback` or `promote` left live, for outputs and summaries.
+#[derive(Debug, Clone)]
+pub struct ReleaseNote {
+    /// Short id (12 hex digits).
+    pub id: String,
+    /// `sha256:<hex>`.
+    pub digest: String,
+    /// The release rolled back from (the one that failed), when a rollback happened.
+    pub rolled_back_from: Option<String>,
+}
+
+/// What `up` deployed, as the release hook needs it.
+pub struct Shipped<'a> {
+    pub target: &'a str,
+    pub artifact: &'a Path,
+    pub digest: Option<&'a str>,
+    pub commit: Option<&'a str>,
+    pub deployed: bool,
+    /// It serves production now (a slot that was not swapped in, or was swapped back,
+    /// does not).
+    pub went_live: bool,
+    pub healthy: Option<bool>,
+}
+
+/// The outcome of the automatic rollback after a failed health check.
+#[derive(Debug)]
+pub struct AutoRollback {
+    pub failed: String,
+    pub restored: String,
+    /// The restored release's health verdict (`healthy`, `unhealthy`, or `failed` when
+    /// its redeploy failed), with the error when there was one.
+    pub verdict: &'static str,
+    pub error: Option<String>,
+}
+
+impl AutoRollback {
+    /// The message of the run's error: both releases and both verdicts.
+    pub fn explain(&self, health: &Error) -> Error {
+        let mut msg = format!(
+            "release {} failed its health check ({health}); rolled back to release {}: {}",
+            short(&self.failed),
+            short(&self.restored),
+            self.verdict
+        );
+        if let Some(e) = &self.error {
+            msg.push_str(&format!(" ({e})"));
+        }
+        Error::failed(msg).hint(
+            "the failing release is kept: fix it and push again, or inspect it with `nubes releases <env>`",
+        )
+    }
+}
+
+/// After `up` deployed (or failed to): keep the artifact, record the release, roll back
+/// to the previous healthy release when the health check failed (and that is wanted),
+/// prune. Storage trouble is reported and never fails the deploy itself.
+pub async fn after_deploy(
+    settings: &Settings,
+    env: &EnvName,
+    outputs: &Map<String, Value>,
+    shipped: &Shipped<'_>,
+) -> (Option<ReleaseNote>, Option<AutoRollback>) {
+    let store = match Releases::open(settings) {
+        Ok(Some(s)) => s,
+        Ok(None) => return (None, None),
+        Err(e) => {
+            tracing::warn!("releases are not kept: {e}");
+            return (None, None);
+        }
+    };
+    let Some(hex) = shipped.digest.and_then(super::hex_of) else {
+        return (None, None);
+    };
+    let size = match store
+        .keep(
+            env,
+            shipped.target,
+            shipped.artifact,
+            &format!("sha256:{hex}"),
+            shipped.commit,
+        )
+        .await
+    {
+        Ok(Some(size)) => Some(size),
+        Ok(None) => return (None, None), // a target whose artifacts are not kept
+        Err(e) => {
+            tracing::warn!("the release could not be kept ({e}): it cannot be rolled back to");
+            return (None, None);
+        }
+    };
+    // Read before recording, so the previous healthy release is another one.
+    let before = store.records(env).await.unwrap_or_else(|e| {
+        tracing::warn!("the releases of `{env}` could not be read: {e}");
+        Vec::new()
+    });
+    let verdict = super::verdict(shipped.deployed, shipped.healthy);
+    let record = NewRecord {
+        digest: format!("sha256:{hex}"),
+        commit: shipped.commit.map(str::to_string),
+        target: shipped.target.to_string(),
+        verdict,
+        action: "deploy".into(),
+        went_live: shipped.went_live,
+        size,
+    };
+    if let Err(e) = store.record(env, &record).await {
+        tracing::warn!("the release could not be recorded: {e}");
+    }
+    let mut note = ReleaseNote {
+        id: short(&hex).to_string(),
+        digest: format!("sha256:{hex}"),
+        rolled_back_from: None,
+    };
+    let mut rolled = None;
+    // Only a failing release that serves production is rolled back (a slot that failed
+    // was never swapped in, or was swapped back).
+    if shipped.healthy == Some(false) && shipped.went_live {
+        let previous = super::previous_healthy(&before, &hex).cloned();
+        match (settings.deploy.rollback_on_failure, previous) {
+            (Some(false), _) => tracing::info!(
+                "[deploy] rollback_on_failure = false: release {} stays live",
+                short(&hex)
+            ),
+            (_, None) => tracing::warn!(
+                "`{env}` has no previous healthy release to roll back to: release {} stays live",
+                short(&hex)
+            ),
+            (_, Some(prev)) => {
+                tracing::warn!(
+                    "release {} failed its health check: rolling back to release {}",
+                    short(&hex),
+                    prev.id
+                );
+                let outcome =
+                    redeploy(settings, &store, env, outputs, &prev, "auto-rollback").await;
+                let (verdict, error) = match &outcome {
+                    Ok(v) => (*v, None),
+                    Err(e) => ("failed", Some(e.to_string())),
+                };
+                if outcome.is_ok() {
+                    note = ReleaseNote {
+                        id: prev.id.clone(),
+                        digest: prev.digest.clone(),
+                        rolled_back_from: Some(short(&hex).to_string()),
+                    };
+                }
+                rolled = Some(AutoRollback {
+                    failed: hex.clone(),
+                    restored: prev.hex().to_string(),
+                    verdict,
+                    error,
+                });
+            }
+        }
+    }
+    if let Err(e) = store.prune(settings.deploy.keep_releases).await {
+        tracing::warn!("old releases could not be pruned: {e}");
+    }
+    (Some(note), rolled)
+}
+
+/// Deploy kept release `release` into `env` (fetched into a temporary folder, no
+/// build), health-check it, and record it with `action`. Returns the health verdict
+/// (`healthy`, `unhealthy`, `unchecked`); a failed deploy is an error (and recorded).
+pub async fn redeploy(
+    settings: &Settings,
+    store: &Releases,
+    env: &EnvName,
+    outputs: &Map<String, Value>,
+    release: &Record,
+    action: &str,
+) -> Result<&'static str> {
+    let temp = tempfile::tempdir()
+        .map_err(|e| Error::failed(format!("cannot make a temporary folder: {e}")))?;
+    let artifact = store.materialise(release.hex(), temp.path()).await?;
+    let shipment = crate::deploy::slot::ship(settings, env, &artifact, outputs).await;
+    let (deployed, health) = (shipment.deployed, shipment.health);
+    let ok = matches!(deployed, Ok(Some(_)));
+    let verdict = super::verdict(ok, health.as_ref().map(Result::is_ok));
+    let record = NewRecord {
+        digest: release.digest.clone(),
+        commit: release.commit.clone(),
+        target: release.target.clone(),
+        verdict,
+        action: action.to_string(),
+        went_live: shipment.went_live,
+        size: release.size,
+    };
+    if let Err(e) = store.record(env, &record).await {
+        tracing::warn!("the release could not be recorded: {e}");
+    }
+    match deployed {
+        Err(e) => Err(e.context(format!("redeploy of release {}", release.id))),
+        Ok(None) => Err(Error::input(format!(
+            "`{env}` has no deploy target: release {} was not deployed",
+            release.id
+        ))
+        .hint("set [deploy] target, or output static_site_account_url / scm_url")),
+        Ok(Some(d)) => {
+            tracing::info!("release {} deployed: {}", release.id, d.detail);
+            match health {
+                Some(Err(e)) => {
+                    tracing::warn!("{e}");
+                    Ok(verdict)
+                }
+                _ => Ok(verdict),
+            }
+        }
+    }
+}

@@ -1,0 +1,399 @@
+//! Releases (issue 15) on real Azurite and real Terraform: every deploy kept
+//! content-addressed in the state account, `nubes releases`, `rollback` (also after a
+//! SIGKILL), the automatic rollback after a failed health check, and `promote` without
+//! a build.
+//!
+//! The site is a static site in Azurite's `$web` container made publicly readable, so
+//! the health check reads what was really deployed: `health.txt` answers 200 when the
+//! release carries it and 404 when it does not.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::support::{Azurite, Project, block_on};
+
+fn stack(az: &Azurite) -> String {
+    let url = az.account_url();
+    format!(
+        r#"
+terraform {{
+  backend "azurerm" {{}}
+}}
+variable "environment" {{
+  type = string
+}}
+output "static_site_account_url" {{
+  value = "{url}"
+}}
+output "application_url" {{
+  value = "{url}/$web"
+}}
+"#
+    )
+}
+
+fn toml(extra_deploy: &str, extra: &str) -> String {
+    format!(
+        "[state]\nlease_seconds = 15\nlock_timeout = \"2m\"\n\n\
+         [build]\ncommand = \"rm -rf dist && cp -r site dist && touch build-ran\"\nartifact = \"dist\"\n\n\
+         [deploy]\ntarget = \"static-site\"\nhealth_path = \"/health.txt\"\nhealth_timeout = \"5s\"\n{extra_deploy}\n{extra}"
+    )
+}
+
+/// A project whose state and site both live in `az` (plain HTTP + SAS), `$web` public.
+fn project(az: &Azurite, extra_deploy: &str, extra: &str) -> Project {
+    let p = Project::on(az, &toml(extra_deploy, extra));
+    std::fs::write(p.path().join("terraform/main.tf"), stack(az)).unwrap();
+    let r = block_on(az.blobs().send(
+        "PUT",
+        "$web",
+        "restype=container",
+        &[("x-ms-blob-public-access", "blob".to_string())],
+        vec![],
+    ));
+    assert!(
+        r.status == 201 || r.status == 409,
+        "create $web: {}",
+        r.status
+    );
+    p
+}
+
+/// Replace the site's source with `files`.
+fn site(p: &Project, files: &[(&str, &str)]) {
+    let dir = p.path().join("site");
+    let _ = std::fs::remove_dir_all(&dir);
+    for (name, text) in files {
+        let path = dir.join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+}
+
+fn v1() -> Vec<(String, String)> {
+    let mut files = vec![
+        ("health.txt".to_string(), "ok".to_string()),
+        ("index.html".to_string(), "<h1>v1</h1>".to_string()),
+    ];
+    for i in 0..20 {
+        files.push((format!("assets/f{i}.js"), format!("console.log({i});")));
+    }
+    files
+}
+
+fn as_refs(files: &[(String, String)]) -> Vec<(&str, &str)> {
+    files
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect()
+}
+
+fn json(out: &str) -> Value {
+    serde_json::from_str(out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
+}
+
+fn releases(p: &Project, env: &str) -> Vec<Value> {
+    let out = p.run(&["releases", env, "--json"]).ok();
+    json(&out.stdout)["releases"].as_array().unwrap().clone()
+}
+
+fn served(az: &Azurite, name: &str) -> (u16, Vec<u8>, String) {
+    let r = block_on(az.blobs().get("$web", name));
+    let etag = r.headers.get("etag").cloned().unwrap_or_default();
+    (r.status, r.body, etag)
+}
+
+#[test]
+fn rollback_serves_v1_again_uploading_only_what_differs_and_releases_mark_the_live_one() {
+    let az = Azurite::http();
+    let p = project(&az, "", "");
+    let v1 = v1();
+    site(&p, &as_refs(&v1));
+    p.run(&["up", "alice"]).ok();
+    let (_, _, asset_etag) = served(&az, "assets/f0.js");
+
+    let mut v2 = v1.clone();
+    v2[1].1 = "<h1>v2</h1>".into();
+    v2.push(("new.js".into(), "new".into()));
+    site(&p, &as_refs(&v2));
+    p.run(&["up", "alice"]).ok();
+    assert_eq!(served(&az, "index.html").1, b"<h1>v2</h1>");
+
+    let listed = releases(&p, "alice");
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    assert_eq!(listed[0]["live"], true);
+    assert_eq!(listed[1]["live"], false);
+    assert_eq!(listed[0]["verdict"], "healthy");
+    assert_ne!(listed[0]["digest"], listed[1]["digest"]);
+    let v1_digest = listed[1]["digest"].clone();
+    // The digest is the one `up` records as the environment's artifact.
+    let status = json(&p.run(&["status", "alice", "--json"]).ok().stdout);
+    assert_eq!(
+        status["deploy"]["artifact"], listed[0]["digest"],
+        "{status}"
+    );
+
+    std::fs::remove_file(p.path().join("build-ran")).unwrap();
+    let out = p.run(&["rollback", "alice"]).ok();
+    assert!(
+        out.stdout.contains("infrastructure untouched"),
+        "{}",
+        out.all()
+    );
+    assert!(
+        !p.path().join("build-ran").exists(),
+        "rollback must not build"
+    );
+    // The served bytes are v1's, every file; v2's extra file is gone.
+    for (name, text) in &v1 {
+        let (status, body, _) = served(&az, name);
+        assert_eq!((status, body), (200, text.as_bytes().to_vec()), "{name}");
+    }
+    assert_eq!(served(&az, "new.js").0, 404);
+    // An unchanged file was not uploaded again (same ETag since the first deploy).
+    assert_eq!(served(&az, "assets/f0.js").2, asset_etag);
+    assert!(
+        out.stderr.contains("1 uploaded, 21 unchanged, 1 deleted"),
+        "{}",
+        out.all()
+    );
+
+    let listed = releases(&p, "alice");
+    assert_eq!(listed.len(), 3, "{listed:?}");
+    assert_eq!(listed[0]["digest"], v1_digest);
+    assert_eq!(listed[0]["action"], "rollback");
+    assert_eq!(listed[0]["live"], true);
+    assert!(listed[1..].iter().all(|r| r["live"] == false));
+    let status = json(&p.run(&["status", "alice", "--json"]).ok().stdout);
+    assert_eq!(status["deploy"]["artifact"], v1_digest, "{status}");
+    assert_eq!(status["activity"]["what"], "rollback", "{status}");
+    let text = p.run(&["releases", "alice"]).ok().stdout;
+    let live_line = text.lines().find(|l| l.starts_with("live")).unwrap();
+    assert!(
+        live_line.contains(&v1_digest.as_str().unwrap()[7..19]),
+        "{text}"
+    );
+
+    // --to names any kept release; a bad one is a usage error.
+    let v2_id = listed[1]["id"].as_str().unwrap().to_string();
+    p.run(&["rollback", "alice", "--to", &v2_id]).ok();
+    assert_eq!(served(&az, "index.html").1, b"<h1>v2</h1>");
+    let bad = p.run(&["rollback", "alice", "--to", "0000000"]).code(2);
+    assert!(bad.stderr.contains("no kept release"), "{}", bad.all());
+}
+
+#[test]
+fn a_failed_health_check_redeploys_the_previous_release_and_exits_1_naming_both() {
+    let az = Azurite::http();
+    let mut p = project(&az, "", "");
+    let summary = p.path().join("summary.md");
+    p.set_env("GITHUB_STEP_SUMMARY", summary.to_str().unwrap());
+    site(&p, &as_refs(&v1()));
+    let up = p.run(&["up", "bob"]).ok();
+    let listed = releases(&p, "bob");
+    assert_eq!(listed.len(), 1, "{}", up.all());
+    let good = listed[0]["id"].as_str().unwrap().to_string();
+
+    // v2 lacks health.txt: the health check answers 404.
+    let broken: Vec<(String, String)> = v1()
+        .into_iter()
+        .filter(|(n, _)| n != "health.txt")
+        .map(|(n, t)| {
+            if n == "index.html" {
+                (n, "<h1>broken</h1>".into())
+            } else {
+                (n, t)
+            }
+        })
+        .collect();
+    site(&p, &as_refs(&broken));
+    let out = p.run(&["up", "bob"]).code(1);
+    let listed = releases(&p, "bob");
+    let bad = listed
+        .iter()
+        .find(|r| r["action"] == "deploy" && r["verdict"] == "unhealthy")
+        .unwrap_or_else(|| panic!("{listed:?}"))["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        out.stderr
+            .contains(&format!("release {bad} failed its health check"))
+            && out
+                .stderr
+                .contains(&format!("rolled back to release {good}: healthy")),
+        "{}",
+        out.all()
+    );
+    let md = std::fs::read_to_string(&summary).unwrap();
+    assert!(
+        md.contains(&bad) && md.contains(&good) && md.contains("healthy"),
+        "{md}"
+    );
+    // The previous release serves again, and is the live one.
+    assert_eq!(served(&az, "index.html").1, b"<h1>v1</h1>");
+    assert_eq!(served(&az, "health.txt").1, b"ok");
+    assert_eq!(listed[0]["id"], good.as_str());
+    assert_eq!(listed[0]["action"], "auto-rollback");
+    assert_eq!(listed[0]["live"], true);
+    let status = json(&p.run(&["status", "bob", "--json"]).ok().stdout);
+    assert_eq!(status["deploy"]["release"], good.as_str(), "{status}");
+    assert_eq!(status["deploy"]["rolled_back"], true, "{status}");
+    assert_eq!(status["health"]["verdict"], "healthy", "{status}");
+}
+
+#[test]
+fn promote_ships_the_candidates_digest_without_building_and_refuses_an_unhealthy_candidate() {
+    let az = Azurite::http();
+    let p = project(
+        &az,
+        "rollback_on_failure = false",
+        "[environments.production]\nprotected = true\n",
+    );
+    site(&p, &as_refs(&v1()));
+    p.run(&["up", "candidate"]).ok();
+    let candidate = releases(&p, "candidate")[0].clone();
+
+    std::fs::remove_file(p.path().join("build-ran")).unwrap();
+    // A protected environment needs --force from another branch.
+    let refused = p.run(&["promote", "candidate", "production"]).code(2);
+    assert!(refused.stderr.contains("protected"), "{}", refused.all());
+    let out = p
+        .run(&["promote", "candidate", "production", "--force"])
+        .ok();
+    assert!(
+        !p.path().join("build-ran").exists(),
+        "promote must not start a build: {}",
+        out.all()
+    );
+    let promoted = releases(&p, "production");
+    assert_eq!(promoted[0]["digest"], candidate["digest"]);
+    assert_eq!(promoted[0]["action"], "promote from candidate");
+    assert_eq!(promoted[0]["verdict"], "healthy");
+    let status = json(&p.run(&["status", "production", "--json"]).ok().stdout);
+    assert_eq!(
+        status["deploy"]["artifact"], candidate["digest"],
+        "{status}"
+    );
+    assert_eq!(
+        status["activity"]["what"], "promote from candidate",
+        "{status}"
+    );
+    // Promotion brought production's infrastructure up (its own state exists).
+    assert_eq!(
+        block_on(
+            az.blobs()
+                .properties("tfstate", "production.terraform.tfstate")
+        )
+        .status,
+        200
+    );
+
+    // An unhealthy candidate is not promoted.
+    let broken: Vec<(String, String)> = v1()
+        .into_iter()
+        .filter(|(n, _)| n != "health.txt")
+        .collect();
+    site(&p, &as_refs(&broken));
+    p.run(&["up", "candidate"]).code(1);
+    let refused = p
+        .run(&["promote", "candidate", "production", "--force"])
+        .code(2);
+    assert!(
+        refused.stderr.contains("last health verdict is unhealthy"),
+        "{}",
+        refused.all()
+    );
+    assert_eq!(releases(&p, "production").len(), 1);
+}
+
+/// Wait until the state blob of `env` is leased (the command holds the lock).
+fn wait_for_lock(az: &Azurite, env: &str, child: &mut std::process::Child) {
+    let started = Instant::now();
+    loop {
+        let r = block_on(
+            az.blobs()
+                .properties("tfstate", &format!("{env}.terraform.tfstate")),
+        );
+        if r.headers.get("x-ms-lease-state").map(String::as_str) == Some("leased") {
+            return;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the rollback ended before it was killed"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the rollback never took the lock"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_killed_rollback_leaves_a_lock_that_expires_and_the_next_rollback_and_up_complete() {
+    let az = Azurite::http();
+    let p = project(&az, "", "");
+    site(&p, &as_refs(&v1()));
+    p.run(&["up", "carol"]).ok();
+    let mut v2 = v1();
+    v2[1].1 = "<h1>v2</h1>".into();
+    site(&p, &as_refs(&v2));
+    p.run(&["up", "carol"]).ok();
+
+    let mut child = p.spawn(&["rollback", "carol"]);
+    wait_for_lock(&az, "carol", &mut child);
+    child.kill().expect("SIGKILL the rollback");
+    let _ = child.wait();
+
+    // The next rollback waits for the lease to expire (lease_seconds = 15), then runs.
+    let out = p.run(&["rollback", "carol"]).ok();
+    assert!(out.stdout.contains("is live in `carol`"), "{}", out.all());
+    assert_eq!(served(&az, "index.html").1, b"<h1>v1</h1>");
+    p.run(&["up", "carol"]).ok();
+    assert_eq!(served(&az, "index.html").1, b"<h1>v2</h1>");
+}
+
+/// The blob names of a container listing (for the pruning test).
+fn names(listing: &str) -> Vec<String> {
+    listing
+        .split("<Name>")
+        .skip(1)
+        .filter_map(|s| s.split("</Name>").next())
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn keep_releases_prunes_old_releases_but_never_a_live_one() {
+    let az = Azurite::http();
+    let p = project(&az, "keep_releases = 2", "");
+    let mut firsts = Vec::new();
+    for i in 0..4 {
+        let mut files = v1();
+        files[1].1 = format!("<h1>v{i}</h1>");
+        files.push((format!("only-{i}.txt"), format!("{i}")));
+        site(&p, &as_refs(&files));
+        p.run(&["up", "dave"]).ok();
+        if i == 0 {
+            // Another environment keeps release 0 live: it must survive dave's pruning.
+            p.run(&["up", "erin"]).ok();
+        }
+        firsts.push(releases(&p, "dave")[0]["digest"].as_str().unwrap()[7..].to_string());
+    }
+    let listed = releases(&p, "dave");
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    let blobs = names(&block_on(az.blobs().list("nubes-releases", "metadata")));
+    let artifact = |hex: &str| blobs.iter().any(|b| b == &format!("demo/{hex}"));
+    assert!(artifact(&firsts[0]), "live in erin: {blobs:?}");
+    assert!(!artifact(&firsts[1]), "pruned: {blobs:?}");
+    assert!(artifact(&firsts[2]) && artifact(&firsts[3]), "{blobs:?}");
+    // Files only release 1 used are gone; shared ones stay once.
+    let files: Vec<&String> = blobs
+        .iter()
+        .filter(|b| b.starts_with("demo/files/"))
+        .collect();
+    // 20 assets + health.txt, 3 index.html variants (0, 2, 3), only-0/2/3.
+    assert_eq!(files.len(), 21 + 3 + 3, "{files:?}");
+}
