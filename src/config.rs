@@ -91,12 +91,14 @@ struct FileBuild {
     artifact: Option<String>,
     #[serde(default)]
     after_infra: bool,
+    engine: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileDeploy {
     target: Option<Spanned<String>>,
+    traffic_steps: Option<Spanned<Vec<i64>>>,
     health_path: Option<String>,
     health_timeout: Option<Spanned<String>>,
     command: Option<Vec<String>>,
@@ -144,6 +146,9 @@ pub struct BuildSettings {
     pub command: Option<String>,
     pub artifact: Option<String>,
     pub after_infra: bool,
+    /// The container engine that builds a Dockerfile (`docker`, `podman`, `buildah`);
+    /// `None`: the first of them found on PATH.
+    pub engine: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -153,6 +158,9 @@ pub struct DeploySettings {
     pub health_timeout: Duration,
     pub command: Option<Vec<String>>,
     pub cache_control: Option<String>,
+    /// Container Apps: the new revision's share of traffic at each step, in percent,
+    /// rising to 100 (each step health-checked). Default `[100]`.
+    pub traffic_steps: Vec<u8>,
 }
 
 #[derive(Debug, Clone)]
@@ -181,7 +189,14 @@ pub struct Overrides {
     pub lock_timeout: Option<String>,
 }
 
-pub const ALLOWED_TARGETS: &[&str] = &["static-site", "app-service", "functions", "command"];
+pub const ALLOWED_TARGETS: &[&str] = &[
+    "static-site",
+    "app-service",
+    "functions",
+    "container-apps",
+    "command",
+];
+pub const ALLOWED_ENGINES: &[&str] = &["docker", "podman", "buildah"];
 
 impl Settings {
     pub fn env_name(&self, arg: &str) -> Result<EnvName> {
@@ -420,6 +435,27 @@ fn expiry_rules(
             None => base.max_age,
         },
     })
+}
+
+/// `[deploy] traffic_steps`: percentages, each 1..=100, strictly rising, ending at 100.
+fn traffic_steps(steps: &[i64], origin: &Origin) -> Result<Vec<u8>> {
+    let hint =
+        "list rising percentages that end at 100, e.g. [10, 50, 100] (or [100] to switch at once)";
+    if steps.last() != Some(&100) {
+        return Err(bad(origin, "the last step must be 100", hint));
+    }
+    let mut out = Vec::with_capacity(steps.len());
+    for &s in steps {
+        if !(1..=100).contains(&s) || out.last().is_some_and(|&last: &u8| i64::from(last) >= s) {
+            return Err(bad(
+                origin,
+                format!("{s} is not a rising percentage from 1 to 100"),
+                hint,
+            ));
+        }
+        out.push(s as u8);
+    }
+    Ok(out)
 }
 
 /// A value from the file only (per-environment settings have no variable).
@@ -765,6 +801,14 @@ fn resolve(
         None => Duration::from_secs(120),
     };
 
+    let traffic_steps = match &file.deploy.traffic_steps {
+        Some(steps) => traffic_steps(
+            steps.get_ref(),
+            &ctx.file_origin(steps.span(), "[deploy] traffic_steps"),
+        )?,
+        None => vec![100],
+    };
+
     Ok(Settings {
         root: root.to_path_buf(),
         config_file,
@@ -801,11 +845,19 @@ fn resolve(
         terraform_binary,
         vars: to_json(&file.terraform.vars),
         environments,
-        build: file.build.as_ref().map(|b| BuildSettings {
-            command: b.command.clone(),
-            artifact: b.artifact.clone(),
-            after_infra: b.after_infra,
-        }),
+        build: match file.build.as_ref() {
+            Some(b) => Some(BuildSettings {
+                command: b.command.clone(),
+                artifact: b.artifact.clone(),
+                after_infra: b.after_infra,
+                engine: match ctx.pick_str(None, "NUBES_BUILD_ENGINE", &b.engine, "[build] engine")
+                {
+                    Some(p) => Some(one_of(&p, ALLOWED_ENGINES)?),
+                    None => None,
+                },
+            }),
+            None => None,
+        },
         deploy: DeploySettings {
             target,
             health_path: file
@@ -816,6 +868,7 @@ fn resolve(
             health_timeout,
             command: file.deploy.command.clone(),
             cache_control: file.deploy.cache_control.clone(),
+            traffic_steps,
         },
         expiry,
     })

@@ -397,15 +397,28 @@ async fn stages(
         && let Some(target) = crate::deploy::target(ctx.settings, &report.outputs)
     {
         let artifact = built.artifact.clone();
-        let digest = tokio::task::spawn_blocking(move || crate::deploy::digest(&artifact))
+        let digest = match &built.image {
+            // An image is recorded by its manifest digest, the one it runs by.
+            Some(image) => Some(image.digest.clone()),
+            None => tokio::task::spawn_blocking(move || crate::deploy::digest(&artifact))
+                .await
+                .ok()
+                .and_then(|d| {
+                    d.map_err(|e| tracing::warn!("cannot record the artifact's digest: {e}"))
+                        .ok()
+                }),
+        };
+        let deployed = match (&built.image, target.as_str()) {
+            (Some(image), "container-apps") => crate::deploy::container_apps::deploy(
+                ctx.settings,
+                image,
+                &report.outputs,
+                ctx.origin.commit.as_deref(),
+            )
             .await
-            .ok()
-            .and_then(|d| {
-                d.map_err(|e| tracing::warn!("cannot record the artifact's digest: {e}"))
-                    .ok()
-            });
-        let deployed =
-            crate::deploy::deploy(ctx.settings, &env, &built.artifact, &report.outputs).await;
+            .map(Some),
+            _ => crate::deploy::deploy(ctx.settings, &env, &built.artifact, &report.outputs).await,
+        };
         activity.deploy = Some((target, digest, deployed.is_ok()));
         report.deployed = deployed.map_err(|e| e.context("stage deploy"))?;
     }
@@ -511,13 +524,17 @@ pub(crate) async fn record_apply(ctx: &Context<'_>, s: &Session, fingerprint: &s
 
 /// What every build sees: the environment and project (a Docker build tags with them).
 fn build_env(ctx: &Context<'_>, env: &EnvName) -> Vec<(String, String)> {
-    vec![
+    let mut vars = vec![
         ("NUBES_ENV".to_string(), env.to_string()),
         (
             "NUBES_PROJECT".to_string(),
             render::project_name(ctx.settings),
         ),
-    ]
+    ];
+    if let Some(commit) = &ctx.origin.commit {
+        vars.push(("NUBES_COMMIT".to_string(), commit.clone()));
+    }
+    vars
 }
 
 /// Terraform outputs read straight from the stored state (no Terraform run).

@@ -241,7 +241,7 @@ fn resolve(root: &Path, config: &Path, args: &InitArgs, ask: bool) -> Result<Ans
     matrix::check(&combination)?;
     if target == Target::ContainerApps && !scan.has_dockerfile {
         tracing::warn!(
-            "there is no Dockerfile: the container-apps deploy runs `az acr build` on the repository, which needs one"
+            "there is no Dockerfile: the container-apps deploy builds the image from one in the repository root"
         );
     }
 

@@ -12,7 +12,6 @@ pub mod wiring;
 use std::sync::OnceLock;
 
 use include_dir::{Dir, include_dir};
-use serde_json::json;
 
 use crate::error::{Error, Result};
 use matrix::{Addon, Choice, Combination, Database, Runtime, Target, Tier};
@@ -151,14 +150,6 @@ const COMMON: &str = "
   tags                = local.tags
   tier                = var.tier";
 
-/// The deploy command of container-apps: an argument list, outputs only through the
-/// environment (quoted), never interpolated into the command line.
-const CONTAINER_DEPLOY: &str = "set -eu; tag=\"$NUBES_ENV-$(date +%Y%m%d%H%M%S)\"; \
-az acr build --registry \"$NUBES_OUTPUT_REGISTRY_NAME\" --image \"app:$tag\" .; \
-az containerapp update --name \"$NUBES_OUTPUT_CONTAINER_APP_NAME\" \
---resource-group \"$NUBES_OUTPUT_RESOURCE_GROUP\" \
---image \"$NUBES_OUTPUT_REGISTRY_LOGIN_SERVER/app:$tag\"";
-
 fn context(a: &Answers) -> tera::Context {
     let c = &a.combination;
     let w = wiring::wiring(c);
@@ -198,13 +189,9 @@ fn context(a: &Answers) -> tera::Context {
     } else {
         "sensitive Terraform values (choose key-vault to keep them in Key Vault)"
     };
-    let (deploy_target, deploy_command) = match c.target {
-        Target::ContainerApps => (
-            "command",
-            Some(serde_json::to_string(&json!(["sh", "-c", CONTAINER_DEPLOY])).unwrap_or_default()),
-        ),
-        other => (other.name(), None),
-    };
+    // Every target is one of nubes's own: container-apps builds the image once, pushes it
+    // and rolls the revision out itself (no `az` in the workflow, no second build).
+    let (deploy_target, deploy_command): (&str, Option<String>) = (c.target.name(), None);
     let mut t = tera::Context::new();
     t.insert("id", &c.id());
     t.insert("choices", &choices_line(a));
@@ -245,7 +232,7 @@ fn context(a: &Answers) -> tera::Context {
     t.insert("state_account", &a.state_account);
     t.insert("action", &a.action);
     t.insert("placeholder", &(a.action == PLACEHOLDER_ACTION));
-    t.insert("azure_login", &(c.target == Target::ContainerApps));
+    t.insert("azure_login", &false);
     t
 }
 

@@ -4,9 +4,11 @@
 //! last validated against GitHub's OpenAPI description). One test binary; helpers in
 //! `support`.
 
+mod acr;
 pub mod arm;
 mod bootstrap;
 mod cli;
+mod container_apps;
 mod crash;
 mod dashboard;
 mod demo;
@@ -26,6 +28,7 @@ mod list;
 mod outage;
 mod pipeline;
 mod reap;
+mod registry;
 mod secrets;
 mod soak;
 mod state_azure;

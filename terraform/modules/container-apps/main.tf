@@ -117,7 +117,7 @@ resource "azurerm_log_analytics_workspace" "app" {
 }
 
 resource "azurerm_container_registry" "app" {
-  #checkov:skip=CKV_AZURE_139:images are pushed by `az acr build` from GitHub-hosted runners, which have no private network
+  #checkov:skip=CKV_AZURE_139:images are pushed by nubes from GitHub-hosted runners, which have no private network
   #checkov:skip=CKV_AZURE_163:vulnerability scanning is Defender for Cloud's, enabled per subscription, not per environment
   #checkov:skip=CKV_AZURE_164:content trust needs the Premium SKU, too costly per branch environment
   #checkov:skip=CKV_AZURE_165:geo-replication needs the Premium SKU, too costly per branch environment
@@ -205,8 +205,8 @@ resource "azurerm_container_app" "app" {
 
     container {
       name = "app"
-      # A placeholder until the first deployment (`az acr build` + `az containerapp
-      # update`, from nubes.toml [deploy]); later images are left alone below.
+      # A placeholder until nubes deploys the first image (by digest, as a new
+      # revision); the images and revisions nubes rolls out are left alone below.
       image  = "mcr.microsoft.com/k8se/quickstart:latest"
       cpu    = local.resources[var.tier].cpu
       memory = local.resources[var.tier].memory
@@ -242,7 +242,11 @@ resource "azurerm_container_app" "app" {
   }
 
   lifecycle {
-    ignore_changes = [template[0].container[0].image]
+    ignore_changes = [
+      template[0].container[0].image,
+      template[0].revision_suffix,
+      ingress[0].traffic_weight,
+    ]
   }
 
   depends_on = [azurerm_role_assignment.pull, azurerm_role_assignment.key_vault]
@@ -254,6 +258,10 @@ output "application_url" {
 
 output "container_app_name" {
   value = azurerm_container_app.app.name
+}
+
+output "container_app_id" {
+  value = azurerm_container_app.app.id
 }
 
 output "registry_name" {
