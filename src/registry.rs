@@ -403,7 +403,7 @@ async fn form_post(
         url.path()
     ));
     Err(if matches!(status.as_u16(), 401 | 403) {
-        error.hint("grant the identity the AcrPush role on the registry (az role assignment create --role AcrPush --assignee <client id> --scope <registry id>)")
+        error.hint("the identity must be of the registry's tenant and hold the AcrPush role on the registry (az role assignment create --role AcrPush --assignee <client id> --scope <registry id>)")
     } else {
         error
     })

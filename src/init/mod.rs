@@ -33,6 +33,9 @@ pub struct Answers {
     pub state_account: Option<String>,
     /// `owner/repo@<40-hex sha>` of the nubes action.
     pub action: String,
+    /// container-apps: an existing registry shared by every environment, as
+    /// (resource group, name) (NubesGen #367); `None`: one registry per environment.
+    pub shared_registry: Option<(String, String)>,
 }
 
 /// One file to write, relative to the project root (with `/`).
@@ -233,6 +236,12 @@ fn context(a: &Answers) -> tera::Context {
     t.insert("action", &a.action);
     t.insert("placeholder", &(a.action == PLACEHOLDER_ACTION));
     t.insert("azure_login", &false);
+    t.insert(
+        "shared_registry",
+        &a.shared_registry.as_ref().map(|(group, name)| {
+            format!("{{\n    resource_group_name = \"{group}\"\n    name                = \"{name}\"\n  }}")
+        }),
+    );
     t
 }
 
@@ -258,8 +267,13 @@ pub fn choices_line(a: &Answers) -> String {
         .map(|x| x.name())
         .collect::<Vec<_>>()
         .join(",");
+    let shared = a
+        .shared_registry
+        .as_ref()
+        .map(|(group, name)| format!(" --shared-registry {group}/{name}"))
+        .unwrap_or_default();
     format!(
-        "--target {} --runtime {} --database {} --addons {} --tier {} --action {}",
+        "--target {} --runtime {} --database {} --addons {} --tier {} --action {}{shared}",
         c.target,
         c.runtime,
         c.database,
@@ -336,7 +350,45 @@ mod tests {
             location: "eastus".into(),
             state_account: None,
             action: PLACEHOLDER_ACTION.into(),
+            shared_registry: None,
         }
+    }
+
+    #[test]
+    fn a_shared_registry_is_passed_to_the_module_and_recorded() {
+        let c = matrix::all()
+            .into_iter()
+            .find(|c| c.target == Target::ContainerApps)
+            .unwrap();
+        let mut a = answers(c.clone());
+        a.shared_registry = Some(("rg-shared".into(), "crshared".into()));
+        let files = generate(&a).unwrap();
+        let main = &files
+            .iter()
+            .find(|f| f.path == "terraform/main.tf")
+            .unwrap()
+            .content;
+        assert!(
+            main.contains("  shared_registry = {\n    resource_group_name = \"rg-shared\"\n    name                = \"crshared\"\n  }"),
+            "{main}"
+        );
+        let toml = &files[0].content;
+        let choices = read_choices(toml);
+        assert!(
+            choices.contains(&(
+                "shared-registry".to_string(),
+                "rg-shared/crshared".to_string()
+            )),
+            "{choices:?}"
+        );
+        // Without it, each environment has its own registry.
+        let files = generate(&answers(c)).unwrap();
+        let main = &files
+            .iter()
+            .find(|f| f.path == "terraform/main.tf")
+            .unwrap()
+            .content;
+        assert!(!main.contains("shared_registry"));
     }
 
     #[test]

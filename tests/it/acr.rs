@@ -162,7 +162,7 @@ impl TokenService {
                     return (400, "scope is required".into());
                 };
                 let parts: Vec<&str> = scope.split(':').collect();
-                let [kind, name, actions] = parts[..] else {
+                let &[kind, name, actions] = parts.as_slice() else {
                     return (400, "scope must be repository:<name>:<actions>".into());
                 };
                 assert_eq!(kind, "repository");

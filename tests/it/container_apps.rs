@@ -116,7 +116,7 @@ impl World {
             &image,
             &reference,
             Some(COMMIT),
-            Some(&self.app_url),
+            Some(self.app_url.as_str()),
         )
         .await
     }
@@ -314,6 +314,25 @@ fn init_then_up_builds_once_pushes_and_rolls_out_by_digest() {
     let sample = Project::new("", &[]);
     std::fs::remove_file(sample.path().join("nubes.toml")).expect("rm");
     sample_app(sample.path(), "<h1>hi</h1>");
+    // --shared-registry belongs to container-apps only.
+    let refused = sample
+        .run(&[
+            "init",
+            "--name",
+            "web",
+            "--target",
+            "static-site",
+            "--runtime",
+            "static",
+            "--shared-registry",
+            "rg-shared/crshared",
+        ])
+        .code(2);
+    assert!(
+        refused.stderr.contains("--target container-apps"),
+        "{}",
+        refused.stderr
+    );
     sample
         .run(&[
             "init",
@@ -323,8 +342,22 @@ fn init_then_up_builds_once_pushes_and_rolls_out_by_digest() {
             "container-apps",
             "--runtime",
             "docker",
+            "--shared-registry",
+            "rg-shared/crshared",
         ])
         .ok();
+    let main = std::fs::read_to_string(sample.path().join("terraform/main.tf")).expect("main.tf");
+    assert!(main.contains("shared_registry = {"), "{main}");
+    let fmt = std::process::Command::new("terraform")
+        .args(["fmt", "-check", "-recursive", "terraform"])
+        .current_dir(sample.path())
+        .output()
+        .expect("terraform fmt");
+    assert!(
+        fmt.status.success(),
+        "{}",
+        String::from_utf8_lossy(&fmt.stdout)
+    );
     let toml = std::fs::read_to_string(sample.path().join("nubes.toml")).expect("nubes.toml");
     assert!(
         toml.contains("target = \"container-apps\"") && !toml.contains("command ="),
@@ -443,4 +476,112 @@ fn init_then_up_builds_once_pushes_and_rolls_out_by_digest() {
     // The digest is the environment's recorded artifact.
     let status = p.run(&["status", "alice", "--json"]).ok();
     assert!(status.stdout.contains(digest), "{}", status.stdout);
+}
+
+/// Driver of `scripts/bench.sh image`: build + push + rollout of a small image through
+/// `nubes up` (buildah, the real registry, the fake Resource Manager), first deploy vs a
+/// redeploy with one changed layer; prints a Markdown table (medians of
+/// `NUBES_BENCH_RUNS` runs, default 3). Single-revision mode: one PATCH and a health check.
+#[test]
+#[ignore = "benchmark: run by scripts/bench.sh image"]
+fn bench_image_deploy() {
+    use crate::registry::{Registry, buildah_env, sample_app};
+    use crate::support::{Azurite, Project};
+    let runs: usize = std::env::var("NUBES_BENCH_RUNS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(3);
+    let az = Azurite::https();
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    // (seconds, blobs uploaded, bytes uploaded, registry requests, ARM requests) per deploy.
+    let mut first = vec![];
+    let mut second = vec![];
+    for run in 0..runs {
+        let registry = Registry::start("");
+        let fake = runtime.block_on(FakeArm::start(TOKEN, 10, vec![]));
+        // Single-revision mode at the app's bare address: a release build (as the benchmark
+        // runs) does not honour NUBES_TEST_RESOLVE, so no label host can be reached.
+        fake.apps().add(app("rg-demo-bench", "web", "Single"));
+        let (addr, _http) = runtime.block_on(containerapps::serve_http(fake.apps().clone()));
+        let stack = format!(
+            "terraform {{\n  backend \"azurerm\" {{}}\n}}\nvariable \"environment\" {{\n  type = string\n}}\n\
+             output \"container_app_id\" {{\n  value = \"/subscriptions/{SUBSCRIPTION}/resourceGroups/rg-demo-bench/providers/Microsoft.App/containerApps/web\"\n}}\n\
+             output \"container_registry_login_server\" {{\n  value = \"{}\"\n}}\n\
+             output \"application_url\" {{\n  value = \"http://{addr}\"\n}}\n",
+            registry.addr,
+        );
+        let mut p = Project::on(
+            &az,
+            "[build]\nengine = \"buildah\"\n\n[deploy]\ntarget = \"container-apps\"\n",
+        );
+        std::fs::write(p.path().join("terraform/main.tf"), stack).expect("stack");
+        sample_app(p.path(), "<h1>one</h1>");
+        let engine = tempfile::tempdir().expect("tempdir");
+        for (k, v) in buildah_env(engine.path()) {
+            p.set_env(&k, &v);
+        }
+        p.set_env("NUBES_ARM_ENDPOINT", &fake.endpoint);
+        p.set_env("NUBES_ARM_TOKEN", TOKEN);
+        let env = format!("bench{run}");
+        let requests = |r: &Registry| {
+            r.log()
+                .lines()
+                .filter(|l| {
+                    l.contains("\"HEAD /v2")
+                        || l.contains("\"GET /v2")
+                        || l.contains("\"PUT /v2")
+                        || l.contains("\"POST /v2")
+                        || l.contains("\"PATCH /v2")
+                })
+                .count()
+        };
+        for (page, into) in [("<h1>one</h1>", &mut first), ("<h1>two</h1>", &mut second)] {
+            std::fs::write(p.path().join("www/index.html"), page).expect("page");
+            let (uploads, reg, arm) = (
+                registry.blob_uploads(),
+                requests(&registry),
+                fake.requests().len(),
+            );
+            let started = std::time::Instant::now();
+            let out = p.run(&["up", &env]).ok();
+            let took = started.elapsed().as_secs_f64();
+            let bytes: u64 = out
+                .stdout
+                .split("blob(s) uploaded (")
+                .nth(1)
+                .and_then(|rest| rest.split(' ').next())
+                .and_then(|n| n.parse().ok())
+                .expect("bytes in the report");
+            into.push((
+                took,
+                registry.blob_uploads() - uploads,
+                bytes,
+                requests(&registry) - reg,
+                fake.requests().len() - arm,
+            ));
+        }
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(|a, b| a.total_cmp(b));
+        v[v.len() / 2]
+    };
+    println!(
+        "| deploy | wall time (median of {runs}) | blobs uploaded | bytes uploaded | registry requests | ARM requests |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for (name, rows) in [
+        ("first deploy (empty registry)", &first),
+        ("redeploy, one changed layer", &second),
+    ] {
+        let mut t: Vec<f64> = rows.iter().map(|r| r.0).collect();
+        let r = &rows[0];
+        println!(
+            "| {name} | {:.2} s | {} | {} | {} | {} |",
+            median(&mut t),
+            r.1,
+            r.2,
+            r.3,
+            r.4
+        );
+    }
 }

@@ -49,6 +49,7 @@ pub fn answers(c: Combination, tier: Tier) -> Answers {
         location: "eastus".into(),
         state_account: Some("stpetclinicstate".into()),
         action: "my-org/nubes@0123456789abcdef0123456789abcdef01234567".into(),
+        shared_registry: None,
     }
 }
 

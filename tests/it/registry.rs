@@ -4,7 +4,8 @@
 //! (Debian's `docker-registry` 2.8, filesystem storage, on a free loopback port): the
 //! manifest pulled back has the digest nubes deploys by; a rebuild with one changed layer
 //! uploads only that layer and the config (counted in the registry's own access log); an
-//! unreachable registry and a missing Dockerfile are clear errors.
+//! unreachable registry, a missing Dockerfile, a failed build and an upload past its
+//! timeout are clear errors.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
@@ -235,4 +236,25 @@ async fn a_missing_dockerfile_and_an_unreachable_registry_are_clear_errors() {
         .expect_err("unreachable");
     assert_eq!(e.exit_code(), 1);
     assert!(e.to_string().contains("cannot reach the registry"), "{e}");
+
+    // A layer that cannot be uploaded within the upload timeout: a clear error, and no
+    // manifest (nothing to deploy) in the registry.
+    let registry = Registry::start("");
+    // SAFETY: nextest runs every test in its own process; nothing else reads the
+    // environment at this point.
+    unsafe { std::env::set_var("NUBES_REGISTRY_UPLOAD_TIMEOUT", "1ms") };
+    let e = nubes::registry::push(&image, &registry.addr, "web")
+        .await
+        .expect_err("too slow");
+    assert_eq!(e.exit_code(), 1);
+    let text = format!("{e} {}", e.hint_text().unwrap_or_default());
+    assert!(
+        text.contains("did not finish within 1ms")
+            && text.contains("NUBES_REGISTRY_UPLOAD_TIMEOUT"),
+        "{text}"
+    );
+    let tags = reqwest::get(format!("http://{}/v2/web/tags/list", registry.addr))
+        .await
+        .expect("tags");
+    assert_eq!(tags.status(), 404, "no manifest was pushed");
 }

@@ -132,12 +132,22 @@ impl Apps {
     pub fn http(&self, host: &str) -> (u16, String) {
         let state = self.state();
         let host = host.split(':').next().unwrap_or_default();
-        let Some(prefix) = host.strip_suffix(&format!(".{DOMAIN}")) else {
-            return (404, "unknown host".into());
-        };
-        let (name, label) = match prefix.split_once("---") {
-            Some((n, l)) => (n, Some(l)),
-            None => (prefix, None),
+        // A bare address stands for the one app (release-build benchmarks, which cannot
+        // map host names: single-revision mode, no label hosts).
+        let bare = state
+            .apps
+            .first()
+            .map(|a| a.name.clone())
+            .filter(|_| state.apps.len() == 1);
+        let (name, label) = match host.strip_suffix(&format!(".{DOMAIN}")) {
+            Some(prefix) => match prefix.split_once("---") {
+                Some((n, l)) => (n.to_string(), Some(l)),
+                None => (prefix.to_string(), None),
+            },
+            None if host.parse::<std::net::IpAddr>().is_ok() && bare.is_some() => {
+                (bare.unwrap_or_default(), None)
+            }
+            None => return (404, "unknown host".into()),
         };
         let Some(app) = state.apps.iter().find(|a| a.name == name) else {
             return (404, "no such app".into());
