@@ -984,6 +984,16 @@ mod tests {
     }
 
     #[test]
+    fn traffic_steps_and_engine_are_read() {
+        let s =
+            load_text("[build]\nengine = \"buildah\"\n[deploy]\ntraffic_steps = [10, 50, 100]\n")
+                .unwrap();
+        assert_eq!(s.deploy.traffic_steps, vec![10, 50, 100]);
+        assert_eq!(s.build.and_then(|b| b.engine).as_deref(), Some("buildah"));
+        assert_eq!(load_text("").unwrap().deploy.traffic_steps, vec![100]);
+    }
+
+    #[test]
     fn bad_values_name_position_and_allowed_values() {
         let m = err("[state]\nlease_seconds = 90\n");
         assert!(
@@ -1002,9 +1012,28 @@ mod tests {
         assert!(m.contains("{env}"), "{m}");
         let m = err("[deploy]\ntarget = \"k8s\"\n");
         assert!(
-            m.contains("static-site, app-service, functions, command"),
+            m.contains("static-site, app-service, functions, container-apps, command"),
             "{m}"
         );
+        let m = err("[build]\nengine = \"kaniko\"\n");
+        assert!(
+            m.contains("nubes.toml:2:10: [build] engine") && m.contains("docker, podman, buildah"),
+            "{m}"
+        );
+        for bad in [
+            "[50]",
+            "[50, 10, 100]",
+            "[0, 100]",
+            "[10, 100, 100]",
+            "[100, 101]",
+        ] {
+            let m = err(&format!("[deploy]\ntraffic_steps = {bad}\n"));
+            assert!(
+                m.contains("nubes.toml:2:17: [deploy] traffic_steps")
+                    && m.contains("[10, 50, 100]"),
+                "{bad}: {m}"
+            );
+        }
         let m = err("[environments.Prod]\nprotected = true\n");
         assert!(
             m.contains("nubes.toml:1:15") && m.contains("uppercase"),

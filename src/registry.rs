@@ -284,9 +284,7 @@ async fn acr_credential(login_server: &str, repository: &str, http: bool) -> Res
             crate::env_name::quoted(&realm)
         ))
     })?;
-    if realm.scheme() != "https"
-        && !plain_http(&format!("{}", realm.host_str().unwrap_or_default()))
-    {
+    if realm.scheme() != "https" && !plain_http(realm.host_str().unwrap_or_default()) {
         return Err(Error::failed(format!(
             "{doing}: the token realm {realm} is not HTTPS; refusing to send a token there"
         )));

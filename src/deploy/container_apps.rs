@@ -344,11 +344,7 @@ fn step_shares(old: &[Share], new_revision: &str, new: u8) -> Vec<Share> {
         .iter()
         .filter(|s| s.revision != new_revision)
         .map(|s| Share {
-            weight: if total == 0 {
-                0
-            } else {
-                (u32::from(s.weight) * rest / total) as u8
-            },
+            weight: (u32::from(s.weight) * rest).checked_div(total).unwrap_or(0) as u8,
             ..s.clone()
         })
         .collect();

@@ -235,7 +235,6 @@ fn context(a: &Answers) -> tera::Context {
     t.insert("state_account", &a.state_account);
     t.insert("action", &a.action);
     t.insert("placeholder", &(a.action == PLACEHOLDER_ACTION));
-    t.insert("azure_login", &false);
     t.insert(
         "shared_registry",
         &a.shared_registry.as_ref().map(|(group, name)| {
@@ -435,7 +434,8 @@ mod tests {
             .unwrap()
             .content;
         assert!(wf.contains("${{ vars.AZURE_CLIENT_ID }}"), "{wf}");
-        assert!(wf.contains("uses: azure/login@"), "{wf}");
+        // The container deploy is nubes's own: no Azure CLI login, no `az` commands.
+        assert!(!wf.contains("azure/login") && !wf.contains("az "), "{wf}");
         assert!(wf.contains(&format!("uses: {PLACEHOLDER_ACTION}")), "{wf}");
         assert!(!wf.contains("{%") && !wf.contains("{{ action"), "{wf}");
     }
