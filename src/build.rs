@@ -103,11 +103,9 @@ pub fn detect(settings: &Settings) -> Result<Option<BuildPlan>> {
             ".nubes/publish",
         ))
     } else if exists(root, "Dockerfile") {
-        Some((
-            Kind::Docker,
-            Some("docker build -t \"nubes/$NUBES_PROJECT:$NUBES_ENV\" .".to_string()),
-            ".",
-        ))
+        // Built by `crate::image` with the container engine (once; the image is what is
+        // deployed), not by a shell command.
+        Some((Kind::Docker, None, "."))
     } else if exists(root, "index.html") {
         Some((Kind::Static, None, "."))
     } else {
@@ -157,6 +155,8 @@ fn npm_command(root: &Path) -> Result<String> {
 pub struct Built {
     pub artifact: PathBuf,
     pub took: Duration,
+    /// The image, for a Dockerfile build.
+    pub image: Option<crate::image::Image>,
 }
 
 /// Run the build in the project root. `env` adds variables (e.g. Terraform outputs for a
@@ -164,6 +164,22 @@ pub struct Built {
 pub async fn run(settings: &Settings, plan: &BuildPlan, env: &[(String, String)]) -> Result<Built> {
     let started = Instant::now();
     let artifact = settings.root.join(&plan.artifact);
+    if plan.kind == Kind::Docker {
+        let var = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+        let engine =
+            crate::image::Engine::find(settings.build.as_ref().and_then(|b| b.engine.as_deref()))?;
+        let tag = crate::image::tag_for(var("NUBES_ENV").unwrap_or("local"), var("NUBES_COMMIT"));
+        let project = var("NUBES_PROJECT").unwrap_or("app");
+        let image = crate::image::build(&settings.root, engine, project, &tag, env).await?;
+        return Ok(Built {
+            artifact,
+            took: {
+                crate::ui::record_stage("build", started.elapsed());
+                started.elapsed()
+            },
+            image: Some(image),
+        });
+    }
     if let Some(command) = &plan.command {
         tracing::info!("build ({:?}): {command}", plan.kind);
         execute(&settings.root, command, env).await?;
@@ -191,6 +207,7 @@ pub async fn run(settings: &Settings, plan: &BuildPlan, env: &[(String, String)]
             crate::ui::record_stage("build", started.elapsed());
             started.elapsed()
         },
+        image: None,
     })
 }
 

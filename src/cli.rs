@@ -486,6 +486,10 @@ pub struct InitArgs {
     /// Storage account holding Terraform state ([state] account), e.g. from `nubes bootstrap`
     #[arg(long, value_name = "ACCOUNT")]
     pub state_account: Option<String>,
+    /// container-apps: one existing Azure Container Registry for every environment
+    /// (images tagged per environment) instead of one per environment: RESOURCE_GROUP/NAME
+    #[arg(long, value_name = "RESOURCE_GROUP/NAME")]
+    pub shared_registry: Option<String>,
     /// The nubes GitHub Action the workflow uses, pinned: OWNER/REPO@<40-hex commit SHA>
     #[arg(long, value_name = "OWNER/REPO@SHA")]
     pub action: Option<String>,

@@ -101,12 +101,14 @@ struct FileBuild {
     artifact: Option<String>,
     #[serde(default)]
     after_infra: bool,
+    engine: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileDeploy {
     target: Option<Spanned<String>>,
+    traffic_steps: Option<Spanned<Vec<i64>>>,
     health_path: Option<String>,
     health_timeout: Option<Spanned<String>>,
     command: Option<Vec<String>>,
@@ -160,6 +162,9 @@ pub struct BuildSettings {
     pub command: Option<String>,
     pub artifact: Option<String>,
     pub after_infra: bool,
+    /// The container engine that builds a Dockerfile (`docker`, `podman`, `buildah`);
+    /// `None`: the first of them found on PATH.
+    pub engine: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -180,6 +185,9 @@ pub struct DeploySettings {
     /// `[deploy] slot`: app-service / functions deploy to this slot, health-check it
     /// and swap it into production (`deploy::slot`).
     pub slot: Option<String>,
+    /// Container Apps: the new revision's share of traffic at each step, in percent,
+    /// rising to 100 (each step health-checked). Default `[100]`.
+    pub traffic_steps: Vec<u8>,
 }
 
 #[derive(Debug, Clone)]
@@ -223,7 +231,14 @@ pub struct Overrides {
     pub lock_timeout: Option<String>,
 }
 
-pub const ALLOWED_TARGETS: &[&str] = &["static-site", "app-service", "functions", "command"];
+pub const ALLOWED_TARGETS: &[&str] = &[
+    "static-site",
+    "app-service",
+    "functions",
+    "container-apps",
+    "command",
+];
+pub const ALLOWED_ENGINES: &[&str] = &["docker", "podman", "buildah"];
 
 impl Settings {
     pub fn env_name(&self, arg: &str) -> Result<EnvName> {
@@ -469,6 +484,27 @@ fn expiry_rules(
             None => base.max_age,
         },
     })
+}
+
+/// `[deploy] traffic_steps`: percentages, each 1..=100, strictly rising, ending at 100.
+fn traffic_steps(steps: &[i64], origin: &Origin) -> Result<Vec<u8>> {
+    let hint =
+        "list rising percentages that end at 100, e.g. [10, 50, 100] (or [100] to switch at once)";
+    if steps.last() != Some(&100) {
+        return Err(bad(origin, "the last step must be 100", hint));
+    }
+    let mut out = Vec::with_capacity(steps.len());
+    for &s in steps {
+        if !(1..=100).contains(&s) || out.last().is_some_and(|&last: &u8| i64::from(last) >= s) {
+            return Err(bad(
+                origin,
+                format!("{s} is not a rising percentage from 1 to 100"),
+                hint,
+            ));
+        }
+        out.push(s as u8);
+    }
+    Ok(out)
 }
 
 /// A value from the file only (per-environment settings have no variable).
@@ -918,6 +954,14 @@ fn resolve(
         }
     }
 
+    let traffic_steps = match &file.deploy.traffic_steps {
+        Some(steps) => traffic_steps(
+            steps.get_ref(),
+            &ctx.file_origin(steps.span(), "[deploy] traffic_steps"),
+        )?,
+        None => vec![100],
+    };
+
     Ok(Settings {
         root: root.to_path_buf(),
         config_file,
@@ -954,11 +998,19 @@ fn resolve(
         terraform_binary,
         vars: to_json(&file.terraform.vars),
         environments,
-        build: file.build.as_ref().map(|b| BuildSettings {
-            command: b.command.clone(),
-            artifact: b.artifact.clone(),
-            after_infra: b.after_infra,
-        }),
+        build: match file.build.as_ref() {
+            Some(b) => Some(BuildSettings {
+                command: b.command.clone(),
+                artifact: b.artifact.clone(),
+                after_infra: b.after_infra,
+                engine: match ctx.pick_str(None, "NUBES_BUILD_ENGINE", &b.engine, "[build] engine")
+                {
+                    Some(p) => Some(one_of(&p, ALLOWED_ENGINES)?),
+                    None => None,
+                },
+            }),
+            None => None,
+        },
         deploy: DeploySettings {
             target,
             health_path: file
@@ -973,6 +1025,7 @@ fn resolve(
             rollback_on_failure: file.deploy.rollback_on_failure,
             releases_container,
             slot,
+            traffic_steps,
         },
         expiry,
         comment,
@@ -1109,6 +1162,16 @@ mod tests {
     }
 
     #[test]
+    fn traffic_steps_and_engine_are_read() {
+        let s =
+            load_text("[build]\nengine = \"buildah\"\n[deploy]\ntraffic_steps = [10, 50, 100]\n")
+                .unwrap();
+        assert_eq!(s.deploy.traffic_steps, vec![10, 50, 100]);
+        assert_eq!(s.build.and_then(|b| b.engine).as_deref(), Some("buildah"));
+        assert_eq!(load_text("").unwrap().deploy.traffic_steps, vec![100]);
+    }
+
+    #[test]
     fn bad_values_name_position_and_allowed_values() {
         let m = err("[state]\nlease_seconds = 90\n");
         assert!(
@@ -1127,9 +1190,28 @@ mod tests {
         assert!(m.contains("{env}"), "{m}");
         let m = err("[deploy]\ntarget = \"k8s\"\n");
         assert!(
-            m.contains("static-site, app-service, functions, command"),
+            m.contains("static-site, app-service, functions, container-apps, command"),
             "{m}"
         );
+        let m = err("[build]\nengine = \"kaniko\"\n");
+        assert!(
+            m.contains("nubes.toml:2:10: [build] engine") && m.contains("docker, podman, buildah"),
+            "{m}"
+        );
+        for bad in [
+            "[50]",
+            "[50, 10, 100]",
+            "[0, 100]",
+            "[10, 100, 100]",
+            "[100, 101]",
+        ] {
+            let m = err(&format!("[deploy]\ntraffic_steps = {bad}\n"));
+            assert!(
+                m.contains("nubes.toml:2:17: [deploy] traffic_steps")
+                    && m.contains("[10, 50, 100]"),
+                "{bad}: {m}"
+            );
+        }
         let m = err("[environments.Prod]\nprotected = true\n");
         assert!(
             m.contains("nubes.toml:1:15") && m.contains("uppercase"),

@@ -24,7 +24,7 @@ pub fn url(application_url: &str, health_path: &str) -> String {
 
 pub async fn check(application_url: &str, health_path: &str, timeout: Duration) -> Result<Healthy> {
     let url = url(application_url, health_path);
-    let http = crate::state::azure::http_client()?;
+    let http = client_for(&url)?;
     let started = Instant::now();
     let mut wait = Duration::from_millis(500);
     loop {
@@ -59,6 +59,28 @@ pub async fn check(application_url: &str, health_path: &str, timeout: Duration) 
         tokio::time::sleep(wait).await;
         wait = (wait * 2).min(Duration::from_secs(10));
     }
+}
+
+/// The HTTP client for `url`. Debug builds (the tests) honour `NUBES_TEST_RESOLVE` =
+/// `<host suffix>=<ip:port>`: hosts ending in the suffix connect to that address, so an
+/// in-test server can answer for names such as a Container Apps label host
+/// (`app---next.<domain>`) that no resolver here knows.
+fn client_for(url: &str) -> Result<reqwest::Client> {
+    #[cfg(debug_assertions)]
+    if let Ok(spec) = std::env::var("NUBES_TEST_RESOLVE")
+        && let Some((suffix, addr)) = spec.split_once('=')
+        && let Ok(addr) = addr.parse::<std::net::SocketAddr>()
+        && let Some(host) = url::Url::parse(url)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_string))
+        && host.ends_with(suffix)
+    {
+        return reqwest::Client::builder()
+            .resolve(&host, addr)
+            .build()
+            .map_err(|e| Error::failed(format!("test resolver: {e}")));
+    }
+    crate::state::azure::http_client()
 }
 
 #[cfg(test)]

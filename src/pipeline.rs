@@ -427,17 +427,51 @@ async fn stages(
         && let Some(target) = crate::deploy::target(ctx.settings, &report.outputs)
     {
         let artifact = built.artifact.clone();
-        let digest = tokio::task::spawn_blocking(move || crate::deploy::digest(&artifact))
-            .await
-            .ok()
-            .and_then(|d| {
-                d.map_err(|e| tracing::warn!("cannot record the artifact's digest: {e}"))
-                    .ok()
-            });
-        let spinner = crate::ui::spinner(format!("deploying `{env}` ({target}) and checking its health"));
+        let digest = match &built.image {
+            // An image is recorded by its manifest digest, the one it runs by.
+            Some(image) => Some(image.digest.clone()),
+            None => tokio::task::spawn_blocking(move || crate::deploy::digest(&artifact))
+                .await
+                .ok()
+                .and_then(|d| {
+                    d.map_err(|e| tracing::warn!("cannot record the artifact's digest: {e}"))
+                        .ok()
+                }),
+        };
+        let spinner = crate::ui::spinner(format!(
+            "deploying `{env}` ({target}) and checking its health"
+        ));
         let started = std::time::Instant::now();
-        let shipment =
-            crate::deploy::slot::ship(ctx.settings, &env, &built.artifact, &report.outputs).await;
+        let shipment = match (&built.image, target.as_str()) {
+            (Some(image), "container-apps") => {
+                // The rollout health-checks the new revision itself (its label URL at each
+                // traffic step); then the application's URL is checked as after any deploy.
+                let deployed = crate::deploy::container_apps::deploy(
+                    ctx.settings,
+                    image,
+                    &report.outputs,
+                    ctx.origin.commit.as_deref(),
+                )
+                .await
+                .map(Some);
+                let health = match (&deployed, output_str(&report.outputs, "application_url")) {
+                    (Ok(_), Some(url)) => {
+                        let d = &ctx.settings.deploy;
+                        Some(crate::health::check(&url, &d.health_path, d.health_timeout).await)
+                    }
+                    _ => None,
+                };
+                crate::deploy::slot::Shipment {
+                    went_live: deployed.is_ok(),
+                    deployed,
+                    health,
+                }
+            }
+            _ => {
+                crate::deploy::slot::ship(ctx.settings, &env, &built.artifact, &report.outputs)
+                    .await
+            }
+        };
         crate::ui::record_stage("deploy + health check", started.elapsed());
         if let Some(s) = spinner {
             s.finish_and_clear();
@@ -657,13 +691,17 @@ pub(crate) async fn record_apply(ctx: &Context<'_>, s: &Session, fingerprint: &s
 
 /// What every build sees: the environment and project (a Docker build tags with them).
 fn build_env(ctx: &Context<'_>, env: &EnvName) -> Vec<(String, String)> {
-    vec![
+    let mut vars = vec![
         ("NUBES_ENV".to_string(), env.to_string()),
         (
             "NUBES_PROJECT".to_string(),
             render::project_name(ctx.settings),
         ),
-    ]
+    ];
+    if let Some(commit) = &ctx.origin.commit {
+        vars.push(("NUBES_COMMIT".to_string(), commit.clone()));
+    }
+    vars
 }
 
 /// Terraform outputs read straight from the stored state (no Terraform run).

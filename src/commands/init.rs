@@ -376,7 +376,7 @@ fn resolve(root: &Path, config: &Path, args: &InitArgs, ask: bool) -> Result<Ans
     matrix::check(&combination)?;
     if target == Target::ContainerApps && !scan.has_dockerfile {
         tracing::warn!(
-            "there is no Dockerfile: the container-apps deploy runs `az acr build` on the repository, which needs one"
+            "there is no Dockerfile: the container-apps deploy builds the image from one in the repository root"
         );
     }
 
@@ -434,6 +434,18 @@ fn resolve(root: &Path, config: &Path, args: &InitArgs, ask: bool) -> Result<Ans
         ))
         .hint("use OWNER/REPO@<the full 40-character commit SHA>, e.g. my-org/nubes@0123…"));
     }
+    let shared_registry = match args
+        .shared_registry
+        .clone()
+        // A recorded one applies while the target stays container-apps.
+        .or(prev
+            .choice("shared-registry")
+            .filter(|_| target == Target::ContainerApps)
+            .map(str::to_string))
+    {
+        Some(raw) => Some(shared_registry(&raw, target)?),
+        None => None,
+    };
     Ok(Answers {
         combination,
         tier,
@@ -441,7 +453,51 @@ fn resolve(root: &Path, config: &Path, args: &InitArgs, ask: bool) -> Result<Ans
         location,
         state_account,
         action,
+        shared_registry,
     })
+}
+
+/// `--shared-registry RESOURCE_GROUP/NAME`: an Azure Container Registry (5–50 letters and
+/// digits) in a resource group (1–90 of letters, digits, `-_.()`, not ending in `.`), for
+/// container-apps only.
+fn shared_registry(raw: &str, target: Target) -> Result<(String, String)> {
+    let shown = crate::env_name::quoted(raw);
+    if target != Target::ContainerApps {
+        return Err(Error::input(format!(
+            "--shared-registry {shown} is for --target container-apps, not {target}"
+        ))
+        .hint("drop --shared-registry, or choose --target container-apps"));
+    }
+    let hint = "use RESOURCE_GROUP/NAME of an existing Azure Container Registry, e.g. rg-shared/crpetclinic";
+    let Some((group, name)) = raw.split_once('/') else {
+        return Err(Error::input(format!(
+            "--shared-registry {shown} is not RESOURCE_GROUP/NAME"
+        ))
+        .hint(hint));
+    };
+    let group_ok = (1..=90).contains(&group.len())
+        && !group.ends_with('.')
+        && group
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '(' | ')'));
+    let name_ok = (5..=50).contains(&name.len()) && name.chars().all(|c| c.is_ascii_alphanumeric());
+    if !group_ok || !name_ok {
+        return Err(Error::input(format!(
+            "--shared-registry {shown}: {} is not a valid {}",
+            if group_ok {
+                "the name"
+            } else {
+                "the resource group"
+            },
+            if group_ok {
+                "registry name (5 to 50 letters and digits)"
+            } else {
+                "resource group name"
+            }
+        ))
+        .hint(hint));
+    }
+    Ok((group.to_string(), name.to_string()))
 }
 
 /// `owner/repo[/path]@<40 hex>`.

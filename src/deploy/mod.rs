@@ -10,6 +10,7 @@
 //! only for `functions` (a web app's plan never changes the API).
 
 pub mod slot;
+pub mod container_apps;
 pub mod static_site;
 
 use std::path::Path;
@@ -33,7 +34,7 @@ pub struct Deployed {
     pub destination: Option<String>,
 }
 
-fn output(outputs: &Map<String, Value>, name: &str) -> Option<String> {
+pub(crate) fn output(outputs: &Map<String, Value>, name: &str) -> Option<String> {
     outputs
         .get(name)?
         .get("value")?
@@ -46,7 +47,9 @@ pub fn target(settings: &Settings, outputs: &Map<String, Value>) -> Option<Strin
     if let Some(t) = &settings.deploy.target {
         return Some(t.clone());
     }
-    if output(outputs, "static_site_account_url").is_some() {
+    if output(outputs, "container_app_id").is_some() {
+        Some("container-apps".into())
+    } else if output(outputs, "static_site_account_url").is_some() {
         Some("static-site".into())
     } else if output(outputs, "scm_url").is_some() || output(outputs, "app_name").is_some() {
         Some("app-service".into())
@@ -160,6 +163,12 @@ pub async fn deploy(
                 destination: Some(scm),
             }))
         }
+        // The pipeline deploys images itself ([`container_apps::deploy`]); reaching here
+        // means no image was built.
+        "container-apps" => Err(Error::input(
+            "deploy target `container-apps` deploys an image nubes builds from the project's Dockerfile, and none was built",
+        )
+        .hint("add a Dockerfile to the project root (and remove [build] command, which replaces the image build)")),
         other => Err(
             Error::input(format!("unknown deploy target `{other}`")).hint(format!(
                 "allowed: {}",

@@ -13,7 +13,6 @@ pub mod wiring;
 use std::sync::OnceLock;
 
 use include_dir::{Dir, include_dir};
-use serde_json::json;
 
 use crate::error::{Error, Result};
 use matrix::{Addon, Choice, Combination, Database, Runtime, Target, Tier};
@@ -35,6 +34,9 @@ pub struct Answers {
     pub state_account: Option<String>,
     /// `owner/repo@<40-hex sha>` of the nubes action.
     pub action: String,
+    /// container-apps: an existing registry shared by every environment, as
+    /// (resource group, name) (NubesGen #367); `None`: one registry per environment.
+    pub shared_registry: Option<(String, String)>,
 }
 
 /// One file to write, relative to the project root (with `/`).
@@ -152,14 +154,6 @@ const COMMON: &str = "
   tags                = local.tags
   tier                = var.tier";
 
-/// The deploy command of container-apps: an argument list, outputs only through the
-/// environment (quoted), never interpolated into the command line.
-const CONTAINER_DEPLOY: &str = "set -eu; tag=\"$NUBES_ENV-$(date +%Y%m%d%H%M%S)\"; \
-az acr build --registry \"$NUBES_OUTPUT_REGISTRY_NAME\" --image \"app:$tag\" .; \
-az containerapp update --name \"$NUBES_OUTPUT_CONTAINER_APP_NAME\" \
---resource-group \"$NUBES_OUTPUT_RESOURCE_GROUP\" \
---image \"$NUBES_OUTPUT_REGISTRY_LOGIN_SERVER/app:$tag\"";
-
 fn context(a: &Answers) -> tera::Context {
     let c = &a.combination;
     let w = wiring::wiring(c);
@@ -199,13 +193,9 @@ fn context(a: &Answers) -> tera::Context {
     } else {
         "sensitive Terraform values (choose key-vault to keep them in Key Vault)"
     };
-    let (deploy_target, deploy_command) = match c.target {
-        Target::ContainerApps => (
-            "command",
-            Some(serde_json::to_string(&json!(["sh", "-c", CONTAINER_DEPLOY])).unwrap_or_default()),
-        ),
-        other => (other.name(), None),
-    };
+    // Every target is one of nubes's own: container-apps builds the image once, pushes it
+    // and rolls the revision out itself (no `az` in the workflow, no second build).
+    let (deploy_target, deploy_command): (&str, Option<String>) = (c.target.name(), None);
     let mut t = tera::Context::new();
     t.insert("id", &c.id());
     t.insert("choices", &choices_line(a));
@@ -246,7 +236,12 @@ fn context(a: &Answers) -> tera::Context {
     t.insert("state_account", &a.state_account);
     t.insert("action", &a.action);
     t.insert("placeholder", &(a.action == PLACEHOLDER_ACTION));
-    t.insert("azure_login", &(c.target == Target::ContainerApps));
+    t.insert(
+        "shared_registry",
+        &a.shared_registry.as_ref().map(|(group, name)| {
+            format!("{{\n    resource_group_name = \"{group}\"\n    name                = \"{name}\"\n  }}")
+        }),
+    );
     t
 }
 
@@ -272,8 +267,13 @@ pub fn choices_line(a: &Answers) -> String {
         .map(|x| x.name())
         .collect::<Vec<_>>()
         .join(",");
+    let shared = a
+        .shared_registry
+        .as_ref()
+        .map(|(group, name)| format!(" --shared-registry {group}/{name}"))
+        .unwrap_or_default();
     format!(
-        "--target {} --runtime {} --database {} --addons {} --tier {} --action {}",
+        "--target {} --runtime {} --database {} --addons {} --tier {} --action {}{shared}",
         c.target,
         c.runtime,
         c.database,
@@ -350,7 +350,45 @@ mod tests {
             location: "eastus".into(),
             state_account: None,
             action: PLACEHOLDER_ACTION.into(),
+            shared_registry: None,
         }
+    }
+
+    #[test]
+    fn a_shared_registry_is_passed_to_the_module_and_recorded() {
+        let c = matrix::all()
+            .into_iter()
+            .find(|c| c.target == Target::ContainerApps)
+            .unwrap();
+        let mut a = answers(c.clone());
+        a.shared_registry = Some(("rg-shared".into(), "crshared".into()));
+        let files = generate(&a).unwrap();
+        let main = &files
+            .iter()
+            .find(|f| f.path == "terraform/main.tf")
+            .unwrap()
+            .content;
+        assert!(
+            main.contains("  shared_registry = {\n    resource_group_name = \"rg-shared\"\n    name                = \"crshared\"\n  }"),
+            "{main}"
+        );
+        let toml = &files[0].content;
+        let choices = read_choices(toml);
+        assert!(
+            choices.contains(&(
+                "shared-registry".to_string(),
+                "rg-shared/crshared".to_string()
+            )),
+            "{choices:?}"
+        );
+        // Without it, each environment has its own registry.
+        let files = generate(&answers(c)).unwrap();
+        let main = &files
+            .iter()
+            .find(|f| f.path == "terraform/main.tf")
+            .unwrap()
+            .content;
+        assert!(!main.contains("shared_registry"));
     }
 
     #[test]
@@ -397,7 +435,8 @@ mod tests {
             .unwrap()
             .content;
         assert!(wf.contains("${{ vars.AZURE_CLIENT_ID }}"), "{wf}");
-        assert!(wf.contains("uses: azure/login@"), "{wf}");
+        // The container deploy is nubes's own: no Azure CLI login, no `az` commands.
+        assert!(!wf.contains("azure/login") && !wf.contains("az "), "{wf}");
         assert!(wf.contains(&format!("uses: {PLACEHOLDER_ACTION}")), "{wf}");
         assert!(!wf.contains("{%") && !wf.contains("{{ action"), "{wf}");
     }

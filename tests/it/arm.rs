@@ -2,6 +2,7 @@
 //! Resource Manager ([`fake`]) that follows the documented protocol: tag filtering and
 //! paging, both long-running-operation styles, throttling, failures and permissions.
 
+pub mod containerapps;
 pub mod fake;
 pub mod slots;
 

@@ -419,15 +419,20 @@ fn frameworks_and_runtimes_get_their_own_settings() {
     let out = docker.run(&["init", "--addons", "key-vault"]).ok();
     assert!(out.stderr.contains("found Dockerfile"), "{}", out.stderr);
     let toml = read(&docker, "nubes.toml");
+    // nubes's own container deploy: built once, pushed, rolled out; no `az` anywhere.
     assert!(
-        toml.contains("target = \"command\"") && toml.contains("$NUBES_OUTPUT_CONTAINER_APP_NAME"),
+        toml.contains("target = \"container-apps\"") && !toml.contains("command ="),
         "{toml}"
     );
     let wf = read(&docker, ".github/workflows/nubes.yml");
-    assert!(wf.contains("uses: azure/login@"), "{wf}");
+    assert!(
+        !wf.contains("azure/login") && !wf.contains("az acr"),
+        "{wf}"
+    );
     let outputs = read(&docker, "terraform/outputs.tf");
     assert!(
-        outputs.contains("output \"registry_login_server\""),
+        outputs.contains("output \"container_registry_login_server\"")
+            && outputs.contains("output \"container_app_id\""),
         "{outputs}"
     );
 }

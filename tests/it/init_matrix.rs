@@ -49,6 +49,7 @@ pub fn answers(c: Combination, tier: Tier) -> Answers {
         location: "eastus".into(),
         state_account: Some("stpetclinicstate".into()),
         action: "my-org/nubes@0123456789abcdef0123456789abcdef01234567".into(),
+        shared_registry: None,
     }
 }
 
@@ -200,11 +201,7 @@ fn check_project(dir: &Path, c: &Combination) -> Vec<String> {
     needed.extend(match c.target {
         Target::StaticSite => &["static_site_account_url"][..],
         Target::AppService | Target::Functions => &["app_name", "scm_url"][..],
-        Target::ContainerApps => &[
-            "container_app_name",
-            "registry_name",
-            "registry_login_server",
-        ][..],
+        Target::ContainerApps => &["container_app_id", "container_registry_login_server"][..],
     });
     for o in needed {
         if !outputs.contains(o) {
@@ -215,10 +212,7 @@ fn check_project(dir: &Path, c: &Combination) -> Vec<String> {
     match nubes::config::load(dir, None, &Default::default()) {
         Err(e) => problems.push(format!("nubes.toml is refused: {e}")),
         Ok(s) => {
-            let want = match c.target {
-                Target::ContainerApps => "command",
-                t => t.name(),
-            };
+            let want = c.target.name();
             if s.deploy.target.as_deref() != Some(want) {
                 problems.push(format!("[deploy] target is {:?}", s.deploy.target));
             }

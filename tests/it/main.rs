@@ -4,11 +4,13 @@
 //! validated against GitHub's OpenAPI description, `entra` for Entra ID's token endpoint
 //! and GitHub's OIDC tokens). One test binary; helpers in `support`.
 
+mod acr;
 mod act;
 pub mod arm;
 mod blue_green;
 mod bootstrap;
 mod cli;
+mod container_apps;
 mod crash;
 mod credentials;
 mod dashboard;
@@ -36,6 +38,7 @@ mod package;
 mod pipeline;
 mod reap;
 pub mod release;
+mod registry;
 mod releases;
 mod review;
 mod secrets;

@@ -97,7 +97,26 @@ variable "key_vault_id" {
   default     = null
 }
 
+variable "shared_registry" {
+  type = object({
+    resource_group_name = string
+    name                = string
+  })
+  description = "An existing registry shared by every environment (images tagged per environment); null: one registry per environment"
+  default     = null
+}
+
+data "azurerm_container_registry" "shared" {
+  count               = var.shared_registry == null ? 0 : 1
+  name                = var.shared_registry.name
+  resource_group_name = var.shared_registry.resource_group_name
+}
+
 locals {
+  registry_id           = var.shared_registry == null ? azurerm_container_registry.app[0].id : data.azurerm_container_registry.shared[0].id
+  registry_name         = var.shared_registry == null ? azurerm_container_registry.app[0].name : data.azurerm_container_registry.shared[0].name
+  registry_login_server = var.shared_registry == null ? azurerm_container_registry.app[0].login_server : data.azurerm_container_registry.shared[0].login_server
+
   resources = {
     dev      = { cpu = 0.5, memory = "1Gi", max_replicas = 1 }
     standard = { cpu = 1, memory = "2Gi", max_replicas = 3 }
@@ -117,7 +136,7 @@ resource "azurerm_log_analytics_workspace" "app" {
 }
 
 resource "azurerm_container_registry" "app" {
-  #checkov:skip=CKV_AZURE_139:images are pushed by `az acr build` from GitHub-hosted runners, which have no private network
+  #checkov:skip=CKV_AZURE_139:images are pushed by nubes from GitHub-hosted runners, which have no private network
   #checkov:skip=CKV_AZURE_163:vulnerability scanning is Defender for Cloud's, enabled per subscription, not per environment
   #checkov:skip=CKV_AZURE_164:content trust needs the Premium SKU, too costly per branch environment
   #checkov:skip=CKV_AZURE_165:geo-replication needs the Premium SKU, too costly per branch environment
@@ -125,6 +144,7 @@ resource "azurerm_container_registry" "app" {
   #checkov:skip=CKV_AZURE_167:retention of untagged manifests needs the Premium SKU, too costly per branch environment
   #checkov:skip=CKV_AZURE_233:zone redundancy needs the Premium SKU, too costly per branch environment
   #checkov:skip=CKV_AZURE_237:dedicated data endpoints need the Premium SKU, too costly per branch environment
+  count               = var.shared_registry == null ? 1 : 0
   name                = "cr${var.compact}${var.suffix}"
   resource_group_name = var.resource_group_name
   location            = var.location
@@ -142,7 +162,7 @@ resource "azurerm_user_assigned_identity" "app" {
 }
 
 resource "azurerm_role_assignment" "pull" {
-  scope                = azurerm_container_registry.app.id
+  scope                = local.registry_id
   role_definition_name = "AcrPull"
   principal_id         = azurerm_user_assigned_identity.app.principal_id
 }
@@ -175,7 +195,7 @@ resource "azurerm_container_app" "app" {
   }
 
   registry {
-    server   = azurerm_container_registry.app.login_server
+    server   = local.registry_login_server
     identity = azurerm_user_assigned_identity.app.id
   }
 
@@ -205,8 +225,8 @@ resource "azurerm_container_app" "app" {
 
     container {
       name = "app"
-      # A placeholder until the first deployment (`az acr build` + `az containerapp
-      # update`, from nubes.toml [deploy]); later images are left alone below.
+      # A placeholder until nubes deploys the first image (by digest, as a new
+      # revision); the images and revisions nubes rolls out are left alone below.
       image  = "mcr.microsoft.com/k8se/quickstart:latest"
       cpu    = local.resources[var.tier].cpu
       memory = local.resources[var.tier].memory
@@ -242,7 +262,11 @@ resource "azurerm_container_app" "app" {
   }
 
   lifecycle {
-    ignore_changes = [template[0].container[0].image]
+    ignore_changes = [
+      template[0].container[0].image,
+      template[0].revision_suffix,
+      ingress[0].traffic_weight,
+    ]
   }
 
   depends_on = [azurerm_role_assignment.pull, azurerm_role_assignment.key_vault]
@@ -256,12 +280,16 @@ output "container_app_name" {
   value = azurerm_container_app.app.name
 }
 
+output "container_app_id" {
+  value = azurerm_container_app.app.id
+}
+
 output "registry_name" {
-  value = azurerm_container_registry.app.name
+  value = local.registry_name
 }
 
 output "registry_login_server" {
-  value = azurerm_container_registry.app.login_server
+  value = local.registry_login_server
 }
 
 output "principal_id" {

@@ -8,7 +8,7 @@
 //! `kind` and `properties.sku` as azure-cli's `get_raw_functionapp` reads them), the
 //! POST `config/appsettings/list` and the GET `config/web` (`autoSwapSlotName`), API
 //! version 2023-12-01 only (the REST reference's WebApps_Get, WebApps_ListApplicationSettings,
-//! WebApps_GetConfiguration). It records every request, and answers 401 to any request without the
+//! WebApps_GetConfiguration). Container Apps are served by `containerapps.rs`. It records every request, and answers 401 to any request without the
 //! expected bearer token.
 
 use std::collections::HashMap;
@@ -190,6 +190,8 @@ struct Shared {
     token: String,
     base: String,
     page_size: usize,
+    /// Container Apps routes (`containerapps.rs`).
+    apps: super::containerapps::Apps,
 }
 
 impl Shared {
@@ -239,6 +241,7 @@ impl FakeArm {
             token: token.into(),
             base: endpoint.clone(),
             page_size,
+            apps: Default::default(),
         });
         let serving = shared.clone();
         let task = tokio::spawn(async move {
@@ -291,6 +294,11 @@ impl FakeArm {
     /// Serve this deployment slot's swap as well.
     pub fn add_slot(&self, slot: super::slots::SwapSlot) {
         self.shared.state().slots.add(slot);
+    }
+
+    /// The Container Apps this server holds.
+    pub fn apps(&self) -> &super::containerapps::Apps {
+        &self.shared.apps
     }
 
     pub fn max_in_flight(&self) -> usize {
@@ -357,6 +365,16 @@ fn route(shared: &Shared, seen: &Seen, authorization: &str) -> (Reply, Option<Du
     };
     let segments: Vec<String> = rest.split('/').map(str::to_ascii_lowercase).collect();
     let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+    if let Some(reply) = shared.apps.route(
+        &shared.base,
+        SUBSCRIPTION,
+        &seen.method,
+        &segments,
+        &seen.query,
+        &seen.body,
+    ) {
+        return (reply, None);
+    }
     let mut state = shared.state();
     if let Some(reply) = super::slots::route(&mut state.slots, &shared.base, seen) {
         return (reply, None);

@@ -1,0 +1,260 @@
+//! Images built by a real engine (buildah, `--isolation chroot` through `BUILDAH_ISOLATION`,
+//! storage in a temp dir) from a real Dockerfile (`FROM scratch` + Debian's static
+//! busybox: there is no Docker Hub here), pushed by `nubes::registry` to a real registry
+//! (Debian's `docker-registry` 2.8, filesystem storage, on a free loopback port): the
+//! manifest pulled back has the digest nubes deploys by; a rebuild with one changed layer
+//! uploads only that layer and the config (counted in the registry's own access log); an
+//! unreachable registry, a missing Dockerfile, a failed build and an upload past its
+//! timeout are clear errors.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::Duration;
+
+use nubes::image::{Engine, Image};
+
+use crate::support::{free_port, kill_with_parent, wait_for_port};
+
+/// A `docker-registry` on 127.0.0.1, its access log in a file.
+pub struct Registry {
+    pub addr: String,
+    child: Child,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Registry {
+    /// `auth` is extra YAML under `auth:` (e.g. a token realm), or empty.
+    pub fn start(auth: &str) -> Registry {
+        let bin = which::which("docker-registry")
+            .expect("docker-registry is not installed: run scripts/install-prereqs.sh");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let config = dir.path().join("config.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\n\
+                 storage:\n  filesystem:\n    rootdirectory: {}\n\
+                 http:\n  addr: 127.0.0.1:{port}\n{auth}",
+                dir.path().join("data").display()
+            ),
+        )
+        .expect("config");
+        let log = dir.path().join("registry.log");
+        let mut cmd = Command::new(bin);
+        cmd.arg("serve")
+            .arg(&config)
+            .stdout(std::fs::File::create(&log).expect("log"))
+            .stderr(
+                std::fs::File::options()
+                    .append(true)
+                    .open(&log)
+                    .expect("log"),
+            );
+        kill_with_parent(&mut cmd);
+        let child = cmd.spawn().expect("start docker-registry");
+        assert!(
+            wait_for_port(port, Duration::from_secs(20)),
+            "the registry did not start: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        Registry {
+            addr: format!("127.0.0.1:{port}"),
+            child,
+            log,
+            _dir: dir,
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Completed blob uploads so far (the final `PUT …/blobs/uploads/…?digest=` of each).
+    pub fn blob_uploads(&self) -> usize {
+        self.log()
+            .lines()
+            .filter(|l| {
+                l.contains("\"PUT /v2/") && l.contains("/blobs/uploads/") && l.contains("digest=")
+            })
+            .count()
+    }
+}
+
+/// Buildah with its storage in `dir` (vfs: no overlay mounts needed) and chroot isolation.
+pub fn buildah_env(dir: &Path) -> Vec<(String, String)> {
+    which::which("buildah").expect("buildah is not installed: run scripts/install-prereqs.sh");
+    let conf = dir.join("storage.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "[storage]\ndriver = \"vfs\"\ngraphroot = \"{}\"\nrunroot = \"{}\"\n",
+            dir.join("root").display(),
+            dir.join("run").display()
+        ),
+    )
+    .expect("storage.conf");
+    vec![
+        ("CONTAINERS_STORAGE_CONF".into(), conf.display().to_string()),
+        ("BUILDAH_ISOLATION".into(), "chroot".into()),
+    ]
+}
+
+/// A project whose Dockerfile copies the static busybox and a page.
+pub fn sample_app(root: &Path, page: &str) {
+    let busybox = Path::new("/bin/busybox");
+    assert!(
+        busybox.is_file(),
+        "busybox-static is not installed: run scripts/install-prereqs.sh"
+    );
+    std::fs::copy(busybox, root.join("busybox")).expect("copy busybox");
+    std::fs::create_dir_all(root.join("www")).expect("www");
+    std::fs::write(root.join("www/index.html"), page).expect("page");
+    std::fs::write(
+        root.join("Dockerfile"),
+        "FROM scratch\nCOPY busybox /bin/busybox\nCOPY www /www\nEXPOSE 8080\n\
+         CMD [\"/bin/busybox\", \"httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/www\"]\n",
+    )
+    .expect("Dockerfile");
+}
+
+async fn pulled_manifest(registry: &Registry, reference: &str) -> (Vec<u8>, Option<String>) {
+    let http = reqwest::Client::new();
+    let r = http
+        .get(format!(
+            "http://{}/v2/web/manifests/{reference}",
+            registry.addr
+        ))
+        .header("Accept", nubes::image::MANIFEST_MEDIA_TYPE)
+        .send()
+        .await
+        .expect("pull manifest");
+    assert!(r.status().is_success(), "{}", r.status());
+    let digest = r
+        .headers()
+        .get("Docker-Content-Digest")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    (r.bytes().await.expect("body").to_vec(), digest)
+}
+
+async fn build(root: &Path, env: &[(String, String)], tag: &str) -> Image {
+    nubes::image::build(root, Engine::Buildah, "web", tag, env)
+        .await
+        .expect("image build")
+}
+
+#[tokio::test]
+async fn an_image_is_pushed_by_digest_and_a_rebuild_uploads_only_the_changed_layer() {
+    let registry = Registry::start("");
+    let engine_dir = tempfile::tempdir().expect("tempdir");
+    let env = buildah_env(engine_dir.path());
+    let project = tempfile::tempdir().expect("tempdir");
+    sample_app(project.path(), "<h1>one</h1>");
+    let first = build(project.path(), &env, "alice-c1").await;
+    assert_eq!(first.layers.len(), 2, "busybox and the page: {first:?}");
+    let pushed = nubes::registry::push(&first, &registry.addr, "web")
+        .await
+        .expect("push");
+    assert_eq!(
+        pushed.reference,
+        format!("{}/web@{}", registry.addr, first.digest)
+    );
+    assert_eq!((pushed.uploaded, pushed.skipped), (3, 0));
+    assert_eq!(registry.blob_uploads(), 3);
+    // Pulled back by digest and by tag: the same bytes, whose SHA-256 is the digest.
+    let (bytes, said) = pulled_manifest(&registry, &first.digest).await;
+    assert_eq!(
+        format!("sha256:{}", nubes::image::sha256_hex(&bytes)),
+        first.digest
+    );
+    assert_eq!(said.as_deref(), Some(first.digest.as_str()));
+    let (by_tag, _) = pulled_manifest(&registry, "alice-c1").await;
+    assert_eq!(by_tag, bytes);
+
+    // One changed layer: only it and the config travel.
+    std::fs::write(project.path().join("www/index.html"), "<h1>two</h1>").expect("page");
+    let second = build(project.path(), &env, "alice-c2").await;
+    assert_ne!(second.digest, first.digest);
+    assert_eq!(
+        second.layers[0].digest, first.layers[0].digest,
+        "busybox layer unchanged"
+    );
+    let again = nubes::registry::push(&second, &registry.addr, "web")
+        .await
+        .expect("push");
+    assert_eq!((again.uploaded, again.skipped), (2, 1));
+    assert_eq!(registry.blob_uploads(), 5, "{}", registry.log());
+    assert!(
+        again.bytes_uploaded < first.layers[0].size,
+        "the busybox layer was not sent again"
+    );
+    let (bytes, _) = pulled_manifest(&registry, &second.digest).await;
+    assert_eq!(bytes, second.manifest);
+}
+
+#[tokio::test]
+async fn a_missing_dockerfile_and_an_unreachable_registry_are_clear_errors() {
+    let project = tempfile::tempdir().expect("tempdir");
+    let e = nubes::image::build(project.path(), Engine::Buildah, "web", "t", &[])
+        .await
+        .expect_err("no Dockerfile");
+    assert_eq!(e.exit_code(), 2);
+    assert!(e.to_string().contains("Dockerfile"), "{e}");
+
+    let engine_dir = tempfile::tempdir().expect("tempdir");
+    let env = buildah_env(engine_dir.path());
+    sample_app(project.path(), "x");
+    // A build failure shows the engine's last lines.
+    std::fs::write(
+        project.path().join("Dockerfile"),
+        "FROM scratch\nCOPY no-such-file /x\n",
+    )
+    .expect("Dockerfile");
+    let e = nubes::image::build(project.path(), Engine::Buildah, "web", "t", &env)
+        .await
+        .expect_err("build fails");
+    assert_eq!(e.exit_code(), 1);
+    assert!(
+        e.to_string().contains("last lines") && e.to_string().contains("no-such-file"),
+        "{e}"
+    );
+
+    sample_app(project.path(), "x");
+    let image = build(project.path(), &env, "t").await;
+    let closed = format!("127.0.0.1:{}", free_port());
+    let e = nubes::registry::push(&image, &closed, "web")
+        .await
+        .expect_err("unreachable");
+    assert_eq!(e.exit_code(), 1);
+    assert!(e.to_string().contains("cannot reach the registry"), "{e}");
+
+    // A layer that cannot be uploaded within the upload timeout: a clear error, and no
+    // manifest (nothing to deploy) in the registry.
+    let registry = Registry::start("");
+    // SAFETY: nextest runs every test in its own process; nothing else reads the
+    // environment at this point.
+    unsafe { std::env::set_var("NUBES_REGISTRY_UPLOAD_TIMEOUT", "1ms") };
+    let e = nubes::registry::push(&image, &registry.addr, "web")
+        .await
+        .expect_err("too slow");
+    assert_eq!(e.exit_code(), 1);
+    let text = format!("{e} {}", e.hint_text().unwrap_or_default());
+    assert!(
+        text.contains("did not finish within 1ms")
+            && text.contains("NUBES_REGISTRY_UPLOAD_TIMEOUT"),
+        "{text}"
+    );
+    let tags = reqwest::get(format!("http://{}/v2/web/tags/list", registry.addr))
+        .await
+        .expect("tags");
+    assert_eq!(tags.status(), 404, "no manifest was pushed");
+}
