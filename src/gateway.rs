@@ -196,7 +196,11 @@ async fn serve(listener: TcpListener, shared: Arc<Shared>, mut stop: oneshot::Re
 }
 
 fn reply(status: StatusCode, body: impl Into<Bytes>) -> Response<GwBody> {
-    let mut r = Response::new(Full::new(body.into()).map_err(|never| match never {}).boxed_unsync());
+    let mut r = Response::new(
+        Full::new(body.into())
+            .map_err(|never| match never {})
+            .boxed_unsync(),
+    );
     *r.status_mut() = status;
     r
 }
@@ -389,17 +393,14 @@ async fn get(shared: Arc<Shared>) -> Response<GwBody> {
         Opened::Stream(stored, _) => {
             let len = stored.len;
             let failed = shared.clone();
-            let body = stored
-                .body
-                .map_ok(Frame::data)
-                .map_err(move |e| {
-                    // Terraform sees the connection break off; the user sees why.
-                    failed.problem(format!(
-                        "serving the state of `{}` failed: {e}",
-                        failed.env()
-                    ));
-                    std::io::Error::other(e.to_string())
-                });
+            let body = stored.body.map_ok(Frame::data).map_err(move |e| {
+                // Terraform sees the connection break off; the user sees why.
+                failed.problem(format!(
+                    "serving the state of `{}` failed: {e}",
+                    failed.env()
+                ));
+                std::io::Error::other(e.to_string())
+            });
             let mut r = Response::new(BodyExt::boxed_unsync(StreamBody::new(body)));
             r.headers_mut().insert(
                 hyper::header::CONTENT_LENGTH,

@@ -26,18 +26,18 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use azure_core::error::ErrorKind;
-use azure_core::http::{StatusCode, Url};
 use azure_core::http::RequestContent;
+use azure_core::http::{StatusCode, Url};
+use azure_storage_blob::BlobContainerClient;
 use azure_storage_blob::models::{
     BlobClientDeleteOptions, BlobClientUploadOptions, BlobContainerClientListBlobsOptions,
     BlockBlobClientCommitBlockListOptions, BlockBlobClientStageBlockOptions, BlockLookupList,
     DeleteSnapshotsOptionType,
 };
-use azure_storage_blob::BlobContainerClient;
 use bytes::{Bytes, BytesMut};
-use tokio::sync::Semaphore;
 use futures::{StreamExt, TryStreamExt};
 use md5::{Digest, Md5};
+use tokio::sync::Semaphore;
 
 use crate::error::{Error, Result};
 use crate::state::auth::{self, StorageAuth};
@@ -357,7 +357,11 @@ async fn file_md5(path: &Path) -> std::io::Result<[u8; 16]> {
 }
 
 /// Fill `buf` from `file` up to `limit` bytes, or to the end of the file.
-async fn read_up_to(file: &mut tokio::fs::File, buf: &mut BytesMut, limit: usize) -> std::io::Result<()> {
+async fn read_up_to(
+    file: &mut tokio::fs::File,
+    buf: &mut BytesMut,
+    limit: usize,
+) -> std::io::Result<()> {
     use tokio::io::AsyncReadExt as _;
     while buf.len() < limit {
         let mut chunk = (&mut *file).take((limit - buf.len()) as u64);
@@ -499,7 +503,10 @@ impl Site {
         );
         let io = |e: std::io::Error| Error::failed(format!("{doing}: {e}"));
         if file.size <= BLOCK_SIZE as u64 {
-            let _buffer = buffers.acquire().await.map_err(|e| Error::failed(e.to_string()))?;
+            let _buffer = buffers
+                .acquire()
+                .await
+                .map_err(|e| Error::failed(e.to_string()))?;
             let bytes = tokio::fs::read(&file.path).await.map_err(io)?;
             let md5: [u8; 16] = Md5::digest(&bytes).into();
             if remote.is_some_and(|r| r.matches(&file, &md5, cache_control)) {

@@ -19,12 +19,13 @@ use azure_core::http::{
     RequestContent, RetryOptions, StatusCode, Transport, Url,
 };
 use azure_storage_blob::models::{
-    BlobClientAcquireLeaseOptions, BlockBlobClientCommitBlockListOptions,
-    BlockBlobClientCommitBlockListResultHeaders, BlockBlobClientStageBlockOptions, BlockLookupList, BlobClientBreakLeaseOptions, BlobClientCreateSnapshotOptions,
+    BlobClientAcquireLeaseOptions, BlobClientBreakLeaseOptions, BlobClientCreateSnapshotOptions,
     BlobClientDeleteOptions, BlobClientDownloadOptions, BlobClientGetPropertiesOptions,
     BlobClientGetPropertiesResultHeaders, BlobClientReleaseLeaseOptions,
     BlobClientSetMetadataOptions, BlobClientUploadOptions, BlobContainerClientListBlobsOptions,
-    BlobItem, DeleteSnapshotsOptionType, LeaseDuration, LeaseState, ListBlobsIncludeItem,
+    BlobItem, BlockBlobClientCommitBlockListOptions, BlockBlobClientCommitBlockListResultHeaders,
+    BlockBlobClientStageBlockOptions, BlockLookupList, DeleteSnapshotsOptionType, LeaseDuration,
+    LeaseState, ListBlobsIncludeItem,
 };
 use azure_storage_blob::{
     BlobClient, BlobContainerClient, BlobContainerClientOptions, BlockBlobClient,
@@ -32,12 +33,11 @@ use azure_storage_blob::{
 use bytes::{Bytes, BytesMut};
 use futures::{StreamExt, TryStreamExt};
 
-
 use super::auth::StorageAuth;
 use super::lockinfo::{self, LOCK_META_KEY, LockInfo};
 use super::{
-    Attempt, Holder, LockToken, StagedKind, StateHead, StateStore, Stored, Version,
-    WriteConflict, meta,
+    Attempt, Holder, LockToken, StagedKind, StateHead, StateStore, Stored, Version, WriteConflict,
+    meta,
 };
 use crate::env_name::EnvName;
 use crate::error::{Error, Result};
@@ -612,7 +612,12 @@ fn spawn_block(
             ..Default::default()
         };
         let outcome = blob
-            .stage_block(&id, block.len() as u64, content(block.clone()), Some(options))
+            .stage_block(
+                &id,
+                block.len() as u64,
+                content(block.clone()),
+                Some(options),
+            )
             .await
             .map(|_| ());
         (id, block, outcome)
@@ -628,7 +633,10 @@ fn vouched_head(metadata: &HashMap<String, String>, md5: Option<&str>) -> Option
     }
     Some(StateHead {
         serial: metadata.get(META_SERIAL)?.parse().ok()?,
-        lineage: metadata.get(META_LINEAGE).filter(|l| !l.is_empty())?.clone(),
+        lineage: metadata
+            .get(META_LINEAGE)
+            .filter(|l| !l.is_empty())?
+            .clone(),
         resources: metadata.get(META_RESOURCES)?.parse().ok()?,
     })
 }
@@ -869,10 +877,7 @@ impl StateStore for AzureStore {
             place: format!("{}/{}", self.settings.account_url, self.settings.container),
             doing,
         };
-        let body = r
-            .body
-            .map_err(move |e| error.of(&e))
-            .boxed();
+        let body = r.body.map_err(move |e| error.of(&e)).boxed();
         Ok(Some(super::StoredStream {
             etag,
             len,
@@ -933,14 +938,16 @@ impl StateStore for AzureStore {
                 let Some(done) = in_flight.join_next().await else {
                     break;
                 };
-                let (id, block, outcome) = done.map_err(|e| {
-                    Error::failed(format!("{doing}: a block upload stopped: {e}"))
-                })?;
+                let (id, block, outcome) = done
+                    .map_err(|e| Error::failed(format!("{doing}: a block upload stopped: {e}")))?;
                 match outcome {
                     Ok(()) => {}
                     // The lease expired while storage was unreachable (longer than the
                     // lease); renewed only if nobody took the lock meanwhile.
-                    Err(e) if is_lease_lost(&e) && error_code(&e).as_deref() != Some("BlobNotFound") => {
+                    Err(e)
+                        if is_lease_lost(&e)
+                            && error_code(&e).as_deref() != Some("BlobNotFound") =>
+                    {
                         if !matches!(self.renew(token).await, Ok(true)) {
                             return Ok(Err(WriteConflict::LockLost));
                         }
@@ -967,7 +974,10 @@ impl StateStore for AzureStore {
         head: &StateHead,
         md5: [u8; 16],
     ) -> Result<std::result::Result<String, WriteConflict>> {
-        match self.commit_once(token, &staged, expected, head, md5).await? {
+        match self
+            .commit_once(token, &staged, expected, head, md5)
+            .await?
+        {
             // The lease expired while storage was unreachable (longer than the lease).
             // Azure renews an expired lease only if nobody leased or changed the blob
             // since, so a successful renewal proves the lock was never someone else's.

@@ -306,7 +306,12 @@ mod tests {
             }
             let whole = StateHead::parse(doc);
             let pieces = StateHead::parse_reader(Trickle(doc));
-            assert_eq!(whole.is_ok(), pieces.is_ok(), "{}", String::from_utf8_lossy(doc));
+            assert_eq!(
+                whole.is_ok(),
+                pieces.is_ok(),
+                "{}",
+                String::from_utf8_lossy(doc)
+            );
             if let (Ok(a), Ok(b)) = (&whole, &pieces) {
                 assert_eq!(a, b);
             }
@@ -325,7 +330,12 @@ mod tests {
         let mut bad = HeadFeed::start();
         bad.feed(Bytes::from_static(b"[1,2]")).await;
         bad.feed(Bytes::from_static(b"more")).await;
-        assert!(bad.finish().await.unwrap_err().contains("not a JSON object"));
+        assert!(
+            bad.finish()
+                .await
+                .unwrap_err()
+                .contains("not a JSON object")
+        );
     }
 
     #[test]

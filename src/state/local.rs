@@ -114,7 +114,8 @@ impl LocalStore {
         head: &StateHead,
     ) -> Result<std::result::Result<String, WriteConflict>> {
         let md5_b64 = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, md5);
-        self.write_meta(token, &[(meta::WRITTEN_MD5, md5_b64)]).await?;
+        self.write_meta(token, &[(meta::WRITTEN_MD5, md5_b64)])
+            .await?;
         tracing::debug!("wrote serial {} of `{}`", head.serial, token.env);
         Ok(Ok(hex(&md5)))
     }
@@ -382,9 +383,8 @@ impl StateStore for LocalStore {
         })?;
         let (file, tmp) = tmp.into_parts();
         let mut file = tokio::fs::File::from_std(file);
-        let written = |e: std::io::Error| {
-            Error::failed(format!("cannot write {}: {e}", tmp.display()))
-        };
+        let written =
+            |e: std::io::Error| Error::failed(format!("cannot write {}: {e}", tmp.display()));
         let mut len = 0u64;
         while let Some(piece) = body.next_piece().await? {
             file.write_all(&piece).await.map_err(written)?;

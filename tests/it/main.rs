@@ -5,6 +5,7 @@
 //! `support`.
 
 pub mod arm;
+mod big_state;
 mod bootstrap;
 mod cli;
 mod crash;
