@@ -593,6 +593,22 @@ struct Props {
     last_modified: Option<time::OffsetDateTime>,
 }
 
+/// Fill `buf` up to one block from `carry`, then from `body`; what does not fit stays in
+/// `carry` for the next block. `true` when the body has ended.
+async fn fill(body: &mut dyn super::Body, buf: &mut BytesMut, carry: &mut Bytes) -> Result<bool> {
+    loop {
+        let n = carry.len().min(BLOCK_SIZE - buf.len());
+        buf.extend_from_slice(&carry.split_to(n));
+        if buf.len() == BLOCK_SIZE {
+            return Ok(false);
+        }
+        match body.next_piece().await? {
+            Some(piece) => *carry = piece,
+            None => return Ok(true),
+        }
+    }
+}
+
 type BlockDone = (Vec<u8>, Bytes, azure_core::Result<()>);
 
 /// One Put Block of a staged write, on its own task so blocks travel while the body is
@@ -893,21 +909,17 @@ impl StateStore for AzureStore {
     ) -> Result<std::result::Result<super::Staged, WriteConflict>> {
         let env = &token.env;
         let doing = format!("writing the state of `{env}`");
-        let mut buf = BytesMut::new();
+        let mut carry = Bytes::new();
+        let mut buf = BytesMut::with_capacity(BLOCK_SIZE);
         let mut len = 0u64;
         // Up to one block is kept in memory: a document that ends within it is stored
         // with a single request at commit, as before.
-        while buf.len() < BLOCK_SIZE {
-            match body.next_piece().await? {
-                Some(piece) => buf.extend_from_slice(&piece),
-                None => {
-                    len = buf.len() as u64;
-                    return Ok(Ok(super::Staged {
-                        len,
-                        kind: StagedKind::Memory(buf.freeze()),
-                    }));
-                }
-            }
+        let mut ended = fill(body, &mut buf, &mut carry).await?;
+        if ended {
+            return Ok(Ok(super::Staged {
+                len: buf.len() as u64,
+                kind: StagedKind::Memory(buf.freeze()),
+            }));
         }
         // Larger: blocks staged as the body arrives (Put Block), committed only when the
         // whole document has arrived and been checked. Nothing of it is visible before.
@@ -915,17 +927,12 @@ impl StateStore for AzureStore {
         let prefix = uuid::Uuid::new_v4().simple().to_string();
         let mut ids = Vec::new();
         let mut in_flight = tokio::task::JoinSet::new();
-        let mut ended = false;
         loop {
-            while !ended && buf.len() < BLOCK_SIZE {
-                match body.next_piece().await? {
-                    Some(piece) => buf.extend_from_slice(&piece),
-                    None => ended = true,
-                }
-            }
-            let take = buf.len().min(BLOCK_SIZE);
-            if take > 0 {
-                let block = buf.split_to(take).freeze();
+            if !buf.is_empty() {
+                // Each block is its own allocation of one block: a block in flight pins
+                // nothing else.
+                let block =
+                    std::mem::replace(&mut buf, BytesMut::with_capacity(BLOCK_SIZE)).freeze();
                 len += block.len() as u64;
                 // Equal-length IDs, as Put Block List requires; unique per write, so
                 // an abandoned write's blocks never mix with this one's.
@@ -933,7 +940,7 @@ impl StateStore for AzureStore {
                 ids.push(id.clone());
                 spawn_block(&mut in_flight, &blob, token, id, block);
             }
-            let last = ended && buf.is_empty();
+            let last = ended;
             while in_flight.len() >= BLOCKS_IN_FLIGHT || (last && !in_flight.is_empty()) {
                 let Some(done) = in_flight.join_next().await else {
                     break;
@@ -959,6 +966,7 @@ impl StateStore for AzureStore {
             if last {
                 break;
             }
+            ended = fill(body, &mut buf, &mut carry).await?;
         }
         Ok(Ok(super::Staged {
             len,

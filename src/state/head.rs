@@ -196,7 +196,7 @@ impl HeadFeed {
     pub fn start() -> HeadFeed {
         // A few pieces of slack: the parser keeps up with storage, and a bounded queue
         // keeps memory bounded if it does not.
-        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        let (tx, rx) = tokio::sync::mpsc::channel(8);
         let task = tokio::task::spawn_blocking(move || {
             StateHead::parse_reader(ChannelReader {
                 rx,
