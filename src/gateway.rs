@@ -14,8 +14,10 @@ use std::sync::Arc;
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD as B64, URL_SAFE_NO_PAD};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
+use futures::TryStreamExt;
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full, Limited, StreamBody};
+use hyper::body::{Frame, Incoming};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use md5::{Digest, Md5};
@@ -26,12 +28,20 @@ use tokio::task::JoinHandle;
 
 use crate::error::{Error, Result};
 use crate::secrets;
-use crate::state::head::{StateHead, check_write};
-use crate::state::{LockInfo, LockToken, StateStore, WriteConflict};
+use crate::state::head::{HeadFeed, StateHead, check_write};
+use crate::state::{LockInfo, LockToken, StateStore, StoredStream, WriteConflict};
 
 /// Largest state document accepted (Terraform states of a few hundred MiB exist; this
-/// only stops a runaway client from exhausting memory).
-const MAX_BODY: usize = 1 << 30;
+/// stops a runaway client from filling storage: bodies stream, so memory is not at stake).
+const MAX_BODY: u64 = 1 << 30;
+/// Largest LOCK/UNLOCK body (lock info JSON), read into memory.
+const MAX_LOCK_BODY: usize = 1 << 20;
+/// Stored states up to this size are read whole (one request, parsed in memory); larger
+/// ones stream to Terraform.
+const SMALL_STATE: u64 = 4 << 20;
+
+/// Every response body: small ones whole, stored states streamed.
+type GwBody = UnsyncBoxBody<Bytes, std::io::Error>;
 const USERNAME: &str = "nubes";
 
 pub struct Gateway {
@@ -172,7 +182,7 @@ async fn serve(listener: TcpListener, shared: Arc<Shared>, mut stop: oneshot::Re
                 connections.spawn(async move {
                     let service = hyper::service::service_fn(move |req| {
                         let shared = shared.clone();
-                        async move { Ok::<_, std::convert::Infallible>(handle(&shared, req).await) }
+                        async move { Ok::<_, std::convert::Infallible>(handle(shared, req).await) }
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), service)
@@ -185,13 +195,17 @@ async fn serve(listener: TcpListener, shared: Arc<Shared>, mut stop: oneshot::Re
     connections.shutdown().await;
 }
 
-fn reply(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(body.into()));
+fn reply(status: StatusCode, body: impl Into<Bytes>) -> Response<GwBody> {
+    let mut r = Response::new(
+        Full::new(body.into())
+            .map_err(|never| match never {})
+            .boxed_unsync(),
+    );
     *r.status_mut() = status;
     r
 }
 
-fn json_reply(status: StatusCode, info: &LockInfo) -> Response<Full<Bytes>> {
+fn json_reply(status: StatusCode, info: &LockInfo) -> Response<GwBody> {
     let mut r = reply(status, serde_json::to_vec(info).unwrap_or_default());
     r.headers_mut().insert(
         hyper::header::CONTENT_TYPE,
@@ -204,7 +218,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<GwBody> {
     let authorized = req
         .headers()
         .get(hyper::header::AUTHORIZATION)
@@ -232,21 +246,28 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>
         .get("content-md5")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(e) => {
-            return reply(
-                StatusCode::BAD_REQUEST,
-                format!("cannot read the request body: {e}\n"),
-            );
-        }
-    };
+    let body = req.into_body();
     match method.as_str() {
         "GET" => get(shared).await,
-        "POST" => post(shared, id, md5, body).await,
-        "DELETE" => delete(shared).await,
-        "LOCK" => lock(shared, body).await,
-        "UNLOCK" => unlock(shared, body).await,
+        // The state document streams through to storage as it arrives.
+        "POST" => post(&shared, id, md5, body).await,
+        "DELETE" => delete(&shared).await,
+        "LOCK" | "UNLOCK" => {
+            let body = match Limited::new(body, MAX_LOCK_BODY).collect().await {
+                Ok(b) => b.to_bytes(),
+                Err(e) => {
+                    return reply(
+                        StatusCode::BAD_REQUEST,
+                        format!("cannot read the request body: {e}\n"),
+                    );
+                }
+            };
+            if method == "LOCK" {
+                lock(&shared, body).await
+            } else {
+                unlock(&shared, body).await
+            }
+        }
         _ => reply(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n"),
     }
 }
@@ -271,38 +292,75 @@ impl Shared {
     }
 }
 
-async fn get(shared: &Shared) -> Response<Full<Bytes>> {
-    match shared.store.read(&shared.token.env).await {
+/// The stored state, ready to stream, with the verdict on its head: from the store when
+/// it can vouch for it, otherwise read once through the parser before it is served.
+async fn open(shared: &Shared) -> crate::error::Result<Option<Opened>> {
+    let env = &shared.token.env;
+    for _ in 0..3 {
+        let Some(stored) = shared.store.read_stream(env).await? else {
+            return Ok(None);
+        };
+        if let Some(head) = stored.head.clone() {
+            return Ok(Some(Opened::Stream(stored, Ok(head))));
+        }
+        if stored.len <= SMALL_STATE {
+            let etag = stored.etag;
+            let bytes: Vec<Bytes> = stored.body.try_collect().await?;
+            let bytes = Bytes::from(bytes.concat());
+            let head = StateHead::parse(&bytes);
+            return Ok(Some(Opened::Whole(etag, bytes, head)));
+        }
+        // Larger, and not vouched for (written outside nubes): read it through the
+        // parser first, then serve it if it did not change meanwhile.
+        let etag = stored.etag.clone();
+        let mut feed = HeadFeed::start();
+        let mut body = stored.body;
+        while let Some(piece) = body.try_next().await? {
+            feed.feed(piece).await;
+        }
+        let head = feed.finish().await;
+        match shared.store.read_stream(env).await? {
+            None => return Ok(None),
+            Some(again) if again.etag == etag => return Ok(Some(Opened::Stream(again, head))),
+            Some(_) => continue,
+        }
+    }
+    Err(Error::failed(format!(
+        "reading the state of `{env}`: it kept changing while nubes read it"
+    )))
+}
+
+enum Opened {
+    Whole(String, Bytes, Result<StateHead, String>),
+    Stream(StoredStream, Result<StateHead, String>),
+}
+
+impl Opened {
+    fn etag(&self) -> &str {
+        match self {
+            Opened::Whole(etag, ..) => etag,
+            Opened::Stream(s, _) => &s.etag,
+        }
+    }
+
+    fn head(&self) -> &Result<StateHead, String> {
+        match self {
+            Opened::Whole(.., head) | Opened::Stream(_, head) => head,
+        }
+    }
+}
+
+async fn get(shared: Arc<Shared>) -> Response<GwBody> {
+    let mut known = shared.known.lock().await;
+    let opened = match open(&shared).await {
+        Ok(Some(opened)) => opened,
         Ok(None) => {
-            *shared.known.lock().await = Some(Known {
+            *known = Some(Known {
                 etag: None,
                 head: None,
             });
-            reply(StatusCode::NOT_FOUND, "")
+            return reply(StatusCode::NOT_FOUND, "");
         }
-        Ok(Some(stored)) => match StateHead::parse(&stored.bytes) {
-            Ok(head) => {
-                *shared.known.lock().await = Some(Known {
-                    etag: Some(stored.etag),
-                    head: Some(head),
-                });
-                let mut r = reply(StatusCode::OK, stored.bytes);
-                r.headers_mut().insert(
-                    hyper::header::CONTENT_TYPE,
-                    hyper::header::HeaderValue::from_static("application/json"),
-                );
-                r
-            }
-            Err(why) => {
-                let text = format!(
-                    "the stored state of `{}` is corrupt ({why}); nubes will not hand it to Terraform. \
-                     Restore a kept version: `nubes state history {0}` then `nubes state restore {0} <VERSION>`",
-                    shared.env()
-                );
-                shared.problem(text.clone());
-                reply(StatusCode::INTERNAL_SERVER_ERROR, text)
-            }
-        },
         Err(e) => {
             let text = format!(
                 "reading the state of `{}` failed: {e}{}",
@@ -310,7 +368,97 @@ async fn get(shared: &Shared) -> Response<Full<Bytes>> {
                 hint_of(&e)
             );
             shared.problem(text.clone());
-            reply(StatusCode::SERVICE_UNAVAILABLE, text)
+            return reply(StatusCode::SERVICE_UNAVAILABLE, text);
+        }
+    };
+    let head = match opened.head() {
+        Ok(head) => head.clone(),
+        Err(why) => {
+            let text = format!(
+                "the stored state of `{}` is corrupt ({why}); nubes will not hand it to Terraform. \
+                 Restore a kept version: `nubes state history {0}` then `nubes state restore {0} <VERSION>`",
+                shared.env()
+            );
+            shared.problem(text.clone());
+            return reply(StatusCode::INTERNAL_SERVER_ERROR, text);
+        }
+    };
+    *known = Some(Known {
+        etag: Some(opened.etag().to_string()),
+        head: Some(head),
+    });
+    drop(known);
+    let mut r = match opened {
+        Opened::Whole(_, bytes, _) => reply(StatusCode::OK, bytes),
+        Opened::Stream(stored, _) => {
+            let len = stored.len;
+            let failed = shared.clone();
+            let body = stored.body.map_ok(Frame::data).map_err(move |e| {
+                // Terraform sees the connection break off; the user sees why.
+                failed.problem(format!(
+                    "serving the state of `{}` failed: {e}",
+                    failed.env()
+                ));
+                std::io::Error::other(e.to_string())
+            });
+            let mut r = Response::new(BodyExt::boxed_unsync(StreamBody::new(body)));
+            r.headers_mut().insert(
+                hyper::header::CONTENT_LENGTH,
+                hyper::header::HeaderValue::from(len),
+            );
+            r
+        }
+    };
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+/// Terraform's POST body on its way to storage: every piece is counted, MD5-hashed and
+/// fed to the head parser as it passes, so the whole document is checked without being
+/// held.
+struct Received {
+    body: Incoming,
+    len: u64,
+    md5: Md5,
+    feed: HeadFeed,
+    /// Why the body could not be read, when it could not.
+    failed: Option<String>,
+}
+
+#[async_trait::async_trait]
+impl crate::state::Body for Received {
+    async fn next_piece(&mut self) -> crate::error::Result<Option<Bytes>> {
+        loop {
+            let frame = match self.body.frame().await {
+                None => return Ok(None),
+                Some(Ok(frame)) => frame,
+                Some(Err(e)) => {
+                    let why = format!("cannot read the request body: {e}");
+                    self.failed = Some(why.clone());
+                    return Err(Error::failed(why));
+                }
+            };
+            let Ok(piece) = frame.into_data() else {
+                continue; // trailers
+            };
+            if piece.is_empty() {
+                continue;
+            }
+            self.len += piece.len() as u64;
+            if self.len > MAX_BODY {
+                let why = format!(
+                    "the state document is larger than {} MiB, more than nubes accepts",
+                    MAX_BODY >> 20
+                );
+                self.failed = Some(why.clone());
+                return Err(Error::failed(why));
+            }
+            self.md5.update(&piece);
+            self.feed.feed(piece.clone()).await;
+            return Ok(Some(piece));
         }
     }
 }
@@ -319,8 +467,8 @@ async fn post(
     shared: &Shared,
     id: Option<String>,
     md5: Option<String>,
-    body: Bytes,
-) -> Response<Full<Bytes>> {
+    body: Incoming,
+) -> Response<GwBody> {
     {
         let inner = shared.inner_lock.lock().await;
         if let Some(held) = inner.as_ref()
@@ -329,35 +477,18 @@ async fn post(
             return json_reply(StatusCode::LOCKED, held);
         }
     }
-    if let Some(md5) = md5 {
-        let actual = B64.encode(Md5::digest(&body));
-        if actual != md5 {
-            return reply(
-                StatusCode::BAD_REQUEST,
-                "Content-MD5 does not match the body\n",
-            );
-        }
-    }
-    let head = match StateHead::parse(&body) {
-        Ok(h) => h,
-        Err(why) => {
-            let text = format!("refused a state write for `{}`: {why}", shared.env());
-            shared.problem(text.clone());
-            return reply(StatusCode::BAD_REQUEST, text);
-        }
-    };
     // One write at a time, against what was last seen.
     let mut known = shared.known.lock().await;
     let current = match known.clone() {
         Some(k) => k,
-        None => match shared.store.read(&shared.token.env).await {
+        None => match open(shared).await {
             Ok(None) => Known {
                 etag: None,
                 head: None,
             },
-            Ok(Some(s)) => Known {
-                head: StateHead::parse(&s.bytes).ok(),
-                etag: Some(s.etag),
+            Ok(Some(opened)) => Known {
+                etag: Some(opened.etag().to_string()),
+                head: opened.head().clone().ok(),
             },
             Err(e) => {
                 let text = format!(
@@ -370,6 +501,51 @@ async fn post(
             }
         },
     };
+    let mut received = Received {
+        body,
+        len: 0,
+        md5: Md5::new(),
+        feed: HeadFeed::start(),
+        failed: None,
+    };
+    // Staged, not yet the state: whatever goes wrong before the commit below leaves the
+    // stored state as it was.
+    let staged = match shared.store.stage(&shared.token, &mut received).await {
+        Ok(Ok(staged)) => staged,
+        Ok(Err(conflict)) => return lost(shared, &mut known, conflict),
+        Err(e) => {
+            if let Some(why) = received.failed.take() {
+                let text = format!("refused a state write for `{}`: {why}", shared.env());
+                shared.problem(text.clone());
+                return reply(StatusCode::BAD_REQUEST, text);
+            }
+            let text = format!(
+                "writing the state of `{}` failed: {e}{}; the stored state was kept",
+                shared.env(),
+                hint_of(&e)
+            );
+            shared.problem(text.clone());
+            return reply(StatusCode::SERVICE_UNAVAILABLE, text);
+        }
+    };
+    let digest: [u8; 16] = received.md5.finalize().into();
+    let parsed = received.feed.finish().await;
+    if let Some(md5) = md5
+        && B64.encode(digest) != md5
+    {
+        return reply(
+            StatusCode::BAD_REQUEST,
+            "Content-MD5 does not match the body\n",
+        );
+    }
+    let head = match parsed {
+        Ok(h) => h,
+        Err(why) => {
+            let text = format!("refused a state write for `{}`: {why}", shared.env());
+            shared.problem(text.clone());
+            return reply(StatusCode::BAD_REQUEST, text);
+        }
+    };
     if let Err(refusal) = check_write(current.head.as_ref(), &head) {
         let text = format!("refused a state write for `{}`: {refusal}", shared.env());
         shared.problem(text.clone());
@@ -377,7 +553,13 @@ async fn post(
     }
     match shared
         .store
-        .write(&shared.token, body, current.etag.as_deref(), &head)
+        .commit(
+            &shared.token,
+            staged,
+            current.etag.as_deref(),
+            &head,
+            digest,
+        )
         .await
     {
         Ok(Ok(etag)) => {
@@ -392,20 +574,7 @@ async fn post(
                 .writes += 1;
             reply(StatusCode::OK, "")
         }
-        Ok(Err(conflict)) => {
-            let text = format!(
-                "refused a state write for `{}`: {conflict}; the stored state was kept",
-                shared.env()
-            );
-            shared.problem(text.clone());
-            // Force a fresh read next time.
-            *known = None;
-            let status = match conflict {
-                WriteConflict::Changed => StatusCode::CONFLICT,
-                WriteConflict::LockLost => StatusCode::LOCKED,
-            };
-            reply(status, text)
-        }
+        Ok(Err(conflict)) => lost(shared, &mut known, conflict),
         Err(e) => {
             let text = format!(
                 "writing the state of `{}` failed: {e}{}",
@@ -418,7 +587,23 @@ async fn post(
     }
 }
 
-async fn delete(shared: &Shared) -> Response<Full<Bytes>> {
+/// A write storage refused: the document changed under nubes, or the lock was lost.
+fn lost(shared: &Shared, known: &mut Option<Known>, conflict: WriteConflict) -> Response<GwBody> {
+    let text = format!(
+        "refused a state write for `{}`: {conflict}; the stored state was kept",
+        shared.env()
+    );
+    shared.problem(text.clone());
+    // Force a fresh read next time.
+    *known = None;
+    let status = match conflict {
+        WriteConflict::Changed => StatusCode::CONFLICT,
+        WriteConflict::LockLost => StatusCode::LOCKED,
+    };
+    reply(status, text)
+}
+
+async fn delete(shared: &Shared) -> Response<GwBody> {
     let mut known = shared.known.lock().await;
     match shared.store.delete(&shared.token).await {
         Ok(tombstone) => {
@@ -443,7 +628,7 @@ async fn delete(shared: &Shared) -> Response<Full<Bytes>> {
     }
 }
 
-async fn lock(shared: &Shared, body: Bytes) -> Response<Full<Bytes>> {
+async fn lock(shared: &Shared, body: Bytes) -> Response<GwBody> {
     let Ok(info) = serde_json::from_slice::<LockInfo>(&body) else {
         return reply(
             StatusCode::BAD_REQUEST,
@@ -460,7 +645,7 @@ async fn lock(shared: &Shared, body: Bytes) -> Response<Full<Bytes>> {
     }
 }
 
-async fn unlock(shared: &Shared, body: Bytes) -> Response<Full<Bytes>> {
+async fn unlock(shared: &Shared, body: Bytes) -> Response<GwBody> {
     let info = serde_json::from_slice::<LockInfo>(&body).ok();
     let mut inner = shared.inner_lock.lock().await;
     match (inner.as_ref(), info) {

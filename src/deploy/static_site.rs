@@ -2,11 +2,19 @@
 //! a storage account (Azure Storage static website hosting).
 //!
 //! Like `az storage blob sync`, but decided by content: one paged List Blobs gives every
-//! blob's Content-MD5, Cache-Control and Content-Type; a file whose digest and headers
-//! already match is not sent. Changed files are uploaded (bounded parallelism, one
-//! request each, with `x-ms-blob-content-md5` so the next sync can compare), pages
-//! (`.html`) after the assets they reference, and blobs no longer in the artifact are
-//! deleted last, so a visitor never meets a page whose assets are missing.
+//! blob's size, Content-MD5, Cache-Control and Content-Type; a file whose digest and
+//! headers already match is not sent. Changed files are uploaded (bounded parallelism,
+//! with `x-ms-blob-content-md5` so the next sync can compare), pages (`.html`) after the
+//! assets they reference, and blobs no longer in the artifact are deleted last, so a
+//! visitor never meets a page whose assets are missing.
+//!
+//! Each file is read once and its MD5 computed once, in the same pass that uploads it:
+//! a file up to [`BLOCK_SIZE`] is read whole, hashed, compared and (if changed) sent in
+//! one Put Blob; a larger one whose size differs from the blob's is certainly changed,
+//! so it is hashed while its blocks are staged (Put Block, in parallel) and committed
+//! with that MD5 (Put Block List). Only a large file of the blob's very size is read
+//! twice when it did change: once to compare, once to send. Memory is bounded by
+//! `parallel` buffers of at most [`BLOCK_SIZE`], whatever the files' sizes.
 //!
 //! Blob names are the artifact's relative paths with `/`. The SDK's `blob_client(name)`
 //! percent-encodes a name as one path segment (`assets/app.js` travels as
@@ -15,17 +23,21 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use azure_core::error::ErrorKind;
+use azure_core::http::RequestContent;
 use azure_core::http::{StatusCode, Url};
 use azure_storage_blob::BlobContainerClient;
 use azure_storage_blob::models::{
     BlobClientDeleteOptions, BlobClientUploadOptions, BlobContainerClientListBlobsOptions,
+    BlockBlobClientCommitBlockListOptions, BlockBlobClientStageBlockOptions, BlockLookupList,
     DeleteSnapshotsOptionType,
 };
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures::{StreamExt, TryStreamExt};
 use md5::{Digest, Md5};
+use tokio::sync::Semaphore;
 
 use crate::error::{Error, Result};
 use crate::state::auth::{self, StorageAuth};
@@ -40,6 +52,9 @@ pub const CONTAINER: &str = "$web";
 pub const SAS_VAR: &str = "NUBES_SITE_SAS";
 
 const DEFAULT_PARALLEL: usize = 8;
+
+/// Files up to this size go in one request; larger ones in blocks of this size.
+pub const BLOCK_SIZE: usize = 4 << 20;
 
 /// Files never deployed: macOS Finder litter.
 const SKIPPED: &[&str] = &[".DS_Store"];
@@ -123,34 +138,12 @@ pub async fn sync_with(
     }
     let site = Site::connect(account_url, http, &auth)?;
     let mut remote = site.list(prefix).await?;
-
-    let mut report = SiteReport::default();
-    let mut pages = Vec::new();
-    let mut assets = Vec::new();
-    for file in &files {
-        match remote.remove(&file.name) {
-            Some(blob) if blob.matches(file, options.cache_control.as_deref()) => {
-                report.unchanged += 1;
-            }
-            _ if file.content_type.starts_with("text/html") => pages.push(file),
-            _ => assets.push(file),
-        }
-    }
-    let parallel = options.parallel.max(1);
-    // Assets first, then the pages that reference them.
-    for batch in [assets, pages] {
-        let mut done: Vec<String> = futures::stream::iter(batch)
-            .map(|file| site.upload(file, options.cache_control.as_deref()))
-            .buffer_unordered(parallel)
-            .try_collect()
-            .await?;
-        report.uploaded.append(&mut done);
-    }
+    let mut report = upload_changed(&site, files, &mut remote, options).await?;
     // What is left in the listing is no longer in the artifact.
     let stale: Vec<String> = remote.into_keys().collect();
     report.deleted = futures::stream::iter(stale)
         .map(|name| site.delete(name))
-        .buffer_unordered(parallel)
+        .buffer_unordered(options.parallel.max(1))
         .try_collect()
         .await?;
     report.uploaded.sort();
@@ -159,16 +152,57 @@ pub async fn sync_with(
     Ok(report)
 }
 
+/// Compare each file with its blob (taken out of `remote`) and upload the changed ones:
+/// assets first, then the pages that reference them.
+async fn upload_changed(
+    site: &Site,
+    files: Vec<LocalFile>,
+    remote: &mut HashMap<String, RemoteBlob>,
+    options: &SiteOptions,
+) -> Result<SiteReport> {
+    let parallel = options.parallel.max(1);
+    // One permit per buffer of at most BLOCK_SIZE in memory, across all files.
+    let buffers = Arc::new(Semaphore::new(parallel));
+    let mut pages = Vec::new();
+    let mut assets = Vec::new();
+    for file in files {
+        let blob = remote.remove(&file.name);
+        if file.content_type.starts_with("text/html") {
+            pages.push((file, blob));
+        } else {
+            assets.push((file, blob));
+        }
+    }
+    let mut report = SiteReport::default();
+    for batch in [assets, pages] {
+        let done: Vec<Option<String>> = futures::stream::iter(batch)
+            .map(|(file, blob)| {
+                site.sync_file(file, blob, options.cache_control.as_deref(), &buffers)
+            })
+            .buffer_unordered(parallel)
+            .try_collect()
+            .await?;
+        for name in done {
+            match name {
+                Some(name) => report.uploaded.push(name),
+                None => report.unchanged += 1,
+            }
+        }
+    }
+    Ok(report)
+}
+
 /// One file of the artifact.
 struct LocalFile {
     /// Blob name: the relative path with `/`.
     name: String,
     path: PathBuf,
-    md5: [u8; 16],
+    size: u64,
     content_type: &'static str,
 }
 
-/// Walk and hash the artifact (blocking I/O, off the async threads).
+/// Walk the artifact (blocking I/O, off the async threads). Files are hashed later, in
+/// the pass that uploads them.
 async fn local_files(artifact: &Path) -> Result<Vec<LocalFile>> {
     let artifact = artifact.to_path_buf();
     tokio::task::spawn_blocking(move || walk(&artifact))
@@ -208,10 +242,10 @@ fn walk(artifact: &Path) -> Result<Vec<LocalFile>> {
         }
         let path = entry.path().to_path_buf();
         let name = blob_name(artifact, &path)?;
-        let bytes = fs_err::read(&path)?;
+        let size = fs_err::metadata(&path)?.len();
         files.push(LocalFile {
             content_type: content_type(&name),
-            md5: Md5::digest(&bytes).into(),
+            size,
             name,
             path,
         });
@@ -282,17 +316,60 @@ pub fn content_type(name: &str) -> &'static str {
 
 /// A blob as listed: the properties a sync compares.
 struct RemoteBlob {
+    size: u64,
     md5: Option<Vec<u8>>,
     cache_control: Option<String>,
     content_type: Option<String>,
 }
 
 impl RemoteBlob {
-    fn matches(&self, file: &LocalFile, cache_control: Option<&str>) -> bool {
-        self.md5.as_deref() == Some(&file.md5[..])
+    /// Everything but the content matches: the headers, and the size.
+    fn headers_match(&self, file: &LocalFile, cache_control: Option<&str>) -> bool {
+        self.size == file.size
+            && self.md5.is_some()
             && self.cache_control.as_deref() == cache_control
             && self.content_type.as_deref() == Some(file.content_type)
     }
+
+    fn matches(&self, file: &LocalFile, md5: &[u8; 16], cache_control: Option<&str>) -> bool {
+        self.headers_match(file, cache_control) && self.md5.as_deref() == Some(&md5[..])
+    }
+}
+
+/// The MD5 of a file, read in pieces on a blocking thread.
+async fn file_md5(path: &Path) -> std::io::Result<[u8; 16]> {
+    let path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        use std::io::Read as _;
+        let mut file = fs_err::File::open(&path)?;
+        let mut hasher = Md5::new();
+        let mut buf = vec![0u8; 256 << 10];
+        loop {
+            let n = file.read(&mut buf)?;
+            if n == 0 {
+                return Ok(hasher.finalize().into());
+            }
+            hasher.update(&buf[..n]);
+        }
+    })
+    .await
+    .map_err(std::io::Error::other)?
+}
+
+/// Fill `buf` from `file` up to `limit` bytes, or to the end of the file.
+async fn read_up_to(
+    file: &mut tokio::fs::File,
+    buf: &mut BytesMut,
+    limit: usize,
+) -> std::io::Result<()> {
+    use tokio::io::AsyncReadExt as _;
+    while buf.len() < limit {
+        let mut chunk = (&mut *file).take((limit - buf.len()) as u64);
+        if chunk.read_buf(buf).await? == 0 {
+            break;
+        }
+    }
+    Ok(())
 }
 
 /// How long requests to the site's storage are retried.
@@ -384,6 +461,7 @@ impl Site {
                 out.insert(
                     name,
                     RemoteBlob {
+                        size: props.content_length.unwrap_or(0),
                         md5: props.content_md5.filter(|m| !m.is_empty()),
                         cache_control: present(props.cache_control),
                         content_type: present(props.content_type),
@@ -409,16 +487,57 @@ impl Site {
         }
     }
 
-    /// Upload one file (read now, so the digest sent is the digest of the bytes sent).
-    async fn upload(&self, file: &LocalFile, cache_control: Option<&str>) -> Result<String> {
+    /// Bring one file's blob up to date: `Some(name)` when it was uploaded, `None` when
+    /// it already matched. The file is read once (see the module doc).
+    async fn sync_file(
+        &self,
+        file: LocalFile,
+        remote: Option<RemoteBlob>,
+        cache_control: Option<&str>,
+        buffers: &Arc<Semaphore>,
+    ) -> Result<Option<String>> {
         let doing = format!(
             "uploading `{}` to blob `{}`",
             file.path.display(),
             file.name
         );
-        let bytes = tokio::fs::read(&file.path)
-            .await
-            .map_err(|e| Error::failed(format!("{doing}: {e}")))?;
+        let io = |e: std::io::Error| Error::failed(format!("{doing}: {e}"));
+        if file.size <= BLOCK_SIZE as u64 {
+            let _buffer = buffers
+                .acquire()
+                .await
+                .map_err(|e| Error::failed(e.to_string()))?;
+            let bytes = tokio::fs::read(&file.path).await.map_err(io)?;
+            let md5: [u8; 16] = Md5::digest(&bytes).into();
+            if remote.is_some_and(|r| r.matches(&file, &md5, cache_control)) {
+                return Ok(None);
+            }
+            self.put_whole(&file, Bytes::from(bytes), md5, cache_control, &doing)
+                .await?;
+            return Ok(Some(file.name));
+        }
+        // A large file the size of its blob may be unchanged: compare first.
+        let mut known = None;
+        if let Some(r) = remote.filter(|r| r.headers_match(&file, cache_control)) {
+            let md5 = file_md5(&file.path).await.map_err(io)?;
+            if r.md5.as_deref() == Some(&md5[..]) {
+                return Ok(None);
+            }
+            known = Some(md5);
+        }
+        self.put_blocks(&file, known, cache_control, buffers, &doing)
+            .await?;
+        Ok(Some(file.name))
+    }
+
+    async fn put_whole(
+        &self,
+        file: &LocalFile,
+        bytes: Bytes,
+        md5: [u8; 16],
+        cache_control: Option<&str>,
+        doing: &str,
+    ) -> Result<()> {
         tracing::debug!(
             "site: uploading {} ({} bytes, {})",
             file.name,
@@ -427,17 +546,98 @@ impl Site {
         );
         let options = BlobClientUploadOptions {
             blob_content_type: Some(file.content_type.to_string()),
-            blob_content_md5: Some(Md5::digest(&bytes).to_vec()),
+            blob_content_md5: Some(md5.to_vec()),
             blob_cache_control: cache_control.map(str::to_string),
             partition_size: Some(SINGLE_REQUEST_LIMIT_U64),
             ..Default::default()
         };
         self.container
             .blob_client(&file.name)
-            .upload(content(Bytes::from(bytes)), Some(options))
+            .upload(content(bytes), Some(options))
             .await
-            .map_err(|e| self.error(e, &doing))?;
-        Ok(file.name.clone())
+            .map_err(|e| self.error(e, doing))?;
+        Ok(())
+    }
+
+    /// Stage the file in blocks as it is read (several in flight, each holding one of
+    /// `buffers`), hashing it on the way unless its MD5 is `known`, then commit them.
+    async fn put_blocks(
+        &self,
+        file: &LocalFile,
+        known: Option<[u8; 16]>,
+        cache_control: Option<&str>,
+        buffers: &Arc<Semaphore>,
+        doing: &str,
+    ) -> Result<()> {
+        tracing::debug!(
+            "site: uploading {} ({} bytes in blocks, {})",
+            file.name,
+            file.size,
+            file.content_type
+        );
+        let io = |e: std::io::Error| Error::failed(format!("{doing}: {e}"));
+        let blob = Arc::new(self.container.blob_client(&file.name).block_blob_client());
+        let mut source = tokio::fs::File::open(&file.path).await.map_err(io)?;
+        let mut hasher = Md5::new();
+        let mut ids: Vec<Vec<u8>> = Vec::new();
+        let mut in_flight = tokio::task::JoinSet::new();
+        loop {
+            let permit = buffers
+                .clone()
+                .acquire_owned()
+                .await
+                .map_err(|e| Error::failed(e.to_string()))?;
+            let mut buf = BytesMut::with_capacity(BLOCK_SIZE);
+            read_up_to(&mut source, &mut buf, BLOCK_SIZE)
+                .await
+                .map_err(io)?;
+            if buf.is_empty() {
+                break;
+            }
+            let block = buf.freeze();
+            if known.is_none() {
+                hasher.update(&block);
+            }
+            let id = format!("{:08}", ids.len()).into_bytes();
+            ids.push(id.clone());
+            let blob = blob.clone();
+            in_flight.spawn(async move {
+                let _permit = permit;
+                blob.stage_block(
+                    &id,
+                    block.len() as u64,
+                    content(block),
+                    Some(BlockBlobClientStageBlockOptions::default()),
+                )
+                .await
+                .map(|_| ())
+            });
+            // Collect finished blocks as we go, so a failure stops the read early.
+            while let Some(done) = in_flight.try_join_next() {
+                done.map_err(|e| Error::failed(format!("{doing}: {e}")))?
+                    .map_err(|e| self.error(e, doing))?;
+            }
+        }
+        while let Some(done) = in_flight.join_next().await {
+            done.map_err(|e| Error::failed(format!("{doing}: {e}")))?
+                .map_err(|e| self.error(e, doing))?;
+        }
+        let md5 = known.unwrap_or_else(|| hasher.finalize().into());
+        let options = BlockBlobClientCommitBlockListOptions {
+            blob_content_type: Some(file.content_type.to_string()),
+            blob_content_md5: Some(md5.to_vec()),
+            blob_cache_control: cache_control.map(str::to_string),
+            ..Default::default()
+        };
+        let list = RequestContent::try_from(BlockLookupList {
+            latest: Some(ids),
+            ..Default::default()
+        })
+        .map_err(|e| self.error(e, doing))?;
+        blob.commit_block_list(list, Some(options))
+            .await
+            .map_err(|e| self.error(e, doing))?;
+        Ok(())
     }
 
     async fn delete(&self, name: String) -> Result<String> {

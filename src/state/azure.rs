@@ -23,17 +23,21 @@ use azure_storage_blob::models::{
     BlobClientDeleteOptions, BlobClientDownloadOptions, BlobClientGetPropertiesOptions,
     BlobClientGetPropertiesResultHeaders, BlobClientReleaseLeaseOptions,
     BlobClientSetMetadataOptions, BlobClientUploadOptions, BlobContainerClientListBlobsOptions,
-    BlobItem, DeleteSnapshotsOptionType, LeaseDuration, LeaseState, ListBlobsIncludeItem,
+    BlobItem, BlockBlobClientCommitBlockListOptions, BlockBlobClientCommitBlockListResultHeaders,
+    BlockBlobClientStageBlockOptions, BlockLookupList, DeleteSnapshotsOptionType, LeaseDuration,
+    LeaseState, ListBlobsIncludeItem,
 };
-use azure_storage_blob::{BlobClient, BlobContainerClient, BlobContainerClientOptions};
-use bytes::Bytes;
-use futures::TryStreamExt;
-use md5::{Digest, Md5};
+use azure_storage_blob::{
+    BlobClient, BlobContainerClient, BlobContainerClientOptions, BlockBlobClient,
+};
+use bytes::{Bytes, BytesMut};
+use futures::{StreamExt, TryStreamExt};
 
 use super::auth::StorageAuth;
 use super::lockinfo::{self, LOCK_META_KEY, LockInfo};
 use super::{
-    Attempt, Holder, LockToken, StateHead, StateStore, Stored, Version, WriteConflict, meta,
+    Attempt, Holder, LockToken, StagedKind, StateHead, StateStore, Stored, Version, WriteConflict,
+    meta,
 };
 use crate::env_name::EnvName;
 use crate::error::{Error, Result};
@@ -45,14 +49,27 @@ pub use super::meta::{
 };
 pub const TOMBSTONE_INFIX: &str = ".tombstone.";
 
-/// States up to this size move in one request each way. The SDK's default splits
-/// anything over 4 MiB into parallel ranges / staged blocks: slower on a state-sized
-/// payload, and Azurite rejects `Put Block` with a lease ID, which broke the second
-/// write of every state over 4 MiB.
+/// Whole-document transfers (tombstones, `state pull`) up to this size move in one
+/// request each way rather than the SDK's parallel 4 MiB ranges, which were slower on
+/// state-sized payloads. The gateway's path streams instead: [`BLOCK_SIZE`].
 const SINGLE_REQUEST_LIMIT: std::num::NonZero<usize> =
     std::num::NonZero::<usize>::MIN.saturating_add((256 << 20) - 1);
 pub(crate) const SINGLE_REQUEST_LIMIT_U64: std::num::NonZero<u64> =
     std::num::NonZero::<u64>::MIN.saturating_add((256 << 20) - 1);
+
+/// A state written through the gateway that is larger than this is staged in blocks of
+/// this size as it arrives (Put Block), at most [`BLOCKS_IN_FLIGHT`] at a time, and
+/// committed with one Put Block List once the whole document has arrived and passed the
+/// checks: nubes holds at most `(BLOCKS_IN_FLIGHT + 1) × BLOCK_SIZE` of it, whatever
+/// its size, and an outage or a refusal part-way leaves only uncommitted blocks, which
+/// are invisible and which storage discards. Smaller states go in one Put Blob.
+const BLOCK_SIZE: usize = 4 << 20;
+const BLOCKS_IN_FLIGHT: usize = 4;
+
+/// A streamed read asks for the whole blob in one response (the SDK would otherwise
+/// split it into ranges it buffers, 2 × parallel of them): states never approach this.
+const STREAM_PARTITION: std::num::NonZero<usize> =
+    std::num::NonZero::<usize>::MIN.saturating_add((1 << 40) - 1);
 
 /// Every HTTP request nubes makes to storage, counted (benchmarks report it) and logged
 /// at debug level without the query string (where a SAS would be).
@@ -579,6 +596,88 @@ struct Props {
     last_modified: Option<time::OffsetDateTime>,
 }
 
+/// Fill `buf` up to one block from `carry`, then from `body`; what does not fit stays in
+/// `carry` for the next block. `true` when the body has ended.
+async fn fill(body: &mut dyn super::Body, buf: &mut BytesMut, carry: &mut Bytes) -> Result<bool> {
+    loop {
+        let n = carry.len().min(BLOCK_SIZE - buf.len());
+        buf.extend_from_slice(&carry.split_to(n));
+        if buf.len() == BLOCK_SIZE {
+            return Ok(false);
+        }
+        match body.next_piece().await? {
+            Some(piece) => *carry = piece,
+            None => return Ok(true),
+        }
+    }
+}
+
+type BlockDone = (Vec<u8>, Bytes, azure_core::Result<()>);
+
+/// One Put Block of a staged write, on its own task so blocks travel while the body is
+/// still arriving; it hands its block back so the caller can send it again.
+fn spawn_block(
+    set: &mut tokio::task::JoinSet<BlockDone>,
+    blob: &Arc<BlockBlobClient>,
+    token: &LockToken,
+    id: Vec<u8>,
+    block: Bytes,
+) {
+    let blob = blob.clone();
+    let lease_id = token.lease_id.clone();
+    set.spawn(async move {
+        let options = BlockBlobClientStageBlockOptions {
+            lease_id: Some(lease_id),
+            ..Default::default()
+        };
+        let outcome = blob
+            .stage_block(
+                &id,
+                block.len() as u64,
+                content(block.clone()),
+                Some(options),
+            )
+            .await
+            .map(|_| ());
+        (id, block, outcome)
+    });
+}
+
+/// The head of a stored state from its metadata alone, when nubes wrote that metadata
+/// together with exactly this content ([`meta::WRITTEN_MD5`] equals the blob's MD5).
+fn vouched_head(metadata: &HashMap<String, String>, md5: Option<&str>) -> Option<StateHead> {
+    let written = metadata.get(meta::WRITTEN_MD5)?;
+    if md5 != Some(written.as_str()) {
+        return None;
+    }
+    Some(StateHead {
+        serial: metadata.get(META_SERIAL)?.parse().ok()?,
+        lineage: metadata
+            .get(META_LINEAGE)
+            .filter(|l| !l.is_empty())?
+            .clone(),
+        resources: metadata.get(META_RESOURCES)?.parse().ok()?,
+    })
+}
+
+/// What a streamed read says when storage breaks off part-way (the store itself is not
+/// at hand inside the stream).
+struct StreamError {
+    place: String,
+    doing: String,
+}
+
+impl StreamError {
+    fn of(&self, e: &azure_core::Error) -> Error {
+        Error::failed(format!(
+            "{}: the transfer from the state storage at {} broke off: {}",
+            self.doing,
+            self.place,
+            source_chain(e)
+        ))
+    }
+}
+
 fn b64(bytes: &[u8]) -> String {
     base64::Engine::encode(&base64::engine::general_purpose::STANDARD, bytes)
 }
@@ -779,15 +878,134 @@ impl StateStore for AzureStore {
             .await
     }
 
-    async fn write(
+    async fn read_stream(&self, env: &EnvName) -> Result<Option<super::StoredStream>> {
+        let doing = format!("reading the state of `{env}`");
+        let options = BlobClientDownloadOptions {
+            partition_size: Some(STREAM_PARTITION),
+            ..Default::default()
+        };
+        let r = match self.blob(env).download(Some(options)).await {
+            Ok(r) => r,
+            Err(e)
+                if e.http_status() == Some(StatusCode::NotFound)
+                    && error_code(&e).as_deref() != Some("ContainerNotFound") =>
+            {
+                return Ok(None);
+            }
+            Err(e) if e.http_status() == Some(StatusCode::RequestedRangeNotSatisfiable) => {
+                return Ok(None);
+            }
+            Err(e) => return Err(self.error(e, &doing)),
+        };
+        let p = &r.properties;
+        let len = p.content_length.unwrap_or(0);
+        if len == 0 {
+            return Ok(None);
+        }
+        let etag = p.etag.as_ref().map(|e| e.to_string()).unwrap_or_default();
+        let metadata: HashMap<String, String> = meta::normalise(p.metadata.clone());
+        // A ranged read carries the whole blob's MD5 in x-ms-blob-content-md5.
+        let md5 = p
+            .blob_content_md5
+            .as_deref()
+            .or(p.content_md5.as_deref())
+            .map(b64);
+        let head = vouched_head(&metadata, md5.as_deref());
+        let error = StreamError {
+            place: format!("{}/{}", self.settings.account_url, self.settings.container),
+            doing,
+        };
+        let body = r.body.map_err(move |e| error.of(&e)).boxed();
+        Ok(Some(super::StoredStream {
+            etag,
+            len,
+            head,
+            body,
+        }))
+    }
+
+    async fn stage(
         &self,
         token: &LockToken,
-        bytes: Bytes,
+        body: &mut dyn super::Body,
+    ) -> Result<std::result::Result<super::Staged, WriteConflict>> {
+        let env = &token.env;
+        let doing = format!("writing the state of `{env}`");
+        let mut carry = Bytes::new();
+        let mut buf = BytesMut::with_capacity(BLOCK_SIZE);
+        let mut len = 0u64;
+        // Up to one block is kept in memory: a document that ends within it is stored
+        // with a single request at commit, as before.
+        let mut ended = fill(body, &mut buf, &mut carry).await?;
+        if ended {
+            return Ok(Ok(super::Staged {
+                len: buf.len() as u64,
+                kind: StagedKind::Memory(buf.freeze()),
+            }));
+        }
+        // Larger: blocks staged as the body arrives (Put Block), committed only when the
+        // whole document has arrived and been checked. Nothing of it is visible before.
+        let blob = Arc::new(self.blob(env).block_blob_client());
+        let prefix = uuid::Uuid::new_v4().simple().to_string();
+        let mut ids = Vec::new();
+        let mut in_flight = tokio::task::JoinSet::new();
+        loop {
+            if !buf.is_empty() {
+                // Each block is its own allocation of one block: a block in flight pins
+                // nothing else.
+                let block =
+                    std::mem::replace(&mut buf, BytesMut::with_capacity(BLOCK_SIZE)).freeze();
+                len += block.len() as u64;
+                // Equal-length IDs, as Put Block List requires; unique per write, so
+                // an abandoned write's blocks never mix with this one's.
+                let id = format!("{prefix}{:08}", ids.len()).into_bytes();
+                ids.push(id.clone());
+                spawn_block(&mut in_flight, &blob, token, id, block);
+            }
+            let last = ended;
+            while in_flight.len() >= BLOCKS_IN_FLIGHT || (last && !in_flight.is_empty()) {
+                let Some(done) = in_flight.join_next().await else {
+                    break;
+                };
+                let (id, block, outcome) = done
+                    .map_err(|e| Error::failed(format!("{doing}: a block upload stopped: {e}")))?;
+                match outcome {
+                    Ok(()) => {}
+                    // The lease expired while storage was unreachable (longer than the
+                    // lease); renewed only if nobody took the lock meanwhile.
+                    Err(e)
+                        if is_lease_lost(&e)
+                            && error_code(&e).as_deref() != Some("BlobNotFound") =>
+                    {
+                        if !matches!(self.renew(token).await, Ok(true)) {
+                            return Ok(Err(WriteConflict::LockLost));
+                        }
+                        spawn_block(&mut in_flight, &blob, token, id, block);
+                    }
+                    Err(e) => return Err(self.error(e, &doing)),
+                }
+            }
+            if last {
+                break;
+            }
+            ended = fill(body, &mut buf, &mut carry).await?;
+        }
+        Ok(Ok(super::Staged {
+            len,
+            kind: StagedKind::Blocks(ids),
+        }))
+    }
+
+    async fn commit(
+        &self,
+        token: &LockToken,
+        staged: super::Staged,
         expected: Option<&str>,
         head: &StateHead,
+        md5: [u8; 16],
     ) -> Result<std::result::Result<String, WriteConflict>> {
         match self
-            .write_once(token, bytes.clone(), expected, head)
+            .commit_once(token, &staged, expected, head, md5)
             .await?
         {
             // The lease expired while storage was unreachable (longer than the lease).
@@ -799,7 +1017,7 @@ impl StateStore for AzureStore {
                      the lock meanwhile, so nubes renewed it and wrote the state",
                     token.env
                 );
-                self.write_once(token, bytes, expected, head).await
+                self.commit_once(token, &staged, expected, head, md5).await
             }
             other => Ok(other),
         }
@@ -1006,13 +1224,14 @@ impl AzureStore {
 }
 
 impl AzureStore {
-    /// One attempt of [`StateStore::write`].
-    async fn write_once(
+    /// One attempt of [`StateStore::commit`].
+    async fn commit_once(
         &self,
         token: &LockToken,
-        bytes: Bytes,
+        staged: &super::Staged,
         expected: Option<&str>,
         head: &StateHead,
+        md5: [u8; 16],
     ) -> Result<std::result::Result<String, WriteConflict>> {
         let env = &token.env;
         let doing = format!("writing the state of `{env}`");
@@ -1070,21 +1289,59 @@ impl AzureStore {
         // else shows (`changed_outside`).
         meta.remove(META_LINEAGE);
         meta.remove(META_SAVED_AT);
-        for (k, v) in super::head_entries(&bytes, head) {
+        for (k, v) in super::head_entries_md5(md5, head) {
             meta.insert(k.into(), v);
         }
-        let md5 = Md5::digest(&bytes).to_vec();
-        let options = BlobClientUploadOptions {
-            if_match: Some(Etag::from(props.etag.clone())),
-            lease_id: Some(token.lease_id.clone()),
-            blob_content_md5: Some(md5),
-            metadata: Some(meta),
-            blob_content_type: Some("application/json".into()),
-            partition_size: Some(SINGLE_REQUEST_LIMIT_U64),
-            ..Default::default()
+        let written = match &staged.kind {
+            StagedKind::Memory(bytes) => {
+                let options = BlobClientUploadOptions {
+                    if_match: Some(Etag::from(props.etag.clone())),
+                    lease_id: Some(token.lease_id.clone()),
+                    blob_content_md5: Some(md5.to_vec()),
+                    metadata: Some(meta),
+                    blob_content_type: Some("application/json".into()),
+                    partition_size: Some(SINGLE_REQUEST_LIMIT_U64),
+                    ..Default::default()
+                };
+                blob.upload(content(bytes.clone()), Some(options))
+                    .await
+                    .map(|r| r.etag.map(|e| e.to_string()).unwrap_or_default())
+            }
+            StagedKind::Blocks(ids) => {
+                let options = BlockBlobClientCommitBlockListOptions {
+                    if_match: Some(Etag::from(props.etag.clone())),
+                    lease_id: Some(token.lease_id.clone()),
+                    // Stored as the blob's Content-MD5: the MD5 of the whole document,
+                    // computed as it arrived.
+                    blob_content_md5: Some(md5.to_vec()),
+                    metadata: Some(meta),
+                    blob_content_type: Some("application/json".into()),
+                    ..Default::default()
+                };
+                let list = BlockLookupList {
+                    latest: Some(ids.clone()),
+                    ..Default::default()
+                };
+                match RequestContent::try_from(list) {
+                    Ok(list) => blob
+                        .block_blob_client()
+                        .commit_block_list(list, Some(options))
+                        .await
+                        .and_then(|r| {
+                            r.etag()
+                                .map(|e| e.map(|e| e.to_string()).unwrap_or_default())
+                        }),
+                    Err(e) => Err(e),
+                }
+            }
+            StagedKind::File(_) => {
+                return Err(Error::failed(format!(
+                    "{doing}: a document staged by another store cannot be committed here"
+                )));
+            }
         };
-        let new_etag = match blob.upload(content(bytes), Some(options)).await {
-            Ok(r) => r.etag.map(|e| e.to_string()).unwrap_or_default(),
+        let new_etag = match written {
+            Ok(etag) => etag,
             Err(e)
                 if e.http_status() == Some(StatusCode::PreconditionFailed) && is_lease_lost(&e) =>
             {

@@ -2,10 +2,15 @@
 //! resources), read without building the whole document in memory, and the write guard
 //! that refuses another lineage or a lower serial.
 
+use std::io::{BufRead, BufReader, Read};
+
+use bytes::Bytes;
 use serde::Deserialize;
+use serde::de::IgnoredAny;
 
 use crate::env_name::printable;
-use serde::de::IgnoredAny;
+
+const NOT_AN_OBJECT: &str = "not a Terraform state document: it is not a JSON object";
 
 /// Lineage and serial of a state document.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,10 +81,42 @@ impl StateHead {
         // serde reads a struct from a JSON array too (`[4, "lineage", 1]`); a state
         // document is always an object, and code that edits it relies on that.
         if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
-            return Err("not a Terraform state document: it is not a JSON object".into());
+            return Err(NOT_AN_OBJECT.into());
         }
         let raw: RawHead = serde_json::from_slice(bytes)
             .map_err(|e| format!("not a Terraform state document: {e}"))?;
+        Self::from_raw(raw)
+    }
+
+    /// [`parse`](StateHead::parse) of a document read in pieces (a streamed body, a
+    /// file): the whole document is checked, but only the head is kept in memory.
+    pub fn parse_reader<R: Read>(reader: R) -> Result<Self, String> {
+        let mut reader = BufReader::with_capacity(64 << 10, reader);
+        loop {
+            let buf = reader
+                .fill_buf()
+                .map_err(|e| format!("cannot read the state document: {e}"))?;
+            match buf.iter().position(|b| !b.is_ascii_whitespace()) {
+                Some(i) if buf[i] == b'{' => {
+                    reader.consume(i);
+                    break;
+                }
+                Some(_) => return Err(NOT_AN_OBJECT.into()),
+                None if buf.is_empty() => return Err(NOT_AN_OBJECT.into()),
+                None => {
+                    let n = buf.len();
+                    reader.consume(n);
+                }
+            }
+        }
+        let mut de = serde_json::Deserializer::from_reader(reader);
+        let raw = RawHead::deserialize(&mut de)
+            .and_then(|raw| de.end().map(|()| raw))
+            .map_err(|e| format!("not a Terraform state document: {e}"))?;
+        Self::from_raw(raw)
+    }
+
+    fn from_raw(raw: RawHead) -> Result<Self, String> {
         if raw.version.is_none() {
             return Err("not a Terraform state document: no `version` field".into());
         }
@@ -147,6 +184,66 @@ pub fn check_write(stored: Option<&StateHead>, incoming: &StateHead) -> Result<(
     Ok(())
 }
 
+/// Parses a state document's head while its pieces pass by (a request body on its way
+/// to storage), on a blocking thread so the pieces keep moving: [`HeadFeed::feed`] each
+/// piece in order, then [`HeadFeed::finish`] for the verdict on the whole document.
+pub struct HeadFeed {
+    tx: Option<tokio::sync::mpsc::Sender<Bytes>>,
+    task: tokio::task::JoinHandle<Result<StateHead, String>>,
+}
+
+impl HeadFeed {
+    pub fn start() -> HeadFeed {
+        // A few pieces of slack: the parser keeps up with storage, and a bounded queue
+        // keeps memory bounded if it does not.
+        let (tx, rx) = tokio::sync::mpsc::channel(8);
+        let task = tokio::task::spawn_blocking(move || {
+            StateHead::parse_reader(ChannelReader {
+                rx,
+                current: Bytes::new(),
+            })
+        });
+        HeadFeed { tx: Some(tx), task }
+    }
+
+    pub async fn feed(&mut self, piece: Bytes) {
+        if let Some(tx) = &self.tx
+            && tx.send(piece).await.is_err()
+        {
+            // The parser stopped early (the document is already known to be bad).
+            self.tx = None;
+        }
+    }
+
+    pub async fn finish(mut self) -> Result<StateHead, String> {
+        self.tx = None;
+        match self.task.await {
+            Ok(verdict) => verdict,
+            Err(e) => Err(format!("the state document could not be checked: {e}")),
+        }
+    }
+}
+
+/// The pieces sent to a [`HeadFeed`], as one `Read` for serde_json.
+struct ChannelReader {
+    rx: tokio::sync::mpsc::Receiver<Bytes>,
+    current: Bytes,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.current.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(next) => self.current = next,
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current.split_to(n));
+        Ok(n)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,6 +281,61 @@ mod tests {
             let e = StateHead::parse(doc).unwrap_err();
             assert!(e.contains(want), "{e}");
         }
+    }
+
+    #[test]
+    fn reading_in_pieces_agrees_with_reading_whole() {
+        let docs: [&[u8]; 6] = [
+            br#"  {"version":4,"serial":7,"lineage":"abc","resources":[{"instances":[{},{}]}]}"#,
+            br#"[4, "lineage", 1]"#,
+            br#"{"version":4,"serial":-1,"lineage":"a"}"#,
+            br#"{"version":4,"serial":1,"lineage":"a"} trailing"#,
+            br#"{"version":4,"serial":1,"lineage":"a""#,
+            b"   ",
+        ];
+        for doc in docs {
+            // One byte per read: the worst case for the buffered reader.
+            struct Trickle<'a>(&'a [u8]);
+            impl Read for Trickle<'_> {
+                fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                    let n = self.0.len().min(buf.len()).min(1);
+                    buf[..n].copy_from_slice(&self.0[..n]);
+                    self.0 = &self.0[n..];
+                    Ok(n)
+                }
+            }
+            let whole = StateHead::parse(doc);
+            let pieces = StateHead::parse_reader(Trickle(doc));
+            assert_eq!(
+                whole.is_ok(),
+                pieces.is_ok(),
+                "{}",
+                String::from_utf8_lossy(doc)
+            );
+            if let (Ok(a), Ok(b)) = (&whole, &pieces) {
+                assert_eq!(a, b);
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_feed_parses_pieces_as_they_pass() {
+        let doc = br#"{"version":4,"serial":9,"lineage":"l","resources":[{"instances":[{}]}]}"#;
+        let mut feed = HeadFeed::start();
+        for piece in doc.chunks(5) {
+            feed.feed(Bytes::copy_from_slice(piece)).await;
+        }
+        let head = feed.finish().await.unwrap();
+        assert_eq!((head.serial, head.resources), (9, 1));
+        let mut bad = HeadFeed::start();
+        bad.feed(Bytes::from_static(b"[1,2]")).await;
+        bad.feed(Bytes::from_static(b"more")).await;
+        assert!(
+            bad.finish()
+                .await
+                .unwrap_err()
+                .contains("not a JSON object")
+        );
     }
 
     #[test]

@@ -105,6 +105,21 @@ impl LocalStore {
         self.sibling(env, ".history")
     }
 
+    /// After a commit: record what nubes wrote, so a later write by anyone else shows
+    /// (`changed_outside`).
+    async fn committed(
+        &self,
+        token: &LockToken,
+        md5: [u8; 16],
+        head: &StateHead,
+    ) -> Result<std::result::Result<String, WriteConflict>> {
+        let md5_b64 = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, md5);
+        self.write_meta(token, &[(meta::WRITTEN_MD5, md5_b64)])
+            .await?;
+        tracing::debug!("wrote serial {} of `{}`", head.serial, token.env);
+        Ok(Ok(hex(&md5)))
+    }
+
     fn versions(&self, env: &EnvName) -> Result<Vec<(String, PathBuf)>> {
         let dir = self.history_dir(env);
         let mut out = Vec::new();
@@ -127,9 +142,61 @@ impl LocalStore {
     }
 }
 
+/// Pieces of a streamed read.
+const PIECE: usize = 256 << 10;
+
 fn etag(bytes: &[u8]) -> String {
-    let digest = Md5::digest(bytes);
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    hex(&Md5::digest(bytes).into())
+}
+
+fn hex(md5: &[u8; 16]) -> String {
+    md5.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The MD5 and length of a file, read in pieces; `None` when it does not exist.
+fn file_md5(path: &Path) -> Result<Option<([u8; 16], u64)>> {
+    let mut file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(Error::failed(format!(
+                "cannot read {}: {e}",
+                path.display()
+            )));
+        }
+    };
+    let mut hasher = Md5::new();
+    let mut buf = vec![0u8; PIECE];
+    let mut len = 0u64;
+    loop {
+        let n = file
+            .read(&mut buf)
+            .map_err(|e| Error::failed(format!("cannot read {}: {e}", path.display())))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        len += n as u64;
+    }
+    Ok(Some((hasher.finalize().into(), len)))
+}
+
+/// Copy `from` to `to` through a temporary file renamed into place.
+fn copy_atomic(from: &Path, to: &Path) -> Result<()> {
+    let dir = to.parent().unwrap_or(Path::new("."));
+    fs_err::create_dir_all(dir)?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| {
+        Error::failed(format!(
+            "cannot create a temporary file in {}: {e}",
+            dir.display()
+        ))
+    })?;
+    let mut source = fs_err::File::open(from)?;
+    std::io::copy(&mut source, tmp.as_file_mut())?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(to)
+        .map_err(|e| Error::failed(format!("cannot write {}: {}", to.display(), e.error)))?;
+    Ok(())
 }
 
 fn md5_b64(bytes: &[u8]) -> String {
@@ -266,35 +333,110 @@ impl StateStore for LocalStore {
         self.current(env)
     }
 
-    async fn write(
+    async fn read_stream(&self, env: &EnvName) -> Result<Option<super::StoredStream>> {
+        let path = self.state_path(env);
+        let Some((md5, len)) = file_md5(&path)? else {
+            return Ok(None);
+        };
+        if len == 0 {
+            return Ok(None);
+        }
+        let file = tokio::fs::File::open(&path)
+            .await
+            .map_err(|e| Error::failed(format!("cannot read the state of `{env}`: {e}")))?;
+        let doing = format!("cannot read the state of `{env}`");
+        let body = futures::stream::try_unfold(file, move |mut file| {
+            let doing = doing.clone();
+            async move {
+                use tokio::io::AsyncReadExt as _;
+                let mut buf = bytes::BytesMut::with_capacity(PIECE);
+                match file.read_buf(&mut buf).await {
+                    Ok(0) => Ok(None),
+                    Ok(_) => Ok(Some((buf.freeze(), file))),
+                    Err(e) => Err(Error::failed(format!("{doing}: {e}"))),
+                }
+            }
+        });
+        Ok(Some(super::StoredStream {
+            etag: hex(&md5),
+            len,
+            head: None,
+            body: Box::pin(body),
+        }))
+    }
+
+    async fn stage(
         &self,
         token: &LockToken,
-        bytes: Bytes,
+        body: &mut dyn super::Body,
+    ) -> Result<std::result::Result<super::Staged, WriteConflict>> {
+        use tokio::io::AsyncWriteExt as _;
+        self.held_file(token)?; // still ours
+        let path = self.state_path(&token.env);
+        let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+        fs_err::create_dir_all(&dir)?;
+        let tmp = tempfile::NamedTempFile::new_in(&dir).map_err(|e| {
+            Error::failed(format!(
+                "cannot create a temporary file in {}: {e}",
+                dir.display()
+            ))
+        })?;
+        let (file, tmp) = tmp.into_parts();
+        let mut file = tokio::fs::File::from_std(file);
+        let written =
+            |e: std::io::Error| Error::failed(format!("cannot write {}: {e}", tmp.display()));
+        let mut len = 0u64;
+        while let Some(piece) = body.next_piece().await? {
+            file.write_all(&piece).await.map_err(written)?;
+            len += piece.len() as u64;
+        }
+        file.sync_all().await.map_err(written)?;
+        Ok(Ok(super::Staged {
+            len,
+            kind: super::StagedKind::File(tmp),
+        }))
+    }
+
+    async fn commit(
+        &self,
+        token: &LockToken,
+        staged: super::Staged,
         expected: Option<&str>,
         head: &StateHead,
+        md5: [u8; 16],
     ) -> Result<std::result::Result<String, WriteConflict>> {
         let env = &token.env;
         self.held_file(token)?; // still ours
-        let current = self.current(env)?;
-        if current.as_ref().map(|c| c.etag.as_str()) != expected {
+        let path = self.state_path(env);
+        let current = file_md5(&path)?.filter(|(_, len)| *len > 0);
+        if current.map(|(m, _)| hex(&m)).as_deref() != expected {
             return Ok(Err(WriteConflict::Changed));
         }
-        if let Some(current) = current {
-            let serial = StateHead::parse(&current.bytes)
+        if current.is_some() {
+            // The previous version, copied (not read into memory) into the history.
+            let serial = fs_err::File::open(&path)
+                .ok()
+                .and_then(|f| StateHead::parse_reader(f).ok())
                 .map(|h| h.serial)
                 .unwrap_or(0);
             let name = format!("{:020}-s{serial}.tfstate", nanos());
-            write_atomic(&self.history_dir(env).join(name), &current.bytes)?;
+            copy_atomic(&path, &self.history_dir(env).join(name))?;
             for (_, old) in self.versions(env)?.into_iter().skip(self.history) {
                 let _ = fs_err::remove_file(old);
             }
         }
-        write_atomic(&self.state_path(env), &bytes)?;
-        // What nubes wrote, so a later write by anyone else shows (`changed_outside`).
-        self.write_meta(token, &[(meta::WRITTEN_MD5, md5_b64(&bytes))])
-            .await?;
-        tracing::debug!("wrote serial {} of `{env}`", head.serial);
-        Ok(Ok(etag(&bytes)))
+        let super::StagedKind::File(tmp) = staged.kind else {
+            let super::StagedKind::Memory(bytes) = staged.kind else {
+                return Err(Error::failed(
+                    "a document staged by another store cannot be committed to a local folder",
+                ));
+            };
+            write_atomic(&path, &bytes)?;
+            return self.committed(token, md5, head).await;
+        };
+        tmp.persist(&path)
+            .map_err(|e| Error::failed(format!("cannot write {}: {}", path.display(), e.error)))?;
+        self.committed(token, md5, head).await
     }
 
     async fn delete(&self, token: &LockToken) -> Result<Option<String>> {

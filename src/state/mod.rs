@@ -65,6 +65,54 @@ pub struct Stored {
     pub etag: String,
 }
 
+/// A stored state document on its way out in pieces ([`StateStore::read_stream`]), so
+/// that a state of any size passes through nubes in bounded memory.
+pub struct StoredStream {
+    pub etag: String,
+    pub len: u64,
+    /// The document's head, when the store can vouch for it without reading the
+    /// document (Azure: metadata nubes wrote with exactly this content, see
+    /// [`meta::WRITTEN_MD5`]); `None` when it must be read from the content.
+    pub head: Option<StateHead>,
+    pub body: futures::stream::BoxStream<'static, Result<Bytes>>,
+}
+
+/// A state document arriving in pieces (the gateway's request body), read by
+/// [`StateStore::stage`].
+#[async_trait]
+pub trait Body: Send {
+    /// The next piece, `None` after the last. An error means the document could not be
+    /// received (the sender failed), not that storage did.
+    async fn next_piece(&mut self) -> Result<Option<Bytes>>;
+}
+
+/// A whole document in memory as a [`Body`] of one piece.
+pub struct Whole(pub Option<Bytes>);
+
+#[async_trait]
+impl Body for Whole {
+    async fn next_piece(&mut self) -> Result<Option<Bytes>> {
+        Ok(self.0.take().filter(|b| !b.is_empty()))
+    }
+}
+
+/// A document received by [`StateStore::stage`] but not yet the state: nothing a reader
+/// of the state can see. Dropping it abandons it (Azure: uncommitted blocks, which
+/// storage discards; local: a temporary file, deleted).
+pub struct Staged {
+    pub len: u64,
+    pub(crate) kind: StagedKind,
+}
+
+pub(crate) enum StagedKind {
+    /// Small enough to have been kept in memory: stored with one request at commit.
+    Memory(Bytes),
+    /// Azure blocks already uploaded (Put Block), committed by their IDs (Put Block List).
+    Blocks(Vec<Vec<u8>>),
+    /// The local store's temporary file beside the state.
+    File(tempfile::TempPath),
+}
+
 /// One kept previous version of an environment's state.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Version {
@@ -124,10 +172,13 @@ pub fn changed_outside<M: MetaGet>(
 /// the lock has confirmed a state someone else wrote (it is then nubes's again).
 pub fn head_entries(stored: &[u8], head: &StateHead) -> Vec<(&'static str, String)> {
     use md5::Digest as _;
-    let md5 = base64::Engine::encode(
-        &base64::engine::general_purpose::STANDARD,
-        md5::Md5::digest(stored),
-    );
+    head_entries_md5(md5::Md5::digest(stored).into(), head)
+}
+
+/// [`head_entries`] for a document whose MD5 is already known (it was computed while the
+/// document streamed by).
+pub fn head_entries_md5(md5: [u8; 16], head: &StateHead) -> Vec<(&'static str, String)> {
+    let md5 = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, md5);
     let mut entries = vec![
         (meta::SERIAL, head.serial.to_string()),
         (meta::RESOURCES, head.resources.to_string()),
@@ -226,15 +277,43 @@ pub trait StateStore: Send + Sync {
 
     /// The current state, or `None` when there is none (missing or empty blob).
     async fn read(&self, env: &EnvName) -> Result<Option<Stored>>;
-    /// Replace the state, keeping the previous version, if the stored ETag still equals
-    /// `expected` (`None`: there was no state). Returns the new ETag.
+    /// [`read`](StateStore::read) in pieces, for documents of any size.
+    async fn read_stream(&self, env: &EnvName) -> Result<Option<StoredStream>>;
+    /// Receive a new state document from `body` (every piece, in order) without making
+    /// it the state: [`commit`](StateStore::commit) does that once the caller has
+    /// checked the whole document. `Ok(Err(..))` when the lock was lost meanwhile.
+    async fn stage(
+        &self,
+        token: &LockToken,
+        body: &mut dyn Body,
+    ) -> Result<std::result::Result<Staged, WriteConflict>>;
+    /// Make `staged` the state, keeping the previous version, if the stored ETag still
+    /// equals `expected` (`None`: there was no state). `md5` is the document's MD5 (kept
+    /// as its Content-MD5 and in [`meta::WRITTEN_MD5`]). Returns the new ETag.
+    async fn commit(
+        &self,
+        token: &LockToken,
+        staged: Staged,
+        expected: Option<&str>,
+        head: &StateHead,
+        md5: [u8; 16],
+    ) -> Result<std::result::Result<String, WriteConflict>>;
+    /// Replace the state with a document held in memory: [`stage`](StateStore::stage)
+    /// then [`commit`](StateStore::commit).
     async fn write(
         &self,
         token: &LockToken,
         bytes: Bytes,
         expected: Option<&str>,
         head: &StateHead,
-    ) -> Result<std::result::Result<String, WriteConflict>>;
+    ) -> Result<std::result::Result<String, WriteConflict>> {
+        use md5::Digest as _;
+        let md5: [u8; 16] = md5::Md5::digest(&bytes).into();
+        match self.stage(token, &mut Whole(Some(bytes))).await? {
+            Ok(staged) => self.commit(token, staged, expected, head, md5).await,
+            Err(conflict) => Ok(Err(conflict)),
+        }
+    }
     /// Keep the final state as a tombstone, then delete the state (and the lock with it).
     /// Returns the tombstone's name, or `None` when there was no state.
     async fn delete(&self, token: &LockToken) -> Result<Option<String>>;

@@ -7,6 +7,7 @@ the gateway's address and credentials from the TF_HTTP_* variables nubes gives
 Terraform, makes its requests, and writes what it saw as JSON to $GATEWAY_REPORT.
 """
 import base64
+import hashlib
 import http.client
 import json
 import os
@@ -112,7 +113,107 @@ def odd_lineage():
     report["after"] = request("GET", URL.path)
 
 
-{"probe": probe, "guard": guard, "odd_lineage": odd_lineage}[sys.argv[1]]()
+def big_state(lineage, serial, size):
+    """A Terraform-shaped state document of about `size` bytes."""
+    filler = "x" * 1000
+    resources = [{"mode": "managed", "type": "terraform_data", "name": f"r{i}",
+                  "instances": [{"attributes": {"id": str(i), "input": filler}}]}
+                 for i in range(size // 1100 + 1)]
+    return json.dumps({"version": 4, "serial": serial, "lineage": lineage,
+                       "outputs": {}, "resources": resources}).encode()
+
+
+def md5_header(body):
+    return base64.b64encode(hashlib.md5(body).digest()).decode()
+
+
+def post(body, md5=None):
+    """POST a state document with Terraform's Content-MD5 header (or a given one)."""
+    conn = http.client.HTTPConnection(URL.hostname, URL.port, timeout=300)
+    token = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+    conn.request("POST", URL.path, body=body, headers={
+        "Authorization": "Basic " + token, "Content-MD5": md5 or md5_header(body)})
+    resp = conn.getresponse()
+    result = {"status": resp.status, "body": resp.read().decode("utf-8", "replace")}
+    conn.close()
+    return result
+
+
+def get_digest():
+    """GET the state; its length and SHA-256 (not the 100 MiB themselves)."""
+    conn = http.client.HTTPConnection(URL.hostname, URL.port, timeout=300)
+    token = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+    conn.request("GET", URL.path, headers={"Authorization": "Basic " + token})
+    resp = conn.getresponse()
+    digest, n = hashlib.sha256(), 0
+    while True:
+        piece = resp.read(1 << 20)
+        if not piece:
+            break
+        digest.update(piece)
+        n += len(piece)
+    conn.close()
+    return {"status": resp.status, "len": n, "sha256": digest.hexdigest()}
+
+
+def big():
+    """A 100 MiB state through the gateway: written, read back, and the guard and the
+    Content-MD5 check on bodies of the same size."""
+    size = int(os.environ.get("BIG_STATE_MIB", "100")) << 20
+    doc = big_state("big-lineage", 5, size)
+    with open(os.environ["GATEWAY_REPORT"] + ".sent", "wb") as f:
+        f.write(doc)
+    report["sent"] = {"len": len(doc), "sha256": hashlib.sha256(doc).hexdigest()}
+    report["write"] = post(doc)
+    report["read"] = get_digest()
+    other = doc.replace(b'"lineage": "big-lineage"', b'"lineage": "big-lineagf"', 1)
+    report["other lineage"] = post(other)
+    del other
+    lower = doc.replace(b'"serial": 5', b'"serial": 4', 1)
+    report["lower serial"] = post(lower)
+    del lower
+    newer = doc.replace(b'"serial": 5', b'"serial": 6', 1)
+    report["wrong md5"] = post(newer, md5=md5_header(doc))
+    truncated = newer[: len(newer) - 10]
+    report["truncated"] = post(truncated)
+    del newer, truncated
+    report["after"] = get_digest()
+
+
+def outage():
+    """A first state, then a second, larger one sent in two halves: between them the test
+    stops storage (it waits for the file `<report>.half`, then for `<report>.go`)."""
+    import time
+    first = big_state("outage-lineage", 1, 1 << 20)
+    report["first"] = post(first)
+    second = big_state("outage-lineage", 2, 40 << 20)
+    token = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+    conn = http.client.HTTPConnection(URL.hostname, URL.port, timeout=300)
+    conn.putrequest("POST", URL.path)
+    conn.putheader("Authorization", "Basic " + token)
+    conn.putheader("Content-MD5", md5_header(second))
+    conn.putheader("Content-Length", str(len(second)))
+    conn.endheaders()
+    half = len(second) // 2
+    base = os.environ["GATEWAY_REPORT"]
+    try:
+        conn.send(second[:half])
+        open(base + ".half", "w").close()
+        for _ in range(600):
+            if os.path.exists(base + ".go"):
+                break
+            time.sleep(0.1)
+        conn.send(second[half:])
+    except OSError as e:
+        report["send error"] = str(e)
+    try:
+        resp = conn.getresponse()
+        report["second"] = {"status": resp.status, "body": resp.read().decode("utf-8", "replace")}
+    except OSError as e:
+        report["second"] = {"status": None, "body": str(e)}
+
+
+{"probe": probe, "guard": guard, "odd_lineage": odd_lineage, "big": big, "outage": outage}[sys.argv[1]]()
 with open(os.environ["GATEWAY_REPORT"], "w") as f:
     json.dump(report, f, indent=1)
 # Like Terraform after a refused write: fail, so nubes's failure path is exercised too.

@@ -8,6 +8,7 @@ mod acr;
 mod act;
 pub mod arm;
 mod blue_green;
+mod big_state;
 mod bootstrap;
 mod cli;
 mod container_apps;

@@ -255,6 +255,71 @@ fn creates_web_and_removes_blobs_it_did_not_write() {
 }
 
 #[test]
+fn large_files_go_in_blocks_with_their_md5_and_are_compared_by_content() {
+    // Files over one block (4 MiB) are staged in blocks as they are read and hashed on
+    // the way; the whole file's MD5 is kept as the blob's Content-MD5, so the next sync
+    // skips an unchanged one and rewrites one changed in place at the same size.
+    use md5::{Digest, Md5};
+    let az = Azurite::http();
+    let blobs = az.blobs();
+    let dir = tempfile::tempdir().unwrap();
+    let big: Vec<u8> = (0..(9 << 20) + 12345)
+        .map(|i: u32| (i % 251) as u8)
+        .collect();
+    let exact: Vec<u8> = vec![7; 8 << 20]; // exactly two blocks
+    write(dir.path(), "media/big.bin", &big);
+    write(dir.path(), "media/exact.bin", &exact);
+    write(dir.path(), "index.html", b"<h1>hi</h1>");
+    let report = sync(&az, dir.path(), &options()).unwrap();
+    assert_eq!(report.uploaded.len(), 3, "{report:?}");
+    for (name, bytes) in [("media/big.bin", &big), ("media/exact.bin", &exact)] {
+        let r = block_on(blobs.get("$web", name));
+        assert_eq!(r.status, 200, "GET {name}");
+        assert!(r.body == *bytes, "content of {name}");
+        let md5 = base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            Md5::digest(bytes),
+        );
+        assert_eq!(r.headers.get("content-md5"), Some(&md5), "{name}");
+        assert_eq!(
+            r.headers.get("cache-control").map(String::as_str),
+            Some(CACHE)
+        );
+        let blocks = block_on(blobs.send(
+            "GET",
+            &format!("$web/{name}"),
+            "comp=blocklist",
+            &[],
+            vec![],
+        ));
+        let committed = String::from_utf8_lossy(&blocks.body)
+            .matches("<Block>")
+            .count();
+        assert!(committed >= 2, "{name} went in blocks: {committed}");
+    }
+    let before = etags(&blobs);
+
+    // Unchanged: nothing is sent.
+    let report = sync(&az, dir.path(), &options()).unwrap();
+    assert_eq!(
+        (report.uploaded.len(), report.unchanged),
+        (0, 3),
+        "{report:?}"
+    );
+    assert_eq!(etags(&blobs), before);
+
+    // Same size, one byte different: found by content and rewritten.
+    let mut changed = big.clone();
+    changed[5 << 20] ^= 1;
+    write(dir.path(), "media/big.bin", &changed);
+    let report = sync(&az, dir.path(), &options()).unwrap();
+    assert_eq!(report.uploaded, vec!["media/big.bin".to_string()]);
+    let r = block_on(blobs.get("$web", "media/big.bin"));
+    assert!(r.body == changed, "the changed content was stored");
+    assert_eq!(etags(&blobs)["media/exact.bin"], before["media/exact.bin"]);
+}
+
+#[test]
 fn a_missing_or_empty_artifact_is_a_usage_error() {
     let dir = tempfile::tempdir().unwrap();
     let http = reqwest::Client::new();
@@ -316,8 +381,65 @@ fn an_unreachable_account_is_a_failure() {
     assert!(err.to_string().contains("cannot connect"), "{err}");
 }
 
-/// `scripts/bench.sh site`: 500 small files, first upload vs re-sync with one change,
-/// against Azurite over HTTP + SAS. Prints Markdown; `NUBES_BENCH_RUNS` runs (default 3).
+/// Peak RSS of this process since `reset_peak`, in MiB (Linux: `VmHWM`, reset by
+/// writing 5 to `/proc/self/clear_refs`), so a figure covers one sync only.
+fn peak_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kib / 1024.0
+}
+
+fn reset_peak() {
+    std::fs::write("/proc/self/clear_refs", "5").unwrap();
+}
+
+/// Time a peer (`NUBES_BENCH_PEER_BIN`: the benchmark's virtualenv) uploading `dir` into
+/// container `container` of `az`: the 8-thread Python uploader (`scripts/peer_site_upload.py`)
+/// or `az storage blob upload-batch`.
+fn peer(az: &Azurite, bin: &Path, which: &str, container: &str, dir: &Path) -> f64 {
+    let url = az.account_url();
+    let mut cmd = if which == "python" {
+        let mut c = std::process::Command::new(bin.join("python"));
+        c.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/peer_site_upload.py"))
+            .arg(format!("{url}/{container}?{}", az.sas))
+            .arg(dir);
+        c
+    } else {
+        block_on(az.blobs().create_container(container));
+        let mut c = std::process::Command::new(bin.join("az"));
+        c.args([
+            "storage",
+            "blob",
+            "upload-batch",
+            "--overwrite",
+            "--only-show-errors",
+        ])
+        .args(["--destination", container, "--blob-endpoint", &url])
+        .args(["--sas-token", &az.sas, "--max-connections", "8", "--source"])
+        .arg(dir);
+        c
+    };
+    cmd.env("AZURE_CONFIG_DIR", dir.with_extension("az"))
+        .env("AZURE_CORE_COLLECT_TELEMETRY", "no")
+        .stdout(std::process::Stdio::null());
+    let t = Instant::now();
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{which}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    t.elapsed().as_secs_f64()
+}
+
+/// `scripts/bench.sh site`: 500 small files (first upload, then a re-sync with one
+/// change) and 20 files of 5 MiB, against Azurite over HTTP + SAS, nubes's sync and, with
+/// `NUBES_BENCH_PEER_BIN`, its peers alternating with it. Prints Markdown;
+/// `NUBES_BENCH_RUNS` runs (default 3).
 #[test]
 #[ignore = "benchmark: run by scripts/bench.sh site"]
 fn bench_site_sync_500_files() {
@@ -325,53 +447,129 @@ fn bench_site_sync_500_files() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(3);
-    let (mut first, mut resync) = (Vec::new(), Vec::new());
-    let (mut first_requests, mut resync_requests) = (0, 0);
+    let peers = std::env::var_os("NUBES_BENCH_PEER_BIN").map(std::path::PathBuf::from);
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let mut t: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    let (mut first_requests, mut resync_requests, mut big_requests) = (0, 0, 0);
+    let (mut rss_small, mut rss_big) = (0f64, 0f64);
     for run in 0..runs {
         let az = Azurite::http();
         let dir = tempfile::tempdir().unwrap();
+        let small = dir.path().join("small");
         for i in 0..500 {
             let body = format!(
                 "<p>page {i} of run {run}</p>{}",
                 "x".repeat(1000 + i % 7 * 300)
             );
             let ext = ["html", "css", "js", "json", "svg"][i % 5];
-            write(
-                dir.path(),
-                &format!("d{}/f{i}.{ext}", i % 10),
-                body.as_bytes(),
-            );
+            write(&small, &format!("d{}/f{i}.{ext}", i % 10), body.as_bytes());
+        }
+        let big = dir.path().join("big");
+        for i in 0..20u8 {
+            let mut bytes = vec![i; 5 << 20];
+            bytes[..8].copy_from_slice(&(run as u64).to_le_bytes());
+            write(&big, &format!("media/v{i}.mp4"), &bytes);
         }
         let requests = nubes::state::azure::requests_made;
-        let (t, r0) = (Instant::now(), requests());
-        let report = sync(&az, dir.path(), &SiteOptions::default()).unwrap();
-        first.push(t.elapsed().as_secs_f64());
+
+        reset_peak();
+        let (t0, r0) = (Instant::now(), requests());
+        let report = sync(&az, &small, &SiteOptions::default()).unwrap();
+        t.entry("nubes first")
+            .or_default()
+            .push(t0.elapsed().as_secs_f64());
         first_requests = requests() - r0;
         assert_eq!(report.uploaded.len(), 500);
-
-        write(dir.path(), "d3/f3.json", b"{\"changed\":true}"); // one of the 500
-        let (t, r0) = (Instant::now(), requests());
-        let report = sync(&az, dir.path(), &SiteOptions::default()).unwrap();
-        resync.push(t.elapsed().as_secs_f64());
+        write(&small, "d3/f3.json", b"{\"changed\":true}"); // one of the 500
+        let (t0, r0) = (Instant::now(), requests());
+        let report = sync(&az, &small, &SiteOptions::default()).unwrap();
+        t.entry("nubes resync")
+            .or_default()
+            .push(t0.elapsed().as_secs_f64());
         resync_requests = requests() - r0;
         assert_eq!((report.uploaded.len(), report.unchanged), (1, 499));
+        rss_small = rss_small.max(peak_mib());
+
+        if let Some(bin) = &peers {
+            t.entry("python first")
+                .or_default()
+                .push(peer(&az, bin, "python", "py", &small));
+            write(&small, "d3/f3.json", b"{\"changed\":2}");
+            t.entry("python resync")
+                .or_default()
+                .push(peer(&az, bin, "python", "py", &small));
+            t.entry("az first")
+                .or_default()
+                .push(peer(&az, bin, "az", "azbatch", &small));
+            t.entry("az resync")
+                .or_default()
+                .push(peer(&az, bin, "az", "azbatch", &small));
+        }
+
+        // 20 × 5 MiB into the site's folder `big/` of a fresh container.
+        let big_az = Azurite::http();
+        reset_peak();
+        let (t0, r0) = (Instant::now(), requests());
+        let report = sync(&big_az, &big, &SiteOptions::default()).unwrap();
+        t.entry("nubes big")
+            .or_default()
+            .push(t0.elapsed().as_secs_f64());
+        big_requests = requests() - r0;
+        rss_big = rss_big.max(peak_mib());
+        assert_eq!(report.uploaded.len(), 20);
+        if let Some(bin) = &peers {
+            t.entry("python big")
+                .or_default()
+                .push(peer(&big_az, bin, "python", "py", &big));
+            t.entry("az big")
+                .or_default()
+                .push(peer(&big_az, bin, "az", "azbatch", &big));
+        }
     }
-    let median = |v: &mut Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
+    let m: BTreeMap<&str, f64> = t.iter_mut().map(|(k, v)| (*k, median(v))).collect();
+    let ms = |k: &str| {
+        m.get(k)
+            .map(|v| format!("{:.0} ms", v * 1000.0))
+            .unwrap_or_else(|| "—".into())
     };
-    let (f, r) = (median(&mut first), median(&mut resync));
+    let ratio = |k: &str, n: &str| {
+        m.get(k)
+            .map(|v| format!("**{:.2}×**", v / m[n]))
+            .unwrap_or_else(|| "—".into())
+    };
     println!(
-        "| static-site sync, 500 files (Azurite, HTTP + SAS, parallel 8) | median of {runs} |"
+        "| static-site sync, Azurite over HTTP + SAS, median of {runs} alternating runs | nubes | 8-thread Python uploader | `az storage blob upload-batch` | Python / nubes | az / nubes | nubes peak RSS |"
     );
-    println!("|---|---|");
+    println!("|---|---|---|---|---|---|---|");
     println!(
-        "| first upload | {:.0} ms ({first_requests} requests) |",
-        f * 1000.0
+        "| 500 small files, first upload ({first_requests} requests) | {} | {} | {} | {} | {} | {rss_small:.1} MiB |",
+        ms("nubes first"),
+        ms("python first"),
+        ms("az first"),
+        ratio("python first", "nubes first"),
+        ratio("az first", "nubes first"),
     );
     println!(
-        "| re-sync, 1 file changed | {:.0} ms ({resync_requests} requests) |",
-        r * 1000.0
+        "| re-sync, 1 of 500 changed ({resync_requests} requests) | {} | {} | {} (re-uploads all) | {} | {} | |",
+        ms("nubes resync"),
+        ms("python resync"),
+        ms("az resync"),
+        ratio("python resync", "nubes resync"),
+        ratio("az resync", "nubes resync"),
     );
-    println!("| ratio | {:.3} |", r / f);
+    println!(
+        "| 20 files of 5 MiB, first upload ({big_requests} requests) | {} | {} | {} | {} | {} | {rss_big:.1} MiB |",
+        ms("nubes big"),
+        ms("python big"),
+        ms("az big"),
+        ratio("python big", "nubes big"),
+        ratio("az big", "nubes big"),
+    );
+    println!(
+        "| ratio re-sync / first upload (nubes) | {:.3} | | | | | |",
+        m["nubes resync"] / m["nubes first"]
+    );
 }
