@@ -9,8 +9,8 @@
 //! `resource_group`, subscription from `ARM_SUBSCRIPTION_ID`), done once per run and
 //! only for `functions` (a web app's plan never changes the API).
 
-pub mod slot;
 pub mod container_apps;
+pub mod slot;
 pub mod static_site;
 
 use std::path::Path;

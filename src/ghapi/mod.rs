@@ -23,9 +23,9 @@
 //! <https://docs.github.com/en/rest/using-the-rest-api/rate-limits-for-the-rest-api>,
 //! <https://docs.github.com/en/rest/using-the-rest-api/using-pagination-in-the-rest-api>.
 
+pub mod actions;
 pub mod comments;
 pub mod deployments;
-pub mod actions;
 pub mod issues;
 pub mod repos;
 
