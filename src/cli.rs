@@ -245,6 +245,7 @@ pub enum Command {
         until: String,
     },
     /// An environment's kept releases (artifacts by digest), newest first
+    #[command(after_help = "Example: nubes releases alice\n         nubes releases alice --json | jq -r '.releases[0].id'")]
     Releases {
         env: String,
         /// Stable JSON
@@ -253,6 +254,7 @@ pub enum Command {
     },
     /// Redeploy a kept release (the previous healthy one, or --to), without building;
     /// infrastructure is untouched
+    #[command(after_help = "Example: nubes rollback alice              # the previous healthy release\n         nubes rollback alice --to 3f2a9c1     # a release id from `nubes releases alice`")]
     Rollback {
         env: String,
         /// A release id (at least 7 hex digits) or digest from `nubes releases <env>`
@@ -261,6 +263,7 @@ pub enum Command {
     },
     /// Bring <TO>'s infrastructure up to date, then deploy the release live in <FROM>
     /// (same digest, no build)
+    #[command(after_help = "Example: nubes promote candidate production --force   # from another branch than env-production")]
     Promote {
         from: String,
         to: String,
@@ -338,6 +341,7 @@ pub enum Command {
     /// blob written, leased, read and deleted; Terraform found and its version; the
     /// build and deploy target; in GitHub Actions, the job's permissions. Exit 0 when
     /// all pass, 1 otherwise.
+    #[command(after_help = "Example: nubes doctor\n         nubes doctor --json | jq '.checks[] | select(.ok | not)'")]
     Doctor {
         /// Stable JSON: {"ok", "checks": [{"check", "ok", "detail", "fix"}]}
         #[arg(long)]
@@ -390,6 +394,7 @@ pub enum Command {
     )]
     Bootstrap(BootstrapArgs),
     /// Your own environment from the shell: create (push env-<name>), open, remove, list
+    #[command(after_help = "Example: nubes env new alice && nubes env open alice\n         nubes env rm alice")]
     #[command(subcommand)]
     Env(EnvCommand),
 }
@@ -542,6 +547,7 @@ pub enum EnvCommand {
     /// Pushes with git and your own credentials. With GITHUB_TOKEN, GH_TOKEN or a logged-in
     /// `gh`, follows the run the push started and ends with the environment's URL (its
     /// GitHub deployment, else the state storage); without, prints where to watch the run.
+    #[command(after_help = "Example: nubes env new alice               # push env-alice, follow the run, print the URL\n         nubes env new alice --from main --no-wait")]
     New {
         /// Environment name (lowercase letters, digits, single hyphens; at most 20)
         name: String,
@@ -556,6 +562,7 @@ pub enum EnvCommand {
         timeout: String,
     },
     /// Open the environment's URL in a browser (printed always; only printed without a display)
+    #[command(after_help = "Example: nubes env open alice\n         nubes env open alice --print")]
     Open {
         name: String,
         /// Only print the URL
@@ -563,6 +570,7 @@ pub enum EnvCommand {
         print: bool,
     },
     /// Delete branch env-<name> on origin (the workflow tears the environment down) and follow it
+    #[command(after_help = "Example: nubes env rm alice               # asks for the name, deletes env-alice on origin\n         nubes env rm alice --local --yes   # nubes down here instead")]
     Rm {
         name: String,
         /// Run `nubes down` here instead of deleting the branch (for teams without the workflow)
@@ -579,6 +587,7 @@ pub enum EnvCommand {
         timeout: String,
     },
     /// Your environments (last actor or branch creator is you), with URL and expiry
+    #[command(after_help = "Example: nubes env ls\n         nubes env ls --json")]
     Ls {
         /// Your GitHub login (default: the token's user); may be repeated
         #[arg(long, value_name = "LOGIN")]
