@@ -245,7 +245,9 @@ pub enum Command {
         until: String,
     },
     /// An environment's kept releases (artifacts by digest), newest first
-    #[command(after_help = "Example: nubes releases alice\n         nubes releases alice --json | jq -r '.releases[0].id'")]
+    #[command(
+        after_help = "Example: nubes releases alice\n         nubes releases alice --json | jq -r '.releases[0].id'"
+    )]
     Releases {
         env: String,
         /// Stable JSON
@@ -254,7 +256,9 @@ pub enum Command {
     },
     /// Redeploy a kept release (the previous healthy one, or --to), without building;
     /// infrastructure is untouched
-    #[command(after_help = "Example: nubes rollback alice              # the previous healthy release\n         nubes rollback alice --to 3f2a9c1     # a release id from `nubes releases alice`")]
+    #[command(
+        after_help = "Example: nubes rollback alice              # the previous healthy release\n         nubes rollback alice --to 3f2a9c1     # a release id from `nubes releases alice`"
+    )]
     Rollback {
         env: String,
         /// A release id (at least 7 hex digits) or digest from `nubes releases <env>`
@@ -263,7 +267,9 @@ pub enum Command {
     },
     /// Bring <TO>'s infrastructure up to date, then deploy the release live in <FROM>
     /// (same digest, no build)
-    #[command(after_help = "Example: nubes promote candidate production --force   # from another branch than env-production")]
+    #[command(
+        after_help = "Example: nubes promote candidate production --force   # from another branch than env-production"
+    )]
     Promote {
         from: String,
         to: String,
@@ -341,7 +347,9 @@ pub enum Command {
     /// blob written, leased, read and deleted; Terraform found and its version; the
     /// build and deploy target; in GitHub Actions, the job's permissions. Exit 0 when
     /// all pass, 1 otherwise.
-    #[command(after_help = "Example: nubes doctor\n         nubes doctor --json | jq '.checks[] | select(.ok | not)'")]
+    #[command(
+        after_help = "Example: nubes doctor\n         nubes doctor --json | jq '.checks[] | select(.ok | not)'"
+    )]
     Doctor {
         /// Stable JSON: {"ok", "checks": [{"check", "ok", "detail", "fix"}]}
         #[arg(long)]
@@ -394,7 +402,9 @@ pub enum Command {
     )]
     Bootstrap(BootstrapArgs),
     /// Your own environment from the shell: create (push env-<name>), open, remove, list
-    #[command(after_help = "Example: nubes env new alice && nubes env open alice\n         nubes env rm alice")]
+    #[command(
+        after_help = "Example: nubes env new alice && nubes env open alice\n         nubes env rm alice"
+    )]
     #[command(subcommand)]
     Env(EnvCommand),
 }
@@ -547,7 +557,9 @@ pub enum EnvCommand {
     /// Pushes with git and your own credentials. With GITHUB_TOKEN, GH_TOKEN or a logged-in
     /// `gh`, follows the run the push started and ends with the environment's URL (its
     /// GitHub deployment, else the state storage); without, prints where to watch the run.
-    #[command(after_help = "Example: nubes env new alice               # push env-alice, follow the run, print the URL\n         nubes env new alice --from main --no-wait")]
+    #[command(
+        after_help = "Example: nubes env new alice               # push env-alice, follow the run, print the URL\n         nubes env new alice --from main --no-wait"
+    )]
     New {
         /// Environment name (lowercase letters, digits, single hyphens; at most 20)
         name: String,
@@ -570,7 +582,9 @@ pub enum EnvCommand {
         print: bool,
     },
     /// Delete branch env-<name> on origin (the workflow tears the environment down) and follow it
-    #[command(after_help = "Example: nubes env rm alice               # asks for the name, deletes env-alice on origin\n         nubes env rm alice --local --yes   # nubes down here instead")]
+    #[command(
+        after_help = "Example: nubes env rm alice               # asks for the name, deletes env-alice on origin\n         nubes env rm alice --local --yes   # nubes down here instead"
+    )]
     Rm {
         name: String,
         /// Run `nubes down` here instead of deleting the branch (for teams without the workflow)

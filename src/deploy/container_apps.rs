@@ -155,13 +155,25 @@ pub async fn roll_out(
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
+    // The image and suffix this commit and digest would give: when the app runs them
+    // already (a re-run of the same commit), there is nothing to roll out.
+    let suffix = revision_suffix(commit, &image.digest);
+    let revision = format!("{}--{suffix}", app.name);
+    let running = containers
+        .first()
+        .and_then(|c| c.get("image"))
+        .and_then(Value::as_str)
+        == Some(image_ref)
+        && (props
+            .pointer("/template/revisionSuffix")
+            .and_then(Value::as_str)
+            == Some(suffix.as_str())
+            || props.get("latestRevisionName").and_then(Value::as_str) == Some(revision.as_str()));
     let Some(first) = containers.first_mut().and_then(Value::as_object_mut) else {
         return Err(Error::input(format!("container app `{}` has no container to update", app.name))
             .hint("declare one container in the app's template (Terraform) for nubes to put the image into"));
     };
     first.insert("image".into(), Value::String(image_ref.to_string()));
-    let suffix = revision_suffix(commit, &image.digest);
-    let revision = format!("{}--{suffix}", app.name);
     let app_url = app_url.map(str::to_string).or_else(|| {
         props
             .pointer("/configuration/ingress/fqdn")
@@ -169,6 +181,38 @@ pub async fn roll_out(
             .map(|f| format!("https://{f}"))
     });
     let d = &settings.deploy;
+    if running {
+        let serving = current_shares(&props)
+            .iter()
+            .filter(|s| s.revision == revision)
+            .map(|s| u32::from(s.weight))
+            .sum::<u32>();
+        let single = !mode.eq_ignore_ascii_case("Multiple");
+        if !single && serving < 100 {
+            return Err(Error::failed(format!(
+                "container app `{}` already has revision `{revision}` for this commit and image, \
+                 but it serves {serving}% of the traffic (an earlier rollout of it failed)",
+                app.name
+            ))
+            .hint(
+                "push a new commit (it gets a revision of its own), or move the traffic by hand: \
+                 az containerapp ingress traffic set --revision-weight <revision>=100",
+            ));
+        }
+        tracing::info!(
+            "container app `{}` already runs {image_ref} as revision `{revision}`: nothing to roll out",
+            app.name
+        );
+        if let Some(url) = &app_url {
+            crate::health::check(url, &d.health_path, d.health_timeout).await?;
+        }
+        return Ok(Rollout {
+            revision,
+            mode,
+            steps: vec![],
+            deactivated: vec![],
+        });
+    }
     if mode.eq_ignore_ascii_case("Multiple") {
         let app_url = app_url.ok_or_else(|| {
             Error::input(format!(

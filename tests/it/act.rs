@@ -31,7 +31,6 @@ use crate::support::{Azurite, block_on};
 const CHECKOUT: &str = "actions/checkout@08c6903cd8c0fde910a37f88322edcfb5dd907a8";
 const CACHE: &str = "actions/cache@5a3ec84eff668545956fd18022155c47e93e2684";
 const SETUP_TERRAFORM: &str = "hashicorp/setup-terraform@b9cd54a3c349d3f38e8881555d616ced269862dd";
-const AZURE_LOGIN: &str = "azure/login@a457da9ea143d694b1b9c7c869ebb04ebe844ef5";
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -163,10 +162,9 @@ fn act(
 
 /// act's own copy serves a checkout without `ref:` (the action test); the
 /// generated workflow's checkout has one, so it gets the stand-in too.
-const STAND_INS: [(&str, &str); 4] = [
+const STAND_INS: [(&str, &str); 3] = [
     (CACHE, "actions-cache"),
     (SETUP_TERRAFORM, "setup-terraform"),
-    (AZURE_LOGIN, "azure-login"),
     (NUBES_PIN, "nubes"),
 ];
 
@@ -398,8 +396,8 @@ fn the_action_installs_a_release_and_its_outputs_reach_later_steps_and_jobs() {
     );
 }
 
-/// A repository that `nubes init` set up for a container app (the combination whose
-/// workflow also logs in with azure/login), pinned to `NUBES_PIN`.
+/// A repository that `nubes init` set up for a container app (nubes builds, pushes and
+/// rolls out the image itself: no azure/login, no `az`), pinned to `NUBES_PIN`.
 fn generated_repository() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     write(
@@ -429,7 +427,7 @@ fn generated_repository() -> tempfile::TempDir {
         String::from_utf8_lossy(&out.stderr)
     );
     let wf = std::fs::read_to_string(dir.path().join(".github/workflows/nubes.yml")).unwrap();
-    for action in [CHECKOUT, CACHE, SETUP_TERRAFORM, AZURE_LOGIN, NUBES_PIN] {
+    for action in [CHECKOUT, CACHE, SETUP_TERRAFORM, NUBES_PIN] {
         assert!(
             wf.contains(&format!("uses: {action}")),
             "the workflow does not use {action}:\n{wf}"
@@ -443,7 +441,7 @@ fn generated_repository() -> tempfile::TempDir {
     }) {
         let used = line.split_whitespace().next().unwrap();
         assert!(
-            [CHECKOUT, CACHE, SETUP_TERRAFORM, AZURE_LOGIN, NUBES_PIN].contains(&used),
+            [CHECKOUT, CACHE, SETUP_TERRAFORM, NUBES_PIN].contains(&used),
             "no stand-in for {used}"
         );
     }
@@ -486,7 +484,6 @@ fn the_generated_workflow_runs_the_right_jobs_and_steps_for_each_event() {
         SETUP_TERRAFORM.to_string(),
         "Terraform provider cache folder".to_string(),
         CACHE.to_string(),
-        AZURE_LOGIN.to_string(),
         "nubes".to_string(),
         "Show the application".to_string(),
     ];

@@ -278,6 +278,12 @@ async fn single_revision_mode_updates_and_checks_the_app() {
     assert_eq!(app.revisions.iter().filter(|r| r.active).count(), 1);
     // No traffic or label requests in single mode: one PATCH.
     assert_eq!(w.fake.requests_to("PATCH", "/containerApps/web").len(), 1);
+    // The same commit and image again (a re-run of the job): the app runs them already,
+    // so nothing is rolled out (a second PATCH would repeat the revision suffix, which
+    // Container Apps refuses) and the app is health-checked as after any deploy.
+    let again = w.roll(&settings, GOOD).await.expect("re-run");
+    assert_eq!(again.revision, done.revision);
+    assert_eq!(w.fake.requests_to("PATCH", "/containerApps/web").len(), 1);
     w.fake.apps().unhealthy("dead");
     let e = w
         .roll(&settings, &"dead".repeat(16))
