@@ -66,6 +66,9 @@ pub async fn check(application_url: &str, health_path: &str, timeout: Duration) 
 /// in-test server can answer for names such as a Container Apps label host
 /// (`app---next.<domain>`) that no resolver here knows.
 fn client_for(url: &str) -> Result<reqwest::Client> {
+    // Release builds read no test hook, so the URL is not needed there.
+    #[cfg(not(debug_assertions))]
+    let _ = url;
     #[cfg(debug_assertions)]
     if let Ok(spec) = std::env::var("NUBES_TEST_RESOLVE")
         && let Some((suffix, addr)) = spec.split_once('=')

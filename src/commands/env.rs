@@ -39,6 +39,7 @@ pub const DEFAULT_TIMEOUT: &str = "30m";
 /// GitHub starts a run within seconds of a push; past this nothing is coming.
 const RUN_APPEARS_WITHIN: Duration = Duration::from_secs(120);
 /// Debug builds only: poll interval in milliseconds (tests), as `clock` does for time.
+#[cfg(debug_assertions)]
 const TEST_POLL_MS: &str = "NUBES_TEST_POLL_MS";
 
 /// What `nubes env new` was asked.
