@@ -295,22 +295,33 @@ async fn deploy_command(
     })
 }
 
-/// The content digest of an artifact, `sha256:<hex>`: of the file itself, or for a
-/// folder of its sorted `path NUL sha256(content)` lines, so the same files give the
-/// same digest wherever they were built. Recorded as the environment's provenance.
-pub fn digest(artifact: &Path) -> Result<String> {
+/// Lower-case hex of `bytes` (digests as nubes records and names them).
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// One file of a folder artifact with its content's SHA-256: what [`digest`] hashes, and
+/// what a kept static-site release stores (`releases::site`).
+pub struct FileDigest {
+    /// Path relative to the artifact, with `/`.
+    pub rel: String,
+    /// SHA-256 of the content, lower-case hex.
+    pub hex: String,
+    pub path: std::path::PathBuf,
+    pub size: u64,
+}
+
+fn file_sha256(path: &Path) -> Result<([u8; 32], u64)> {
     use sha2::{Digest as _, Sha256};
-    fn file_hash(path: &Path) -> Result<[u8; 32]> {
-        let mut file = fs_err::File::open(path)?;
-        let mut hasher = Sha256::new();
-        std::io::copy(&mut file, &mut hasher)?;
-        Ok(hasher.finalize().into())
-    }
-    let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
-    if artifact.is_file() {
-        return Ok(format!("sha256:{}", hex(&file_hash(artifact)?)));
-    }
-    let mut lines = Vec::new();
+    let mut file = fs_err::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let size = std::io::copy(&mut file, &mut hasher)?;
+    Ok((hasher.finalize().into(), size))
+}
+
+/// Every file of a folder artifact, sorted by path, with its SHA-256 (blocking I/O).
+pub fn file_digests(artifact: &Path) -> Result<Vec<FileDigest>> {
+    let mut out = Vec::new();
     for entry in walkdir::WalkDir::new(artifact).sort_by_file_name() {
         let entry = entry.map_err(|e| {
             Error::failed(format!(
@@ -327,13 +338,38 @@ pub fn digest(artifact: &Path) -> Result<String> {
             .unwrap_or(entry.path())
             .to_string_lossy()
             .replace('\\', "/");
-        lines.push(format!("{rel}\0{}\n", hex(&file_hash(entry.path())?)));
+        let (sha, size) = file_sha256(entry.path())?;
+        out.push(FileDigest {
+            rel,
+            hex: hex(&sha),
+            path: entry.path().to_path_buf(),
+            size,
+        });
     }
-    let mut hasher = Sha256::new();
-    for line in &lines {
-        hasher.update(line.as_bytes());
+    Ok(out)
+}
+
+/// The manifest of a folder artifact: one `path NUL sha256(content)` line per file, sorted.
+pub fn manifest(files: &[FileDigest]) -> String {
+    files
+        .iter()
+        .map(|f| format!("{}\0{}\n", f.rel, f.hex))
+        .collect()
+}
+
+/// The content digest of an artifact, `sha256:<hex>`: of the file itself, or for a
+/// folder of its [`manifest`], so the same files give the same digest wherever they were
+/// built. Recorded as the environment's provenance.
+pub fn digest(artifact: &Path) -> Result<String> {
+    use sha2::{Digest as _, Sha256};
+    if artifact.is_file() {
+        return Ok(format!("sha256:{}", hex(&file_sha256(artifact)?.0)));
     }
-    Ok(format!("sha256:{}", hex(&hasher.finalize())))
+    let manifest = manifest(&file_digests(artifact)?);
+    Ok(format!(
+        "sha256:{}",
+        hex(&Sha256::digest(manifest.as_bytes()))
+    ))
 }
 
 #[cfg(test)]

@@ -16,48 +16,7 @@ use super::{PARALLEL, Releases};
 use crate::env_name::printable;
 use crate::error::{Error, Result};
 
-/// One file of the artifact: its relative path (with `/`), content hash and location.
-struct Entry {
-    rel: String,
-    hex: String,
-    path: PathBuf,
-    size: u64,
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn walk(artifact: &Path) -> Result<Vec<Entry>> {
-    let mut out = Vec::new();
-    for entry in walkdir::WalkDir::new(artifact).sort_by_file_name() {
-        let entry = entry.map_err(|e| {
-            Error::failed(format!(
-                "cannot read the artifact {}: {e}",
-                artifact.display()
-            ))
-        })?;
-        if !entry.file_type().is_file() {
-            continue;
-        }
-        let rel = entry
-            .path()
-            .strip_prefix(artifact)
-            .unwrap_or(entry.path())
-            .to_string_lossy()
-            .replace('\\', "/");
-        let mut file = fs_err::File::open(entry.path())?;
-        let mut hasher = Sha256::new();
-        let size = std::io::copy(&mut file, &mut hasher)?;
-        out.push(Entry {
-            rel,
-            hex: hex(&hasher.finalize()),
-            path: entry.path().to_path_buf(),
-            size,
-        });
-    }
-    Ok(out)
-}
+use crate::deploy::{FileDigest as Entry, file_digests as walk, hex, manifest as manifest_of};
 
 /// Store the files of `artifact` that are not stored yet; return the manifest and the
 /// total size. Refuses when the manifest's hash is not `expected` (the folder changed
@@ -71,10 +30,7 @@ pub(super) async fn keep_files(
     let entries = tokio::task::spawn_blocking(move || walk(&dir))
         .await
         .map_err(|e| Error::failed(format!("reading the artifact stopped: {e}")))??;
-    let manifest: String = entries
-        .iter()
-        .map(|e| format!("{}\0{}\n", e.rel, e.hex))
-        .collect();
+    let manifest = manifest_of(&entries);
     let got = hex(&Sha256::digest(manifest.as_bytes()));
     if got != expected {
         return Err(Error::failed(format!(
@@ -206,10 +162,7 @@ mod tests {
         std::fs::write(d.path().join("a/x.js"), "x").expect("write");
         std::fs::write(d.path().join("index.html"), "<p>").expect("write");
         let entries = walk(d.path()).expect("walk");
-        let manifest: String = entries
-            .iter()
-            .map(|e| format!("{}\0{}\n", e.rel, e.hex))
-            .collect();
+        let manifest = manifest_of(&entries);
         assert_eq!(
             format!("sha256:{}", hex(&Sha256::digest(manifest.as_bytes()))),
             crate::deploy::digest(d.path()).expect("digest")
