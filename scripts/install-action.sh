@@ -43,15 +43,27 @@ add_path() {
 }
 
 # field NAME BIN: a line of `BIN --version` ("commit: ..."), empty if none.
+# BIN --version is read whole before it is parsed: with pipefail, `| head -n 1`
+# could close the pipe while BIN still writes its second line, and BIN's
+# broken-pipe exit would then fail a binary that said the right thing.
 version_field() {
-  "$2" --version 2>/dev/null | sed -n "s/^$1: //p" | head -n 1
+  local out
+  out=$("$2" --version 2>/dev/null) || return 0
+  printf '%s\n' "$out" | sed -n "s/^$1: //p" | sed -n 1p
+}
+
+# first_line BIN: the first line BIN --version prints (stdout and stderr), for messages.
+first_line() {
+  local out
+  out=$("$1" --version 2>&1) || true
+  printf '%s\n' "${out%%$'\n'*}"
 }
 
 # version_ok BIN VERSION [COMMIT]: BIN runs and says VERSION (and COMMIT).
 version_ok() {
-  local first
-  first=$("$1" --version 2>/dev/null | head -n 1) || return 1
-  [ "$first" = "nubes $2" ] || return 1
+  local out
+  out=$("$1" --version 2>/dev/null) || return 1
+  [ "${out%%$'\n'*}" = "nubes $2" ] || return 1
   [ -z "${3:-}" ] || [ "$(version_field commit "$1")" = "$3" ]
 }
 
@@ -89,7 +101,7 @@ if [ "${1:-}" = build ]; then
   fi
   echo "::endgroup::"
   version_ok "$ROOT/bin/nubes$exe" "$BUILD_VERSION" ||
-    fail "the nubes built into $ROOT does not say 'nubes $BUILD_VERSION': $("$ROOT/bin/nubes$exe" --version 2>&1 | head -n 1)"
+    fail "the nubes built into $ROOT does not say 'nubes $BUILD_VERSION': $(first_line "$ROOT/bin/nubes$exe")"
   exit 0
 fi
 
@@ -107,7 +119,7 @@ archive=tar.gz
 
 tools=${RUNNER_TOOL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}}/nubes
 action_version() {
-  sed -n '/^\[package\]/,/^\[/s/^version *= *"\([^"]*\)".*/\1/p' "${ACTION_PATH:?}/Cargo.toml" | head -n 1
+  sed -n '/^\[package\]/,/^\[/s/^version *= *"\([^"]*\)".*/\1/p' "${ACTION_PATH:?}/Cargo.toml" | sed -n 1p
 }
 
 # --- which release, if any ---
@@ -173,7 +185,7 @@ from_release() {
   [ -f "$tmp/x/nubes$exe" ] || fail "$asset holds no nubes$exe"
   chmod +x "$tmp/x/nubes$exe"
   if ! version_ok "$tmp/x/nubes$exe" "$version"; then
-    fail "the nubes in $asset does not say 'nubes $version': $("$tmp/x/nubes$exe" --version 2>&1 | head -n 1)"
+    fail "the nubes in $asset does not say 'nubes $version': $(first_line "$tmp/x/nubes$exe")"
   fi
   if [ -n "$commit" ] && ! version_ok "$tmp/x/nubes$exe" "$version" "$commit"; then
     why="release v$version was built from commit $(version_field commit "$tmp/x/nubes$exe"), and the action is pinned to $commit (an unreleased commit)"

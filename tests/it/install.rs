@@ -209,8 +209,17 @@ fn tiny_source(version: &str) -> tempfile::TempDir {
     .unwrap();
     std::fs::write(
         dir.path().join("src/main.rs"),
-        "fn main() {\n    println!(\"nubes {}\\ncommit: {}\", env!(\"CARGO_PKG_VERSION\"), \
-         option_env!(\"NUBES_BUILD_COMMIT\").unwrap_or(\"unknown\"));\n}\n",
+        // The first line goes out on its own and the second after a pause, as a
+        // binary printing line by line may: the installer must read the whole
+        // answer (a `| head -n 1` under pipefail failed here on CI when the pipe
+        // closed before the second line).
+        "use std::io::Write;\n\
+         fn main() {\n\
+         \x20   println!(\"nubes {}\", env!(\"CARGO_PKG_VERSION\"));\n\
+         \x20   let _ = std::io::stdout().flush();\n\
+         \x20   std::thread::sleep(std::time::Duration::from_millis(200));\n\
+         \x20   println!(\"commit: {}\", option_env!(\"NUBES_BUILD_COMMIT\").unwrap_or(\"unknown\"));\n\
+         }\n",
     )
     .unwrap();
     dir
