@@ -163,6 +163,8 @@ pub struct Built {
 /// build after the infrastructure). The artifact must exist afterwards.
 pub async fn run(settings: &Settings, plan: &BuildPlan, env: &[(String, String)]) -> Result<Built> {
     let started = Instant::now();
+    // Recorded (and shown as failed) if the build returns early with an error.
+    let stage = crate::ui::stage("build");
     let artifact = settings.root.join(&plan.artifact);
     if plan.kind == Kind::Docker {
         let var = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
@@ -171,12 +173,10 @@ pub async fn run(settings: &Settings, plan: &BuildPlan, env: &[(String, String)]
         let tag = crate::image::tag_for(var("NUBES_ENV").unwrap_or("local"), var("NUBES_COMMIT"));
         let project = var("NUBES_PROJECT").unwrap_or("app");
         let image = crate::image::build(&settings.root, engine, project, &tag, env).await?;
+        stage.done();
         return Ok(Built {
             artifact,
-            took: {
-                crate::ui::record_stage("build", started.elapsed());
-                started.elapsed()
-            },
+            took: started.elapsed(),
             image: Some(image),
         });
     }
@@ -201,12 +201,10 @@ pub async fn run(settings: &Settings, plan: &BuildPlan, env: &[(String, String)]
     } else {
         artifact
     };
+    stage.done();
     Ok(Built {
         artifact,
-        took: {
-            crate::ui::record_stage("build", started.elapsed());
-            started.elapsed()
-        },
+        took: started.elapsed(),
         image: None,
     })
 }
@@ -346,7 +344,7 @@ pub(crate) async fn run_streamed(
     let mut tail: VecDeque<String> = VecDeque::with_capacity(TAIL_LINES);
     while let Some(line) = rx.recv().await {
         let line = crate::secrets::redact(&line);
-        eprintln!("[{prefix}] {line}");
+        crate::ui::eprint_line(&format!("[{prefix}] {line}"));
         if tail.len() == TAIL_LINES {
             tail.pop_front();
         }

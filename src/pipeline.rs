@@ -64,10 +64,10 @@ pub struct Locked {
 impl Locked {
     pub async fn acquire(settings: &Settings, env: &EnvName, operation: &str) -> Result<Locked> {
         let store = state::open(settings)?;
-        let started = std::time::Instant::now();
+        let stage = crate::ui::stage("lock");
         let held =
             lock::acquire(store.clone(), env, operation, settings.state.lock_timeout).await?;
-        crate::ui::record_stage("lock", started.elapsed());
+        stage.done();
         tracing::info!("holding the lock on `{env}` ({})", store.location(env));
         Ok(Locked {
             store,
@@ -88,9 +88,9 @@ impl Locked {
                 &crate::workdir::path(ctx.settings, &self.env),
             )
             .await?;
-            let started = std::time::Instant::now();
+            let stage = crate::ui::stage("render");
             let rendered = render::render(ctx.settings, &self.env, &ctx.origin)?;
-            crate::ui::record_stage("render", started.elapsed());
+            stage.done();
             let gateway = Gateway::start(self.store.clone(), self.held.token().clone()).await?;
             Ok::<_, Error>((rendered, gateway))
         }
@@ -167,10 +167,12 @@ impl Session {
                 tracing::info!("{what}");
             }
         }
-        let started = std::time::Instant::now();
+        let stage = crate::ui::stage(&format!("terraform {sub}"));
         let result =
             terraform::run_with(&self.tf, &self.rendered.dir, args, &self.tf_env, &what, io).await;
-        crate::ui::record_stage(&format!("terraform {sub}"), started.elapsed());
+        stage.end_with(
+            matches!(&result, Ok((o, _)) if o.interrupted.is_none() && ok.contains(&o.code())),
+        );
         if visible {
             ctx.gh.endgroup();
         }
@@ -438,10 +440,8 @@ async fn stages(
                         .ok()
                 }),
         };
-        let spinner = crate::ui::spinner(format!(
-            "deploying `{env}` ({target}) and checking its health"
-        ));
-        let started = std::time::Instant::now();
+        tracing::info!("deploying `{env}` ({target}) and checking its health");
+        let stage = crate::ui::stage("deploy + health check");
         let shipment = match (&built.image, target.as_str()) {
             (Some(image), "container-apps") => {
                 // The rollout health-checks the new revision itself (its label URL at each
@@ -472,10 +472,7 @@ async fn stages(
                     .await
             }
         };
-        crate::ui::record_stage("deploy + health check", started.elapsed());
-        if let Some(s) = spinner {
-            s.finish_and_clear();
-        }
+        stage.end_with(shipment.deployed.is_ok() && !matches!(shipment.health, Some(Err(_))));
         let (deployed, healthy) = (shipment.deployed, shipment.health);
         // A slot that was not swapped in left production's release (and record) as is.
         if shipment.went_live || deployed.is_err() {

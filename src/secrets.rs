@@ -53,7 +53,7 @@ pub struct RedactingWriter;
 impl Write for RedactingWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let text = String::from_utf8_lossy(buf);
-        std::io::stderr().write_all(redact(&text).as_bytes())?;
+        crate::ui::write_stderr(redact(&text).as_bytes())?;
         Ok(buf.len())
     }
 

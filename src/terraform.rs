@@ -137,11 +137,24 @@ pub async fn run_captured(
     let mut cmd = tokio::process::Command::new(&tf.path);
     let args = with_color_choice(args, crate::ui::color_on());
     cmd.args(&args).current_dir(dir).stderr(Stdio::inherit());
+    // With the live stage view on a terminal, what Terraform shows goes through nubes
+    // line by line (above the view, see `ui::eprint_line`) instead of straight to the
+    // terminal, where it would tear the redrawn stage lines. Nothing is cut: every line
+    // is shown, as it comes.
+    let live = crate::ui::live();
     match io {
         Io::Inherit => cmd.stdin(Stdio::inherit()).stdout(Stdio::inherit()),
         // Terraform's progress goes to stderr, so stdout carries only nubes's result
         // (`nubes plan --json | jq` works).
+        Io::Stream if live => cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
         Io::Stream => cmd.stdin(Stdio::null()).stdout(stderr_as_stdio()),
+        Io::Capture if live => cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
         Io::Capture => cmd.stdin(Stdio::null()).stdout(Stdio::piped()),
         Io::Silent => cmd
             .stdin(Stdio::null())
@@ -167,8 +180,21 @@ pub async fn run_captured(
     tracing::debug!("started {what} (pid {:?})", child.id());
     // Read the captured streams concurrently with waiting, so a large output cannot
     // fill a pipe and stall Terraform.
-    let reader = child.stdout.take().map(drain);
-    let err_reader = child.stderr.take().map(drain);
+    let (reader, err_reader) = match io {
+        Io::Stream if live => {
+            let out = child.stdout.take().map(forward);
+            let err = child.stderr.take().map(forward);
+            (out, err)
+        }
+        Io::Capture if live => (
+            child.stdout.take().map(drain),
+            child.stderr.take().map(forward),
+        ),
+        _ => (
+            child.stdout.take().map(drain),
+            child.stderr.take().map(drain),
+        ),
+    };
     let mut signals = signals::subscribe();
     let mut seen = signals.borrow().1;
     let mut interrupted = None;
@@ -228,6 +254,23 @@ fn with_color_choice(args: &[OsString], color: bool) -> Vec<OsString> {
         out.insert(i + 1, OsString::from("-no-color"));
     }
     out
+}
+
+/// Show each line of `stream` above the live view as it comes; returns nothing (what
+/// is shown is not also kept).
+fn forward<R>(stream: R) -> tokio::task::JoinHandle<Vec<u8>>
+where
+    R: tokio::io::AsyncRead + Unpin + Send + 'static,
+{
+    tokio::spawn(async move {
+        use tokio::io::AsyncBufReadExt as _;
+        let mut lines = tokio::io::BufReader::new(stream).split(b'\n');
+        while let Ok(Some(line)) = lines.next_segment().await {
+            let line = String::from_utf8_lossy(&line);
+            crate::ui::eprint_line(line.trim_end_matches('\r'));
+        }
+        Vec::new()
+    })
 }
 
 fn drain<R>(mut stream: R) -> tokio::task::JoinHandle<Vec<u8>>

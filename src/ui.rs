@@ -63,19 +63,138 @@ pub fn live() -> bool {
     LIVE.load(std::sync::atomic::Ordering::Relaxed)
 }
 
-/// A spinner line on stderr with `message` and the elapsed time, ticking every second;
-/// `None` when progress is not [`live`].
+/// The one live view on stderr: every spinner and stage line is a bar in it, and
+/// everything else written to stderr while it shows (logs, Terraform's and the build's
+/// output) goes above it through [`eprint_line`] / [`write_stderr`], so redrawn lines
+/// never tear. Drawn only when [`live`]; otherwise hidden (and never used).
+fn view() -> &'static indicatif::MultiProgress {
+    static VIEW: std::sync::OnceLock<indicatif::MultiProgress> = std::sync::OnceLock::new();
+    VIEW.get_or_init(|| {
+        if live() {
+            indicatif::MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::stderr())
+        } else {
+            indicatif::MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::hidden())
+        }
+    })
+}
+
+/// Write `bytes` to stderr above the live view (or plainly when there is none). Used by
+/// the log writer, so a log line never lands in the middle of a redrawn bar.
+pub fn write_stderr(bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    if live() {
+        view().suspend(|| std::io::stderr().write_all(bytes))
+    } else {
+        std::io::stderr().write_all(bytes)
+    }
+}
+
+/// One line of a child's output (Terraform, the build) on stderr, secrets redacted,
+/// above the live view.
+pub fn eprint_line(line: &str) {
+    let mut text = crate::secrets::redact(line);
+    text.push('\n');
+    let _ = write_stderr(text.as_bytes());
+}
+
+/// A spinner line in the live view with `message` and the elapsed time, ticking every
+/// second; `None` when progress is not [`live`].
 pub fn spinner(message: String) -> Option<indicatif::ProgressBar> {
     if !live() {
         return None;
     }
-    let bar = indicatif::ProgressBar::new_spinner();
+    let bar = view().add(indicatif::ProgressBar::new_spinner());
     let style = indicatif::ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner());
     bar.set_style(style);
     bar.set_message(message);
     bar.enable_steady_tick(std::time::Duration::from_secs(1));
     Some(bar)
+}
+
+/// A stage of a command (lock, render, each Terraform command, build, deploy + health
+/// check). While it runs, the live view shows it with a spinner and its elapsed time;
+/// when it ends, the line stays with a tick (or a cross) and how long it took, and the
+/// time is recorded for the timing table and `--json`. In CI and off a terminal it
+/// shows nothing itself: the plain log lines around it say what happens.
+///
+/// A stage dropped without [`Stage::done`] (an error returned early with `?`) is
+/// recorded and shown as failed.
+pub struct Stage {
+    name: String,
+    started: std::time::Instant,
+    bar: Option<indicatif::ProgressBar>,
+    ended: bool,
+}
+
+/// Start the stage `name` (see [`Stage`]).
+pub fn stage(name: &str) -> Stage {
+    let bar = live().then(|| {
+        let bar = view().add(indicatif::ProgressBar::new_spinner());
+        let style = indicatif::ProgressStyle::with_template("{spinner} {prefix} {elapsed}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner());
+        bar.set_style(style);
+        bar.set_prefix(format!("{name:<STAGE_WIDTH$}"));
+        bar.enable_steady_tick(std::time::Duration::from_millis(200));
+        bar
+    });
+    Stage {
+        name: name.to_string(),
+        started: std::time::Instant::now(),
+        bar,
+        ended: false,
+    }
+}
+
+/// Stage names are padded to this width in the live view, so the times line up.
+const STAGE_WIDTH: usize = 22;
+
+impl Stage {
+    /// The stage succeeded.
+    pub fn done(mut self) {
+        self.end(true);
+    }
+
+    /// The stage ended; `ok` says whether it succeeded.
+    pub fn end_with(mut self, ok: bool) {
+        self.end(ok);
+    }
+
+    fn end(&mut self, ok: bool) {
+        if self.ended {
+            return;
+        }
+        self.ended = true;
+        let took = self.started.elapsed();
+        record_stage(&self.name, took);
+        if let Some(bar) = self.bar.take() {
+            let mark = match (ok, color_on()) {
+                (true, true) => "\x1b[32m✓\x1b[0m",
+                (true, false) => "✓",
+                (false, true) => "\x1b[31m✗\x1b[0m",
+                (false, false) => "✗",
+            };
+            // The finished line leaves the view and is printed above it: the view then
+            // holds only running stages, and is empty between them, so a prompt or a
+            // plain line written then is never redrawn over.
+            // Removed first: its line is still counted as drawn, so the write below
+            // clears it; finishing it after that draws nowhere and stops its ticker.
+            view().remove(&bar);
+            bar.finish_and_clear();
+            let line = format!(
+                "{mark} {:<STAGE_WIDTH$} {:.1}s\n",
+                self.name,
+                took.as_secs_f64()
+            );
+            let _ = write_stderr(line.as_bytes());
+        }
+    }
+}
+
+impl Drop for Stage {
+    fn drop(&mut self) {
+        self.end(false);
+    }
 }
 
 /// How long each stage of this command took (one command per process), in order.

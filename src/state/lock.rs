@@ -122,10 +122,8 @@ pub async fn acquire(
                         holder.describe(),
                         humantime::format_duration(timeout)
                     );
-                    match &spinner {
-                        Some(s) => s.suspend(|| tracing::warn!("{line}")),
-                        None => tracing::warn!("{line}"),
-                    }
+                    // Logs are written above the live view (`ui::write_stderr`).
+                    tracing::warn!("{line}");
                     last_holder = Some(key);
                     if spinner.is_none() {
                         spinner = crate::ui::spinner(format!("waiting for the lock on `{env}`"));

@@ -4,7 +4,7 @@
 
 use std::io::Write as _;
 
-use crate::support::{Azurite, Out, Project, STACK};
+use crate::support::{Azurite, Out, Project, STACK, screen};
 
 fn no_escape(out: &Out, what: &str) {
     assert!(
@@ -246,4 +246,65 @@ fn json_documents_of_up_plan_down_and_run() {
     );
     let gone = doc(&p.run(&["down", "alice", "--json"]).ok());
     assert_eq!(gone["destroyed"], false);
+}
+
+/// On a terminal, `up` shows its stages live: each stage ends as a line with a tick and
+/// its time, Terraform's own output appears above (before) the line of the stage that
+/// printed it, nothing of Terraform's output is lost, and a failed stage ends with a
+/// cross. The terminal's output is read through a real pseudo-terminal.
+#[test]
+fn on_a_terminal_up_shows_each_stage_live_with_terraform_output_above_it() {
+    let az = Azurite::http();
+    let p = Project::on(&az, "");
+    let out = p.run_on_terminal(&["up", "alice"], "").ok();
+    let text = screen(&out.stdout);
+    let at = |needle: &str| {
+        text.find(needle)
+            .unwrap_or_else(|| panic!("no `{needle}` in:\n{text}"))
+    };
+    for stage in [
+        "lock",
+        "render",
+        "terraform init",
+        "terraform plan",
+        "terraform apply",
+    ] {
+        let line = text
+            .lines()
+            .find(|l| l.contains(&format!("✓ {stage:<22} ")))
+            .unwrap_or_else(|| panic!("no finished `{stage}` line in:\n{text}"));
+        assert!(line.trim_end().ends_with('s'), "{line}");
+    }
+    // Terraform's output came through whole, and above its stage's line.
+    assert!(at("Plan: 3 to add, 0 to change, 0 to destroy.") < at("✓ terraform plan"));
+    assert!(at("Apply complete! Resources: 3 added") < at("✓ terraform apply"));
+    assert!(at("✓ terraform plan") < at("✓ terraform apply"));
+    // The timing table follows the stages.
+    assert!(at("✓ terraform apply") < at("`nubes up alice` took:"));
+
+    // A plan that fails ends its stage with a cross, and the error follows.
+    std::fs::write(
+        p.path().join("terraform/main.tf"),
+        format!("{STACK}\nresource \"terraform_data\" \"broken\" {{\n  input = var.missing\n}}\n"),
+    )
+    .unwrap();
+    let out = p.run_on_terminal(&["up", "alice"], "").code(1);
+    let text = screen(&out.stdout);
+    assert!(
+        text.contains("Reference to undeclared input variable"),
+        "{text}"
+    );
+    let failed = text
+        .lines()
+        .find(|l| l.contains("✗ terraform "))
+        .unwrap_or_else(|| panic!("no failed stage line in:\n{text}"));
+    assert!(
+        failed.contains("terraform plan") || failed.contains("terraform validate"),
+        "{failed}"
+    );
+    assert!(!text.contains("✓ terraform apply"), "{text}");
+    assert!(
+        text.find("✗ terraform").unwrap() < text.find("error: stage infrastructure").unwrap(),
+        "{text}"
+    );
 }

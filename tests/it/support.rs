@@ -713,7 +713,13 @@ impl Project {
             .collect();
         let nubes = self.cmd(args);
         let mut cmd = Command::new(script);
-        cmd.args(["-qec", &line.join(" "), "/dev/null"])
+        // A terminal of a known size (`script` without a terminal of its own gives 0x0,
+        // and programs then guess): TERMINAL_COLUMNS wide, as `screen` renders it.
+        let line = format!(
+            "stty cols {TERMINAL_COLUMNS} rows 50 2>/dev/null; exec {}",
+            line.join(" ")
+        );
+        cmd.args(["-qec", &line, "/dev/null"])
             .current_dir(self.path())
             .env_clear()
             .envs(nubes.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))))
@@ -770,4 +776,16 @@ pub fn git_commit(dir: &Path, reference: &str, files: &[(&str, &str)]) -> String
     repo.commit(Some(reference), &sig, &sig, "commit", &tree, &parents)
         .expect("commit")
         .to_string()
+}
+
+/// The width of the pseudo-terminal of [`Project::run_on_terminal`].
+pub const TERMINAL_COLUMNS: u16 = 100;
+
+/// What a terminal [`TERMINAL_COLUMNS`] wide shows after `bytes` were written to it
+/// (spinners redrawn in place, cleared lines gone), rendered by a terminal emulator tall
+/// enough that nothing scrolls away.
+pub fn screen(bytes: &str) -> String {
+    let mut term = vt100::Parser::new(4000, TERMINAL_COLUMNS, 0);
+    term.process(bytes.as_bytes());
+    term.screen().contents()
 }
