@@ -475,7 +475,7 @@ impl Replication {
     }
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Default, Args)]
 pub struct InitArgs {
     /// Language and framework: spring-boot, quarkus, micronaut, java, node, python, dotnet, docker, static
     #[arg(long, value_name = "RUNTIME")]

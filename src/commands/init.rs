@@ -94,7 +94,10 @@ pub fn run(root: &Path, config: Option<&Path>, args: &InitArgs) -> Result<()> {
             f.path = config.to_string_lossy().replace('\\', "/");
         }
     }
-    let mut recorded = read_manifest(root);
+    let mut recorded = match read_manifest(root) {
+        Some(m) => m,
+        None => reconstructed_base(root, config).unwrap_or_default(),
+    };
     let plan = compare(root, &files, &recorded, args.force)?;
     if args.check {
         for p in &plan {
@@ -135,17 +138,55 @@ pub fn run(root: &Path, config: Option<&Path>, args: &InitArgs) -> Result<()> {
     Ok(())
 }
 
-fn read_manifest(root: &Path) -> Manifest {
+/// The manifest of the last run; `None` when there is none (a project initialised
+/// before nubes kept one).
+fn read_manifest(root: &Path) -> Option<Manifest> {
     match std::fs::read_to_string(root.join(manifest::PATH)) {
-        Ok(text) => Manifest::parse(&text).unwrap_or_else(|| {
+        Ok(text) => Some(Manifest::parse(&text).unwrap_or_else(|| {
             tracing::warn!(
                 "{} is not a manifest this nubes reads: files that differ from init's version are treated as conflicts",
                 manifest::PATH
             );
             Manifest::default()
-        }),
-        Err(_) => Manifest::default(),
+        })),
+        Err(_) => None,
     }
+}
+
+/// For a project initialised before nubes kept `nubes-init.lock`: the files init
+/// generates for the choices its nubes.toml records (`# nubes init: …`), taken as what
+/// was generated. A file the user left alone then matches and is updated; an edit is
+/// merged against it; only what cannot be merged is a conflict (as it was for every
+/// differing file without a base). `None` when nubes.toml records no choices.
+fn reconstructed_base(root: &Path, config: &Path) -> Option<Manifest> {
+    let toml = std::fs::read_to_string(root.join(config)).ok()?;
+    if crate::init::read_choices(&toml).is_empty() {
+        return None;
+    }
+    let previous = match resolve(root, config, &InitArgs::default(), false)
+        .and_then(|a| engine::generate(&a))
+    {
+        Ok(files) => files,
+        Err(e) => {
+            tracing::debug!("cannot regenerate the previous choices: {e}");
+            return None;
+        }
+    };
+    tracing::info!(
+        "no {}: the files init generates for the choices recorded in {} are taken as what it generated before (edits are merged against them)",
+        manifest::PATH,
+        config.display()
+    );
+    let mut base = Manifest::default();
+    for f in previous {
+        let path = if f.path == "nubes.toml" {
+            config.to_string_lossy().replace('\\', "/")
+        } else {
+            f.path
+        };
+        base.record(&path, &f.content);
+    }
+    Some(base)
 }
 
 /// Write what the plan says, each file on its own (nothing the user wrote is lost:

@@ -158,6 +158,75 @@ const PIN: &str = "my-org/nubes@0123456789abcdef0123456789abcdef01234567";
 /// (init's version unchanged) or merged three-way with init's change (from the version
 /// recorded in nubes-init.lock), and changing only the action pin changes only the lines
 /// that carry it.
+/// A project initialised before nubes kept `nubes-init.lock`: the choices recorded in
+/// nubes.toml stand in for the missing record, so untouched files update and an edit
+/// merges, instead of every differing file becoming a conflict.
+#[test]
+fn reinit_without_a_lock_file_uses_the_choices_nubes_toml_records() {
+    let p = repo(&[("requirements.txt", "flask\n")]);
+    p.run(&["init"]).ok();
+    std::fs::remove_file(p.path().join("nubes-init.lock")).unwrap();
+    let main = format!(
+        "# owned by the payments team\n{}",
+        read(&p, "terraform/main.tf")
+    );
+    std::fs::write(p.path().join("terraform/main.tf"), &main).unwrap();
+    let outputs = read(&p, "terraform/outputs.tf");
+
+    let out = p.run(&["init", "--database", "postgresql"]).ok();
+    assert!(
+        out.stderr.contains(
+            "no nubes-init.lock: the files init generates for the choices recorded in nubes.toml"
+        ),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        status_of(&out, "terraform/main.tf"),
+        "merged",
+        "{}",
+        out.stdout
+    );
+    assert_eq!(status_of(&out, "nubes.toml"), "updated", "{}", out.stdout);
+    assert_eq!(status_of(&out, "terraform/outputs.tf"), "unchanged");
+    assert!(
+        statuses(&out).iter().all(|(s, _)| s != "conflict"),
+        "{}",
+        out.stdout
+    );
+    let merged = read(&p, "terraform/main.tf");
+    assert!(
+        merged.starts_with("# owned by the payments team\n"),
+        "{merged}"
+    );
+    assert!(merged.contains("module \"database\""), "{merged}");
+    assert_eq!(read(&p, "terraform/outputs.tf"), outputs);
+    assert!(p.path().join("nubes-init.lock").exists());
+    assert!(!p.path().join("terraform/main.tf.nubes-new").exists());
+
+    // Without a recorded choice line there is nothing to stand in: a differing file is
+    // a conflict, written beside it, never overwritten.
+    let p = repo(&[("requirements.txt", "flask\n")]);
+    p.run(&["init"]).ok();
+    std::fs::remove_file(p.path().join("nubes-init.lock")).unwrap();
+    let toml: String = read(&p, "nubes.toml")
+        .lines()
+        .filter(|l| !l.starts_with("# nubes init: "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(p.path().join("nubes.toml"), &toml).unwrap();
+    std::fs::write(p.path().join("terraform/main.tf"), "# mine\n").unwrap();
+    let out = p.run(&["init", "--runtime", "python"]).code(1);
+    assert_eq!(
+        status_of(&out, "terraform/main.tf"),
+        "conflict",
+        "{}",
+        out.stdout
+    );
+    assert_eq!(read(&p, "terraform/main.tf"), "# mine\n");
+    assert!(p.path().join("terraform/main.tf.nubes-new").exists());
+}
+
 #[test]
 fn reinit_updates_untouched_files_and_merges_edits() {
     let p = repo(&[("requirements.txt", "flask\n")]);
