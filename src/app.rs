@@ -263,16 +263,24 @@ async fn dispatch(cli: &Cli) -> Result<()> {
         Command::Releases { env, json } => {
             commands::releases::list(&settings(cli)?, env, *json).await
         }
-        Command::Rollback { env, to } => {
+        Command::Rollback { env, to, json } => {
             let s = settings(cli)?;
             let env = s.env_name(env)?;
-            commands::releases::rollback(&context(&s, &env), &env, to.as_deref()).await
+            let r =
+                commands::releases::rollback(&context(&s, &env), &env, to.as_deref(), *json).await;
+            commands::json::on_failure(*json, "rollback", Some(env.as_str()), r)
         }
-        Command::Promote { from, to, force } => {
+        Command::Promote {
+            from,
+            to,
+            force,
+            json,
+        } => {
             let s = settings(cli)?;
             let from = s.env_name(from)?;
             let to = s.env_name(to)?;
-            commands::releases::promote(&context(&s, &to), &from, &to, *force).await
+            let r = commands::releases::promote(&context(&s, &to), &from, &to, *force, *json).await;
+            commands::json::on_failure(*json, "promote", Some(to.as_str()), r)
         }
         Command::List { json, all } => commands::inspect::list(&settings(cli)?, *json, *all).await,
         Command::Dashboard {

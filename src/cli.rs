@@ -257,13 +257,16 @@ pub enum Command {
     /// Redeploy a kept release (the previous healthy one, or --to), without building;
     /// infrastructure is untouched
     #[command(
-        after_help = "Example: nubes rollback alice              # the previous healthy release\n         nubes rollback alice --to 3f2a9c1     # a release id from `nubes releases alice`"
+        after_help = "Example: nubes rollback alice              # the previous healthy release\n         nubes rollback alice --to 3f2a9c1     # a release id from `nubes releases alice`\n         nubes rollback alice --json | jq -r .release.id"
     )]
     Rollback {
         env: String,
         /// A release id (at least 7 hex digits) or digest from `nubes releases <env>`
         #[arg(long, value_name = "RELEASE")]
         to: Option<String>,
+        /// One JSON document on stdout (schema 1)
+        #[arg(long)]
+        json: bool,
     },
     /// Bring <TO>'s infrastructure up to date, then deploy the release live in <FROM>
     /// (same digest, no build)
@@ -276,6 +279,9 @@ pub enum Command {
         /// Promote into a protected environment from another branch
         #[arg(long)]
         force: bool,
+        /// One JSON document on stdout (schema 1)
+        #[arg(long)]
+        json: bool,
     },
     /// Every environment: last activity, deploy, health, expiry, lock holder
     #[command(

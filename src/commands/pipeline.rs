@@ -46,7 +46,7 @@ pub async fn up(ctx: &Context<'_>, env: &EnvName, refresh: bool, json: bool) -> 
 }
 
 /// `up --json` (schema 1, README.md "JSON output").
-fn up_doc(
+pub(super) fn up_doc(
     env: &EnvName,
     report: &pipeline::UpReport,
 ) -> serde_json::Map<String, serde_json::Value> {

@@ -24,8 +24,9 @@ pub async fn list(settings: &Settings, env: &str, json: bool) -> Result<()> {
     let store = open(settings)?;
     let records = store.records(&env).await?;
     if json {
-        let doc = serde_json::json!({ "environment": env.as_str(), "releases": records });
-        crate::outln!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+        let mut doc = super::json::head("releases", Some(env.as_str()), true);
+        doc.insert("releases".into(), serde_json::json!(records));
+        super::json::print(doc);
         return Ok(());
     }
     if records.is_empty() {
@@ -57,32 +58,48 @@ pub async fn list(settings: &Settings, env: &str, json: bool) -> Result<()> {
 }
 
 /// Report a redeployed release on the terminal, in `$GITHUB_OUTPUT` and the summary.
+/// How a rollback or promote ended, for the terminal (or `--json`), `$GITHUB_OUTPUT`
+/// and the job summary. `doc` is the `--json` document (without the release), or
+/// `None` for text.
 fn report(
     ctx: &Context<'_>,
     env: &EnvName,
     what: &str,
     note: &ReleaseNote,
     verdict: &str,
+    doc: Option<serde_json::Map<String, serde_json::Value>>,
 ) -> Result<()> {
-    crate::outln!(
-        "{what}: release {} ({}) is live in `{env}`, {verdict}",
-        note.id,
-        note.digest
-    );
-    crate::outln!(
-        "infrastructure untouched: `nubes state history {env}` and `nubes state restore {env} <version>` bring back an earlier Terraform state"
-    );
+    let rolled_back = note.rolled_back_from.is_some() || what.starts_with("rollback");
+    match doc {
+        // An unhealthy verdict is a failure: its error object is the document.
+        Some(mut doc) if verdict != "unhealthy" => {
+            use serde_json::json;
+            doc.insert(
+                "release".into(),
+                json!({ "id": note.id, "digest": note.digest }),
+            );
+            doc.insert("verdict".into(), json!(verdict));
+            doc.insert("rolled_back".into(), json!(rolled_back));
+            doc.insert("infrastructure".into(), json!("untouched"));
+            super::json::print(doc);
+        }
+        Some(_) => {}
+        None => {
+            crate::outln!(
+                "{what}: release {} ({}) is live in `{env}`, {verdict}",
+                note.id,
+                note.digest
+            );
+            crate::outln!(
+                "infrastructure untouched: `nubes state history {env}` and `nubes state restore {env} <version>` bring back an earlier Terraform state"
+            );
+        }
+    }
     ctx.gh.set_output("environment", env.as_str())?;
     ctx.gh.set_output("release_id", &note.id)?;
     ctx.gh.set_output("release_digest", &note.digest)?;
-    ctx.gh.set_output(
-        "rolled_back",
-        if note.rolled_back_from.is_some() || what.starts_with("rollback") {
-            "true"
-        } else {
-            "false"
-        },
-    )?;
+    ctx.gh
+        .set_output("rolled_back", if rolled_back { "true" } else { "false" })?;
     ctx.gh.summary(&format!(
         "### nubes {what} `{env}`\n\nRelease `{}` (`{}`) deployed without a build; health: **{verdict}**.\n",
         note.id, note.digest
@@ -90,7 +107,12 @@ fn report(
 }
 
 /// `nubes rollback <env> [--to <release>]`: redeploy a kept release under the lock.
-pub async fn rollback(ctx: &Context<'_>, env: &EnvName, to: Option<&str>) -> Result<()> {
+pub async fn rollback(
+    ctx: &Context<'_>,
+    env: &EnvName,
+    to: Option<&str>,
+    json: bool,
+) -> Result<()> {
     let store = open(ctx.settings)?;
     let locked = Locked::acquire(ctx.settings, env, "nubes rollback").await?;
     let mut activity = Activity {
@@ -153,7 +175,14 @@ pub async fn rollback(ctx: &Context<'_>, env: &EnvName, to: Option<&str>) -> Res
         digest: release.digest.clone(),
         rolled_back_from: None,
     };
-    report(ctx, env, "rollback", &note, verdict)?;
+    let doc = json.then(|| {
+        let mut doc = super::json::head("rollback", Some(env.as_str()), true);
+        doc.insert("to".into(), serde_json::json!(to));
+        doc.insert("commit".into(), serde_json::json!(release.commit));
+        doc.insert("target".into(), serde_json::json!(release.target));
+        doc
+    });
+    report(ctx, env, "rollback", &note, verdict, doc)?;
     if verdict == "unhealthy" {
         return Err(Error::failed(format!(
             "release {} is live in `{env}` but failed its health check",
@@ -177,7 +206,13 @@ fn on_branch(settings: &Settings, env: &EnvName) -> bool {
 }
 
 /// `nubes promote <from> <to> [--force]`.
-pub async fn promote(ctx: &Context<'_>, from: &EnvName, to: &EnvName, force: bool) -> Result<()> {
+pub async fn promote(
+    ctx: &Context<'_>,
+    from: &EnvName,
+    to: &EnvName,
+    force: bool,
+    json: bool,
+) -> Result<()> {
     if from == to {
         return Err(Error::input(format!("cannot promote `{from}` into itself"))
             .hint("to redeploy an earlier release of one environment, use `nubes rollback`"));
@@ -220,15 +255,31 @@ pub async fn promote(ctx: &Context<'_>, from: &EnvName, to: &EnvName, force: boo
     if let Err(e) = store.prune(ctx.settings.deploy.keep_releases).await {
         tracing::warn!("old releases could not be pruned: {e}");
     }
-    for line in pipeline::output_lines(&up.outputs) {
-        crate::outln!("  {line}");
+    if !json {
+        for line in pipeline::output_lines(&up.outputs) {
+            crate::outln!("  {line}");
+        }
     }
     let note = up.release.clone().unwrap_or(ReleaseNote {
         id: live.id.clone(),
         digest: live.digest.clone(),
         rolled_back_from: None,
     });
-    report(ctx, to, &format!("promote from {from}"), &note, verdict)?;
+    // `up`'s document (infrastructure stage, outputs, deploy, health), as promote.
+    let doc = json.then(|| {
+        let mut doc = super::pipeline::up_doc(to, &up);
+        doc.insert("command".into(), serde_json::json!("promote"));
+        doc.insert("from".into(), serde_json::json!(from.as_str()));
+        doc
+    });
+    report(
+        ctx,
+        to,
+        &format!("promote from {from}"),
+        &note,
+        verdict,
+        doc,
+    )?;
     if verdict == "unhealthy" {
         return Err(Error::failed(format!(
             "release {} was promoted into `{to}` but failed its health check there",

@@ -542,7 +542,8 @@ pub async fn run(settings: &Settings, json: bool) -> Result<()> {
             super::json::on_failure(json, "down", Some(env.as_str()), r)
         }
         Action::Promote(from, to, origin) => {
-            crate::commands::releases::promote(&ctx(origin), &from, &to, false).await
+            let r = crate::commands::releases::promote(&ctx(origin), &from, &to, false, json).await;
+            super::json::on_failure(json, "promote", Some(to.as_str()), r)
         }
     }
 }
