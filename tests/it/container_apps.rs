@@ -10,8 +10,7 @@ use std::time::Duration;
 
 use azure_core::credentials::{AccessToken, TokenCredential, TokenRequestOptions};
 use nubes::arm::Arm;
-use nubes::deploy::container_apps::{AppId, roll_out};
-use nubes::image::{Blob, Engine, Image};
+use nubes::deploy::container_apps::{AppId, revision_suffix, roll_out};
 
 use crate::arm::containerapps::{self, DOMAIN, app};
 use crate::arm::fake::{FakeArm, SUBSCRIPTION};
@@ -34,26 +33,6 @@ impl TokenCredential for FixedToken {
             TOKEN,
             time::OffsetDateTime::now_utc() + time::Duration::hours(1),
         ))
-    }
-}
-
-/// An image as `nubes::image::build` describes one (only its digest matters here).
-fn image(digest_hex: &str) -> Image {
-    let blob = Blob {
-        digest: format!("sha256:{digest_hex}"),
-        size: 1,
-        media_type: "application/vnd.oci.image.config.v1+json",
-        path: "/nonexistent".into(),
-    };
-    Image {
-        local: "nubes/web:alice".into(),
-        tag: "alice".into(),
-        digest: format!("sha256:{digest_hex}"),
-        manifest: vec![],
-        config: blob,
-        layers: vec![],
-        engine: Engine::Buildah,
-        took: Duration::ZERO,
     }
 }
 
@@ -107,15 +86,14 @@ impl World {
         settings: &nubes::config::Settings,
         hex: &str,
     ) -> nubes::error::Result<nubes::deploy::container_apps::Rollout> {
-        let image = image(hex);
-        let reference = format!("reg.example/web@{}", image.digest);
+        let digest = format!("sha256:{hex}");
+        let reference = format!("reg.example/web@{digest}");
         roll_out(
             settings,
             &self.arm(),
             &self.id(),
-            &image,
             &reference,
-            Some(COMMIT),
+            &revision_suffix(Some(COMMIT), &digest),
             Some(self.app_url.as_str()),
         )
         .await
@@ -284,9 +262,14 @@ async fn single_revision_mode_updates_and_checks_the_app() {
     let again = w.roll(&settings, GOOD).await.expect("re-run");
     assert_eq!(again.revision, done.revision);
     assert_eq!(w.fake.requests_to("PATCH", "/containerApps/web").len(), 1);
+    // An unhealthy image: the PATCH succeeds (single mode has no label to test behind)
+    // and the app's health check, which the caller runs, fails; that is what the
+    // automatic rollback of `nubes up` acts on (see `container_rollback.rs`).
     w.fake.apps().unhealthy("dead");
-    let e = w
-        .roll(&settings, &"dead".repeat(16))
+    w.roll(&settings, &"dead".repeat(16))
+        .await
+        .expect("rolled out");
+    let e = nubes::health::check(&w.app_url, "/", Duration::from_secs(2))
         .await
         .expect_err("unhealthy");
     assert_eq!(e.exit_code(), 1);
