@@ -251,6 +251,15 @@ pub async fn roll_out(
         })?;
         multiple(arm, app, &props, containers, suffix, &revision, &app_url, d).await
     } else {
+        if d.traffic_steps.len() > 1 {
+            tracing::warn!(
+                "[deploy] traffic_steps has {} steps, but container app `{}` is in Single revision mode, \
+                 where a new revision takes all traffic at once: set revision_mode = \"Multiple\" on \
+                 the app (`nubes init` does when nubes.toml has more than one step)",
+                d.traffic_steps.len(),
+                app.name
+            );
+        }
         let patch = json!({"properties": {"template": {"revisionSuffix": suffix, "containers": containers}}});
         let doing = format!("updating container app `{}` to {image_ref}", app.name);
         arm.change_resource(

@@ -50,6 +50,8 @@ pub fn answers(c: Combination, tier: Tier) -> Answers {
         state_account: Some("stpetclinicstate".into()),
         action: "my-org/nubes@0123456789abcdef0123456789abcdef01234567".into(),
         shared_registry: None,
+        traffic_steps: None,
+        multiple_revisions: false,
     }
 }
 
