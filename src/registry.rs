@@ -753,7 +753,27 @@ fn oci_error(
         OciDistributionError::RequestError(r) => error_chain(&r.without_url()),
         other => error_chain(&other),
     };
+    // rustls says "invalid peer certificate: UnknownIssuer" (or NotValidForName, Expired…).
+    let untrusted =
+        (text.contains("peer certificate") || text.contains("UnknownIssuer")).then(|| {
+            [
+                "UnknownIssuer",
+                "NotValidForName",
+                "Expired",
+                "NotValidYet",
+                "Revoked",
+            ]
+            .into_iter()
+            .find(|w| text.contains(w))
+            .unwrap_or("invalid peer certificate")
+        });
     let text = crate::secrets::redact(&crate::env_name::printable(&text));
+    if let Some(why) = untrusted {
+        return Error::failed(format!(
+            "{doing}: the registry {login_server}'s TLS certificate is not trusted ({why}); nothing was deployed"
+        ))
+        .hint("behind a TLS-inspecting proxy, set NUBES_STORAGE_CA_CERT to its CA certificate(s) (a PEM file): nubes trusts them for the registry as for storage");
+    }
     if unreachable {
         return Error::failed(format!(
             "{doing}: cannot reach the registry {login_server}: {text}; nothing was deployed"
