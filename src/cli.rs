@@ -511,6 +511,11 @@ pub struct InitArgs {
     /// (images tagged per environment) instead of one per environment: RESOURCE_GROUP/NAME
     #[arg(long, value_name = "RESOURCE_GROUP/NAME")]
     pub shared_registry: Option<String>,
+    /// container-apps: the new revision's traffic share at each rollout step, e.g.
+    /// 10,50,100 ([deploy] traffic_steps); more than one step makes the app's revision
+    /// mode Multiple in the generated Terraform
+    #[arg(long, value_name = "LIST")]
+    pub traffic_steps: Option<String>,
     /// The nubes GitHub Action the workflow uses, pinned: OWNER/REPO@<40-hex commit SHA>
     #[arg(long, value_name = "OWNER/REPO@SHA")]
     pub action: Option<String>,

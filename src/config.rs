@@ -486,6 +486,22 @@ fn expiry_rules(
     })
 }
 
+/// `nubes init --traffic-steps 10,50,100`: the same rules as `[deploy] traffic_steps`.
+pub fn traffic_steps_flag(raw: &str) -> Result<Vec<u8>> {
+    let steps: Vec<i64> = raw
+        .split(',')
+        .map(|s| s.trim().parse::<i64>())
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|_| {
+            Error::input(format!(
+                "--traffic-steps {} is not a list of numbers",
+                crate::env_name::quoted(raw)
+            ))
+            .hint("list rising percentages that end at 100, e.g. 10,50,100")
+        })?;
+    traffic_steps(&steps, &Origin::Flag("--traffic-steps"))
+}
+
 /// `[deploy] traffic_steps`: percentages, each 1..=100, strictly rising, ending at 100.
 fn traffic_steps(steps: &[i64], origin: &Origin) -> Result<Vec<u8>> {
     let hint =

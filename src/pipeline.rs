@@ -454,18 +454,8 @@ async fn stages(
                 )
                 .await
                 .map(Some);
-                let health = match (&deployed, output_str(&report.outputs, "application_url")) {
-                    (Ok(_), Some(url)) => {
-                        let d = &ctx.settings.deploy;
-                        Some(crate::health::check(&url, &d.health_path, d.health_timeout).await)
-                    }
-                    _ => None,
-                };
-                crate::deploy::slot::Shipment {
-                    went_live: deployed.is_ok(),
-                    deployed,
-                    health,
-                }
+                crate::deploy::container_apps::checked(ctx.settings, &report.outputs, deployed)
+                    .await
             }
             _ => {
                 crate::deploy::slot::ship(ctx.settings, &env, &built.artifact, &report.outputs)

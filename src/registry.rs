@@ -59,9 +59,9 @@ struct Credential {
     describe: String,
 }
 
-/// Push `image` as `<login_server>/<repository>:<image.tag>`.
-pub async fn push(image: &Image, login_server: &str, repository: &str) -> Result<Pushed> {
-    let started = Instant::now();
+/// The registry host of a login server as Terraform outputs it (a scheme or a trailing
+/// `/` dropped).
+pub fn host(login_server: &str) -> Result<String> {
     let login_server = login_server
         .trim()
         .trim_start_matches("https://")
@@ -75,8 +75,14 @@ pub async fn push(image: &Image, login_server: &str, repository: &str) -> Result
         ))
         .hint("output container_registry_login_server as the registry's host, e.g. myregistry.azurecr.io"));
     }
-    let http = plain_http(&login_server);
-    let client = Client::new(ClientConfig {
+    Ok(login_server)
+}
+
+/// An OCI client for `login_server`: plain HTTP for a loopback registry, HTTPS trusting
+/// the extra CAs of `NUBES_STORAGE_CA_CERT` (a TLS-inspecting proxy) otherwise.
+fn client_for(login_server: &str) -> Result<Client> {
+    let http = plain_http(login_server);
+    Ok(Client::new(ClientConfig {
         protocol: if http {
             ClientProtocol::Http
         } else {
@@ -84,19 +90,63 @@ pub async fn push(image: &Image, login_server: &str, repository: &str) -> Result
         },
         connect_timeout: Some(Duration::from_secs(10)),
         max_concurrent_upload: PARALLEL_UPLOADS,
+        extra_root_certificates: extra_cas()?,
         ..Default::default()
-    });
+    }))
+}
+
+/// The certificates of `NUBES_STORAGE_CA_CERT` (a PEM file, or PEM text), one by one
+/// (oci-client takes each certificate apart); none when it is unset.
+fn extra_cas() -> Result<Vec<oci_client::client::Certificate>> {
+    let Some(ca) = std::env::var_os("NUBES_STORAGE_CA_CERT").filter(|v| !v.is_empty()) else {
+        return Ok(Vec::new());
+    };
+    let ca = ca.to_string_lossy().into_owned();
+    let pem = if ca.trim_start().starts_with("-----BEGIN") {
+        ca
+    } else {
+        fs_err::read_to_string(&ca).map_err(|e| {
+            Error::input(format!("NUBES_STORAGE_CA_CERT: {e}"))
+                .hint("set it to a PEM file with the CA certificate(s) to trust")
+        })?
+    };
+    const END: &str = "-----END CERTIFICATE-----";
+    let certs: Vec<oci_client::client::Certificate> = pem
+        .split_inclusive(END)
+        .filter_map(|part| {
+            let start = part.find("-----BEGIN CERTIFICATE-----")?;
+            part.ends_with(END)
+                .then(|| oci_client::client::Certificate {
+                    encoding: oci_client::client::CertificateEncoding::Pem,
+                    data: part.as_bytes()[start..].to_vec(),
+                })
+        })
+        .collect();
+    if certs.is_empty() {
+        return Err(Error::input(
+            "NUBES_STORAGE_CA_CERT holds no PEM certificate",
+        ));
+    }
+    Ok(certs)
+}
+
+/// Push `image` as `<login_server>/<repository>:<image.tag>`.
+pub async fn push(image: &Image, login_server: &str, repository: &str) -> Result<Pushed> {
+    let started = Instant::now();
+    let login_server = host(login_server)?;
+    let http = plain_http(&login_server);
+    let client = client_for(&login_server)?;
     let reference = Reference::with_tag(
         login_server.clone(),
         repository.to_string(),
         image.tag.clone(),
     );
-    let credential = credential(&login_server, repository, http).await?;
+    let credential = credential(&login_server, repository, http, "pull,push").await?;
     let doing = format!("pushing {}:{} to {login_server}", repository, image.tag);
     client
         .auth(&reference, &credential.auth, RegistryOperation::Push)
         .await
-        .map_err(|e| oci_error(e, &doing, &login_server, &credential.describe))?;
+        .map_err(|e| oci_error(e, &doing, &login_server, &credential.describe, true))?;
     let timeout = upload_timeout()?;
     let blobs: Vec<&Blob> = image.layers.iter().chain([&image.config]).collect();
     let results: Vec<Option<u64>> = futures::stream::iter(blobs)
@@ -110,7 +160,7 @@ pub async fn push(image: &Image, login_server: &str, repository: &str) -> Result
                 push_blob(client, reference, blob, timeout)
                     .await
                     .map_err(|e| match e {
-                        BlobError::Oci(e) => oci_error(e, doing, login_server, &credential.describe),
+                        BlobError::Oci(e) => oci_error(e, doing, login_server, &credential.describe, true),
                         BlobError::Io(e) => e,
                         BlobError::Timeout => Error::failed(format!(
                             "{doing}: uploading layer {} ({} bytes) did not finish within {}; nothing was deployed",
@@ -132,7 +182,7 @@ pub async fn push(image: &Image, login_server: &str, repository: &str) -> Result
             reqwest::header::HeaderValue::from_static(MANIFEST_MEDIA_TYPE),
         )
         .await
-        .map_err(|e| oci_error(e, &doing, &login_server, &credential.describe))?;
+        .map_err(|e| oci_error(e, &doing, &login_server, &credential.describe, true))?;
     let uploaded: Vec<u64> = results.iter().flatten().copied().collect();
     let pushed = Pushed {
         reference: format!("{login_server}/{repository}@{}", image.digest),
@@ -150,6 +200,229 @@ pub async fn push(image: &Image, login_server: &str, repository: &str) -> Result
         pushed.skipped
     );
     Ok(pushed)
+}
+
+/// What [`ensure`] did.
+#[derive(Debug, Clone)]
+pub struct Ensured {
+    /// `<login server>/<repository>@<digest>` in the environment's registry.
+    pub reference: String,
+    /// Blobs copied from the release's registry (none when the image was there).
+    pub copied: usize,
+    pub skipped: usize,
+    pub bytes_copied: u64,
+    /// Where it was copied from, when it was.
+    pub from: Option<String>,
+}
+
+impl Ensured {
+    pub fn describe(&self) -> String {
+        match &self.from {
+            None => "the image was in the registry already (no build, no upload)".into(),
+            Some(from) => format!(
+                "copied from {from}: {} blob(s) ({} bytes), {} already in the registry (no build)",
+                self.copied, self.bytes_copied, self.skipped
+            ),
+        }
+    }
+}
+
+/// Manifest types a copied image may have (nubes pushes OCI; an image pushed by other
+/// tools may be Docker's v2 schema 2).
+const COPIED_MANIFESTS: &[&str] = &[
+    MANIFEST_MEDIA_TYPE,
+    "application/vnd.docker.distribution.manifest.v2+json",
+];
+
+/// Make image `digest` (pushed to `source`, `<login server>/<repository>`) available as
+/// `<login_server>/<repository>@<digest>`. When the registry has that manifest already
+/// (a rollback, or a promotion between environments sharing a registry), nothing is
+/// copied. Otherwise the manifest is pulled from `source` (its digest checked), each blob
+/// the target lacks is pulled and pushed (blobs it has are skipped), and the manifest is
+/// pushed, byte for byte, under `tag`: the same digest runs in both places.
+pub async fn ensure(
+    source: &str,
+    digest: &str,
+    login_server: &str,
+    repository: &str,
+    tag: &str,
+) -> Result<Ensured> {
+    let login_server = host(login_server)?;
+    let reference = format!("{login_server}/{repository}@{digest}");
+    let target = Reference::with_digest(login_server.clone(), repository.into(), digest.into());
+    let client = client_for(&login_server)?;
+    let target_credential = credential(
+        &login_server,
+        repository,
+        plain_http(&login_server),
+        "pull,push",
+    )
+    .await?;
+    let doing = format!("making image {digest} available in {login_server}/{repository}");
+    let fail = |e| oci_error(e, &doing, &login_server, &target_credential.describe, true);
+    client
+        .auth(&target, &target_credential.auth, RegistryOperation::Push)
+        .await
+        .map_err(fail)?;
+    match client
+        .fetch_manifest_digest(&target, &target_credential.auth)
+        .await
+    {
+        Ok(found) if found == digest => {
+            tracing::info!("{reference} is in the registry already: nothing to copy");
+            return Ok(Ensured {
+                reference,
+                copied: 0,
+                skipped: 0,
+                bytes_copied: 0,
+                from: None,
+            });
+        }
+        Ok(_) => {}
+        // Not there (404), or an answer that is not the manifest: copy it.
+        Err(e) if matches!(&e, OciDistributionError::RequestError(r) if r.is_connect() || r.is_timeout()) =>
+        {
+            return Err(fail(e));
+        }
+        Err(e) => tracing::debug!("{reference} is not in the registry: {e}"),
+    }
+    let (source_server, source_repo) = source
+        .split_once('/')
+        .map(|(h, r)| (h.to_string(), r.to_string()))
+        .unwrap_or_default();
+    if source_server == login_server && source_repo == repository {
+        return Err(Error::failed(format!(
+            "image {digest} is no longer in the registry {login_server}/{repository} (deleted, or removed by a retention policy): it cannot be redeployed without a build"
+        ))
+        .hint("choose another release with --to (`nubes releases <env>`), or deploy the commit again with `nubes up`"));
+    }
+    if source_server.is_empty() || source_repo.is_empty() {
+        return Err(Error::failed(format!(
+            "the release record names its registry as {}, not <login server>/<repository>",
+            crate::env_name::quoted(source)
+        )));
+    }
+    tracing::info!(
+        "copying {digest} from {source_server}/{source_repo} to {login_server}/{repository}"
+    );
+    let from = Reference::with_digest(source_server.clone(), source_repo.clone(), digest.into());
+    let source_client = client_for(&source_server)?;
+    let source_credential = credential(
+        &source_server,
+        &source_repo,
+        plain_http(&source_server),
+        "pull",
+    )
+    .await?;
+    let pulling = format!("pulling image {digest} from {source_server}/{source_repo}");
+    let pull_fail = |e| {
+        oci_error(
+            e,
+            &pulling,
+            &source_server,
+            &source_credential.describe,
+            false,
+        )
+    };
+    let (manifest, _) = source_client
+        .pull_manifest_raw(&from, &source_credential.auth, COPIED_MANIFESTS)
+        .await
+        .map_err(pull_fail)?;
+    if format!("sha256:{}", crate::image::sha256_hex(&manifest)) != digest {
+        return Err(Error::failed(format!(
+            "{pulling}: the registry answered a manifest whose digest is not {digest}"
+        )));
+    }
+    let parsed: serde_json::Value = serde_json::from_slice(&manifest)
+        .map_err(|e| Error::failed(format!("{pulling}: the manifest is not JSON: {e}")))?;
+    let media_type = parsed
+        .get("mediaType")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or(MANIFEST_MEDIA_TYPE)
+        .to_string();
+    if !COPIED_MANIFESTS.contains(&media_type.as_str()) {
+        return Err(Error::failed(format!(
+            "{pulling}: it is a {} , not a single image manifest; nubes copies only the images it builds",
+            crate::env_name::printable(&media_type)
+        ))
+        .hint("push the image to the target registry yourself, or deploy the commit there with `nubes up`"));
+    }
+    let blobs: Vec<(String, u64)> = parsed
+        .get("config")
+        .into_iter()
+        .chain(
+            parsed
+                .get("layers")
+                .and_then(serde_json::Value::as_array)
+                .into_iter()
+                .flatten(),
+        )
+        .filter_map(|d| {
+            Some((
+                d.get("digest")?.as_str()?.to_string(),
+                d.get("size")?.as_u64()?,
+            ))
+        })
+        .collect();
+    source_client
+        .auth(&from, &source_credential.auth, RegistryOperation::Pull)
+        .await
+        .map_err(pull_fail)?;
+    let timeout = upload_timeout()?;
+    let copied: Vec<Option<u64>> = futures::stream::iter(blobs)
+        .map(|(blob, size)| {
+            let (client, source_client) = (&client, &source_client);
+            let (target, from) = (&target, &from);
+            async move {
+                if client
+                    .blob_exists(target, &blob)
+                    .await
+                    .map_err(|e| (e, true))?
+                {
+                    return Ok(None);
+                }
+                let mut bytes = Vec::with_capacity(size.min(64 << 20) as usize);
+                source_client
+                    .pull_blob(from, blob.as_str(), &mut bytes)
+                    .await
+                    .map_err(|e| (e, false))?;
+                match tokio::time::timeout(timeout, client.push_blob(target, bytes, &blob)).await {
+                    Ok(r) => r.map(|_| Some(size)).map_err(|e| (e, true)),
+                    Err(_) => Err((
+                        OciDistributionError::GenericError(Some(format!(
+                            "uploading {blob} ({size} bytes) did not finish within {}",
+                            humantime::format_duration(timeout)
+                        ))),
+                        true,
+                    )),
+                }
+            }
+        })
+        .buffer_unordered(PARALLEL_UPLOADS)
+        .try_collect()
+        .await
+        .map_err(|(e, push)| if push { fail(e) } else { pull_fail(e) })?;
+    let tagged = Reference::with_tag(login_server.clone(), repository.into(), tag.into());
+    client
+        .push_manifest_raw(
+            &tagged,
+            manifest,
+            reqwest::header::HeaderValue::from_str(&media_type).unwrap_or(
+                reqwest::header::HeaderValue::from_static(MANIFEST_MEDIA_TYPE),
+            ),
+        )
+        .await
+        .map_err(fail)?;
+    let uploaded: Vec<u64> = copied.iter().flatten().copied().collect();
+    let ensured = Ensured {
+        reference,
+        copied: uploaded.len(),
+        skipped: copied.len() - uploaded.len(),
+        bytes_copied: uploaded.iter().sum(),
+        from: Some(format!("{source_server}/{source_repo}")),
+    };
+    tracing::info!("{}", ensured.describe());
+    Ok(ensured)
 }
 
 enum BlobError {
@@ -220,7 +493,14 @@ fn is_acr(login_server: &str) -> bool {
             .any(|s| host.ends_with(s))
 }
 
-async fn credential(login_server: &str, repository: &str, http: bool) -> Result<Credential> {
+/// How nubes signs in to `login_server` for `actions` (`pull`, or `pull,push`) on
+/// `repository`.
+async fn credential(
+    login_server: &str,
+    repository: &str,
+    http: bool,
+    actions: &str,
+) -> Result<Credential> {
     let user = std::env::var("NUBES_REGISTRY_USERNAME")
         .ok()
         .filter(|v| !v.is_empty());
@@ -238,7 +518,7 @@ async fn credential(login_server: &str, repository: &str, http: bool) -> Result<
         });
     }
     if is_acr(login_server) {
-        return acr_credential(login_server, repository, http).await;
+        return acr_credential(login_server, repository, http, actions).await;
     }
     Ok(Credential {
         auth: RegistryAuth::Anonymous,
@@ -248,7 +528,12 @@ async fn credential(login_server: &str, repository: &str, http: bool) -> Result<
 
 /// ACR's token exchange: Entra access token → ACR refresh token → repository-scoped
 /// access token.
-async fn acr_credential(login_server: &str, repository: &str, http: bool) -> Result<Credential> {
+async fn acr_credential(
+    login_server: &str,
+    repository: &str,
+    http: bool,
+    actions: &str,
+) -> Result<Credential> {
     let client = crate::state::azure::http_client()?;
     let scheme = if http { "http" } else { "https" };
     let doing = format!("signing in to the registry {login_server}");
@@ -326,7 +611,7 @@ async fn acr_credential(login_server: &str, repository: &str, http: bool) -> Res
         ))
     })?;
     crate::secrets::register(&refresh);
-    let scope = format!("repository:{repository}:pull,push");
+    let scope = format!("repository:{repository}:{actions}");
     let mut form = url::form_urlencoded::Serializer::new(String::new());
     form.append_pair("grant_type", "refresh_token")
         .append_pair("service", &service)
@@ -439,7 +724,13 @@ fn parse_challenge(header: &str) -> Challenge {
 
 /// An OCI client error as a message a user can act on: the status, which credential was
 /// used, and for 401/403 the role that is missing.
-fn oci_error(e: OciDistributionError, doing: &str, login_server: &str, credential: &str) -> Error {
+fn oci_error(
+    e: OciDistributionError,
+    doing: &str,
+    login_server: &str,
+    credential: &str,
+    push: bool,
+) -> Error {
     let status =
         match &e {
             OciDistributionError::RequestError(r) => r.status().map(|s| s.as_u16()),
@@ -462,7 +753,27 @@ fn oci_error(e: OciDistributionError, doing: &str, login_server: &str, credentia
         OciDistributionError::RequestError(r) => error_chain(&r.without_url()),
         other => error_chain(&other),
     };
+    // rustls says "invalid peer certificate: UnknownIssuer" (or NotValidForName, Expired…).
+    let untrusted =
+        (text.contains("peer certificate") || text.contains("UnknownIssuer")).then(|| {
+            [
+                "UnknownIssuer",
+                "NotValidForName",
+                "Expired",
+                "NotValidYet",
+                "Revoked",
+            ]
+            .into_iter()
+            .find(|w| text.contains(w))
+            .unwrap_or("invalid peer certificate")
+        });
     let text = crate::secrets::redact(&crate::env_name::printable(&text));
+    if let Some(why) = untrusted {
+        return Error::failed(format!(
+            "{doing}: the registry {login_server}'s TLS certificate is not trusted ({why}); nothing was deployed"
+        ))
+        .hint("behind a TLS-inspecting proxy, set NUBES_STORAGE_CA_CERT to its CA certificate(s) (a PEM file): nubes trusts them for the registry as for storage");
+    }
     if unreachable {
         return Error::failed(format!(
             "{doing}: cannot reach the registry {login_server}: {text}; nothing was deployed"
@@ -470,10 +781,14 @@ fn oci_error(e: OciDistributionError, doing: &str, login_server: &str, credentia
         .hint("check the registry name (output container_registry_login_server) and the network");
     }
     match status {
-        Some(code @ (401 | 403)) => Error::failed(format!(
+        Some(code @ (401 | 403)) if push => Error::failed(format!(
             "{doing}: the registry refused the push (HTTP {code}) with {credential}; nothing was deployed"
         ))
         .hint("the identity needs the AcrPush role on the registry (for another registry: push rights for NUBES_REGISTRY_USERNAME)"),
+        Some(code @ (401 | 403)) => Error::failed(format!(
+            "{doing}: the registry {login_server} refused the pull (HTTP {code}) with {credential}; nothing was deployed"
+        ))
+        .hint("the identity needs the AcrPull role on that registry (for another registry: pull rights for NUBES_REGISTRY_USERNAME)"),
         _ => Error::failed(format!("{doing}: {text}; nothing was deployed")),
     }
 }

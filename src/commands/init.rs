@@ -93,6 +93,12 @@ pub fn run(root: &Path, config: Option<&Path>, args: &InitArgs) -> Result<()> {
         if f.path == "nubes.toml" {
             f.path = config.to_string_lossy().replace('\\', "/");
         }
+        // An existing ignore file keeps its lines and gains only those it lacks.
+        if engine::append_only(&f.path)
+            && let Ok(disk) = std::fs::read_to_string(root.join(&f.path))
+        {
+            f.content = engine::merge_lines(&disk, &f.content);
+        }
     }
     let mut recorded = match read_manifest(root) {
         Some(m) => m,
@@ -290,6 +296,14 @@ fn compare(root: &Path, files: &[File], recorded: &Manifest, force: bool) -> Res
         // A file that is not UTF-8 cannot be merged: its text is no ancestor's.
         let action = match disk.as_deref().map(std::str::from_utf8) {
             None => Action::Create,
+            // Its content is the file's own lines plus the missing ones (see `run`).
+            Some(Ok(t)) if engine::append_only(&f.path) => {
+                if t == f.content {
+                    Action::Unchanged
+                } else {
+                    Action::Update
+                }
+            }
             Some(Ok(t)) => manifest::decide(recorded.base(&f.path), Some(t), &f.content),
             Some(Err(_)) => Action::Conflict,
         };
@@ -322,6 +336,8 @@ struct Previous {
     name: Option<String>,
     location: Option<String>,
     state_account: Option<String>,
+    /// `[deploy] traffic_steps` of the existing nubes.toml (whoever wrote it).
+    traffic_steps: Option<usize>,
 }
 
 impl Previous {
@@ -342,6 +358,11 @@ impl Previous {
             name: get("project", "name"),
             location: get("project", "location"),
             state_account: get("state", "account"),
+            traffic_steps: table
+                .get("deploy")
+                .and_then(|d| d.get("traffic_steps"))
+                .and_then(|v| v.as_array())
+                .map(Vec::len),
         }
     }
 
@@ -487,6 +508,34 @@ fn resolve(root: &Path, config: &Path, args: &InitArgs, ask: bool) -> Result<Ans
         Some(raw) => Some(shared_registry(&raw, target)?),
         None => None,
     };
+    let traffic_steps = match args.traffic_steps.clone().or(prev
+        .choice("traffic-steps")
+        .filter(|_| target == Target::ContainerApps)
+        .map(str::to_string))
+    {
+        Some(_) if target != Target::ContainerApps => {
+            return Err(Error::input(format!(
+                "--traffic-steps is for --target container-apps, not {target}"
+            ))
+            .hint("drop --traffic-steps, or choose --target container-apps"));
+        }
+        Some(_) if prev.traffic_steps.is_some() && prev.choice("traffic-steps").is_none() => {
+            return Err(Error::input(
+                "--traffic-steps: nubes.toml sets [deploy] traffic_steps already",
+            )
+            .hint("change them there and run `nubes init` again without --traffic-steps (it reads them)"));
+        }
+        Some(raw) => Some(crate::config::traffic_steps_flag(&raw)?),
+        None => None,
+    };
+    // Traffic shifts only between revisions side by side: more than one step (given now,
+    // or already in nubes.toml) needs the Multiple revision mode.
+    let multiple_revisions = target == Target::ContainerApps
+        && traffic_steps
+            .as_ref()
+            .map(Vec::len)
+            .or(prev.traffic_steps)
+            .is_some_and(|n| n > 1);
     Ok(Answers {
         combination,
         tier,
@@ -495,6 +544,8 @@ fn resolve(root: &Path, config: &Path, args: &InitArgs, ask: bool) -> Result<Ans
         state_account,
         action,
         shared_registry,
+        traffic_steps,
+        multiple_revisions,
     })
 }
 

@@ -31,8 +31,16 @@
 //! label `next`; health-check the label URL; then for each `[deploy] traffic_steps` value
 //! shift that share to it and health-check the app URL; finally deactivate the old
 //! revisions. Any failure puts the traffic back where it was (and deactivates the new
-//! revision), and the run fails. Single-revision mode: PATCH, then health-check the app URL
-//! (Container Apps keeps the old revision serving until the new one is ready).
+//! revision), and the run fails. Single-revision mode: PATCH; the caller then health-checks
+//! the app URL (Container Apps keeps the old revision serving until the new one is ready),
+//! and a failure there is the automatic rollback's cue (`releases::flow`).
+//!
+//! Redeploying a kept release (rollback, promote, automatic rollback; [`redeploy`]) builds
+//! nothing: the image named by the release record (`<login server>/<repository>` and the
+//! manifest digest) is made available in the environment's registry
+//! ([`crate::registry::ensure`]: nothing to do when it is there, else manifest and missing
+//! blobs copied from the record's registry), then rolled out as a new revision (its suffix
+//! `r<8 of the digest>-<time>`, since Container Apps refuses a revision suffix used before).
 
 use std::time::{Duration, Instant};
 
@@ -41,6 +49,7 @@ use serde_json::{Map, Value, json};
 
 use crate::arm::Arm;
 use crate::config::Settings;
+use crate::env_name::EnvName;
 use crate::error::{Error, Result};
 use crate::image::Image;
 
@@ -122,15 +131,38 @@ pub fn revision_suffix(commit: Option<&str>, digest: &str) -> String {
     }
 }
 
-/// Push, then roll out. `commit` names the revision; `image_ref` is what the containers
-/// will run (`<login server>/<repo>@<digest>`).
+/// The revision suffix of a redeployed release (rollback, promote): `r`, 8 hex digits of
+/// the digest, and the time in base-36 milliseconds, so rolling back to an image that ran
+/// before still makes a revision of a new name.
+pub fn redeploy_suffix(digest: &str, unix_millis: u128) -> String {
+    let hex = digest.trim_start_matches("sha256:");
+    let mut n = unix_millis;
+    let mut time = Vec::new();
+    loop {
+        time.push(b"0123456789abcdefghijklmnopqrstuvwxyz"[(n % 36) as usize]);
+        n /= 36;
+        if n == 0 {
+            break;
+        }
+    }
+    time.reverse();
+    format!(
+        "r{}-{}",
+        &hex[..hex.len().min(8)],
+        String::from_utf8_lossy(&time)
+    )
+}
+
+/// Roll `image_ref` (`<login server>/<repo>@<digest>`, pushed already) out as revision
+/// `{app}--{suffix}`. In multiple-revision mode the new revision is health-checked behind
+/// its label and at each traffic step; in single-revision mode (and when the app runs the
+/// image as that revision already) the caller health-checks the app URL.
 pub async fn roll_out(
     settings: &Settings,
     arm: &Arm,
     app: &AppId,
-    image: &Image,
     image_ref: &str,
-    commit: Option<&str>,
+    suffix: &str,
     app_url: Option<&str>,
 ) -> Result<Rollout> {
     let doing = format!("reading container app `{}`", app.name);
@@ -155,9 +187,8 @@ pub async fn roll_out(
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
-    // The image and suffix this commit and digest would give: when the app runs them
-    // already (a re-run of the same commit), there is nothing to roll out.
-    let suffix = revision_suffix(commit, &image.digest);
+    // When the app runs this image as this revision already (a re-run of the same
+    // commit), there is nothing to roll out.
     let revision = format!("{}--{suffix}", app.name);
     let running = containers
         .first()
@@ -167,7 +198,7 @@ pub async fn roll_out(
         && (props
             .pointer("/template/revisionSuffix")
             .and_then(Value::as_str)
-            == Some(suffix.as_str())
+            == Some(suffix)
             || props.get("latestRevisionName").and_then(Value::as_str) == Some(revision.as_str()));
     let Some(first) = containers.first_mut().and_then(Value::as_object_mut) else {
         return Err(Error::input(format!("container app `{}` has no container to update", app.name))
@@ -203,9 +234,6 @@ pub async fn roll_out(
             "container app `{}` already runs {image_ref} as revision `{revision}`: nothing to roll out",
             app.name
         );
-        if let Some(url) = &app_url {
-            crate::health::check(url, &d.health_path, d.health_timeout).await?;
-        }
         return Ok(Rollout {
             revision,
             mode,
@@ -221,11 +249,17 @@ pub async fn roll_out(
             ))
             .hint("enable ingress on the app, or output application_url")
         })?;
-        multiple(
-            arm, app, &props, containers, &suffix, &revision, &app_url, d,
-        )
-        .await
+        multiple(arm, app, &props, containers, suffix, &revision, &app_url, d).await
     } else {
+        if d.traffic_steps.len() > 1 {
+            tracing::warn!(
+                "[deploy] traffic_steps has {} steps, but container app `{}` is in Single revision mode, \
+                 where a new revision takes all traffic at once: set revision_mode = \"Multiple\" on \
+                 the app (`nubes init` does when nubes.toml has more than one step)",
+                d.traffic_steps.len(),
+                app.name
+            );
+        }
         let patch = json!({"properties": {"template": {"revisionSuffix": suffix, "containers": containers}}});
         let doing = format!("updating container app `{}` to {image_ref}", app.name);
         arm.change_resource(
@@ -237,9 +271,6 @@ pub async fn roll_out(
             PERMISSION,
         )
         .await?;
-        if let Some(url) = &app_url {
-            crate::health::check(url, &d.health_path, d.health_timeout).await?;
-        }
         Ok(Rollout {
             revision,
             mode,
@@ -261,25 +292,40 @@ pub async fn deploy(
         Error::input("deploy target `container-apps` needs the Terraform output `container_registry_login_server`")
             .hint("output the registry's login server, e.g. azurerm_container_registry.<name>.login_server")
     })?;
-    let app_id = out("container_app_id").ok_or_else(|| {
-        Error::input("deploy target `container-apps` needs the Terraform output `container_app_id`")
-            .hint("output azurerm_container_app.<name>.id")
-    })?;
-    let app = AppId::parse(&app_id)?;
-    let repository = crate::render::project_name(settings).to_ascii_lowercase();
-    let pushed = crate::registry::push(image, &login, &repository).await?;
+    let (app_id, app) = app_of(outputs)?;
+    let pushed = crate::registry::push(image, &login, &repository_name(settings)).await?;
     let arm = Arm::from_env_for(&app.subscription)?;
-    let url = out("application_url");
+    let suffix = revision_suffix(commit, &image.digest);
     let rollout = roll_out(
         settings,
         &arm,
         &app,
-        image,
         &pushed.reference,
-        commit,
-        url.as_deref(),
+        &suffix,
+        out("application_url").as_deref(),
     )
     .await?;
+    let uploads = format!(
+        "{} blob(s) uploaded ({} bytes), {} already in the registry",
+        pushed.uploaded, pushed.bytes_uploaded, pushed.skipped
+    );
+    Ok(deployed(
+        &pushed.reference,
+        &rollout,
+        &uploads,
+        &image.digest,
+        app_id,
+    ))
+}
+
+/// The report of a rollout.
+fn deployed(
+    reference: &str,
+    rollout: &Rollout,
+    registry: &str,
+    digest: &str,
+    app_id: String,
+) -> super::Deployed {
     let steps = if rollout.steps.is_empty() {
         String::new()
     } else {
@@ -293,20 +339,115 @@ pub async fn deploy(
                 .join("% → ")
         )
     };
-    Ok(super::Deployed {
+    super::Deployed {
         target: "container-apps".into(),
         detail: format!(
-            "{} as revision {} ({} mode{steps}); {} blob(s) uploaded ({} bytes), {} already in the registry",
-            pushed.reference,
-            rollout.revision,
-            rollout.mode,
-            pushed.uploaded,
-            pushed.bytes_uploaded,
-            pushed.skipped
+            "{reference} as revision {} ({} mode{steps}); {registry}",
+            rollout.revision, rollout.mode,
         ),
-        sha256: Some(image.digest.trim_start_matches("sha256:").to_string()),
+        sha256: Some(digest.trim_start_matches("sha256:").to_string()),
         destination: Some(app_id),
-    })
+    }
+}
+
+/// The registry repository images of this project go to (per-environment tags).
+fn repository_name(settings: &Settings) -> String {
+    crate::render::project_name(settings).to_ascii_lowercase()
+}
+
+/// The output `container_app_id`, and parsed.
+fn app_of(outputs: &Map<String, Value>) -> Result<(String, AppId)> {
+    let app_id = super::output(outputs, "container_app_id").ok_or_else(|| {
+        Error::input("deploy target `container-apps` needs the Terraform output `container_app_id`")
+            .hint("output azurerm_container_app.<name>.id")
+    })?;
+    let app = AppId::parse(&app_id)?;
+    Ok((app_id, app))
+}
+
+/// `<login server>/<repository>` the environment's images go to (what a release record
+/// names), from the output `container_registry_login_server`.
+pub fn repository(settings: &Settings, outputs: &Map<String, Value>) -> Option<String> {
+    let login = super::output(outputs, "container_registry_login_server")?;
+    let login = crate::registry::host(&login).ok()?;
+    Some(format!("{login}/{}", repository_name(settings)))
+}
+
+/// After a rollout: the app URL's health check (output `application_url`), as the
+/// pipeline does after any deploy; a deploy that succeeded went live.
+pub async fn checked(
+    settings: &Settings,
+    outputs: &Map<String, Value>,
+    deployed: Result<Option<super::Deployed>>,
+) -> super::slot::Shipment {
+    let health = match (&deployed, super::output(outputs, "application_url")) {
+        (Ok(Some(_)), Some(url)) => {
+            let d = &settings.deploy;
+            Some(crate::health::check(&url, &d.health_path, d.health_timeout).await)
+        }
+        _ => None,
+    };
+    super::slot::Shipment {
+        went_live: matches!(deployed, Ok(Some(_))),
+        deployed,
+        health,
+    }
+}
+
+/// Roll kept release `release` (an image release: its record names the registry and the
+/// digest) out into `env` again, no build: copied into the environment's registry when
+/// it lives elsewhere (a promotion across registries), then a new revision by digest,
+/// health-checked as after any deploy.
+pub async fn redeploy(
+    settings: &Settings,
+    env: &EnvName,
+    outputs: &Map<String, Value>,
+    release: &crate::releases::Record,
+) -> super::slot::Shipment {
+    let deployed = async {
+        let source = release.image.as_deref().ok_or_else(|| {
+            Error::failed(format!(
+                "release {} does not name the registry its image is in (recorded by an older nubes)",
+                release.id
+            ))
+            .hint("deploy it again with `nubes up`")
+        })?;
+        let login = super::output(outputs, "container_registry_login_server").ok_or_else(|| {
+            Error::input("deploy target `container-apps` needs the Terraform output `container_registry_login_server`")
+                .hint("output the registry's login server, e.g. azurerm_container_registry.<name>.login_server")
+        })?;
+        let (app_id, app) = app_of(outputs)?;
+        let tag = crate::image::tag_for(env.as_str(), release.commit.as_deref());
+        let ensured = crate::registry::ensure(
+            source,
+            &release.digest,
+            &login,
+            &repository_name(settings),
+            &tag,
+        )
+        .await?;
+        let arm = Arm::from_env_for(&app.subscription)?;
+        let millis = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
+        let suffix = redeploy_suffix(&release.digest, millis.max(0).unsigned_abs());
+        let rollout = roll_out(
+            settings,
+            &arm,
+            &app,
+            &ensured.reference,
+            &suffix,
+            super::output(outputs, "application_url").as_deref(),
+        )
+        .await?;
+        Ok(Some(deployed(
+            &ensured.reference,
+            &rollout,
+            &ensured.describe(),
+            &release.digest,
+            app_id,
+        )))
+    }
+    .await;
+    checked(settings, outputs, deployed).await
 }
 
 /// One traffic entry, by revision name.
@@ -633,6 +774,17 @@ mod tests {
             "https://web---next.happy.eastus.azurecontainerapps.io/"
         );
         assert!(label_url("https://other.x.io", "web", "next").is_err());
+        // A redeploy's suffix: a new name each time, valid as a revision suffix.
+        let s = redeploy_suffix("sha256:0011223344556677", 1_780_000_000_000);
+        assert!(s.starts_with("r00112233-"), "{s}");
+        assert!(
+            s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        );
+        assert_ne!(
+            s,
+            redeploy_suffix("sha256:0011223344556677", 1_780_000_000_001)
+        );
     }
 
     #[test]

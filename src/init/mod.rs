@@ -37,6 +37,48 @@ pub struct Answers {
     /// container-apps: an existing registry shared by every environment, as
     /// (resource group, name) (NubesGen #367); `None`: one registry per environment.
     pub shared_registry: Option<(String, String)>,
+    /// container-apps: `--traffic-steps`, written to `[deploy] traffic_steps`.
+    pub traffic_steps: Option<Vec<u8>>,
+    /// container-apps: the app's revision mode is `Multiple` (more than one traffic step,
+    /// from `--traffic-steps` or the existing nubes.toml), so traffic can shift.
+    pub multiple_revisions: bool,
+}
+
+/// The build context's ignore file of a container project: nubes's working folder
+/// (Terraform working copies with their providers and variables, exported image
+/// layers) must not be sent to the engine or end up in the image.
+pub const DOCKERIGNORE: &str = ".dockerignore";
+const DOCKERIGNORE_LINES: &str = "# nubes's working folder (Terraform working copies, exported images): not part of the image\n.nubes\n";
+
+/// Files init only adds lines to: an existing one keeps every line of its own, and gets
+/// the lines of init's version it lacks appended ([`merge_lines`]), whether or not init
+/// wrote it before.
+pub fn append_only(path: &str) -> bool {
+    path == DOCKERIGNORE
+}
+
+/// `disk` with the lines of `ours` it lacks appended (comments only along with a line
+/// that is missing).
+pub fn merge_lines(disk: &str, ours: &str) -> String {
+    let have: std::collections::HashSet<&str> = disk.lines().map(str::trim).collect();
+    let missing: Vec<&str> = ours
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#') && !have.contains(l.trim()))
+        .collect();
+    if missing.is_empty() {
+        return disk.to_string();
+    }
+    let mut out = disk.to_string();
+    if !out.is_empty() && !out.ends_with('\n') {
+        out.push('\n');
+    }
+    for l in ours.lines() {
+        if l.starts_with('#') || missing.contains(&l) {
+            out.push_str(l);
+            out.push('\n');
+        }
+    }
+    out
 }
 
 /// One file to write, relative to the project root (with `/`).
@@ -234,6 +276,19 @@ fn context(a: &Answers) -> tera::Context {
     t.insert("deploy_target", deploy_target);
     t.insert("deploy_command", &deploy_command);
     t.insert("state_account", &a.state_account);
+    t.insert(
+        "traffic_steps",
+        &a.traffic_steps.as_ref().map(|s| {
+            format!(
+                "[{}]",
+                s.iter().map(u8::to_string).collect::<Vec<_>>().join(", ")
+            )
+        }),
+    );
+    t.insert(
+        "multiple_revisions",
+        &(a.multiple_revisions && c.target == Target::ContainerApps),
+    );
     t.insert("action", &a.action);
     t.insert("placeholder", &(a.action == PLACEHOLDER_ACTION));
     t.insert(
@@ -272,8 +327,18 @@ pub fn choices_line(a: &Answers) -> String {
         .as_ref()
         .map(|(group, name)| format!(" --shared-registry {group}/{name}"))
         .unwrap_or_default();
+    let steps = a
+        .traffic_steps
+        .as_ref()
+        .map(|s| {
+            format!(
+                " --traffic-steps {}",
+                s.iter().map(u8::to_string).collect::<Vec<_>>().join(",")
+            )
+        })
+        .unwrap_or_default();
     format!(
-        "--target {} --runtime {} --database {} --addons {} --tier {} --action {}{shared}",
+        "--target {} --runtime {} --database {} --addons {} --tier {} --action {}{shared}{steps}",
         c.target,
         c.runtime,
         c.database,
@@ -335,6 +400,12 @@ pub fn generate(a: &Answers) -> Result<Vec<File>> {
         path: ".github/workflows/nubes.yml".into(),
         content: render("workflow/nubes.yml.tera", &ctx)?,
     });
+    if a.combination.target == Target::ContainerApps {
+        files.push(File {
+            path: DOCKERIGNORE.into(),
+            content: DOCKERIGNORE_LINES.into(),
+        });
+    }
     Ok(files)
 }
 
@@ -351,7 +422,55 @@ mod tests {
             state_account: None,
             action: PLACEHOLDER_ACTION.into(),
             shared_registry: None,
+            traffic_steps: None,
+            multiple_revisions: false,
         }
+    }
+
+    #[test]
+    fn ignore_files_gain_only_the_lines_they_lack() {
+        assert_eq!(merge_lines("", DOCKERIGNORE_LINES), DOCKERIGNORE_LINES);
+        assert_eq!(
+            merge_lines("target\nnode_modules", DOCKERIGNORE_LINES),
+            format!("target\nnode_modules\n{DOCKERIGNORE_LINES}")
+        );
+        let has = "# mine\n.nubes/\n.nubes\n*.log\n";
+        assert_eq!(merge_lines(has, DOCKERIGNORE_LINES), has);
+    }
+
+    #[test]
+    fn more_than_one_traffic_step_makes_the_revision_mode_multiple() {
+        let c = matrix::all()
+            .into_iter()
+            .find(|c| c.target == Target::ContainerApps)
+            .unwrap();
+        let main_of = |a: &Answers| {
+            let files = generate(a).unwrap();
+            let main = files
+                .iter()
+                .find(|f| f.path == "terraform/main.tf")
+                .unwrap()
+                .content
+                .clone();
+            (main, files[0].content.clone())
+        };
+        let (main, toml) = main_of(&answers(c.clone()));
+        assert!(!main.contains("revision_mode"), "{main}");
+        assert!(!toml.contains("traffic_steps"), "{toml}");
+        let mut a = answers(c);
+        a.traffic_steps = Some(vec![10, 50, 100]);
+        a.multiple_revisions = true;
+        let (main, toml) = main_of(&a);
+        assert!(main.contains("  revision_mode = \"Multiple\"\n"), "{main}");
+        assert!(toml.contains("\ntraffic_steps = [10, 50, 100]\n"), "{toml}");
+        assert!(
+            read_choices(&toml).contains(&("traffic-steps".into(), "10,50,100".into())),
+            "{toml}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("nubes.toml"), &toml).unwrap();
+        let settings = crate::config::load(dir.path(), None, &Default::default()).unwrap();
+        assert_eq!(settings.deploy.traffic_steps, vec![10, 50, 100]);
     }
 
     #[test]

@@ -1,13 +1,15 @@
 //! Releases in the pipeline: keeping and recording what `up` deployed, the automatic
 //! rollback when its health check fails, and the redeploy of a kept release that
 //! `rollback`, `promote` and the automatic rollback share (no build: the release's own
-//! bytes, fetched from the releases container, go through the ordinary deploy).
+//! bytes, fetched from the releases container, go through the ordinary deploy; an image
+//! release is rolled out again by its digest from its registry, see
+//! [`crate::deploy::container_apps::redeploy`]).
 
 use std::path::Path;
 
 use serde_json::{Map, Value};
 
-use super::{NewRecord, Record, Releases, short};
+use super::{Kind, NewRecord, Record, Releases, short};
 use crate::config::Settings;
 use crate::env_name::EnvName;
 use crate::error::{Error, Result};
@@ -85,21 +87,30 @@ pub async fn after_deploy(
     let Some(hex) = shipped.digest.and_then(super::hex_of) else {
         return (None, None);
     };
-    let size = match store
-        .keep(
-            env,
-            shipped.target,
-            shipped.artifact,
-            &format!("sha256:{hex}"),
-            shipped.commit,
-        )
-        .await
-    {
-        Ok(Some(size)) => Some(size),
-        Ok(None) => return (None, None), // a target whose artifacts are not kept
-        Err(e) => {
-            tracing::warn!("the release could not be kept ({e}): it cannot be rolled back to");
+    // An image stays in its registry: the record names where.
+    let image = crate::deploy::container_apps::repository(settings, outputs);
+    let size = if Kind::for_target(shipped.target) == Some(Kind::Image) {
+        if image.is_none() {
             return (None, None);
+        }
+        None
+    } else {
+        match store
+            .keep(
+                env,
+                shipped.target,
+                shipped.artifact,
+                &format!("sha256:{hex}"),
+                shipped.commit,
+            )
+            .await
+        {
+            Ok(Some(size)) => Some(size),
+            Ok(None) => return (None, None), // a target whose artifacts are not kept
+            Err(e) => {
+                tracing::warn!("the release could not be kept ({e}): it cannot be rolled back to");
+                return (None, None);
+            }
         }
     };
     // Read before recording, so the previous healthy release is another one.
@@ -116,6 +127,7 @@ pub async fn after_deploy(
         action: "deploy".into(),
         went_live: shipped.went_live,
         size,
+        image: image.filter(|_| shipped.target == "container-apps"),
     };
     if let Err(e) = store.record(env, &record).await {
         tracing::warn!("the release could not be recorded: {e}");
@@ -184,10 +196,18 @@ pub async fn redeploy(
     release: &Record,
     action: &str,
 ) -> Result<&'static str> {
-    let temp = tempfile::tempdir()
-        .map_err(|e| Error::failed(format!("cannot make a temporary folder: {e}")))?;
-    let artifact = store.materialise(release.hex(), temp.path()).await?;
-    let shipment = crate::deploy::slot::ship(settings, env, &artifact, outputs).await;
+    let (shipment, image) = if Kind::for_target(&release.target) == Some(Kind::Image) {
+        let image = crate::deploy::container_apps::repository(settings, outputs);
+        let shipment =
+            crate::deploy::container_apps::redeploy(settings, env, outputs, release).await;
+        (shipment, image)
+    } else {
+        let temp = tempfile::tempdir()
+            .map_err(|e| Error::failed(format!("cannot make a temporary folder: {e}")))?;
+        let artifact = store.materialise(release.hex(), temp.path()).await?;
+        let shipment = crate::deploy::slot::ship(settings, env, &artifact, outputs).await;
+        (shipment, None)
+    };
     let (deployed, health) = (shipment.deployed, shipment.health);
     let ok = matches!(deployed, Ok(Some(_)));
     let verdict = super::verdict(ok, health.as_ref().map(Result::is_ok));
@@ -199,6 +219,7 @@ pub async fn redeploy(
         action: action.to_string(),
         went_live: shipment.went_live,
         size: release.size,
+        image,
     };
     if let Err(e) = store.record(env, &record).await {
         tracing::warn!("the release could not be recorded: {e}");

@@ -16,6 +16,11 @@
 //!   verdict, action, whether it went live), so `nubes releases <env>` is one paged
 //!   List Blobs call.
 //!
+//! - A `container-apps` release keeps no artifact blob: the image stays in the registry it
+//!   was pushed to, and the record names it (`<login server>/<repository>` in its
+//!   metadata, with the manifest digest as the release). Pruning deletes only records
+//!   for it, never an image: registries have retention policies of their own.
+//!
 //! The live release of an environment is the newest record that went live. Pruning
 //! (`[deploy] keep_releases`, after every recorded release) keeps per environment the
 //! records of its newest `keep` distinct releases (the live one always), then deletes
@@ -84,6 +89,8 @@ pub fn short(hex: &str) -> &str {
 pub enum Kind {
     Zip,
     Site,
+    /// A container image, by manifest digest; kept in its registry, not here.
+    Image,
 }
 
 impl Kind {
@@ -91,6 +98,7 @@ impl Kind {
         match target {
             "static-site" => Some(Kind::Site),
             "app-service" | "functions" => Some(Kind::Zip),
+            "container-apps" => Some(Kind::Image),
             _ => None,
         }
     }
@@ -99,6 +107,7 @@ impl Kind {
         match self {
             Kind::Zip => "zip",
             Kind::Site => "site",
+            Kind::Image => "image",
         }
     }
 }
@@ -123,6 +132,9 @@ pub struct Record {
     /// Whether it is the environment's live release now.
     pub live: bool,
     pub size: Option<u64>,
+    /// `<login server>/<repository>` of a `container-apps` release's image.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
     #[serde(skip)]
     name: String,
 }
@@ -143,6 +155,8 @@ pub struct NewRecord {
     pub action: String,
     pub went_live: bool,
     pub size: Option<u64>,
+    /// `<login server>/<repository>` of an image release.
+    pub image: Option<String>,
 }
 
 /// The verdict of a deploy and its health check.
@@ -229,7 +243,7 @@ impl Releases {
 
     /// Keep `artifact` (deployed to `target`, digest `digest`) unless it is kept
     /// already. Returns the release's size in bytes; `None` for a target whose artifacts
-    /// are not kept (`command`).
+    /// are not kept here (`command`; `container-apps`, whose image stays in its registry).
     pub async fn keep(
         &self,
         env: &EnvName,
@@ -238,7 +252,7 @@ impl Releases {
         digest: &str,
         commit: Option<&str>,
     ) -> Result<Option<u64>> {
-        let Some(kind) = Kind::for_target(target) else {
+        let Some(kind) = Kind::for_target(target).filter(|k| *k != Kind::Image) else {
             return Ok(None);
         };
         let hex = hex_of(digest)
@@ -261,6 +275,7 @@ impl Releases {
                 let (manifest, size) = site::keep_files(self, artifact, &hex).await?;
                 (manifest, size, None)
             }
+            Kind::Image => return Ok(None),
         };
         let mut m = HashMap::new();
         let entries = [
@@ -305,6 +320,7 @@ impl Releases {
             (meta::COMMIT, r.commit.clone().unwrap_or_default()),
             (meta::TARGET, r.target.clone()),
             (meta::HEALTH, r.verdict.to_string()),
+            (meta::RELEASE_IMAGE, r.image.clone().unwrap_or_default()),
         ];
         meta::merge(&mut m, &entries);
         self.put(&name, Bytes::new(), m).await
@@ -658,6 +674,7 @@ fn records_of(mut listed: Vec<Listed>) -> Vec<Record> {
                 went_live: get(meta::RELEASE_LIVE).as_deref() == Some("true"),
                 live: false,
                 size: get(meta::RELEASE_SIZE).and_then(|s| s.parse().ok()),
+                image: get(meta::RELEASE_IMAGE),
                 name: l.name,
             })
         })

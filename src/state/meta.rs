@@ -79,7 +79,8 @@ pub const REVIEWED: &str = "nubesreviewed";
 /// [`HEALTH`] (`healthy` | `unhealthy` | `unchecked` | `failed`).
 /// The release: the artifact's digest as lowercase hex (the blob name's last part).
 pub const RELEASE: &str = "nubesrelease";
-/// `zip` (app-service, functions: the package as shipped) | `site` (a manifest).
+/// `zip` (app-service, functions: the package as shipped) | `site` (a manifest). An
+/// image release (`container-apps`) keeps no artifact blob, so it has no kind.
 pub const RELEASE_KIND: &str = "nubesreleasekind";
 /// The archive's type for a `zip` release (`zip`, `jar`, `war`, `ear`).
 pub const RELEASE_ARCHIVE: &str = "nubesreleasearchive";
@@ -93,6 +94,10 @@ pub const RELEASE_ENV: &str = "nubesreleaseenv";
 pub const RELEASE_ACTION: &str = "nubesreleaseaction";
 /// `true` when the release went live (serves production) with this record.
 pub const RELEASE_LIVE: &str = "nubesreleaselive";
+/// On a `container-apps` record (no artifact blob is kept: the image stays in its
+/// registry): `<login server>/<repository>` the image was pushed to; with the record's
+/// [`RELEASE`] digest it names the image `<login server>/<repository>@sha256:<hex>`.
+pub const RELEASE_IMAGE: &str = "nubesreleaseimage";
 /// On the state blob: `true` when the last `up` rolled back to a previous release.
 pub const ROLLED_BACK: &str = "nubesrolledback";
 

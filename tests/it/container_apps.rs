@@ -10,8 +10,7 @@ use std::time::Duration;
 
 use azure_core::credentials::{AccessToken, TokenCredential, TokenRequestOptions};
 use nubes::arm::Arm;
-use nubes::deploy::container_apps::{AppId, roll_out};
-use nubes::image::{Blob, Engine, Image};
+use nubes::deploy::container_apps::{AppId, revision_suffix, roll_out};
 
 use crate::arm::containerapps::{self, DOMAIN, app};
 use crate::arm::fake::{FakeArm, SUBSCRIPTION};
@@ -34,26 +33,6 @@ impl TokenCredential for FixedToken {
             TOKEN,
             time::OffsetDateTime::now_utc() + time::Duration::hours(1),
         ))
-    }
-}
-
-/// An image as `nubes::image::build` describes one (only its digest matters here).
-fn image(digest_hex: &str) -> Image {
-    let blob = Blob {
-        digest: format!("sha256:{digest_hex}"),
-        size: 1,
-        media_type: "application/vnd.oci.image.config.v1+json",
-        path: "/nonexistent".into(),
-    };
-    Image {
-        local: "nubes/web:alice".into(),
-        tag: "alice".into(),
-        digest: format!("sha256:{digest_hex}"),
-        manifest: vec![],
-        config: blob,
-        layers: vec![],
-        engine: Engine::Buildah,
-        took: Duration::ZERO,
     }
 }
 
@@ -107,15 +86,14 @@ impl World {
         settings: &nubes::config::Settings,
         hex: &str,
     ) -> nubes::error::Result<nubes::deploy::container_apps::Rollout> {
-        let image = image(hex);
-        let reference = format!("reg.example/web@{}", image.digest);
+        let digest = format!("sha256:{hex}");
+        let reference = format!("reg.example/web@{digest}");
         roll_out(
             settings,
             &self.arm(),
             &self.id(),
-            &image,
             &reference,
-            Some(COMMIT),
+            &revision_suffix(Some(COMMIT), &digest),
             Some(self.app_url.as_str()),
         )
         .await
@@ -284,9 +262,14 @@ async fn single_revision_mode_updates_and_checks_the_app() {
     let again = w.roll(&settings, GOOD).await.expect("re-run");
     assert_eq!(again.revision, done.revision);
     assert_eq!(w.fake.requests_to("PATCH", "/containerApps/web").len(), 1);
+    // An unhealthy image: the PATCH succeeds (single mode has no label to test behind)
+    // and the app's health check, which the caller runs, fails; that is what the
+    // automatic rollback of `nubes up` acts on (see `container_rollback.rs`).
     w.fake.apps().unhealthy("dead");
-    let e = w
-        .roll(&settings, &"dead".repeat(16))
+    w.roll(&settings, &"dead".repeat(16))
+        .await
+        .expect("rolled out");
+    let e = nubes::health::check(&w.app_url, "/", Duration::from_secs(2))
         .await
         .expect_err("unhealthy");
     assert_eq!(e.exit_code(), 1);
@@ -590,4 +573,137 @@ fn bench_image_deploy() {
             r.4
         );
     }
+}
+
+/// `nubes init --target container-apps --traffic-steps 10,50,100` makes the app's revision
+/// mode Multiple (traffic can only shift between revisions side by side) and writes the
+/// steps to nubes.toml; steps added to nubes.toml by hand do the same on the next init;
+/// bad steps, or steps for another target, are refused (exit 2). A container project's
+/// `.dockerignore` keeps nubes's working folder out of the build context: created, or
+/// merged into the user's own without losing a line, also on re-init.
+#[test]
+fn init_makes_traffic_steps_multiple_revisions_and_keeps_nubes_out_of_the_image() {
+    use crate::support::Project;
+    let p = Project::new("", &[]);
+    std::fs::remove_file(p.path().join("nubes.toml")).expect("rm");
+    crate::registry::sample_app(p.path(), "<h1>hi</h1>");
+    std::fs::write(p.path().join(".dockerignore"), "target\n# mine\n*.log").expect("ignore");
+    let init = |extra: &[&str]| {
+        let mut args = vec![
+            "init",
+            "--name",
+            "web",
+            "--target",
+            "container-apps",
+            "--runtime",
+            "docker",
+        ];
+        args.extend_from_slice(extra);
+        p.run(&args)
+    };
+    let read = |path: &str| std::fs::read_to_string(p.path().join(path)).expect(path);
+    let bad = init(&["--traffic-steps", "50,10"]).code(2);
+    assert!(bad.stderr.contains("--traffic-steps"), "{}", bad.stderr);
+    let other = p
+        .run(&[
+            "init",
+            "--name",
+            "web",
+            "--target",
+            "static-site",
+            "--runtime",
+            "static",
+            "--traffic-steps",
+            "10,100",
+        ])
+        .code(2);
+    assert!(
+        other.stderr.contains("--target container-apps"),
+        "{}",
+        other.stderr
+    );
+
+    init(&[]).ok();
+    assert!(!read("terraform/main.tf").contains("revision_mode"));
+    assert_eq!(
+        read(".dockerignore"),
+        "target\n# mine\n*.log\n# nubes's working folder (Terraform working copies, exported images): not part of the image\n.nubes\n"
+    );
+    // The module's default stays Single.
+    assert!(
+        read("terraform/modules/container-apps/main.tf")
+            .contains("revision_mode                = var.revision_mode")
+    );
+
+    init(&["--traffic-steps", "10,50,100"]).ok();
+    let main = read("terraform/main.tf");
+    assert!(main.contains("  revision_mode = \"Multiple\"\n"), "{main}");
+    let toml = read("nubes.toml");
+    assert!(toml.contains("\ntraffic_steps = [10, 50, 100]\n"), "{toml}");
+    let fmt = std::process::Command::new("terraform")
+        .args(["fmt", "-check", "-recursive", "terraform"])
+        .current_dir(p.path())
+        .output()
+        .expect("terraform fmt");
+    assert!(
+        fmt.status.success(),
+        "{}",
+        String::from_utf8_lossy(&fmt.stdout)
+    );
+    // A re-init without the flag keeps the recorded steps; a line the user adds to the
+    // ignore file meanwhile stays, and nothing is appended twice.
+    std::fs::write(
+        p.path().join(".dockerignore"),
+        format!("{}dist\n", read(".dockerignore")),
+    )
+    .expect("edit");
+    init(&[]).ok();
+    assert!(read("terraform/main.tf").contains("revision_mode = \"Multiple\""));
+    let ignore = read(".dockerignore");
+    assert!(ignore.ends_with(".nubes\ndist\n"), "{ignore}");
+    assert_eq!(ignore.matches(".nubes\n").count(), 1, "{ignore}");
+
+    // Steps written into nubes.toml by hand (another project, no recorded choice).
+    let q = Project::new("", &[]);
+    std::fs::remove_file(q.path().join("nubes.toml")).expect("rm");
+    crate::registry::sample_app(q.path(), "<h1>hi</h1>");
+    let args = [
+        "init",
+        "--name",
+        "web",
+        "--target",
+        "container-apps",
+        "--runtime",
+        "docker",
+    ];
+    q.run(&args).ok();
+    let toml = std::fs::read_to_string(q.path().join("nubes.toml")).expect("toml");
+    std::fs::write(
+        q.path().join("nubes.toml"),
+        toml.replace("[deploy]\n", "[deploy]\ntraffic_steps = [25, 100]\n"),
+    )
+    .expect("edit");
+    q.run(&args).ok();
+    let main = std::fs::read_to_string(q.path().join("terraform/main.tf")).expect("main");
+    assert!(main.contains("revision_mode = \"Multiple\""), "{main}");
+    let refused = q
+        .run(&[
+            "init",
+            "--name",
+            "web",
+            "--target",
+            "container-apps",
+            "--runtime",
+            "docker",
+            "--traffic-steps",
+            "10,100",
+        ])
+        .code(2);
+    assert!(
+        refused
+            .stderr
+            .contains("sets [deploy] traffic_steps already"),
+        "{}",
+        refused.stderr
+    );
 }

@@ -42,6 +42,9 @@ const UNTAGGABLE: &[&str] = &[
 ];
 
 pub fn answers(c: Combination, tier: Tier) -> Answers {
+    // Container apps with stepped traffic: the Multiple revision mode goes through
+    // validate and checkov too.
+    let containers = c.target == Target::ContainerApps;
     Answers {
         combination: c,
         tier,
@@ -50,6 +53,8 @@ pub fn answers(c: Combination, tier: Tier) -> Answers {
         state_account: Some("stpetclinicstate".into()),
         action: "my-org/nubes@0123456789abcdef0123456789abcdef01234567".into(),
         shared_registry: None,
+        traffic_steps: containers.then(|| vec![10, 50, 100]),
+        multiple_revisions: containers,
     }
 }
 

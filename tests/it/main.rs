@@ -12,6 +12,7 @@ mod blue_green;
 mod bootstrap;
 mod cli;
 mod container_apps;
+mod container_releases;
 mod crash;
 mod credentials;
 mod dashboard;

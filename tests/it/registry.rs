@@ -5,7 +5,9 @@
 //! manifest pulled back has the digest nubes deploys by; a rebuild with one changed layer
 //! uploads only that layer and the config (counted in the registry's own access log); an
 //! unreachable registry, a missing Dockerfile, a failed build and an upload past its
-//! timeout are clear errors.
+//! timeout are clear errors. Over HTTPS (the registry's own TLS, on the machine's
+//! non-loopback address, with a certificate a test CA signed): refused as untrusted
+//! until `NUBES_STORAGE_CA_CERT` names the CA.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
@@ -33,6 +35,13 @@ impl Drop for Registry {
 impl Registry {
     /// `auth` is extra YAML under `auth:` (e.g. a token realm), or empty.
     pub fn start(auth: &str) -> Registry {
+        Registry::start_on("127.0.0.1", "127.0.0.1", auth)
+    }
+
+    /// Listening on `listen` (an address), reached as `host`; `extra` is more YAML under
+    /// `http:` (e.g. `  tls:`), or an `auth:` section.
+    pub fn start_on(listen: &str, host: &str, extra: &str) -> Registry {
+        let auth = extra;
         let bin = which::which("docker-registry")
             .expect("docker-registry is not installed: run scripts/install-prereqs.sh");
         let dir = tempfile::tempdir().expect("tempdir");
@@ -43,7 +52,7 @@ impl Registry {
             format!(
                 "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\n\
                  storage:\n  filesystem:\n    rootdirectory: {}\n\
-                 http:\n  addr: 127.0.0.1:{port}\n{auth}",
+                 http:\n  addr: {listen}:{port}\n{auth}",
                 dir.path().join("data").display()
             ),
         )
@@ -67,7 +76,7 @@ impl Registry {
             std::fs::read_to_string(&log).unwrap_or_default()
         );
         Registry {
-            addr: format!("127.0.0.1:{port}"),
+            addr: format!("{host}:{port}"),
             child,
             log,
             _dir: dir,
@@ -257,4 +266,101 @@ async fn a_missing_dockerfile_and_an_unreachable_registry_are_clear_errors() {
         .await
         .expect("tags");
     assert_eq!(tags.status(), 404, "no manifest was pushed");
+}
+
+/// This machine's address on its default route (not loopback: nubes speaks plain HTTP to a
+/// loopback registry, HTTPS to any other).
+fn non_loopback_ip() -> String {
+    let socket = std::net::UdpSocket::bind("0.0.0.0:0").expect("udp");
+    socket
+        .connect("192.0.2.1:9")
+        .or_else(|_| socket.connect("203.0.113.1:9"))
+        .expect("this test needs a network interface other than loopback");
+    let ip = socket.local_addr().expect("addr").ip();
+    assert!(!ip.is_loopback() && !ip.is_unspecified(), "{ip}");
+    ip.to_string()
+}
+
+/// `NUBES_STORAGE_CA_CERT` is trusted by the OCI client too: a registry over HTTPS whose
+/// certificate a private CA signed (as a TLS-inspecting proxy's is) is refused without it,
+/// and pushed to with it.
+#[tokio::test]
+async fn a_registry_behind_a_private_ca_is_trusted_through_nubes_storage_ca_cert() {
+    let ip = non_loopback_ip();
+    let certs = crate::support::make_certs_for(&[ip.as_str()]);
+    let tls = tempfile::tempdir().expect("tempdir");
+    let (cert, key, ca) = (
+        tls.path().join("cert.pem"),
+        tls.path().join("key.pem"),
+        tls.path().join("ca.pem"),
+    );
+    std::fs::write(&cert, &certs.cert_pem).expect("cert");
+    std::fs::write(&key, &certs.key_pem).expect("key");
+    // The bundle as a proxy's CA file often is: another certificate first.
+    let other = crate::support::make_certs_for(&["example.test"]).ca_pem;
+    std::fs::write(&ca, format!("{other}{}", certs.ca_pem)).expect("ca");
+    let registry = Registry::start_on(
+        "0.0.0.0",
+        &ip,
+        &format!(
+            "  tls:\n    certificate: {}\n    key: {}\n",
+            cert.display(),
+            key.display()
+        ),
+    );
+    let engine_dir = tempfile::tempdir().expect("tempdir");
+    let env = buildah_env(engine_dir.path());
+    let project = tempfile::tempdir().expect("tempdir");
+    sample_app(project.path(), "<h1>tls</h1>");
+    let image = build(project.path(), &env, "alice-tls").await;
+    let refused = nubes::registry::push(&image, &registry.addr, "web")
+        .await
+        .expect_err("an unknown issuer is refused");
+    assert_eq!(refused.exit_code(), 1);
+    assert!(
+        refused
+            .to_string()
+            .contains("TLS certificate is not trusted (UnknownIssuer)")
+            && refused
+                .hint_text()
+                .unwrap_or_default()
+                .contains("NUBES_STORAGE_CA_CERT"),
+        "{refused} {:?}",
+        refused.hint_text()
+    );
+    assert_eq!(registry.blob_uploads(), 0);
+    // SAFETY: nextest runs every test in its own process; nothing else reads the
+    // environment concurrently here.
+    unsafe { std::env::set_var("NUBES_STORAGE_CA_CERT", &ca) };
+    let pushed = nubes::registry::push(&image, &registry.addr, "web")
+        .await
+        .expect("push over HTTPS");
+    assert_eq!(pushed.uploaded, 3);
+    assert!(
+        pushed.reference.starts_with(&format!("{ip}:")),
+        "{}",
+        pushed.reference
+    );
+    let client = reqwest::Client::builder()
+        .tls_certs_merge(
+            reqwest::Certificate::from_pem_bundle(certs.ca_pem.as_bytes()).expect("ca"),
+        )
+        .build()
+        .expect("client");
+    let manifest = client
+        .get(format!(
+            "https://{}/v2/web/manifests/{}",
+            registry.addr, image.digest
+        ))
+        .header("Accept", nubes::image::MANIFEST_MEDIA_TYPE)
+        .send()
+        .await
+        .expect("pull")
+        .bytes()
+        .await
+        .expect("body");
+    assert_eq!(
+        format!("sha256:{}", nubes::image::sha256_hex(&manifest)),
+        image.digest
+    );
 }

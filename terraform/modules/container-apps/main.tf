@@ -91,6 +91,17 @@ variable "port" {
   default     = 8080
 }
 
+variable "revision_mode" {
+  type        = string
+  description = "Single: each rollout replaces the revision; Multiple: nubes gives a new revision 0% behind the label `next`, health-checks it, then shifts traffic in [deploy] traffic_steps"
+  default     = "Single"
+
+  validation {
+    condition     = contains(["Single", "Multiple"], var.revision_mode)
+    error_message = "revision_mode must be Single or Multiple."
+  }
+}
+
 variable "key_vault_id" {
   type        = string
   description = "The Key Vault holding the secrets, when use_key_vault is true"
@@ -186,7 +197,7 @@ resource "azurerm_container_app" "app" {
   name                         = local.app_name
   container_app_environment_id = azurerm_container_app_environment.app.id
   resource_group_name          = var.resource_group_name
-  revision_mode                = "Single"
+  revision_mode                = var.revision_mode
   tags                         = var.tags
 
   identity {

@@ -22,7 +22,7 @@
 //!
 //! The app endpoint (`FakeApps::http`) answers by `Host`: `{app}---{label}.{domain}` is the
 //! labelled revision, `{app}.{domain}` the app, which fails (503) when any revision with
-//! traffic runs an image listed as unhealthy.
+//! traffic runs an image (or has a name) listed as unhealthy.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -105,7 +105,8 @@ impl Apps {
         self.state().apps.push(app);
     }
 
-    /// Revisions running an image containing `needle` fail their health checks.
+    /// Revisions running an image containing `needle`, or named with it (a commit in the
+    /// revision suffix), fail their health checks.
     pub fn unhealthy(&self, needle: &str) {
         self.state().unhealthy.insert(needle.into());
     }
@@ -169,10 +170,13 @@ impl Apps {
         if serving.is_empty() {
             return (404, "no revision serves this host".into());
         }
-        match serving
-            .iter()
-            .find(|r| !r.active || state.unhealthy.iter().any(|u| r.image.contains(u)))
-        {
+        match serving.iter().find(|r| {
+            !r.active
+                || state
+                    .unhealthy
+                    .iter()
+                    .any(|u| r.image.contains(u) || r.name.contains(u))
+        }) {
             Some(bad) => (503, format!("revision {} is not healthy", bad.name)),
             None => (200, format!("ok from {}", serving[0].name)),
         }
