@@ -34,7 +34,7 @@ pub async fn list(settings: &Settings, env: &str, json: bool) -> Result<()> {
         return Ok(());
     }
     crate::outln!(
-        "{:<4} {:<12}  {:<20}  {:<12}  {:<9}  {:<10}  ACTION",
+        "{:<4} {:<12}  {:<20}  {:<12}  {:<9}  {:<14}  ACTION",
         "",
         "RELEASE",
         "TIME",
@@ -44,7 +44,7 @@ pub async fn list(settings: &Settings, env: &str, json: bool) -> Result<()> {
     );
     for r in &records {
         crate::outln!(
-            "{:<4} {:<12}  {:<20}  {:<12}  {:<9}  {:<10}  {}",
+            "{:<4} {:<12}  {:<20}  {:<12}  {:<9}  {:<14}  {}",
             if r.live { "live" } else { "" },
             r.id,
             r.at,
