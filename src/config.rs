@@ -117,6 +117,7 @@ struct FileDeploy {
     rollback_on_failure: Option<bool>,
     releases_container: Option<String>,
     slot: Option<String>,
+    container: Option<String>,
 }
 
 // ---------------------------------------------------------------------------------
@@ -188,6 +189,9 @@ pub struct DeploySettings {
     /// Container Apps: the new revision's share of traffic at each step, in percent,
     /// rising to 100 (each step health-checked). Default `[100]`.
     pub traffic_steps: Vec<u8>,
+    /// `[deploy] container`: Container Apps, the container of the app's template that
+    /// runs the built image (needed only when the template has several, e.g. sidecars).
+    pub container: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -1042,6 +1046,7 @@ fn resolve(
             releases_container,
             slot,
             traffic_steps,
+            container: file.deploy.container.clone(),
         },
         expiry,
         comment,

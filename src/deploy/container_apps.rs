@@ -153,6 +153,47 @@ pub fn redeploy_suffix(digest: &str, unix_millis: u128) -> String {
     )
 }
 
+/// Which container of the app's template runs the built image: the one `[deploy]
+/// container` names; else the only one; else the one named like the app. Several
+/// containers and no way to tell (sidecars) is an error naming them: putting the image
+/// into a sidecar would break the app while every check said it deployed.
+fn app_container(containers: &[Value], app: &str, wanted: Option<&str>) -> Result<usize> {
+    let names: Vec<&str> = containers
+        .iter()
+        .map(|c| c.get("name").and_then(Value::as_str).unwrap_or(""))
+        .collect();
+    let listed = || {
+        names
+            .iter()
+            .map(|n| format!("`{}`", crate::env_name::printable(n)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if let Some(wanted) = wanted {
+        return names.iter().position(|n| *n == wanted).ok_or_else(|| {
+            Error::input(format!(
+                "[deploy] container `{}` is not a container of container app `{app}` (it has {})",
+                crate::env_name::printable(wanted),
+                if names.is_empty() { "none".to_string() } else { listed() }
+            ))
+            .hint("set [deploy] container to the name of the container (in the app's Terraform template) that runs your image")
+        });
+    }
+    match names.len() {
+        0 => Err(Error::input(format!("container app `{app}` has no container to update"))
+            .hint("declare one container in the app's template (Terraform) for nubes to put the image into")),
+        1 => Ok(0),
+        _ => names.iter().position(|n| *n == app).ok_or_else(|| {
+            Error::input(format!(
+                "container app `{app}` has {} containers ({}): nubes cannot tell which one runs your image",
+                names.len(),
+                listed()
+            ))
+            .hint("set [deploy] container = \"<name>\" in nubes.toml (the others, e.g. sidecars, keep their images)")
+        }),
+    }
+}
+
 /// Roll `image_ref` (`<login server>/<repo>@<digest>`, pushed already) out as revision
 /// `{app}--{suffix}`. In multiple-revision mode the new revision is health-checked behind
 /// its label and at each traffic step; in single-revision mode (and when the app runs the
@@ -190,8 +231,9 @@ pub async fn roll_out(
     // When the app runs this image as this revision already (a re-run of the same
     // commit), there is nothing to roll out.
     let revision = format!("{}--{suffix}", app.name);
+    let index = app_container(&containers, &app.name, settings.deploy.container.as_deref())?;
     let running = containers
-        .first()
+        .get(index)
         .and_then(|c| c.get("image"))
         .and_then(Value::as_str)
         == Some(image_ref)
@@ -200,11 +242,9 @@ pub async fn roll_out(
             .and_then(Value::as_str)
             == Some(suffix)
             || props.get("latestRevisionName").and_then(Value::as_str) == Some(revision.as_str()));
-    let Some(first) = containers.first_mut().and_then(Value::as_object_mut) else {
-        return Err(Error::input(format!("container app `{}` has no container to update", app.name))
-            .hint("declare one container in the app's template (Terraform) for nubes to put the image into"));
-    };
-    first.insert("image".into(), Value::String(image_ref.to_string()));
+    if let Some(c) = containers.get_mut(index).and_then(Value::as_object_mut) {
+        c.insert("image".into(), Value::String(image_ref.to_string()));
+    }
     let app_url = app_url.map(str::to_string).or_else(|| {
         props
             .pointer("/configuration/ingress/fqdn")
@@ -818,5 +858,37 @@ mod tests {
         let s = step_shares(&two, "c", 50);
         assert_eq!(s.iter().map(|s| u32::from(s.weight)).sum::<u32>(), 100);
         assert_eq!(s[2].weight, 50);
+    }
+
+    #[test]
+    fn the_image_goes_into_the_container_that_runs_the_app_never_a_sidecar() {
+        let c = |names: &[&str]| -> Vec<Value> {
+            names
+                .iter()
+                .map(|n| json!({"name": n, "image": "x"}))
+                .collect()
+        };
+        assert_eq!(app_container(&c(&["web"]), "app", None).unwrap(), 0);
+        assert_eq!(
+            app_container(&c(&["envoy", "app"]), "app", None).unwrap(),
+            1
+        );
+        assert_eq!(
+            app_container(&c(&["envoy", "web"]), "app", Some("web")).unwrap(),
+            1
+        );
+        let e = app_container(&c(&["envoy", "web"]), "app", None).unwrap_err();
+        assert!(
+            e.to_string().contains("2 containers (`envoy`, `web`)"),
+            "{e}"
+        );
+        assert_eq!(e.exit_code(), 2);
+        let e = app_container(&c(&["envoy", "web"]), "app", Some("api")).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("[deploy] container `api` is not a container"),
+            "{e}"
+        );
+        assert!(app_container(&[], "app", None).is_err());
     }
 }

@@ -359,8 +359,9 @@ fn an_overlapping_edit_is_a_conflict_with_the_new_version_beside_it() {
     assert_eq!(read(&p, wf_path), beside);
     assert!(!p.path().join(format!("{wf_path}.nubes-new")).exists());
     // A second forced overwrite never replaces the first backup.
+    // (A lock file nubes cannot read vouches for nothing: the edit is a conflict.)
     std::fs::write(p.path().join(wf_path), "# second edit\n").unwrap();
-    std::fs::remove_file(p.path().join("nubes-init.lock")).unwrap();
+    std::fs::write(p.path().join("nubes-init.lock"), "not a manifest\n").unwrap();
     p.run(&["init", "--force"]).ok();
     assert_eq!(read(&p, &format!("{wf_path}.nubes-backup")), mine);
     assert_eq!(
