@@ -639,8 +639,7 @@ fn spawn_block(
             // A block's hash is CPU work (a few ms per MiB): off the async workers.
             None => {
                 let b = block.clone();
-                match tokio::task::spawn_blocking(move || <[u8; 16]>::from(Md5::digest(&b))).await
-                {
+                match tokio::task::spawn_blocking(move || <[u8; 16]>::from(Md5::digest(&b))).await {
                     Ok(m) => m,
                     Err(e) => {
                         let e = azure_core::Error::with_message(
