@@ -347,13 +347,28 @@ mod tests {
         let doc = br#"{"version":4,"serial":9,"lineage":"l","resources":[{"instances":[{}]}]}"#;
         let mut feed = HeadFeed::start();
         for piece in doc.chunks(5) {
-            feed.feed(Bytes::copy_from_slice(piece)).await;
+            feed.feed(Bytes::copy_from_slice(piece)).await.unwrap();
         }
         let head = feed.finish().await.unwrap();
         assert_eq!((head.serial, head.resources), (9, 1));
+        // A refused document: once the parser has stopped, feeding says why (the caller
+        // stops sending the body there), and so does finish.
         let mut bad = HeadFeed::start();
-        bad.feed(Bytes::from_static(b"[1,2]")).await;
-        bad.feed(Bytes::from_static(b"more")).await;
+        let mut refused = None;
+        for _ in 0..5000 {
+            if let Err(why) = bad.feed(Bytes::from_static(b"[1,2] more")).await {
+                refused = Some(why);
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        assert!(
+            refused
+                .as_deref()
+                .unwrap_or("")
+                .contains("not a JSON object"),
+            "{refused:?}"
+        );
         assert!(
             bad.finish()
                 .await
