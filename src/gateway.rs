@@ -316,7 +316,9 @@ async fn open(shared: &Shared) -> crate::error::Result<Option<Opened>> {
         let mut feed = HeadFeed::start();
         let mut body = stored.body;
         while let Some(piece) = body.try_next().await? {
-            feed.feed(piece).await;
+            if feed.feed(piece).await.is_err() {
+                break; // refused already: the verdict is all that is needed
+            }
         }
         let head = feed.finish().await;
         match shared.store.read_stream(env).await? {
@@ -428,6 +430,22 @@ struct Received {
     failed: Option<String>,
 }
 
+impl Received {
+    /// Reads what is left of the body and drops it, up to [`MAX_BODY`] in all.
+    async fn drain(&mut self) {
+        while self.len <= MAX_BODY {
+            match self.body.frame().await {
+                Some(Ok(frame)) => {
+                    if let Ok(piece) = frame.into_data() {
+                        self.len += piece.len() as u64;
+                    }
+                }
+                _ => return,
+            }
+        }
+    }
+}
+
 #[async_trait::async_trait]
 impl crate::state::Body for Received {
     async fn next_piece(&mut self) -> crate::error::Result<Option<Bytes>> {
@@ -457,7 +475,12 @@ impl crate::state::Body for Received {
                 return Err(Error::failed(why));
             }
             self.md5.update(&piece);
-            self.feed.feed(piece.clone()).await;
+            // A document the parser has refused goes no further: not one more block of
+            // it is sent to storage (and nothing staged is ever committed).
+            if let Err(why) = self.feed.feed(piece.clone()).await {
+                self.failed = Some(why.clone());
+                return Err(Error::input(why));
+            }
             return Ok(Some(piece));
         }
     }
@@ -517,6 +540,12 @@ async fn post(
             if let Some(why) = received.failed.take() {
                 let text = format!("refused a state write for `{}`: {why}", shared.env());
                 shared.problem(text.clone());
+                if e.exit_code() == 2 {
+                    // Refused by the parser part-way: the rest is read and dropped (not
+                    // stored) so Terraform, still sending, gets this answer rather than
+                    // a reset connection.
+                    received.drain().await;
+                }
                 return reply(StatusCode::BAD_REQUEST, text);
             }
             let text = format!(

@@ -189,7 +189,9 @@ pub fn check_write(stored: Option<&StateHead>, incoming: &StateHead) -> Result<(
 /// piece in order, then [`HeadFeed::finish`] for the verdict on the whole document.
 pub struct HeadFeed {
     tx: Option<tokio::sync::mpsc::Sender<Bytes>>,
-    task: tokio::task::JoinHandle<Result<StateHead, String>>,
+    task: Option<tokio::task::JoinHandle<Result<StateHead, String>>>,
+    /// The verdict, once the parser has given it.
+    verdict: Option<Result<StateHead, String>>,
 }
 
 impl HeadFeed {
@@ -203,24 +205,46 @@ impl HeadFeed {
                 current: Bytes::new(),
             })
         });
-        HeadFeed { tx: Some(tx), task }
+        HeadFeed {
+            tx: Some(tx),
+            task: Some(task),
+            verdict: None,
+        }
     }
 
-    pub async fn feed(&mut self, piece: Bytes) {
+    /// Hands the parser the next piece. `Err` with the reason as soon as the parser has
+    /// refused the document: the parser reads to the end before it accepts one, so a
+    /// parser that stopped taking pieces has refused, and the caller can stop reading
+    /// (and stop sending the body anywhere) there.
+    pub async fn feed(&mut self, piece: Bytes) -> Result<(), String> {
         if let Some(tx) = &self.tx
-            && tx.send(piece).await.is_err()
+            && tx.send(piece).await.is_ok()
         {
-            // The parser stopped early (the document is already known to be bad).
-            self.tx = None;
+            return Ok(());
+        }
+        self.tx = None;
+        match self.verdict().await {
+            Err(why) => Err(why.clone()),
+            // Unreachable by construction (see above), but never a silent accept.
+            Ok(_) => Err("not a Terraform state document: data after its end".into()),
         }
     }
 
     pub async fn finish(mut self) -> Result<StateHead, String> {
         self.tx = None;
-        match self.task.await {
-            Ok(verdict) => verdict,
-            Err(e) => Err(format!("the state document could not be checked: {e}")),
+        self.verdict().await.clone()
+    }
+
+    async fn verdict(&mut self) -> &Result<StateHead, String> {
+        if let Some(task) = self.task.take() {
+            self.verdict = Some(match task.await {
+                Ok(verdict) => verdict,
+                Err(e) => Err(format!("the state document could not be checked: {e}")),
+            });
         }
+        self.verdict.get_or_insert_with(|| {
+            Err("the state document could not be checked: its parser is gone".into())
+        })
     }
 }
 
@@ -323,13 +347,28 @@ mod tests {
         let doc = br#"{"version":4,"serial":9,"lineage":"l","resources":[{"instances":[{}]}]}"#;
         let mut feed = HeadFeed::start();
         for piece in doc.chunks(5) {
-            feed.feed(Bytes::copy_from_slice(piece)).await;
+            feed.feed(Bytes::copy_from_slice(piece)).await.unwrap();
         }
         let head = feed.finish().await.unwrap();
         assert_eq!((head.serial, head.resources), (9, 1));
+        // A refused document: once the parser has stopped, feeding says why (the caller
+        // stops sending the body there), and so does finish.
         let mut bad = HeadFeed::start();
-        bad.feed(Bytes::from_static(b"[1,2]")).await;
-        bad.feed(Bytes::from_static(b"more")).await;
+        let mut refused = None;
+        for _ in 0..5000 {
+            if let Err(why) = bad.feed(Bytes::from_static(b"[1,2] more")).await {
+                refused = Some(why);
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        assert!(
+            refused
+                .as_deref()
+                .unwrap_or("")
+                .contains("not a JSON object"),
+            "{refused:?}"
+        );
         assert!(
             bad.finish()
                 .await

@@ -2,10 +2,12 @@
 //! to storage and back (staged blocks, committed only once the whole body has arrived
 //! and passed the checks), so these pin what streaming must not lose: the bytes arrive
 //! byte-for-byte, the lineage/serial guard and the Content-MD5 check still refuse on a
-//! streamed body with nothing stored, and a storage outage in the middle of a streamed
-//! write leaves the stored state as it was. The client is `gateway_client.py`, run as a
-//! stand-in Terraform binary by `nubes tf`, against real Azurite. Speed and memory are
-//! measured by `scripts/bench.sh state`, not here.
+//! streamed body with nothing stored, a storage outage in the middle of a streamed
+//! write leaves the stored state as it was, and a body the parser refuses goes to
+//! storage no further than where it was refused, with nothing of it committed. The
+//! client is `gateway_client.py`, run as a stand-in Terraform binary by `nubes tf`,
+//! against real Azurite. Speed and memory are measured by `scripts/bench.sh state`,
+//! not here.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -183,5 +185,100 @@ fn a_storage_outage_in_the_middle_of_a_streamed_write_leaves_the_stored_state_as
         409,
         "{report:#}\n{}",
         again.all()
+    );
+}
+
+/// The committed and the uncommitted blocks of the state blob, and the uncommitted
+/// blocks' total size.
+fn block_lists(az: &Azurite) -> (String, String, u64) {
+    let r = block_on(az.blobs().send(
+        "GET",
+        &format!("tfstate/{BLOB}"),
+        "comp=blocklist&blocklisttype=all",
+        &[],
+        vec![],
+    ));
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let xml = String::from_utf8_lossy(&r.body).into_owned();
+    let section = |tag: &str| {
+        let open = format!("<{tag}>");
+        let close = format!("</{tag}>");
+        match (xml.find(&open), xml.find(&close)) {
+            (Some(a), Some(b)) if a < b => xml[a + open.len()..b].to_string(),
+            _ => String::new(),
+        }
+    };
+    let uncommitted = section("UncommittedBlocks");
+    let size: u64 = uncommitted
+        .split("<Size>")
+        .skip(1)
+        .filter_map(|s| s.split("</Size>").next()?.parse::<u64>().ok())
+        .sum();
+    (section("CommittedBlocks"), uncommitted, size)
+}
+
+#[test]
+fn a_body_the_parser_refuses_stops_there_and_nothing_of_it_is_committed() {
+    let az = Azurite::http();
+    let dir = tempfile::tempdir().unwrap();
+    let report_file = dir.path().join("report.json");
+    let p = project(&az, &report_file, "");
+    let first = p.run(&["tf", "alice", "--", "valid"]);
+    assert_eq!(
+        read_report(&report_file)["write"]["status"],
+        200,
+        "{}",
+        first.all()
+    );
+    let before = block_on(az.blobs().get("tfstate", BLOB));
+    assert_eq!(before.status, 200);
+    let (committed_before, _, _) = block_lists(&az);
+
+    let out = p.run(&["tf", "alice", "--", "invalid"]);
+    let report = read_report(&report_file);
+    assert!(!out.all().contains("panicked"), "{}", out.all());
+    // Each is refused with the parser's reason, read by Terraform (not a reset
+    // connection) although the body was still arriving.
+    for case in ["not json", "broken"] {
+        assert_eq!(
+            report[case]["status"],
+            400,
+            "{case}: {report:#}\n{}",
+            out.all()
+        );
+        assert!(
+            report[case]["body"]
+                .as_str()
+                .unwrap()
+                .contains("not a Terraform state document"),
+            "{case}: {report:#}"
+        );
+    }
+
+    // Storage holds the first state, unchanged: same bytes, same Content-MD5 and record
+    // of it, same committed blocks. (Not the same ETag: taking and releasing the lock
+    // writes the blob's lock metadata.)
+    let after = block_on(az.blobs().get("tfstate", BLOB));
+    assert_eq!(after.status, 200);
+    assert!(after.body == before.body, "the stored state changed");
+    assert_eq!(
+        after.headers.get("content-md5"),
+        before.headers.get("content-md5")
+    );
+    assert_eq!(after.meta("nubesserial"), Some("1"));
+    assert_eq!(
+        after.meta("nubeswrittenmd5"),
+        before.meta("nubeswrittenmd5")
+    );
+    let (committed_after, uncommitted, staged) = block_lists(&az);
+    assert_eq!(committed_after, committed_before);
+    // Sending stopped where the parser refused: the body that was not JSON from its
+    // first byte is refused before its first block is full, and the one that broke
+    // 6 MiB in left at most the blocks under way then (4 MiB each): together far from
+    // the 48 MiB each of them was.
+    let broken_len = report["broken"]["len"].as_u64().unwrap();
+    assert!(
+        staged <= 16 << 20 && staged < broken_len / 2,
+        "{staged} bytes of a {broken_len}-byte refused body were staged: {uncommitted}"
     );
 }

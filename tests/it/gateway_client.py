@@ -213,7 +213,27 @@ def outage():
         report["second"] = {"status": None, "body": str(e)}
 
 
-{"probe": probe, "guard": guard, "odd_lineage": odd_lineage, "big": big, "outage": outage}[sys.argv[1]]()
+def valid():
+    """A valid 1 MiB state (serial 1), the one the `invalid` bodies must not replace."""
+    report["write"] = post(big_state("kept-lineage", 1, 1 << 20))
+
+
+def invalid():
+    """Two 48 MiB bodies the parser refuses: one that is not JSON from its first byte,
+    and one whose first 6 MiB are a well-formed state head and resources, then bytes
+    that are not JSON. Sent whole, as Terraform would send them."""
+    size = 48 << 20
+    report["not json"] = post(b"this is not JSON " + b"x" * size)
+    head = big_state("kept-lineage", 2, 6 << 20)
+    # Cut the document before its last resource and carry on with garbage.
+    cut = head.rindex(b'{"mode"')
+    broken = head[:cut] + b"not JSON " + b"y" * (size - cut)
+    report["broken"] = {"len": len(broken), **post(broken)}
+    report["after"] = get_digest()
+
+
+{"probe": probe, "guard": guard, "odd_lineage": odd_lineage, "big": big, "outage": outage,
+ "valid": valid, "invalid": invalid}[sys.argv[1]]()
 with open(os.environ["GATEWAY_REPORT"], "w") as f:
     json.dump(report, f, indent=1)
 # Like Terraform after a refused write: fail, so nubes's failure path is exercised too.

@@ -496,11 +496,11 @@ fn bench_site_sync_500_files() {
         if let Some(bin) = &peers {
             t.entry("python first")
                 .or_default()
-                .push(peer(&az, bin, "python", "py", &small));
+                .push(peer(&az, bin, "python", "pyupload", &small));
             write(&small, "d3/f3.json", b"{\"changed\":2}");
             t.entry("python resync")
                 .or_default()
-                .push(peer(&az, bin, "python", "py", &small));
+                .push(peer(&az, bin, "python", "pyupload", &small));
             t.entry("az first")
                 .or_default()
                 .push(peer(&az, bin, "az", "azbatch", &small));
@@ -523,7 +523,7 @@ fn bench_site_sync_500_files() {
         if let Some(bin) = &peers {
             t.entry("python big")
                 .or_default()
-                .push(peer(&big_az, bin, "python", "py", &big));
+                .push(peer(&big_az, bin, "python", "pyupload", &big));
             t.entry("az big")
                 .or_default()
                 .push(peer(&big_az, bin, "az", "azbatch", &big));
