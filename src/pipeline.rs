@@ -468,8 +468,14 @@ async fn stages(
                 }
             }
             _ => {
-                crate::deploy::slot::ship(ctx.settings, &env, &built.artifact, &report.outputs)
-                    .await
+                crate::deploy::slot::ship(
+                    ctx.settings,
+                    &env,
+                    &built.artifact,
+                    &report.outputs,
+                    None,
+                )
+                .await
             }
         };
         crate::ui::record_stage("deploy + health check", started.elapsed());

@@ -186,8 +186,17 @@ pub async fn redeploy(
 ) -> Result<&'static str> {
     let temp = tempfile::tempdir()
         .map_err(|e| Error::failed(format!("cannot make a temporary folder: {e}")))?;
-    let artifact = store.materialise(release.hex(), temp.path()).await?;
-    let shipment = crate::deploy::slot::ship(settings, env, &artifact, outputs).await;
+    // Into a static site, only the files `$web` does not serve already are fetched.
+    let site =
+        crate::deploy::site_account(settings, outputs).map(|account_url| super::SiteTarget {
+            account_url,
+            options: crate::deploy::site_options(settings),
+        });
+    let fetched = store
+        .materialise(release.hex(), temp.path(), site.as_ref())
+        .await?;
+    let shipment =
+        crate::deploy::slot::ship(settings, env, &fetched.path, outputs, fetched.baseline).await;
     let (deployed, health) = (shipment.deployed, shipment.health);
     let ok = matches!(deployed, Ok(Some(_)));
     let verdict = super::verdict(ok, health.as_ref().map(Result::is_ok));

@@ -10,8 +10,39 @@
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use sha2::{Digest as _, Sha256};
 
-use crate::support::{Azurite, Project, block_on};
+use crate::support::{Azurite, LoggedRequest, Project, block_on};
+
+/// Lower-case hex SHA-256: the name a kept file is stored under.
+fn sha256(text: &str) -> String {
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The kept files (`nubes-releases/demo/files/<sha256>`) among `requests` fetched by GET.
+fn files_fetched(requests: &[LoggedRequest]) -> Vec<String> {
+    let prefix = format!("/{}/nubes-releases/demo/files/", crate::support::ACCOUNT);
+    requests
+        .iter()
+        .filter(|r| r.method == "GET")
+        .filter_map(|r| r.path.strip_prefix(&prefix).map(str::to_string))
+        .collect()
+}
+
+/// Requests to `$web`: (List Blobs calls, blob PUTs, blob DELETEs).
+fn web_calls(requests: &[LoggedRequest]) -> (usize, usize, usize) {
+    let container = format!("/{}/$web", crate::support::ACCOUNT);
+    let blob = format!("{container}/");
+    let count = |f: &dyn Fn(&LoggedRequest) -> bool| requests.iter().filter(|r| f(r)).count();
+    (
+        count(&|r| r.method == "GET" && r.path == container && r.query.contains("comp=list")),
+        count(&|r| r.method == "PUT" && r.path.starts_with(&blob)),
+        count(&|r| r.method == "DELETE" && r.path.starts_with(&blob)),
+    )
+}
 
 fn stack(az: &Azurite) -> String {
     let url = az.account_url();
@@ -106,7 +137,8 @@ fn served(az: &Azurite, name: &str) -> (u16, Vec<u8>, String) {
 
 #[test]
 fn rollback_serves_v1_again_uploading_only_what_differs_and_releases_mark_the_live_one() {
-    let az = Azurite::http();
+    // Azurite's own request log shows what the rollback fetched and sent.
+    let az = Azurite::http_logged();
     let p = project(&az, "", "");
     let v1 = v1();
     site(&p, &as_refs(&v1));
@@ -135,12 +167,22 @@ fn rollback_serves_v1_again_uploading_only_what_differs_and_releases_mark_the_li
     );
 
     std::fs::remove_file(p.path().join("build-ran")).unwrap();
+    let before = az.mark();
     let out = p.run(&["rollback", "alice"]).ok();
+    let requests = az.requests_between(before, az.mark());
     assert!(
         out.stdout.contains("infrastructure untouched"),
         "{}",
         out.all()
     );
+    // Only the one file `$web` did not serve (v1's index.html) was fetched from the
+    // release; `$web` was listed once, one blob uploaded and v2's extra file deleted.
+    assert_eq!(
+        files_fetched(&requests),
+        [sha256("<h1>v1</h1>")],
+        "{requests:#?}"
+    );
+    assert_eq!(web_calls(&requests), (1, 1, 1), "{requests:#?}");
     assert!(
         !p.path().join("build-ran").exists(),
         "rollback must not build"
@@ -181,6 +223,80 @@ fn rollback_serves_v1_again_uploading_only_what_differs_and_releases_mark_the_li
     assert_eq!(served(&az, "index.html").1, b"<h1>v2</h1>");
     let bad = p.run(&["rollback", "alice", "--to", "0000000"]).code(2);
     assert!(bad.stderr.contains("no kept release"), "{}", bad.all());
+}
+
+#[test]
+fn a_rollback_whose_kept_file_is_missing_or_corrupt_stops_before_deploying_anything() {
+    let az = Azurite::http();
+    let p = project(&az, "", "");
+    site(&p, &as_refs(&v1()));
+    p.run(&["up", "frank"]).ok();
+    let mut v2 = v1();
+    v2[1].1 = "<h1>v2</h1>".into();
+    site(&p, &as_refs(&v2));
+    p.run(&["up", "frank"]).ok();
+    let live = releases(&p, "frank")[0]["digest"].clone();
+    let unchanged = |what: &str| {
+        assert_eq!(served(&az, "index.html").1, b"<h1>v2</h1>", "{what}");
+        let listed = releases(&p, "frank");
+        assert_eq!(listed.len(), 2, "{what}: {listed:?}");
+        assert_eq!(listed[0]["digest"], live, "{what}");
+        assert_eq!(listed[0]["live"], true, "{what}");
+    };
+    let kept = |text: &str| format!("demo/files/{}", sha256(text));
+    let tamper = |text: &str, with: &str| {
+        block_on(
+            az.blobs()
+                .put("nubes-releases", &kept(text), with.as_bytes().to_vec(), &[]),
+        );
+    };
+
+    // The file `$web` lacks (v1's index.html) holds other bytes under its name.
+    tamper("<h1>v1</h1>", "<h1>tampered</h1>");
+    let out = p.run(&["rollback", "frank"]).code(1);
+    assert!(
+        out.stderr
+            .contains("kept file for index.html does not match its digest")
+            && out.stderr.contains("choose another with --to"),
+        "{}",
+        out.all()
+    );
+    unchanged("corrupt file $web lacks");
+    tamper("<h1>v1</h1>", "<h1>v1</h1>");
+
+    // A file `$web` serves already: its kept blob no longer matches, so it is fetched
+    // and checked too.
+    tamper("console.log(3);", "console.log(666);");
+    let out = p.run(&["rollback", "frank"]).code(1);
+    assert!(
+        out.stderr
+            .contains("kept file for assets/f3.js does not match its digest"),
+        "{}",
+        out.all()
+    );
+    unchanged("corrupt file $web serves");
+    tamper("console.log(3);", "console.log(3);");
+
+    // A kept file deleted from the container.
+    let gone = block_on(az.blobs().send(
+        "DELETE",
+        &format!("nubes-releases/{}", kept("console.log(7);")),
+        "",
+        &[],
+        vec![],
+    ));
+    assert_eq!(gone.status, 202);
+    let out = p.run(&["rollback", "frank"]).code(1);
+    assert!(
+        out.stderr
+            .contains("the release's file assets/f7.js (sha256 ")
+            && out
+                .stderr
+                .contains("is missing from the releases container"),
+        "{}",
+        out.all()
+    );
+    unchanged("missing file");
 }
 
 #[test]
