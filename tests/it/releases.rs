@@ -513,3 +513,125 @@ fn keep_releases_prunes_old_releases_but_never_a_live_one() {
     // 20 assets + health.txt, 3 index.html variants (0, 2, 3), only-0/2/3.
     assert_eq!(files.len(), 21 + 3 + 3, "{files:?}");
 }
+
+/// `len` bytes that do not compress (xorshift64 from `seed`): a packaged app's
+/// binaries and assets, so the zip nubes sends is as big as the folder.
+fn incompressible(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// Benchmark driver (`scripts/bench.sh releases`): rollback vs build + deploy of the
+/// same release for an App Service app of 50 MB through the in-test Kudu server
+/// (`kudu::fake`, the deployment polled to Success as Kudu reports it), state and
+/// releases on Azurite. v1 is deployed, then v2 (`server.js` changed); then (a)
+/// `nubes rollback` puts v1 back from its kept zip, no build, and (b) `nubes up` builds
+/// v1 again and deploys it. The build is `sleep S; cp -r src out`
+/// (`NUBES_BENCH_BUILD_SECONDS`, default 10), standing in for `npm ci && npm run build`.
+/// Prints a Markdown table; `NUBES_BENCH_RUNS` runs (default 3), medians.
+#[test]
+#[ignore = "benchmark driver: scripts/bench.sh releases"]
+fn bench_app_service_rollback_50mb() {
+    use crate::kudu::fake::{self, FakeKudu, Script};
+    let env_num = |name: &str, default: f64| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(default)
+    };
+    let runs = env_num("NUBES_BENCH_RUNS", 3.0).max(1.0) as usize;
+    let build_seconds = env_num("NUBES_BENCH_BUILD_SECONDS", 10.0);
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (mut rollback, mut rebuild) = (Vec::new(), Vec::new());
+    let mut zip_size = 0u64;
+    for run in 0..runs {
+        let az = Azurite::http();
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let kudu = runtime.block_on(FakeKudu::start(Script::Succeed));
+        let mut p = Project::on(
+            &az,
+            &format!(
+                "[build]\ncommand = \"sleep {build_seconds}; rm -rf out && cp -r src out\"\nartifact = \"out\"\n\n\
+                 [deploy]\ntarget = \"app-service\"\nhealth_timeout = \"30s\"\n"
+            ),
+        );
+        std::fs::write(
+            p.path().join("terraform/main.tf"),
+            format!(
+                "terraform {{\n  backend \"azurerm\" {{}}\n}}\nvariable \"environment\" {{\n  type = string\n}}\n\
+                 output \"scm_url\" {{\n  value = \"{}\"\n}}\noutput \"application_url\" {{\n  value = \"{}\"\n}}\n",
+                kudu.scm_url, kudu.site_url
+            ),
+        )
+        .unwrap();
+        p.set_env("NUBES_KUDU_TOKEN", &fake::token(fake::APP_SERVICE_AUDIENCE));
+        let src = p.path().join("src");
+        std::fs::create_dir_all(src.join("assets")).unwrap();
+        for i in 0..50u64 {
+            std::fs::write(
+                src.join(format!("assets/blob{i:02}.bin")),
+                incompressible(i + 1, 1_000_000),
+            )
+            .unwrap();
+        }
+        let version = |v: &str| {
+            std::fs::write(src.join("server.js"), format!("console.log('{v}');\n")).unwrap();
+        };
+        let env = format!("app{run}");
+        version("v1");
+        p.run(&["up", &env]).ok();
+        version("v2");
+        p.run(&["up", &env]).ok();
+        let listed = releases(&p, &env);
+        zip_size = listed[0]["size"].as_u64().unwrap_or(0);
+        let v2_id = listed[0]["id"].as_str().unwrap().to_string();
+
+        let t = Instant::now();
+        p.run(&["rollback", &env]).ok();
+        rollback.push(t.elapsed().as_secs_f64());
+        assert_eq!(
+            kudu.file("server.js").as_deref(),
+            Some(&b"console.log('v1');\n"[..])
+        );
+
+        // Back to v2, then v1 again the way it is done without releases.
+        p.run(&["rollback", &env, "--to", &v2_id]).ok();
+        version("v1");
+        let t = Instant::now();
+        p.run(&["up", &env]).ok();
+        rebuild.push(t.elapsed().as_secs_f64());
+        assert_eq!(
+            kudu.file("server.js").as_deref(),
+            Some(&b"console.log('v1');\n"[..])
+        );
+    }
+    let (r, u) = (median(&mut rollback), median(&mut rebuild));
+    println!(
+        "| App Service, {:.1} MB zip (in-test Kudu, Azurite over HTTP + SAS; build = sleep {build_seconds} s + copy) | median of {runs} |",
+        zip_size as f64 / 1e6
+    );
+    println!("|---|---|");
+    println!(
+        "| `nubes up` of v1 again: build + package + deploy | {:.0} ms |",
+        u * 1000.0
+    );
+    println!(
+        "| `nubes rollback` to v1: fetch the kept zip, deploy it, no build | {:.0} ms |",
+        r * 1000.0
+    );
+    println!(
+        "| ratio rollback / (build + deploy) | **{:.2}** (target ≤ 0.2) |",
+        r / u
+    );
+}
