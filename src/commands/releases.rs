@@ -73,15 +73,9 @@ fn report(
         "infrastructure untouched: `nubes state history {env}` and `nubes state restore {env} <version>` bring back an earlier Terraform state"
     );
     ctx.gh.set_output("environment", env.as_str())?;
-    ctx.gh.set_output("release_id", &note.id)?;
-    ctx.gh.set_output("release_digest", &note.digest)?;
-    ctx.gh.set_output(
-        "rolled_back",
-        if note.rolled_back_from.is_some() || what.starts_with("rollback") {
-            "true"
-        } else {
-            "false"
-        },
+    note.set_outputs(
+        &ctx.gh,
+        note.rolled_back_from.is_some() || what.starts_with("rollback"),
     )?;
     ctx.gh.summary(&format!(
         "### nubes {what} `{env}`\n\nRelease `{}` (`{}`) deployed without a build; health: **{verdict}**.\n",

@@ -23,6 +23,17 @@ pub struct ReleaseNote {
     pub rolled_back_from: Option<String>,
 }
 
+impl ReleaseNote {
+    /// `release_id`, `release_digest` and `rolled_back` in `$GITHUB_OUTPUT`.
+    /// `rolled_back`: this run put an earlier release back (an automatic rollback, or
+    /// `nubes rollback`).
+    pub fn set_outputs(&self, gh: &crate::github::Github, rolled_back: bool) -> Result<()> {
+        gh.set_output("release_id", &self.id)?;
+        gh.set_output("release_digest", &self.digest)?;
+        gh.set_output("rolled_back", if rolled_back { "true" } else { "false" })
+    }
+}
+
 /// What `up` deployed, as the release hook needs it.
 pub struct Shipped<'a> {
     pub target: &'a str,

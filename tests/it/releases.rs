@@ -324,6 +324,8 @@ fn a_failed_health_check_redeploys_the_previous_release_and_exits_1_naming_both(
         })
         .collect();
     site(&p, &as_refs(&broken));
+    let outputs = p.path().join("github-output");
+    p.set_env("GITHUB_OUTPUT", outputs.to_str().unwrap());
     let out = p.run(&["up", "bob"]).code(1);
     let listed = releases(&p, "bob");
     let bad = listed
@@ -352,6 +354,21 @@ fn a_failed_health_check_redeploys_the_previous_release_and_exits_1_naming_both(
     assert_eq!(served(&az, "health.txt").1, b"ok");
     assert_eq!(listed[0]["id"], good.as_str());
     assert_eq!(listed[0]["action"], "auto-rollback");
+    // The run failed, yet the workflow's later steps learn what is live.
+    let written = std::fs::read_to_string(&outputs).unwrap_or_default();
+    let output = |name: &str| crate::pipeline::gh_output(&written, name);
+    assert_eq!(
+        output("release_id").as_deref(),
+        Some(good.as_str()),
+        "{written}"
+    );
+    assert_eq!(
+        output("release_digest").as_deref(),
+        listed[0]["digest"].as_str(),
+        "{written}"
+    );
+    assert_eq!(output("rolled_back").as_deref(), Some("true"), "{written}");
+    assert_eq!(output("environment").as_deref(), Some("bob"), "{written}");
     assert_eq!(listed[0]["live"], true);
     let status = json(&p.run(&["status", "bob", "--json"]).ok().stdout);
     assert_eq!(status["deploy"]["release"], good.as_str(), "{status}");
