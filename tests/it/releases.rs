@@ -554,6 +554,7 @@ fn incompressible(seed: u64, len: usize) -> Vec<u8> {
 /// v1 again and deploys it. The build is `sleep S; cp -r src out`
 /// (`NUBES_BENCH_BUILD_SECONDS`, default 10), standing in for `npm ci && npm run build`.
 /// Prints a Markdown table; `NUBES_BENCH_RUNS` runs (default 3), medians.
+/// `NUBES_BENCH_BIN`: the nubes binary to measure (default: this test build's).
 #[test]
 #[ignore = "benchmark driver: scripts/bench.sh releases"]
 fn bench_app_service_rollback_50mb() {
@@ -569,6 +570,12 @@ fn bench_app_service_rollback_50mb() {
     let median = |v: &mut Vec<f64>| {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
+    };
+    let bin = std::env::var_os("NUBES_BENCH_BIN")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_nubes").into());
+    let nubes = |p: &Project, args: &[&str]| -> crate::support::Out {
+        crate::support::Out::from(p.cmd_of(&bin, args).output().expect("run nubes")).ok()
     };
     let (mut rollback, mut rebuild) = (Vec::new(), Vec::new());
     let mut zip_size = 0u64;
@@ -607,15 +614,15 @@ fn bench_app_service_rollback_50mb() {
         };
         let env = format!("app{run}");
         version("v1");
-        p.run(&["up", &env]).ok();
+        nubes(&p, &["up", &env]);
         version("v2");
-        p.run(&["up", &env]).ok();
+        nubes(&p, &["up", &env]);
         let listed = releases(&p, &env);
         zip_size = listed[0]["size"].as_u64().unwrap_or(0);
         let v2_id = listed[0]["id"].as_str().unwrap().to_string();
 
         let t = Instant::now();
-        p.run(&["rollback", &env]).ok();
+        nubes(&p, &["rollback", &env]);
         rollback.push(t.elapsed().as_secs_f64());
         assert_eq!(
             kudu.file("server.js").as_deref(),
@@ -623,10 +630,10 @@ fn bench_app_service_rollback_50mb() {
         );
 
         // Back to v2, then v1 again the way it is done without releases.
-        p.run(&["rollback", &env, "--to", &v2_id]).ok();
+        nubes(&p, &["rollback", &env, "--to", &v2_id]);
         version("v1");
         let t = Instant::now();
-        p.run(&["up", &env]).ok();
+        nubes(&p, &["up", &env]);
         rebuild.push(t.elapsed().as_secs_f64());
         assert_eq!(
             kudu.file("server.js").as_deref(),

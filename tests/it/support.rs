@@ -777,7 +777,13 @@ impl Project {
 
     /// `nubes` in this project, with a clean environment (no ambient credentials).
     pub fn cmd(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_nubes"));
+        self.cmd_of(Path::new(env!("CARGO_BIN_EXE_nubes")), args)
+    }
+
+    /// [`Project::cmd`] with another nubes binary (a benchmark driver measuring a
+    /// release build from a debug test binary).
+    pub fn cmd_of(&self, nubes: &Path, args: &[&str]) -> Command {
+        let mut cmd = Command::new(nubes);
         cmd.args(args).current_dir(self.path()).stdin(Stdio::null());
         for (k, _) in std::env::vars() {
             if k.starts_with("NUBES_") && k != "NUBES_TEST_AZURITE"
