@@ -16,6 +16,7 @@
 #   scripts/bench.sh drift    [--envs N]              drift over N envs on their own branches, --jobs 1 vs 4
 #   scripts/bench.sh site     [RUNS]                  static-site sync: 500 files, 20 x 5 MiB, vs peers
 #   scripts/bench.sh releases [--runs N] [--build-seconds S]  rollback vs build + deploy, 500-file site
+#                                                     and a 50 MB App Service zip (in-test Kudu)
 #   scripts/bench.sh init     [RUNS]                  nubes init: render every combination, one run
 #   scripts/bench.sh install  [--runs N]              the action's install step: release vs
 #                                                     source (cold cargo, warm actions/cache)
@@ -73,5 +74,29 @@ if [ "$which" = pipeline ] && [ -n "${NUBES_BENCH_BASELINE:-}" ]; then
   extra=(--baseline "$base/nubes-$NUBES_BENCH_BASELINE")
 fi
 cargo build --release --quiet
+if [ "$which" = releases ]; then
+  # The static-site half (Python driver), then the App Service half: the ignored
+  # integration test `releases::bench_app_service_rollback_50mb` (in-test Kudu server).
+  python3 scripts/bench_releases.py --nubes "$ROOT/target/release/nubes" --azurite "$NUBES_TEST_AZURITE" "$@"
+  runs=3 build=10
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      --runs) runs=$2; shift 2 ;;
+      --build-seconds) build=$2; shift 2 ;;
+      *) shift ;;
+    esac
+  done
+  out=$(mktemp)
+  trap 'rm -f "$out"' EXIT
+  if ! NUBES_BENCH_RUNS="$runs" NUBES_BENCH_BUILD_SECONDS="$build" cargo test --release --quiet \
+      --test it -- --ignored --exact releases::bench_app_service_rollback_50mb --nocapture \
+      --test-threads 1 >"$out" 2>&1; then
+    cat "$out" >&2
+    exit 1
+  fi
+  echo
+  grep '^|' "$out"
+  exit 0
+fi
 [ "$which" = list ] && extra+=(--peer-bin "$NUBES_BENCH_PEER_BIN")
 exec python3 "scripts/bench_${which}.py" --nubes "$ROOT/target/release/nubes" --azurite "$NUBES_TEST_AZURITE" "${extra[@]}" "$@"

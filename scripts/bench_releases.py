@@ -1,6 +1,7 @@
 """Rollback vs build + deploy of the same release (issue 15), for a static site of 500
 files on Azurite: v1 is deployed, then v2 (20 files changed, one added); then
-(a) `nubes rollback` puts v1 back from the kept release, no build, and
+(a) `nubes rollback` puts v1 back from the kept release, no build (it fetches only the
+21 files `$web` does not serve), and
 (b) `nubes up` builds v1 again and deploys it, as a team without releases would.
 The build is `sleep BUILD; cp -r src dist`: the sleep stands in for a frontend build
 (`--build-seconds`, default 10), so (b) is build + deploy and (a) what replaces it.
@@ -78,7 +79,7 @@ def main():
     print(f"| static site, 500 files (Azurite, HTTP + SAS; build = sleep {args.build_seconds:g} s + copy) | median of {args.runs} |")
     print("|---|---|")
     print(f"| `nubes up` of v1 again: build + deploy (21 files uploaded, 1 deleted) | {u * 1000:.0f} ms |")
-    print(f"| `nubes rollback` to v1: fetch the kept release, deploy (same uploads), no build | {r * 1000:.0f} ms |")
+    print(f"| `nubes rollback` to v1: fetch the 21 kept files `$web` lacks, same uploads, no build | {r * 1000:.0f} ms |")
     print(f"| ratio rollback / (build + deploy) | **{r / u:.2f}** (target ≤ 0.2) |")
 
 

@@ -458,8 +458,14 @@ async fn stages(
                     .await
             }
             _ => {
-                crate::deploy::slot::ship(ctx.settings, &env, &built.artifact, &report.outputs)
-                    .await
+                crate::deploy::slot::ship(
+                    ctx.settings,
+                    &env,
+                    &built.artifact,
+                    &report.outputs,
+                    None,
+                )
+                .await
             }
         };
         stage.end_with(shipment.deployed.is_ok() && !matches!(shipment.health, Some(Err(_))));
@@ -482,6 +488,13 @@ async fn stages(
         let rolled = release_stage(ctx, &env, &outputs, &shipped, activity, &mut report).await;
         report.deployed = deployed.map_err(|e| e.context("stage deploy"))?;
         if let Some(healthy) = healthy {
+            if let (Err(_), Some(note)) = (&healthy, &report.release) {
+                // The run fails, but the workflow's later steps still learn which release
+                // is live and whether it was rolled back to.
+                if let Err(e) = note.set_outputs(&ctx.gh, note.rolled_back_from.is_some()) {
+                    tracing::warn!("the release outputs could not be written: {e}");
+                }
+            }
             report.health = Some(healthy.map_err(|e| match &rolled {
                 Some(r) => r.explain(&e).context("stage health check"),
                 None => e.context("stage health check"),

@@ -210,16 +210,7 @@ fn report_release(ctx: &Context<'_>, report: &pipeline::UpReport, md: &mut Strin
         return Ok(());
     };
     crate::outln!("release {} ({}) is live", r.id, r.digest);
-    ctx.gh.set_output("release_id", &r.id)?;
-    ctx.gh.set_output("release_digest", &r.digest)?;
-    ctx.gh.set_output(
-        "rolled_back",
-        if r.rolled_back_from.is_some() {
-            "true"
-        } else {
-            "false"
-        },
-    )?;
+    r.set_outputs(&ctx.gh, r.rolled_back_from.is_some())?;
     md.push_str(&format!("\nRelease `{}` (`{}`) is live.\n", r.id, r.digest));
     Ok(())
 }

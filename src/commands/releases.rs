@@ -96,10 +96,7 @@ fn report(
         }
     }
     ctx.gh.set_output("environment", env.as_str())?;
-    ctx.gh.set_output("release_id", &note.id)?;
-    ctx.gh.set_output("release_digest", &note.digest)?;
-    ctx.gh
-        .set_output("rolled_back", if rolled_back { "true" } else { "false" })?;
+    note.set_outputs(&ctx.gh, rolled_back)?;
     ctx.gh.summary(&format!(
         "### nubes {what} `{env}`\n\nRelease `{}` (`{}`) deployed without a build; health: **{verdict}**.\n",
         note.id, note.digest

@@ -91,11 +91,31 @@ pub fn output_env(
     vars
 }
 
+/// The account URL a `static-site` deploy syncs into (output `static_site_account_url`),
+/// when the environment deploys to a static site.
+pub fn site_account(settings: &Settings, outputs: &Map<String, Value>) -> Option<String> {
+    (target(settings, outputs).as_deref() == Some("static-site"))
+        .then(|| output(outputs, "static_site_account_url"))
+        .flatten()
+}
+
+/// The sync options of a `static-site` deploy (what a rollback compares `$web` with).
+pub fn site_options(settings: &Settings) -> static_site::SiteOptions {
+    static_site::SiteOptions {
+        cache_control: settings.deploy.cache_control.clone(),
+        ..Default::default()
+    }
+}
+
+/// Deploy `artifact`. `baseline`: for a `static-site` redeploy of a kept release, the
+/// `$web` listing taken already and the names that keep their content (the artifact
+/// folder then holds only the other files); None otherwise.
 pub async fn deploy(
     settings: &Settings,
     env: &EnvName,
     artifact: &Path,
     outputs: &Map<String, Value>,
+    baseline: Option<std::sync::Arc<static_site::Baseline>>,
 ) -> Result<Option<Deployed>> {
     let Some(target) = target(settings, outputs) else {
         tracing::info!(
@@ -113,8 +133,8 @@ pub async fn deploy(
                     .hint("output the blob endpoint of the storage account whose static website serves the site")
             })?;
             let options = static_site::SiteOptions {
-                cache_control: settings.deploy.cache_control.clone(),
-                ..Default::default()
+                baseline,
+                ..site_options(settings)
             };
             let report = static_site::sync(&account, artifact, &options).await?;
             Ok(Some(Deployed {

@@ -15,10 +15,12 @@
 //! `up`, `rollback`, `promote` and the automatic rollback all ship through [`ship`].
 
 use std::path::Path;
+use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
 use super::Deployed;
+use super::static_site::Baseline;
 use crate::config::Settings;
 use crate::env_name::EnvName;
 use crate::error::{Error, Result};
@@ -49,16 +51,18 @@ fn slot_for<'a>(settings: &'a Settings, outputs: &Map<String, Value>) -> Option<
 }
 
 /// Deploy `artifact` and health-check it, through the slot when one is configured.
+/// `baseline`: see [`super::deploy`] (a static site has no slots).
 pub async fn ship(
     settings: &Settings,
     env: &EnvName,
     artifact: &Path,
     outputs: &Map<String, Value>,
+    baseline: Option<Arc<Baseline>>,
 ) -> Shipment {
     if let Some(slot) = slot_for(settings, outputs) {
         return blue_green(settings, env, artifact, outputs, slot).await;
     }
-    let deployed = super::deploy(settings, env, artifact, outputs).await;
+    let deployed = super::deploy(settings, env, artifact, outputs, baseline).await;
     let health = match (&deployed, output(outputs, "application_url")) {
         (Ok(Some(_)), Some(url)) => Some(check(settings, &url).await),
         _ => None,
@@ -134,7 +138,7 @@ async fn blue_green(
         serde_json::json!({ "value": place.scm, "sensitive": false }),
     );
     tracing::info!("deploying to slot `{slot}` ({})", place.scm);
-    let deployed = super::deploy(settings, env, artifact, &slot_outputs).await;
+    let deployed = super::deploy(settings, env, artifact, &slot_outputs, None).await;
     let Ok(Some(d)) = &deployed else {
         return Shipment {
             deployed,

@@ -16,12 +16,17 @@
 //! twice when it did change: once to compare, once to send. Memory is bounded by
 //! `parallel` buffers of at most [`BLOCK_SIZE`], whatever the files' sizes.
 //!
+//! A redeploy of a kept release ([`crate::releases`]) knows most of the content already:
+//! it takes the listing first ([`listing`]), fetches only the files `$web` lacks, and
+//! hands the sync a [`Baseline`] (that listing plus the names that already hold the
+//! release's content), so the sync lists no more and leaves those names alone.
+//!
 //! Blob names are the artifact's relative paths with `/`. The SDK's `blob_client(name)`
 //! percent-encodes a name as one path segment (`assets/app.js` travels as
 //! `assets%2Fapp.js`); Azure Storage and Azurite both decode it to `assets/app.js`
 //! (tests/it/static_site.rs checks the listed names and plain-URL GETs).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -69,6 +74,9 @@ pub struct SiteOptions {
     /// `<prefix>/`, and only blobs under it are compared or deleted. None = the whole
     /// container.
     pub prefix: Option<String>,
+    /// What `$web` holds, listed already, and the names that keep their content though
+    /// the artifact folder lacks them (a kept release redeployed); None = list here.
+    pub baseline: Option<Arc<Baseline>>,
 }
 
 impl Default for SiteOptions {
@@ -77,7 +85,61 @@ impl Default for SiteOptions {
             cache_control: None,
             parallel: DEFAULT_PARALLEL,
             prefix: None,
+            baseline: None,
         }
+    }
+}
+
+/// The blobs of `$web` (under the options' prefix) as one listing found them.
+#[derive(Debug, Clone)]
+pub struct Listing {
+    blobs: HashMap<String, RemoteBlob>,
+    prefix: Option<String>,
+}
+
+impl Listing {
+    /// Whether blob `name` already holds a file of `size` bytes and MD5 `md5`, with the
+    /// headers a sync with `cache_control` gives it: a sync would leave it alone.
+    pub fn holds(&self, name: &str, size: u64, md5: &[u8], cache_control: Option<&str>) -> bool {
+        let name = match &self.prefix {
+            Some(p) => format!("{p}{name}"),
+            None => name.to_string(),
+        };
+        self.blobs.get(&name).is_some_and(|r| {
+            r.headers_are(size, content_type(&name), cache_control) && r.md5.as_deref() == Some(md5)
+        })
+    }
+
+    /// The baseline for a sync that leaves `names` (relative to the prefix) alone; names
+    /// the listing does not hold are dropped (a sync cannot keep what is not there).
+    pub fn keeping(self, names: impl IntoIterator<Item = String>) -> Baseline {
+        let keep = names
+            .into_iter()
+            .map(|n| match &self.prefix {
+                Some(p) => format!("{p}{n}"),
+                None => n,
+            })
+            .filter(|n| self.blobs.contains_key(n))
+            .collect();
+        Baseline {
+            listing: self,
+            keep,
+        }
+    }
+}
+
+/// A listing taken before the sync and the blob names in it the sync leaves alone:
+/// neither compared again nor deleted.
+#[derive(Debug, Clone)]
+pub struct Baseline {
+    listing: Listing,
+    keep: HashSet<String>,
+}
+
+impl Baseline {
+    /// How many blobs the sync leaves alone.
+    pub fn kept(&self) -> usize {
+        self.keep.len()
     }
 }
 
@@ -107,12 +169,40 @@ impl SiteReport {
 /// Auth: `NUBES_SITE_SAS` (a SAS for the site's account) if set, else the state storage
 /// credential chain [`auth::from_env`]. `NUBES_STORAGE_CA_CERT` is trusted as for state.
 pub async fn sync(account_url: &str, artifact: &Path, options: &SiteOptions) -> Result<SiteReport> {
+    let (http, auth) = credentials()?;
+    sync_with(account_url, http, auth, artifact, options).await
+}
+
+/// What `$web` of the account at `account_url` holds now (under `options.prefix`), for
+/// a [`Baseline`]; credentials as for [`sync`].
+pub async fn listing(account_url: &str, options: &SiteOptions) -> Result<Listing> {
+    let (http, auth) = credentials()?;
+    let site = Site::connect(account_url, http, &auth)?;
+    let prefix = prefix_of(options);
+    Ok(Listing {
+        blobs: site.list(prefix.clone()).await?,
+        prefix,
+    })
+}
+
+/// `NUBES_SITE_SAS`, else the state storage credential chain.
+fn credentials() -> Result<(reqwest::Client, StorageAuth)> {
     let http = http_client()?;
     let auth = match std::env::var(SAS_VAR).ok().filter(|v| !v.trim().is_empty()) {
         Some(sas) => StorageAuth::sas(&sas),
         None => auth::from_env(http.clone())?,
     };
-    sync_with(account_url, http, auth, artifact, options).await
+    Ok((http, auth))
+}
+
+/// The options' folder of `$web` as a blob-name prefix (`dashboard/`), if any.
+fn prefix_of(options: &SiteOptions) -> Option<String> {
+    options
+        .prefix
+        .as_deref()
+        .map(|p| p.trim_matches('/'))
+        .filter(|p| !p.is_empty())
+        .map(|p| format!("{p}/"))
 }
 
 /// [`sync`] with the HTTP client and credential given explicitly (tests, callers that
@@ -124,21 +214,31 @@ pub async fn sync_with(
     artifact: &Path,
     options: &SiteOptions,
 ) -> Result<SiteReport> {
-    let mut files = local_files(artifact).await?;
-    let prefix = options
-        .prefix
-        .as_deref()
-        .map(|p| p.trim_matches('/'))
-        .filter(|p| !p.is_empty())
-        .map(|p| format!("{p}/"));
+    let baseline = options.baseline.as_deref();
+    let leave_alone = baseline.map_or(0, Baseline::kept);
+    let mut files = local_files(artifact, leave_alone > 0).await?;
+    let prefix = prefix_of(options);
     if let Some(prefix) = &prefix {
         for f in &mut files {
             f.name.insert_str(0, prefix);
         }
     }
     let site = Site::connect(account_url, http, &auth)?;
-    let mut remote = site.list(prefix).await?;
+    let mut remote = match baseline {
+        Some(b) if b.listing.prefix != prefix => {
+            return Err(Error::failed(
+                "the site's listing was taken for another folder of `$web` than the sync's",
+            ));
+        }
+        Some(b) => {
+            let mut remote = b.listing.blobs.clone();
+            remote.retain(|name, _| !b.keep.contains(name));
+            remote
+        }
+        None => site.list(prefix).await?,
+    };
     let mut report = upload_changed(&site, files, &mut remote, options).await?;
+    report.unchanged += leave_alone;
     // What is left in the listing is no longer in the artifact.
     let stale: Vec<String> = remote.into_keys().collect();
     report.deleted = futures::stream::iter(stale)
@@ -202,15 +302,16 @@ struct LocalFile {
 }
 
 /// Walk the artifact (blocking I/O, off the async threads). Files are hashed later, in
-/// the pass that uploads them.
-async fn local_files(artifact: &Path) -> Result<Vec<LocalFile>> {
+/// the pass that uploads them. An empty folder is an error unless `may_be_empty` (a
+/// baseline keeps every file).
+async fn local_files(artifact: &Path, may_be_empty: bool) -> Result<Vec<LocalFile>> {
     let artifact = artifact.to_path_buf();
-    tokio::task::spawn_blocking(move || walk(&artifact))
+    tokio::task::spawn_blocking(move || walk(&artifact, may_be_empty))
         .await
         .map_err(|e| Error::failed(format!("reading the artifact folder: {e}")))?
 }
 
-fn walk(artifact: &Path) -> Result<Vec<LocalFile>> {
+fn walk(artifact: &Path, may_be_empty: bool) -> Result<Vec<LocalFile>> {
     let hint = "build the site first, or point [build] artifact at the folder your build writes";
     if !artifact.is_dir() {
         let what = if artifact.exists() {
@@ -250,7 +351,7 @@ fn walk(artifact: &Path) -> Result<Vec<LocalFile>> {
             path,
         });
     }
-    if files.is_empty() {
+    if files.is_empty() && !may_be_empty {
         return Err(Error::input(format!(
             "the artifact folder `{}` is empty: nothing to deploy",
             artifact.display()
@@ -315,6 +416,7 @@ pub fn content_type(name: &str) -> &'static str {
 }
 
 /// A blob as listed: the properties a sync compares.
+#[derive(Debug, Clone)]
 struct RemoteBlob {
     size: u64,
     md5: Option<Vec<u8>>,
@@ -325,10 +427,14 @@ struct RemoteBlob {
 impl RemoteBlob {
     /// Everything but the content matches: the headers, and the size.
     fn headers_match(&self, file: &LocalFile, cache_control: Option<&str>) -> bool {
-        self.size == file.size
+        self.headers_are(file.size, file.content_type, cache_control)
+    }
+
+    fn headers_are(&self, size: u64, content_type: &str, cache_control: Option<&str>) -> bool {
+        self.size == size
             && self.md5.is_some()
             && self.cache_control.as_deref() == cache_control
-            && self.content_type.as_deref() == Some(file.content_type)
+            && self.content_type.as_deref() == Some(content_type)
     }
 
     fn matches(&self, file: &LocalFile, md5: &[u8; 16], cache_control: Option<&str>) -> bool {
@@ -758,14 +864,42 @@ mod tests {
     }
 
     #[test]
+    fn a_baseline_keeps_only_blobs_that_hold_the_content_with_the_syncs_headers() {
+        let blob = |md5: &[u8], cc: Option<&str>| RemoteBlob {
+            size: 3,
+            md5: Some(md5.to_vec()),
+            cache_control: cc.map(str::to_string),
+            content_type: Some(content_type("a.js").to_string()),
+        };
+        let listing = Listing {
+            blobs: HashMap::from([
+                ("site/a.js".to_string(), blob(b"m1", None)),
+                ("site/b.js".to_string(), blob(b"m2", Some("no-cache"))),
+            ]),
+            prefix: Some("site/".into()),
+        };
+        assert!(listing.holds("a.js", 3, b"m1", None));
+        assert!(!listing.holds("a.js", 3, b"m2", None), "other content");
+        assert!(!listing.holds("a.js", 4, b"m1", None), "other size");
+        assert!(
+            !listing.holds("b.js", 3, b"m2", None),
+            "other Cache-Control"
+        );
+        assert!(!listing.holds("c.js", 3, b"m1", None), "absent");
+        let baseline = listing.keeping(["a.js".to_string(), "gone.js".to_string()]);
+        assert_eq!(baseline.kept(), 1);
+        assert!(baseline.keep.contains("site/a.js"));
+    }
+
+    #[test]
     fn missing_and_empty_artifacts_are_input_errors() {
         let dir = tempfile::tempdir().unwrap();
-        let missing = walk(&dir.path().join("dist")).err().unwrap();
+        let missing = walk(&dir.path().join("dist"), false).err().unwrap();
         assert_eq!(missing.exit_code(), 2);
         assert!(missing.hint_text().unwrap().contains("[build] artifact"));
         std::fs::create_dir(dir.path().join("empty")).unwrap();
         std::fs::write(dir.path().join("empty/.DS_Store"), "x").unwrap();
-        let empty = walk(&dir.path().join("empty")).err().unwrap();
+        let empty = walk(&dir.path().join("empty"), false).err().unwrap();
         assert_eq!(empty.exit_code(), 2);
         assert!(empty.to_string().contains("is empty"));
     }

@@ -25,6 +25,17 @@ pub struct ReleaseNote {
     pub rolled_back_from: Option<String>,
 }
 
+impl ReleaseNote {
+    /// `release_id`, `release_digest` and `rolled_back` in `$GITHUB_OUTPUT`.
+    /// `rolled_back`: this run put an earlier release back (an automatic rollback, or
+    /// `nubes rollback`).
+    pub fn set_outputs(&self, gh: &crate::github::Github, rolled_back: bool) -> Result<()> {
+        gh.set_output("release_id", &self.id)?;
+        gh.set_output("release_digest", &self.digest)?;
+        gh.set_output("rolled_back", if rolled_back { "true" } else { "false" })
+    }
+}
+
 /// What `up` deployed, as the release hook needs it.
 pub struct Shipped<'a> {
     pub target: &'a str,
@@ -204,8 +215,18 @@ pub async fn redeploy(
     } else {
         let temp = tempfile::tempdir()
             .map_err(|e| Error::failed(format!("cannot make a temporary folder: {e}")))?;
-        let artifact = store.materialise(release.hex(), temp.path()).await?;
-        let shipment = crate::deploy::slot::ship(settings, env, &artifact, outputs).await;
+        // Into a static site, only the files `$web` does not serve already are fetched.
+        let site =
+            crate::deploy::site_account(settings, outputs).map(|account_url| super::SiteTarget {
+                account_url,
+                options: crate::deploy::site_options(settings),
+            });
+        let fetched = store
+            .materialise(release.hex(), temp.path(), site.as_ref())
+            .await?;
+        let shipment =
+            crate::deploy::slot::ship(settings, env, &fetched.path, outputs, fetched.baseline)
+                .await;
         (shipment, None)
     };
     let (deployed, health) = (shipment.deployed, shipment.health);

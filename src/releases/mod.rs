@@ -177,10 +177,27 @@ pub struct Releases {
     auth_kind: &'static str,
 }
 
-/// A blob as listed: name, metadata (names lower-cased), size.
+/// A blob as listed: name, metadata (names lower-cased), size, Content-MD5.
 struct Listed {
     name: String,
     meta: BTreeMap<String, String>,
+    size: u64,
+    md5: Option<Vec<u8>>,
+}
+
+/// A kept release fetched for a redeploy: the artifact to deploy, and for a static site
+/// redeployed into a static site, the `$web` listing and the names already serving the
+/// release's content (the folder holds only the other files).
+pub struct Materialised {
+    pub path: PathBuf,
+    pub baseline: Option<std::sync::Arc<crate::deploy::static_site::Baseline>>,
+}
+
+/// Where a site release is going: the account whose `$web` serves it, and the sync's
+/// options (their Cache-Control decides what already matches).
+pub struct SiteTarget {
+    pub account_url: String,
+    pub options: crate::deploy::static_site::SiteOptions,
 }
 
 impl Releases {
@@ -349,8 +366,14 @@ impl Releases {
     }
 
     /// Fetch release `hex` into `dir`: the site's files, or the package
-    /// (`release.<archive>`). Returns the artifact path to deploy.
-    pub async fn materialise(&self, hex: &str, dir: &Path) -> Result<PathBuf> {
+    /// (`release.<archive>`). A site release going to `site` fetches only the files its
+    /// `$web` does not serve already (see [`site::fetch_needed`]).
+    pub async fn materialise(
+        &self,
+        hex: &str,
+        dir: &Path,
+        site: Option<&SiteTarget>,
+    ) -> Result<Materialised> {
         let name = self.artifact_name(hex);
         let Some((body, m)) = self.get(&name).await? else {
             return Err(Error::failed(format!(
@@ -363,8 +386,19 @@ impl Releases {
         match m.get(meta::RELEASE_KIND).map(String::as_str) {
             Some("site") => {
                 let folder = dir.join("site");
-                site::fetch_files(self, &body, &folder).await?;
-                Ok(folder)
+                let baseline = match site {
+                    Some(target) => Some(std::sync::Arc::new(
+                        site::fetch_needed(self, &body, &folder, target).await?,
+                    )),
+                    None => {
+                        site::fetch_files(self, &body, &folder).await?;
+                        None
+                    }
+                };
+                Ok(Materialised {
+                    path: folder,
+                    baseline,
+                })
             }
             Some("zip") => {
                 let archive = m
@@ -376,7 +410,10 @@ impl Releases {
                 tokio::fs::write(&path, &body)
                     .await
                     .map_err(|e| io_error(&path, e))?;
-                Ok(path)
+                Ok(Materialised {
+                    path,
+                    baseline: None,
+                })
             }
             other => Err(Error::failed(format!(
                 "release {} has an unknown kind `{}`",
@@ -504,10 +541,13 @@ impl Releases {
     }
 
     /// Upload `body` as `name` unless a blob of that name exists (content-addressed:
-    /// the same name holds the same bytes).
+    /// the same name holds the same bytes). Its Content-MD5 is set, so a listing tells a
+    /// rollback which files `$web` already serves.
     async fn put_absent(&self, name: &str, body: Bytes) -> Result<()> {
+        use md5::Digest as _;
         let options = BlobClientUploadOptions {
             if_none_match: Some(azure_core::http::Etag::from("*")),
+            blob_content_md5: Some(md5::Md5::digest(&body).to_vec()),
             partition_size: Some(SINGLE_REQUEST_LIMIT_U64),
             ..Default::default()
         };
@@ -618,9 +658,12 @@ impl Releases {
             let page = page.into_model().map_err(|e| self.error(e, doing))?;
             for item in page.blob_items {
                 let Some(name) = item.name else { continue };
+                let props = item.properties.unwrap_or_default();
                 out.push(Listed {
                     name,
                     meta: meta::normalise(item.metadata.and_then(|m| m.values).unwrap_or_default()),
+                    size: props.content_length.unwrap_or(0),
+                    md5: props.content_md5.filter(|m| !m.is_empty()),
                 });
             }
         }
@@ -769,6 +812,8 @@ mod tests {
         Listed {
             name: format!("p/envs/e/{n:020}"),
             meta,
+            size: 0,
+            md5: None,
         }
     }
 

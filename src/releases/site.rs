@@ -1,18 +1,25 @@
 //! A `static-site` release: a manifest (`path NUL sha256 LF` per file, in the order
 //! [`crate::deploy::digest`] walks the folder, so the manifest's own SHA-256 is the
 //! artifact's digest) plus each file stored once under `<project>/files/<sha256>`.
-//! Redeploying materialises the files into a temporary folder and hands it to the
-//! ordinary site sync, which uploads only the files whose content differs from what
-//! `$web` serves.
+//! Each file blob carries its Content-MD5, set when it is stored.
+//!
+//! Redeploying into a static site ([`fetch_needed`]) lists the release's files (their
+//! MD5 and size) and `$web` (what it serves) at once, fetches only the files whose
+//! content `$web` does not serve already (each checked against its SHA-256) into a
+//! temporary folder, and hands it to the ordinary site sync with a baseline that leaves
+//! the matching names alone: about two listings, N GETs and N PUTs for N differing
+//! files. Every check (a file missing from the container, or not matching its digest)
+//! happens before the sync starts, so a broken release never reaches `$web`.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Component, Path, PathBuf};
 
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use sha2::{Digest as _, Sha256};
 
-use super::{PARALLEL, Releases};
+use super::{PARALLEL, Releases, SiteTarget};
+use crate::deploy::static_site::{self, Baseline};
 use crate::env_name::printable;
 use crate::error::{Error, Result};
 
@@ -108,32 +115,86 @@ fn safe_relative(rel: &str) -> Result<PathBuf> {
     }
 }
 
+/// Fetch into `folder` only the files of `manifest` that `target`'s `$web` does not
+/// serve already, and return the baseline that leaves the others alone.
+pub(super) async fn fetch_needed(
+    store: &Releases,
+    manifest: &[u8],
+    folder: &Path,
+    target: &SiteTarget,
+) -> Result<Baseline> {
+    let entries = parse(manifest)?;
+    for (rel, _) in &entries {
+        safe_relative(rel)?;
+    }
+    let prefix = format!("{}/files/", store.project);
+    let (kept, listing) = tokio::try_join!(
+        store.list_flat(&prefix),
+        static_site::listing(&target.account_url, &target.options)
+    )?;
+    // Hash -> (size, MD5 if the blob carries one).
+    let kept: HashMap<String, (u64, Option<Vec<u8>>)> = kept
+        .into_iter()
+        .map(|l| (l.name[prefix.len()..].to_string(), (l.size, l.md5)))
+        .collect();
+    let cache_control = target.options.cache_control.as_deref();
+    let mut keep = Vec::new();
+    let mut fetch = Vec::new();
+    for (rel, hex) in entries {
+        let Some((size, md5)) = kept.get(&hex) else {
+            return Err(missing(&rel, &hex));
+        };
+        match md5 {
+            Some(md5) if listing.holds(&rel, *size, md5, cache_control) => keep.push(rel),
+            _ => fetch.push((rel, hex)),
+        }
+    }
+    tracing::info!(
+        "release: {} files served already, fetching {}",
+        keep.len(),
+        fetch.len()
+    );
+    fetch_into(store, folder, fetch).await?;
+    Ok(listing.keeping(keep))
+}
+
+fn missing(rel: &str, hex: &str) -> Error {
+    Error::failed(format!(
+        "the release's file {} (sha256 {}) is missing from the releases container",
+        printable(rel),
+        super::short(hex)
+    ))
+    .hint("the release cannot be redeployed; choose another with --to")
+}
+
 /// Write the files of `manifest` into `folder`, checking each file's hash.
 pub(super) async fn fetch_files(store: &Releases, manifest: &[u8], folder: &Path) -> Result<()> {
-    let entries = parse(manifest)?;
-    let mut plan = Vec::new();
-    for (rel, hex) in entries {
-        plan.push((folder.join(safe_relative(&rel)?), hex));
-    }
+    fetch_into(store, folder, parse(manifest)?).await
+}
+
+/// Fetch each `(path, hex)` of `plan` into its path under `folder` (created even when
+/// the plan is empty), checking each file's hash.
+async fn fetch_into(store: &Releases, folder: &Path, plan: Vec<(String, String)>) -> Result<()> {
+    let plan = plan
+        .into_iter()
+        .map(|(rel, hex)| Ok((folder.join(safe_relative(&rel)?), rel, hex)))
+        .collect::<Result<Vec<_>>>()?;
     tokio::fs::create_dir_all(folder)
         .await
         .map_err(|e| super::io_error(folder, e))?;
     futures::stream::iter(plan)
-        .map(|(path, hex)| async move {
+        .map(|(path, rel, hex)| async move {
             let Some((bytes, _)) = store.get(&store.file_name(&hex)).await? else {
-                return Err(Error::failed(format!(
-                    "the release's file {} (sha256 {}) is missing from the releases container",
-                    path.display(),
-                    super::short(&hex)
-                ))
-                .hint("the release cannot be redeployed; choose another with --to"));
+                return Err(missing(&rel, &hex));
             };
             if self::hex(&Sha256::digest(&bytes)) != hex {
                 return Err(Error::failed(format!(
-                    "the kept file for {} does not match its digest (sha256 {})",
-                    path.display(),
+                    "the kept file for {} does not match its digest (sha256 {}): the releases \
+                     container holds other bytes under its name",
+                    printable(&rel),
                     super::short(&hex)
-                )));
+                ))
+                .hint("the release cannot be redeployed; choose another with --to"));
             }
             if let Some(parent) = path.parent() {
                 tokio::fs::create_dir_all(parent)

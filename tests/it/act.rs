@@ -517,6 +517,13 @@ fn the_generated_workflow_runs_the_right_jobs_and_steps_for_each_event() {
             json!({"inputs": {"environment": "demo", "action": "up"}, "ref": "refs/heads/env-demo", "repository": repository}),
             "nubes command=up demo",
         ),
+        (
+            // A dispatched promote goes through `nubes run`, which reads `from` from the
+            // event: the input never reaches a command line.
+            "workflow_dispatch",
+            json!({"inputs": {"environment": "demo", "action": "promote", "from": "candidate"}, "ref": "refs/heads/env-demo", "repository": repository}),
+            "nubes command=run",
+        ),
     ];
     for (event, payload, command) in cases {
         let (log, env) = stand_in_log(cache.path(), work.path());
@@ -594,26 +601,33 @@ fn the_generated_workflow_runs_the_right_jobs_and_steps_for_each_event() {
     assert_eq!(ran.job("nubes"), None, "{}", ran.raw);
     assert!(!log.exists(), "a stand-in ran");
 
-    // A dispatched environment that is not a plain name stops before checkout.
-    let (log, env) = stand_in_log(cache.path(), work.path());
-    let ran = act(
-        work.path(),
-        "workflow_dispatch",
-        &json!({"inputs": {"environment": "demo --force", "action": "down"}, "ref": "refs/heads/env-demo", "repository": repository}),
-        &env,
-        cache.path(),
-        &generated_stand_ins(),
-    );
-    assert_ne!(ran.code, Some(0), "{}", ran.raw);
-    assert_eq!(ran.job("nubes"), Some("failure"), "{}", ran.raw);
-    assert_eq!(
-        ran.steps_of("nubes"),
-        [(
-            "Check the requested environment".to_string(),
-            "failure".to_string()
-        )],
-        "{}",
-        ran.raw
-    );
-    assert!(!log.exists(), "a stand-in ran");
+    // A dispatched environment, or a promote's `from`, that is not a plain name stops
+    // before checkout.
+    for inputs in [
+        json!({"environment": "demo --force", "action": "down"}),
+        json!({"environment": "demo", "action": "promote", "from": "x --force"}),
+        json!({"environment": "demo", "action": "promote"}),
+    ] {
+        let (log, env) = stand_in_log(cache.path(), work.path());
+        let ran = act(
+            work.path(),
+            "workflow_dispatch",
+            &json!({"inputs": inputs, "ref": "refs/heads/env-demo", "repository": repository}),
+            &env,
+            cache.path(),
+            &generated_stand_ins(),
+        );
+        assert_ne!(ran.code, Some(0), "{inputs}: {}", ran.raw);
+        assert_eq!(ran.job("nubes"), Some("failure"), "{inputs}: {}", ran.raw);
+        assert_eq!(
+            ran.steps_of("nubes"),
+            [(
+                "Check the requested environment".to_string(),
+                "failure".to_string()
+            )],
+            "{inputs}: {}",
+            ran.raw
+        );
+        assert!(!log.exists(), "{inputs}: a stand-in ran");
+    }
 }

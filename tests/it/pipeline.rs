@@ -120,7 +120,7 @@ fn uuid() -> String {
 }
 
 /// Value of a `name<<delim` entry in a $GITHUB_OUTPUT file (the last one wins).
-fn gh_output(file: &str, name: &str) -> Option<String> {
+pub(crate) fn gh_output(file: &str, name: &str) -> Option<String> {
     let mut lines = file.lines();
     let mut found = None;
     while let Some(line) = lines.next() {

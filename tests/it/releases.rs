@@ -10,8 +10,39 @@
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use sha2::{Digest as _, Sha256};
 
-use crate::support::{Azurite, Project, block_on};
+use crate::support::{Azurite, LoggedRequest, Project, block_on};
+
+/// Lower-case hex SHA-256: the name a kept file is stored under.
+fn sha256(text: &str) -> String {
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The kept files (`nubes-releases/demo/files/<sha256>`) among `requests` fetched by GET.
+fn files_fetched(requests: &[LoggedRequest]) -> Vec<String> {
+    let prefix = format!("/{}/nubes-releases/demo/files/", crate::support::ACCOUNT);
+    requests
+        .iter()
+        .filter(|r| r.method == "GET")
+        .filter_map(|r| r.path.strip_prefix(&prefix).map(str::to_string))
+        .collect()
+}
+
+/// Requests to `$web`: (List Blobs calls, blob PUTs, blob DELETEs).
+fn web_calls(requests: &[LoggedRequest]) -> (usize, usize, usize) {
+    let container = format!("/{}/$web", crate::support::ACCOUNT);
+    let blob = format!("{container}/");
+    let count = |f: &dyn Fn(&LoggedRequest) -> bool| requests.iter().filter(|r| f(r)).count();
+    (
+        count(&|r| r.method == "GET" && r.path == container && r.query.contains("comp=list")),
+        count(&|r| r.method == "PUT" && r.path.starts_with(&blob)),
+        count(&|r| r.method == "DELETE" && r.path.starts_with(&blob)),
+    )
+}
 
 fn stack(az: &Azurite) -> String {
     let url = az.account_url();
@@ -106,7 +137,8 @@ fn served(az: &Azurite, name: &str) -> (u16, Vec<u8>, String) {
 
 #[test]
 fn rollback_serves_v1_again_uploading_only_what_differs_and_releases_mark_the_live_one() {
-    let az = Azurite::http();
+    // Azurite's own request log shows what the rollback fetched and sent.
+    let az = Azurite::http_logged();
     let p = project(&az, "", "");
     let v1 = v1();
     site(&p, &as_refs(&v1));
@@ -135,12 +167,22 @@ fn rollback_serves_v1_again_uploading_only_what_differs_and_releases_mark_the_li
     );
 
     std::fs::remove_file(p.path().join("build-ran")).unwrap();
+    let before = az.mark();
     let out = p.run(&["rollback", "alice"]).ok();
+    let requests = az.requests_between(before, az.mark());
     assert!(
         out.stdout.contains("infrastructure untouched"),
         "{}",
         out.all()
     );
+    // Only the one file `$web` did not serve (v1's index.html) was fetched from the
+    // release; `$web` was listed once, one blob uploaded and v2's extra file deleted.
+    assert_eq!(
+        files_fetched(&requests),
+        [sha256("<h1>v1</h1>")],
+        "{requests:#?}"
+    );
+    assert_eq!(web_calls(&requests), (1, 1, 1), "{requests:#?}");
     assert!(
         !p.path().join("build-ran").exists(),
         "rollback must not build"
@@ -184,6 +226,80 @@ fn rollback_serves_v1_again_uploading_only_what_differs_and_releases_mark_the_li
 }
 
 #[test]
+fn a_rollback_whose_kept_file_is_missing_or_corrupt_stops_before_deploying_anything() {
+    let az = Azurite::http();
+    let p = project(&az, "", "");
+    site(&p, &as_refs(&v1()));
+    p.run(&["up", "frank"]).ok();
+    let mut v2 = v1();
+    v2[1].1 = "<h1>v2</h1>".into();
+    site(&p, &as_refs(&v2));
+    p.run(&["up", "frank"]).ok();
+    let live = releases(&p, "frank")[0]["digest"].clone();
+    let unchanged = |what: &str| {
+        assert_eq!(served(&az, "index.html").1, b"<h1>v2</h1>", "{what}");
+        let listed = releases(&p, "frank");
+        assert_eq!(listed.len(), 2, "{what}: {listed:?}");
+        assert_eq!(listed[0]["digest"], live, "{what}");
+        assert_eq!(listed[0]["live"], true, "{what}");
+    };
+    let kept = |text: &str| format!("demo/files/{}", sha256(text));
+    let tamper = |text: &str, with: &str| {
+        block_on(
+            az.blobs()
+                .put("nubes-releases", &kept(text), with.as_bytes().to_vec(), &[]),
+        );
+    };
+
+    // The file `$web` lacks (v1's index.html) holds other bytes under its name.
+    tamper("<h1>v1</h1>", "<h1>tampered</h1>");
+    let out = p.run(&["rollback", "frank"]).code(1);
+    assert!(
+        out.stderr
+            .contains("kept file for index.html does not match its digest")
+            && out.stderr.contains("choose another with --to"),
+        "{}",
+        out.all()
+    );
+    unchanged("corrupt file $web lacks");
+    tamper("<h1>v1</h1>", "<h1>v1</h1>");
+
+    // A file `$web` serves already: its kept blob no longer matches, so it is fetched
+    // and checked too.
+    tamper("console.log(3);", "console.log(666);");
+    let out = p.run(&["rollback", "frank"]).code(1);
+    assert!(
+        out.stderr
+            .contains("kept file for assets/f3.js does not match its digest"),
+        "{}",
+        out.all()
+    );
+    unchanged("corrupt file $web serves");
+    tamper("console.log(3);", "console.log(3);");
+
+    // A kept file deleted from the container.
+    let gone = block_on(az.blobs().send(
+        "DELETE",
+        &format!("nubes-releases/{}", kept("console.log(7);")),
+        "",
+        &[],
+        vec![],
+    ));
+    assert_eq!(gone.status, 202);
+    let out = p.run(&["rollback", "frank"]).code(1);
+    assert!(
+        out.stderr
+            .contains("the release's file assets/f7.js (sha256 ")
+            && out
+                .stderr
+                .contains("is missing from the releases container"),
+        "{}",
+        out.all()
+    );
+    unchanged("missing file");
+}
+
+#[test]
 fn a_failed_health_check_redeploys_the_previous_release_and_exits_1_naming_both() {
     let az = Azurite::http();
     let mut p = project(&az, "", "");
@@ -208,6 +324,8 @@ fn a_failed_health_check_redeploys_the_previous_release_and_exits_1_naming_both(
         })
         .collect();
     site(&p, &as_refs(&broken));
+    let outputs = p.path().join("github-output");
+    p.set_env("GITHUB_OUTPUT", outputs.to_str().unwrap());
     let out = p.run(&["up", "bob"]).code(1);
     let listed = releases(&p, "bob");
     let bad = listed
@@ -236,6 +354,21 @@ fn a_failed_health_check_redeploys_the_previous_release_and_exits_1_naming_both(
     assert_eq!(served(&az, "health.txt").1, b"ok");
     assert_eq!(listed[0]["id"], good.as_str());
     assert_eq!(listed[0]["action"], "auto-rollback");
+    // The run failed, yet the workflow's later steps learn what is live.
+    let written = std::fs::read_to_string(&outputs).unwrap_or_default();
+    let output = |name: &str| crate::pipeline::gh_output(&written, name);
+    assert_eq!(
+        output("release_id").as_deref(),
+        Some(good.as_str()),
+        "{written}"
+    );
+    assert_eq!(
+        output("release_digest").as_deref(),
+        listed[0]["digest"].as_str(),
+        "{written}"
+    );
+    assert_eq!(output("rolled_back").as_deref(), Some("true"), "{written}");
+    assert_eq!(output("environment").as_deref(), Some("bob"), "{written}");
     assert_eq!(listed[0]["live"], true);
     let status = json(&p.run(&["status", "bob", "--json"]).ok().stdout);
     assert_eq!(status["deploy"]["release"], good.as_str(), "{status}");
@@ -396,4 +529,133 @@ fn keep_releases_prunes_old_releases_but_never_a_live_one() {
         .collect();
     // 20 assets + health.txt, 3 index.html variants (0, 2, 3), only-0/2/3.
     assert_eq!(files.len(), 21 + 3 + 3, "{files:?}");
+}
+
+/// `len` bytes that do not compress (xorshift64 from `seed`): a packaged app's
+/// binaries and assets, so the zip nubes sends is as big as the folder.
+fn incompressible(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// Benchmark driver (`scripts/bench.sh releases`): rollback vs build + deploy of the
+/// same release for an App Service app of 50 MB through the in-test Kudu server
+/// (`kudu::fake`, the deployment polled to Success as Kudu reports it), state and
+/// releases on Azurite. v1 is deployed, then v2 (`server.js` changed); then (a)
+/// `nubes rollback` puts v1 back from its kept zip, no build, and (b) `nubes up` builds
+/// v1 again and deploys it. The build is `sleep S; cp -r src out`
+/// (`NUBES_BENCH_BUILD_SECONDS`, default 10), standing in for `npm ci && npm run build`.
+/// Prints a Markdown table; `NUBES_BENCH_RUNS` runs (default 3), medians.
+/// `NUBES_BENCH_BIN`: the nubes binary to measure (default: this test build's).
+#[test]
+#[ignore = "benchmark driver: scripts/bench.sh releases"]
+fn bench_app_service_rollback_50mb() {
+    use crate::kudu::fake::{self, FakeKudu, Script};
+    let env_num = |name: &str, default: f64| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(default)
+    };
+    let runs = env_num("NUBES_BENCH_RUNS", 3.0).max(1.0) as usize;
+    let build_seconds = env_num("NUBES_BENCH_BUILD_SECONDS", 10.0);
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let bin = std::env::var_os("NUBES_BENCH_BIN")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_nubes").into());
+    let nubes = |p: &Project, args: &[&str]| -> crate::support::Out {
+        crate::support::Out::from(p.cmd_of(&bin, args).output().expect("run nubes")).ok()
+    };
+    let (mut rollback, mut rebuild) = (Vec::new(), Vec::new());
+    let mut zip_size = 0u64;
+    for run in 0..runs {
+        let az = Azurite::http();
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let kudu = runtime.block_on(FakeKudu::start(Script::Succeed));
+        let mut p = Project::on(
+            &az,
+            &format!(
+                "[build]\ncommand = \"sleep {build_seconds}; rm -rf out && cp -r src out\"\nartifact = \"out\"\n\n\
+                 [deploy]\ntarget = \"app-service\"\nhealth_timeout = \"30s\"\n"
+            ),
+        );
+        std::fs::write(
+            p.path().join("terraform/main.tf"),
+            format!(
+                "terraform {{\n  backend \"azurerm\" {{}}\n}}\nvariable \"environment\" {{\n  type = string\n}}\n\
+                 output \"scm_url\" {{\n  value = \"{}\"\n}}\noutput \"application_url\" {{\n  value = \"{}\"\n}}\n",
+                kudu.scm_url, kudu.site_url
+            ),
+        )
+        .unwrap();
+        p.set_env("NUBES_KUDU_TOKEN", &fake::token(fake::APP_SERVICE_AUDIENCE));
+        let src = p.path().join("src");
+        std::fs::create_dir_all(src.join("assets")).unwrap();
+        for i in 0..50u64 {
+            std::fs::write(
+                src.join(format!("assets/blob{i:02}.bin")),
+                incompressible(i + 1, 1_000_000),
+            )
+            .unwrap();
+        }
+        let version = |v: &str| {
+            std::fs::write(src.join("server.js"), format!("console.log('{v}');\n")).unwrap();
+        };
+        let env = format!("app{run}");
+        version("v1");
+        nubes(&p, &["up", &env]);
+        version("v2");
+        nubes(&p, &["up", &env]);
+        let listed = releases(&p, &env);
+        zip_size = listed[0]["size"].as_u64().unwrap_or(0);
+        let v2_id = listed[0]["id"].as_str().unwrap().to_string();
+
+        let t = Instant::now();
+        nubes(&p, &["rollback", &env]);
+        rollback.push(t.elapsed().as_secs_f64());
+        assert_eq!(
+            kudu.file("server.js").as_deref(),
+            Some(&b"console.log('v1');\n"[..])
+        );
+
+        // Back to v2, then v1 again the way it is done without releases.
+        nubes(&p, &["rollback", &env, "--to", &v2_id]);
+        version("v1");
+        let t = Instant::now();
+        nubes(&p, &["up", &env]);
+        rebuild.push(t.elapsed().as_secs_f64());
+        assert_eq!(
+            kudu.file("server.js").as_deref(),
+            Some(&b"console.log('v1');\n"[..])
+        );
+    }
+    let (r, u) = (median(&mut rollback), median(&mut rebuild));
+    println!(
+        "| App Service, {:.1} MB zip (in-test Kudu, Azurite over HTTP + SAS; build = sleep {build_seconds} s + copy) | median of {runs} |",
+        zip_size as f64 / 1e6
+    );
+    println!("|---|---|");
+    println!(
+        "| `nubes up` of v1 again: build + package + deploy | {:.0} ms |",
+        u * 1000.0
+    );
+    println!(
+        "| `nubes rollback` to v1: fetch the kept zip, deploy it, no build | {:.0} ms |",
+        r * 1000.0
+    );
+    println!(
+        "| ratio rollback / (build + deploy) | **{:.2}** (target ≤ 0.2) |",
+        r / u
+    );
 }

@@ -40,6 +40,7 @@ fn options() -> SiteOptions {
         cache_control: Some(CACHE.into()),
         parallel: 4,
         prefix: None,
+        baseline: None,
     }
 }
 

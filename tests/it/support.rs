@@ -78,10 +78,26 @@ impl Azurite {
         Self::start(false)
     }
 
+    /// Plain HTTP with Azurite's own debug log on (`--debug`), which records every
+    /// request it receives: [`Azurite::mark`] and [`Azurite::requests_between`] read it.
+    pub fn http_logged() -> Azurite {
+        Self::start_with(false, true)
+    }
+
     fn start(https: bool) -> Azurite {
+        Self::start_with(https, false)
+    }
+
+    fn start_with(https: bool, debug_log: bool) -> Azurite {
         let dir = tempfile::tempdir().expect("tempdir");
         let ca_pem = dir.path().join("ca.pem");
         let mut args: Vec<String> = vec![];
+        if debug_log {
+            args.extend([
+                "--debug".into(),
+                dir.path().join("debug.log").display().to_string(),
+            ]);
+        }
         if https {
             let (ca, cert, key) = make_certs();
             std::fs::write(&ca_pem, ca).unwrap();
@@ -194,6 +210,92 @@ impl Azurite {
             self.port
         );
     }
+}
+
+/// One request as Azurite's debug log recorded it.
+#[derive(Debug, Clone)]
+pub struct LoggedRequest {
+    pub method: String,
+    /// The path, percent-decoded (`/devstoreaccount1/$web/assets/a.js`).
+    pub path: String,
+    pub query: String,
+}
+
+static MARKS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+impl Azurite {
+    fn logged(&self) -> Vec<LoggedRequest> {
+        let text = std::fs::read_to_string(self.dir.path().join("debug.log")).unwrap_or_default();
+        text.lines()
+            .filter_map(|line| {
+                let rest = line
+                    .split("BlobStorageContextMiddleware: RequestMethod=")
+                    .nth(1)?;
+                let (method, rest) = rest.split_once(" RequestURL=")?;
+                let (url, _) = rest.split_once(" RequestHeaders:")?;
+                // `http://127.0.0.1/devstoreaccount1/...?query` (the host without port).
+                let after_scheme = url.split_once("://").map_or(url, |(_, r)| r);
+                let path_query = &after_scheme[after_scheme.find('/')?..];
+                let (path, query) = path_query.split_once('?').unwrap_or((path_query, ""));
+                Some(LoggedRequest {
+                    method: method.to_string(),
+                    path: percent_decode(path),
+                    query: query.to_string(),
+                })
+            })
+            .collect()
+    }
+
+    /// Send a request no one else sends and wait until the debug log shows it (the log
+    /// is written asynchronously): every request before it is logged by then. Returns
+    /// the mark's position, for [`Azurite::requests_between`].
+    pub fn mark(&self) -> usize {
+        let n = MARKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = format!("nubes-test-mark/{}-{n}", self.port);
+        block_on(self.blobs().send("GET", &path, "", &[], vec![]));
+        let wanted = format!("/{ACCOUNT}/{path}");
+        let started = Instant::now();
+        loop {
+            if let Some(i) = self.logged().iter().position(|r| r.path == wanted) {
+                return i;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "Azurite's debug log never showed the mark {wanted}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The requests Azurite received between two [`Azurite::mark`]s.
+    pub fn requests_between(&self, from: usize, to: usize) -> Vec<LoggedRequest> {
+        self.logged()
+            .into_iter()
+            .skip(from + 1)
+            .take(to.saturating_sub(from + 1))
+            .collect()
+    }
+}
+
+/// `%2F` -> `/` and so on (Azurite logs the URL as the client sent it).
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2]))
+        {
+            out.push((h * 16 + l) as u8);
+            i += 3;
+            continue;
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn spawn_azurite(port: u16, data: &Path, args: &[String]) -> Child {
@@ -675,7 +777,13 @@ impl Project {
 
     /// `nubes` in this project, with a clean environment (no ambient credentials).
     pub fn cmd(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_nubes"));
+        self.cmd_of(Path::new(env!("CARGO_BIN_EXE_nubes")), args)
+    }
+
+    /// [`Project::cmd`] with another nubes binary (a benchmark driver measuring a
+    /// release build from a debug test binary).
+    pub fn cmd_of(&self, nubes: &Path, args: &[&str]) -> Command {
+        let mut cmd = Command::new(nubes);
         cmd.args(args).current_dir(self.path()).stdin(Stdio::null());
         for (k, _) in std::env::vars() {
             if k.starts_with("NUBES_") && k != "NUBES_TEST_AZURITE"

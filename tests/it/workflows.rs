@@ -11,11 +11,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 const INPUTS: [&str; 4] = ["command", "working-directory", "version", "release-url"];
-const OUTPUTS: [&str; 4] = [
+const OUTPUTS: [&str; 7] = [
     "environment",
     "application_url",
     "resource_group",
     "changes",
+    "release_id",
+    "release_digest",
+    "rolled_back",
 ];
 
 fn repo() -> &'static Path {
