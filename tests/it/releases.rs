@@ -217,12 +217,38 @@ fn rollback_serves_v1_again_uploading_only_what_differs_and_releases_mark_the_li
         "{text}"
     );
 
-    // --to names any kept release; a bad one is a usage error.
+    // --to names any kept release (here with --json: one document on stdout); a bad
+    // one is a usage error, and its error object is the document.
     let v2_id = listed[1]["id"].as_str().unwrap().to_string();
-    p.run(&["rollback", "alice", "--to", &v2_id]).ok();
+    let out = p.run(&["rollback", "alice", "--to", &v2_id, "--json"]).ok();
     assert_eq!(served(&az, "index.html").1, b"<h1>v2</h1>");
-    let bad = p.run(&["rollback", "alice", "--to", "0000000"]).code(2);
+    let doc = json(&out.stdout);
+    assert_eq!(doc["schema"], 1, "{doc}");
+    assert_eq!(doc["command"], "rollback", "{doc}");
+    assert_eq!(doc["environment"], "alice", "{doc}");
+    assert_eq!(doc["ok"], true, "{doc}");
+    assert_eq!(doc["to"], v2_id.as_str(), "{doc}");
+    assert_eq!(doc["release"]["id"], v2_id.as_str(), "{doc}");
+    assert_eq!(doc["release"]["digest"], listed[1]["digest"], "{doc}");
+    assert_eq!(doc["verdict"], "healthy", "{doc}");
+    assert_eq!(doc["rolled_back"], true, "{doc}");
+    assert_eq!(doc["infrastructure"], "untouched", "{doc}");
+    assert_eq!(doc["target"], "static-site", "{doc}");
+    assert!(
+        !out.stdout.contains("infrastructure untouched:"),
+        "{}",
+        out.stdout
+    );
+    let bad = p
+        .run(&["rollback", "alice", "--to", "0000000", "--json"])
+        .code(2);
     assert!(bad.stderr.contains("no kept release"), "{}", bad.all());
+    let doc = json(&bad.stdout);
+    assert_eq!(
+        (doc["ok"].clone(), doc["error"]["exit_code"].clone()),
+        (Value::Bool(false), 2.into()),
+        "{doc}"
+    );
 }
 
 #[test]
@@ -393,12 +419,27 @@ fn promote_ships_the_candidates_digest_without_building_and_refuses_an_unhealthy
     let refused = p.run(&["promote", "candidate", "production"]).code(2);
     assert!(refused.stderr.contains("protected"), "{}", refused.all());
     let out = p
-        .run(&["promote", "candidate", "production", "--force"])
+        .run(&["promote", "candidate", "production", "--force", "--json"])
         .ok();
     assert!(
         !p.path().join("build-ran").exists(),
         "promote must not start a build: {}",
         out.all()
+    );
+    // `up`'s document as promote's: the infrastructure stage, the release, the verdict.
+    let doc = json(&out.stdout);
+    assert_eq!(doc["schema"], 1, "{doc}");
+    assert_eq!(doc["command"], "promote", "{doc}");
+    assert_eq!(doc["environment"], "production", "{doc}");
+    assert_eq!(doc["from"], "candidate", "{doc}");
+    assert_eq!(doc["release"]["digest"], candidate["digest"], "{doc}");
+    assert_eq!(doc["verdict"], "healthy", "{doc}");
+    assert_eq!(doc["changes"], true, "{doc}");
+    assert!(
+        doc["application_url"]
+            .as_str()
+            .is_some_and(|u| u.ends_with("/$web")),
+        "{doc}"
     );
     let promoted = releases(&p, "production");
     assert_eq!(promoted[0]["digest"], candidate["digest"]);
