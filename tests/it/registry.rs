@@ -185,7 +185,7 @@ impl Dockerd {
         }
     }
 
-    /// How many builds the daemon ran (its log has one line per `POST /build`).
+    /// The daemon's log (shown when a build fails).
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("dockerd.log")).unwrap_or_default()
     }
