@@ -157,7 +157,12 @@ impl Dockerd {
             .arg(format!("unix://{}", sock.display()))
             .args(["--iptables=false", "--bridge=none"])
             .stdout(std::fs::File::create(&log).expect("log"))
-            .stderr(std::fs::File::options().append(true).open(&log).expect("log"));
+            .stderr(
+                std::fs::File::options()
+                    .append(true)
+                    .open(&log)
+                    .expect("log"),
+            );
         kill_with_parent(&mut cmd);
         let child = cmd.spawn().expect("start dockerd");
         let host = format!("unix://{}", sock.display());
@@ -293,9 +298,15 @@ async fn the_docker_engine_builds_an_image_nubes_pushes_by_digest() {
     let registry = Registry::start("");
     let project = tempfile::tempdir().expect("tempdir");
     sample_app(project.path(), "<h1>one</h1>");
-    let first = nubes::image::build(project.path(), Engine::Docker, "web", "alice-c1", &dockerd.env)
-        .await
-        .unwrap_or_else(|e| panic!("docker build: {e}\n{}", dockerd.log()));
+    let first = nubes::image::build(
+        project.path(),
+        Engine::Docker,
+        "web",
+        "alice-c1",
+        &dockerd.env,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("docker build: {e}\n{}", dockerd.log()));
     assert_eq!(first.layers.len(), 2, "busybox and the page: {first:?}");
     let pushed = nubes::registry::push(&first, &registry.addr, "web")
         .await
@@ -309,18 +320,35 @@ async fn the_docker_engine_builds_an_image_nubes_pushes_by_digest() {
     assert_eq!(said.as_deref(), Some(first.digest.as_str()));
 
     std::fs::write(project.path().join("www/index.html"), "<h1>two</h1>").expect("page");
-    let second = nubes::image::build(project.path(), Engine::Docker, "web", "alice-c2", &dockerd.env)
-        .await
-        .expect("docker build");
+    let second = nubes::image::build(
+        project.path(),
+        Engine::Docker,
+        "web",
+        "alice-c2",
+        &dockerd.env,
+    )
+    .await
+    .expect("docker build");
     assert_ne!(second.digest, first.digest);
-    assert_eq!(second.layers[0].digest, first.layers[0].digest, "busybox layer unchanged");
+    assert_eq!(
+        second.layers[0].digest, first.layers[0].digest,
+        "busybox layer unchanged"
+    );
     let again = nubes::registry::push(&second, &registry.addr, "web")
         .await
         .expect("push");
-    assert_eq!((again.uploaded, again.skipped), (2, 1), "{}", registry.log());
+    assert_eq!(
+        (again.uploaded, again.skipped),
+        (2, 1),
+        "{}",
+        registry.log()
+    );
 
     // Without a daemon to talk to, the engine's own words reach the error.
-    let gone = vec![("DOCKER_HOST".to_string(), "unix:///nonexistent/d.sock".to_string())];
+    let gone = vec![(
+        "DOCKER_HOST".to_string(),
+        "unix:///nonexistent/d.sock".to_string(),
+    )];
     let e = nubes::image::build(project.path(), Engine::Docker, "web", "alice-c3", &gone)
         .await
         .expect_err("no daemon");
