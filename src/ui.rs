@@ -103,13 +103,23 @@ pub fn spinner(message: String) -> Option<indicatif::ProgressBar> {
     if !live() {
         return None;
     }
-    let bar = view().add(indicatif::ProgressBar::new_spinner());
-    let style = indicatif::ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner());
-    bar.set_style(style);
+    let bar = live_spinner(
+        "{spinner} {msg} ({elapsed})",
+        std::time::Duration::from_secs(1),
+    );
     bar.set_message(message);
-    bar.enable_steady_tick(std::time::Duration::from_secs(1));
     Some(bar)
+}
+
+/// A ticking spinner in the live view, drawn with `template`.
+fn live_spinner(template: &str, tick: std::time::Duration) -> indicatif::ProgressBar {
+    let bar = view().add(indicatif::ProgressBar::new_spinner());
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(template)
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+    );
+    bar.enable_steady_tick(tick);
+    bar
 }
 
 /// A stage of a command (lock, render, each Terraform command, build, deploy + health
@@ -130,12 +140,11 @@ pub struct Stage {
 /// Start the stage `name` (see [`Stage`]).
 pub fn stage(name: &str) -> Stage {
     let bar = live().then(|| {
-        let bar = view().add(indicatif::ProgressBar::new_spinner());
-        let style = indicatif::ProgressStyle::with_template("{spinner} {prefix} {elapsed}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner());
-        bar.set_style(style);
+        let bar = live_spinner(
+            "{spinner} {prefix} {elapsed}",
+            std::time::Duration::from_millis(200),
+        );
         bar.set_prefix(format!("{name:<STAGE_WIDTH$}"));
-        bar.enable_steady_tick(std::time::Duration::from_millis(200));
         bar
     });
     Stage {

@@ -87,7 +87,15 @@ pub fn run(root: &Path, config: Option<&Path>, args: &InitArgs) -> Result<()> {
         )));
     }
     let config = config.unwrap_or(Path::new("nubes.toml"));
-    let answers = resolve(root, config, args, interactive(args))?;
+    let scan = scan::scan(root);
+    if let Some(evidence) = &scan.evidence {
+        tracing::info!(
+            "found {evidence}: proposing runtime {} on {}",
+            scan.runtime.map(|r| r.name()).unwrap_or("?"),
+            scan.target.map(|t| t.name()).unwrap_or("?")
+        );
+    }
+    let answers = resolve(root, config, &scan, args, interactive(args))?;
     let mut files = engine::generate(&answers)?;
     for f in &mut files {
         if f.path == "nubes.toml" {
@@ -102,7 +110,7 @@ pub fn run(root: &Path, config: Option<&Path>, args: &InitArgs) -> Result<()> {
     }
     let mut recorded = match read_manifest(root) {
         Some(m) => m,
-        None => reconstructed_base(root, config).unwrap_or_default(),
+        None => reconstructed_base(root, config, &scan).unwrap_or_default(),
     };
     let plan = compare(root, &files, &recorded, args.force)?;
     if args.check {
@@ -164,12 +172,12 @@ fn read_manifest(root: &Path) -> Option<Manifest> {
 /// was generated. A file the user left alone then matches and is updated; an edit is
 /// merged against it; only what cannot be merged is a conflict (as it was for every
 /// differing file without a base). `None` when nubes.toml records no choices.
-fn reconstructed_base(root: &Path, config: &Path) -> Option<Manifest> {
+fn reconstructed_base(root: &Path, config: &Path, scan: &Scan) -> Option<Manifest> {
     let toml = std::fs::read_to_string(root.join(config)).ok()?;
     if crate::init::read_choices(&toml).is_empty() {
         return None;
     }
-    let previous = match resolve(root, config, &InitArgs::default(), false)
+    let previous = match resolve(root, config, scan, &InitArgs::default(), false)
         .and_then(|a| engine::generate(&a))
     {
         Ok(files) => files,
@@ -382,16 +390,10 @@ fn pick<T: Choice>(flag: &Option<String>, previous: Option<&str>, proposed: T) -
     }
 }
 
-fn resolve(root: &Path, config: &Path, args: &InitArgs, ask: bool) -> Result<Answers> {
-    let scan = scan::scan(root);
+/// The answers from the flags, the choices nubes.toml recorded, the `scan` of the
+/// repository (and the prompts, when `ask`).
+fn resolve(root: &Path, config: &Path, scan: &Scan, args: &InitArgs, ask: bool) -> Result<Answers> {
     let prev = Previous::read(root, config);
-    if let Some(evidence) = &scan.evidence {
-        tracing::info!(
-            "found {evidence}: proposing runtime {} on {}",
-            scan.runtime.map(|r| r.name()).unwrap_or("?"),
-            scan.target.map(|t| t.name()).unwrap_or("?")
-        );
-    }
     let runtime_given = args.runtime.as_deref().or(prev.choice("runtime"));
     let mut runtime = match (runtime_given, scan.runtime) {
         (Some(r), _) => Some(Runtime::parse(r)?),
@@ -412,7 +414,7 @@ fn resolve(root: &Path, config: &Path, args: &InitArgs, ask: bool) -> Result<Ans
     let target = pick(
         &args.target,
         prev.choice("target"),
-        proposed_target(&scan, runtime),
+        proposed_target(scan, runtime),
     )?;
     let mut target = target;
     if ask {

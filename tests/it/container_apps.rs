@@ -297,7 +297,7 @@ async fn a_revision_that_cannot_be_provisioned_fails_with_the_reason_and_moves_n
 /// app endpoint (a stand-in for the running container) answers the health checks.
 #[test]
 fn init_then_up_builds_once_pushes_and_rolls_out_by_digest() {
-    use crate::registry::{Registry, buildah_env, sample_app};
+    use crate::registry::{Registry, counting_buildah, sample_app};
     use crate::support::{Azurite, Project};
 
     let sample = Project::new("", &[]);
@@ -390,34 +390,7 @@ fn init_then_up_builds_once_pushes_and_rolls_out_by_digest() {
     std::fs::write(p.path().join("terraform/main.tf"), stack).expect("stack");
     sample_app(p.path(), "<h1>hi</h1>");
     // A buildah that logs its subcommands, to count the builds.
-    let bin = p.path().join(".bin");
-    std::fs::create_dir_all(&bin).expect("bin");
-    let calls = p.path().join(".buildah-calls");
-    let real = which::which("buildah").expect("buildah");
-    std::fs::write(
-        bin.join("buildah"),
-        format!(
-            "#!/bin/sh\necho \"$1\" >> '{}'\nexec '{}' \"$@\"\n",
-            calls.display(),
-            real.display()
-        ),
-    )
-    .expect("wrapper");
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(bin.join("buildah"), std::fs::Permissions::from_mode(0o755))
-        .expect("chmod");
-    let engine = tempfile::tempdir().expect("tempdir");
-    for (k, v) in buildah_env(engine.path()) {
-        p.set_env(&k, &v);
-    }
-    p.set_env(
-        "PATH",
-        &format!(
-            "{}:{}",
-            bin.display(),
-            std::env::var("PATH").unwrap_or_default()
-        ),
-    );
+    let (calls, _engine) = counting_buildah(&mut p);
     p.set_env("NUBES_ARM_ENDPOINT", &fake.endpoint);
     p.set_env("NUBES_ARM_TOKEN", TOKEN);
     p.set_env("NUBES_TEST_RESOLVE", &format!("{DOMAIN}={addr}"));

@@ -17,7 +17,7 @@ use serde_json::Value;
 
 use crate::arm::containerapps::{self, DOMAIN, app};
 use crate::arm::fake::{FakeArm, SUBSCRIPTION};
-use crate::registry::{Registry, buildah_env, sample_app};
+use crate::registry::{Registry, counting_buildah, sample_app};
 use crate::support::{Azurite, Project};
 
 const TOKEN: &str = "eyJhbGciOiJub25lIn0.fake-arm-token.c2lnbmF0dXJl";
@@ -60,34 +60,7 @@ fn world(registry_expr: &str, apps: &[&str]) -> World {
     );
     std::fs::write(p.path().join("terraform/main.tf"), stack).expect("stack");
     sample_app(p.path(), "<h1>one</h1>");
-    let bin = p.path().join(".bin");
-    std::fs::create_dir_all(&bin).expect("bin");
-    let calls = p.path().join(".buildah-calls");
-    let real = which::which("buildah").expect("buildah");
-    std::fs::write(
-        bin.join("buildah"),
-        format!(
-            "#!/bin/sh\necho \"$1\" >> '{}'\nexec '{}' \"$@\"\n",
-            calls.display(),
-            real.display()
-        ),
-    )
-    .expect("wrapper");
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(bin.join("buildah"), std::fs::Permissions::from_mode(0o755))
-        .expect("chmod");
-    let engine = tempfile::tempdir().expect("tempdir");
-    for (k, v) in buildah_env(engine.path()) {
-        p.set_env(&k, &v);
-    }
-    p.set_env(
-        "PATH",
-        &format!(
-            "{}:{}",
-            bin.display(),
-            std::env::var("PATH").unwrap_or_default()
-        ),
-    );
+    let (calls, engine) = counting_buildah(&mut p);
     p.set_env("NUBES_ARM_ENDPOINT", &fake.endpoint);
     p.set_env("NUBES_ARM_TOKEN", TOKEN);
     p.set_env("NUBES_TEST_RESOLVE", &format!("{DOMAIN}={addr}"));

@@ -196,6 +196,41 @@ impl Dockerd {
     }
 }
 
+/// Builds of `p` go through buildah ([`buildah_env`], storage in the returned temp dir,
+/// kept alive by the caller) behind a wrapper on `p`'s PATH that logs each subcommand
+/// to the returned file, one per line, so a test can count the `bud`s.
+pub fn counting_buildah(p: &mut crate::support::Project) -> (PathBuf, tempfile::TempDir) {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = p.path().join(".bin");
+    std::fs::create_dir_all(&bin).expect("bin");
+    let calls = p.path().join(".buildah-calls");
+    let real = which::which("buildah").expect("buildah");
+    std::fs::write(
+        bin.join("buildah"),
+        format!(
+            "#!/bin/sh\necho \"$1\" >> '{}'\nexec '{}' \"$@\"\n",
+            calls.display(),
+            real.display()
+        ),
+    )
+    .expect("wrapper");
+    std::fs::set_permissions(bin.join("buildah"), std::fs::Permissions::from_mode(0o755))
+        .expect("chmod");
+    let engine = tempfile::tempdir().expect("tempdir");
+    for (k, v) in buildah_env(engine.path()) {
+        p.set_env(&k, &v);
+    }
+    p.set_env(
+        "PATH",
+        &format!(
+            "{}:{}",
+            bin.display(),
+            std::env::var("PATH").unwrap_or_default()
+        ),
+    );
+    (calls, engine)
+}
+
 /// A project whose Dockerfile copies the static busybox and a page.
 pub fn sample_app(root: &Path, page: &str) {
     let busybox = Path::new("/bin/busybox");
