@@ -29,7 +29,7 @@ use tokio::task::JoinHandle;
 use crate::error::{Error, Result};
 use crate::secrets;
 use crate::state::head::{HeadFeed, StateHead, check_write};
-use crate::state::{LockInfo, LockToken, StateStore, StoredStream, WriteConflict};
+use crate::state::{BodyHint, LockInfo, LockToken, StateStore, StoredStream, WriteConflict};
 
 /// Largest state document accepted (Terraform states of a few hundred MiB exist; this
 /// stops a runaway client from filling storage: bodies stream, so memory is not at stake).
@@ -247,10 +247,12 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<GwBody>
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
     let body = req.into_body();
+    // hyper holds the body to its Content-Length: exact when one was sent.
+    let len = hyper::body::Body::size_hint(&body).exact();
     match method.as_str() {
         "GET" => get(shared).await,
         // The state document streams through to storage as it arrives.
-        "POST" => post(&shared, id, md5, body).await,
+        "POST" => post(&shared, id, md5, len, body).await,
         "DELETE" => delete(&shared).await,
         "LOCK" | "UNLOCK" => {
             let body = match Limited::new(body, MAX_LOCK_BODY).collect().await {
@@ -424,7 +426,8 @@ async fn get(shared: Arc<Shared>) -> Response<GwBody> {
 struct Received {
     body: Incoming,
     len: u64,
-    md5: Md5,
+    /// Hashing as it passes, unless storage checks the declared MD5.
+    md5: Option<Md5>,
     feed: HeadFeed,
     /// Why the body could not be read, when it could not.
     failed: Option<String>,
@@ -474,7 +477,9 @@ impl crate::state::Body for Received {
                 self.failed = Some(why.clone());
                 return Err(Error::failed(why));
             }
-            self.md5.update(&piece);
+            if let Some(md5) = &mut self.md5 {
+                md5.update(&piece);
+            }
             // A document the parser has refused goes no further: not one more block of
             // it is sent to storage (and nothing staged is ever committed).
             if let Err(why) = self.feed.feed(piece.clone()).await {
@@ -490,8 +495,31 @@ async fn post(
     shared: &Shared,
     id: Option<String>,
     md5: Option<String>,
+    len: Option<u64>,
     body: Incoming,
 ) -> Response<GwBody> {
+    // Terraform declares every document's MD5. Storage that checks a declared MD5 itself
+    // spares nubes hashing the document; otherwise nubes hashes it as it passes.
+    let declared = match md5.as_deref().map(|m| B64.decode(m.trim())) {
+        None => None,
+        Some(Ok(bytes)) => match <[u8; 16]>::try_from(bytes) {
+            Ok(m) => Some(m),
+            Err(_) => {
+                return reply(
+                    StatusCode::BAD_REQUEST,
+                    "Content-MD5 is not the base64 of an MD5 (16 bytes)\n",
+                );
+            }
+        },
+        Some(Err(_)) => {
+            return reply(
+                StatusCode::BAD_REQUEST,
+                "Content-MD5 is not the base64 of an MD5 (16 bytes)\n",
+            );
+        }
+    };
+    let hint = BodyHint { len, md5: declared };
+    let hash_here = hint.declared().is_none() || !shared.store.verifies_declared_md5();
     {
         let inner = shared.inner_lock.lock().await;
         if let Some(held) = inner.as_ref()
@@ -527,13 +555,17 @@ async fn post(
     let mut received = Received {
         body,
         len: 0,
-        md5: Md5::new(),
+        md5: hash_here.then(Md5::new),
         feed: HeadFeed::start(),
         failed: None,
     };
     // Staged, not yet the state: whatever goes wrong before the commit below leaves the
     // stored state as it was.
-    let staged = match shared.store.stage(&shared.token, &mut received).await {
+    let staged = match shared
+        .store
+        .stage(&shared.token, &mut received, &hint)
+        .await
+    {
         Ok(Ok(staged)) => staged,
         Ok(Err(conflict)) => return lost(shared, &mut known, conflict),
         Err(e) => {
@@ -557,16 +589,27 @@ async fn post(
             return reply(StatusCode::SERVICE_UNAVAILABLE, text);
         }
     };
-    let digest: [u8; 16] = received.md5.finalize().into();
     let parsed = received.feed.finish().await;
-    if let Some(md5) = md5
-        && B64.encode(digest) != md5
-    {
-        return reply(
-            StatusCode::BAD_REQUEST,
-            "Content-MD5 does not match the body\n",
-        );
-    }
+    let digest: [u8; 16] = match (received.md5.take(), declared) {
+        (Some(hasher), declared) => {
+            let digest: [u8; 16] = hasher.finalize().into();
+            if declared.is_some_and(|d| d != digest) {
+                return reply(
+                    StatusCode::BAD_REQUEST,
+                    "Content-MD5 does not match the body\n",
+                );
+            }
+            digest
+        }
+        // Checked by storage at the commit (a mismatch is refused there, nothing stored).
+        (None, Some(declared)) => declared,
+        (None, None) => {
+            return reply(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "nubes neither hashed the document nor had its MD5\n",
+            );
+        }
+    };
     let head = match parsed {
         Ok(h) => h,
         Err(why) => {
@@ -616,8 +659,16 @@ async fn post(
     }
 }
 
-/// A write storage refused: the document changed under nubes, or the lock was lost.
+/// A write storage refused: the document changed under nubes, the lock was lost, or
+/// the body does not match its declared MD5.
 fn lost(shared: &Shared, known: &mut Option<Known>, conflict: WriteConflict) -> Response<GwBody> {
+    if matches!(conflict, WriteConflict::Md5Mismatch) {
+        // Terraform's own check, as when nubes hashes the body: storage kept nothing.
+        return reply(
+            StatusCode::BAD_REQUEST,
+            "Content-MD5 does not match the body\n",
+        );
+    }
     let text = format!(
         "refused a state write for `{}`: {conflict}; the stored state was kept",
         shared.env()
@@ -627,7 +678,7 @@ fn lost(shared: &Shared, known: &mut Option<Known>, conflict: WriteConflict) -> 
     *known = None;
     let status = match conflict {
         WriteConflict::Changed => StatusCode::CONFLICT,
-        WriteConflict::LockLost => StatusCode::LOCKED,
+        WriteConflict::LockLost | WriteConflict::Md5Mismatch => StatusCode::LOCKED,
     };
     reply(status, text)
 }

@@ -15,17 +15,18 @@ use std::time::Duration;
 use async_trait::async_trait;
 use azure_core::error::ErrorKind;
 use azure_core::http::{
-    AsyncRawResponse, ClientOptions, Etag, ExponentialRetryOptions, HttpClient, NoFormat, Request,
-    RequestContent, RetryOptions, StatusCode, Transport, Url,
+    AsyncRawResponse, Body as HttpBody, ClientMethodOptions, ClientOptions, Context as CallContext,
+    Etag, ExponentialRetryOptions, HttpClient, NoFormat, Request, RequestContent, RetryOptions,
+    StatusCode, Transport, Url,
 };
 use azure_storage_blob::models::{
     BlobClientAcquireLeaseOptions, BlobClientBreakLeaseOptions, BlobClientCreateSnapshotOptions,
-    BlobClientDeleteOptions, BlobClientDownloadOptions, BlobClientGetPropertiesOptions,
-    BlobClientGetPropertiesResultHeaders, BlobClientReleaseLeaseOptions,
-    BlobClientSetMetadataOptions, BlobClientUploadOptions, BlobContainerClientListBlobsOptions,
-    BlobItem, BlockBlobClientCommitBlockListOptions, BlockBlobClientCommitBlockListResultHeaders,
-    BlockBlobClientStageBlockOptions, BlockLookupList, DeleteSnapshotsOptionType, LeaseDuration,
-    LeaseState, ListBlobsIncludeItem,
+    BlobClientCreateSnapshotResultHeaders, BlobClientDeleteOptions, BlobClientDownloadOptions,
+    BlobClientGetPropertiesOptions, BlobClientGetPropertiesResultHeaders,
+    BlobClientReleaseLeaseOptions, BlobClientSetMetadataOptions, BlobClientUploadOptions,
+    BlobContainerClientListBlobsOptions, BlobItem, BlockBlobClientCommitBlockListOptions,
+    BlockBlobClientCommitBlockListResultHeaders, BlockBlobClientStageBlockOptions, BlockLookupList,
+    DeleteSnapshotsOptionType, LeaseDuration, LeaseState, ListBlobsIncludeItem,
 };
 use azure_storage_blob::{
     BlobClient, BlobContainerClient, BlobContainerClientOptions, BlockBlobClient,
@@ -42,6 +43,10 @@ use super::{
 };
 use crate::env_name::EnvName;
 use crate::error::{Error, Result};
+
+mod stream;
+pub use stream::PendingPut;
+use stream::{ContentMd5, ContentMd5Policy, PieceStream};
 
 /// Metadata nubes keeps on state blobs (and hence on their snapshots): see `meta`.
 pub use super::meta::{
@@ -153,6 +158,7 @@ pub(crate) fn container_options(
         client_options: ClientOptions {
             transport: Some(Transport::new(Arc::new(LoggingClient(http)))),
             retry: retry_options(timeout),
+            per_call_policies: vec![Arc::new(ContentMd5Policy)],
             ..Default::default()
         },
         ..Default::default()
@@ -950,10 +956,15 @@ impl StateStore for AzureStore {
         }))
     }
 
+    fn verifies_declared_md5(&self) -> bool {
+        true
+    }
+
     async fn stage(
         &self,
         token: &LockToken,
         body: &mut dyn super::Body,
+        hint: &super::BodyHint,
     ) -> Result<std::result::Result<super::Staged, WriteConflict>> {
         let env = &token.env;
         let doing = format!("writing the state of `{env}`");
@@ -968,6 +979,13 @@ impl StateStore for AzureStore {
                 len: buf.len() as u64,
                 kind: StagedKind::Memory(buf.freeze()),
             }));
+        }
+        // Larger, with its length and MD5 declared (Terraform's case): one Put Blob that
+        // streams as the body arrives, storage checking the MD5 (`stream`).
+        if let Some((total, md5)) = hint.declared() {
+            return self
+                .stream_put(token, body, buf.freeze(), carry, total, md5, &doing)
+                .await;
         }
         // Larger: blocks staged as the body arrives (Put Block), committed only when the
         // whole document has arrived and been checked. Nothing of it is visible before.
@@ -1030,6 +1048,18 @@ impl StateStore for AzureStore {
         head: &StateHead,
         md5: [u8; 16],
     ) -> Result<std::result::Result<String, WriteConflict>> {
+        // A streamed write cannot be sent again: it commits once, or not at all.
+        let staged = match staged.kind {
+            StagedKind::Streaming(pending) => {
+                return self
+                    .commit_streamed(token, pending, expected, head, md5)
+                    .await;
+            }
+            kind => super::Staged {
+                len: staged.len,
+                kind,
+            },
+        };
         match self
             .commit_once(token, &staged, expected, head, md5)
             .await?
@@ -1250,24 +1280,19 @@ impl AzureStore {
 }
 
 impl AzureStore {
-    /// One attempt of [`StateStore::commit`].
-    async fn commit_once(
+    /// The state blob's properties read under the lease: `Err` when the lease is gone.
+    async fn leased_props(
         &self,
         token: &LockToken,
-        staged: &super::Staged,
-        expected: Option<&str>,
-        head: &StateHead,
-        md5: [u8; 16],
-    ) -> Result<std::result::Result<String, WriteConflict>> {
-        let env = &token.env;
-        let doing = format!("writing the state of `{env}`");
-        let blob = self.blob(env);
+        blob: &BlobClient,
+        doing: &str,
+    ) -> Result<std::result::Result<Props, WriteConflict>> {
         let options = BlobClientGetPropertiesOptions {
             lease_id: Some(token.lease_id.clone()),
             ..Default::default()
         };
-        let props = match blob.get_properties(Some(options)).await {
-            Ok(r) => Props {
+        match blob.get_properties(Some(options)).await {
+            Ok(r) => Ok(Ok(Props {
                 etag: r
                     .etag()
                     .ok()
@@ -1280,44 +1305,316 @@ impl AzureStore {
                 infinite: false,
                 content_md5: None,
                 last_modified: None,
-            },
+            })),
             Err(e)
                 if is_lease_lost(&e) || e.http_status() == Some(StatusCode::PreconditionFailed) =>
             {
-                return Ok(Err(WriteConflict::LockLost));
+                Ok(Err(WriteConflict::LockLost))
             }
-            Err(e) => return Err(self.error(e, &doing)),
+            Err(e) => Err(self.error(e, doing)),
+        }
+    }
+
+    /// Keep the stored version (ETag `etag`, metadata `meta`) as a snapshot before it is
+    /// overwritten; returns the snapshot's ID.
+    async fn keep_previous(
+        &self,
+        blob: &BlobClient,
+        etag: &str,
+        meta: &HashMap<String, String>,
+    ) -> Result<std::result::Result<Option<String>, WriteConflict>> {
+        let mut snap_meta = meta.clone();
+        snap_meta.remove(LOCK_META_KEY);
+        snap_meta.insert(META_SAVED_AT.into(), lockinfo::now_rfc3339());
+        let options = BlobClientCreateSnapshotOptions {
+            if_match: Some(Etag::from(etag.to_string())),
+            metadata: Some(snap_meta),
+            ..Default::default()
+        };
+        match blob.create_snapshot(Some(options)).await {
+            Ok(r) => Ok(Ok(r.snapshot().ok().flatten())),
+            Err(e) if e.http_status() == Some(StatusCode::PreconditionFailed) => {
+                Ok(Err(WriteConflict::Changed))
+            }
+            Err(e) => Err(self.error(e, "keeping the previous state version")),
+        }
+    }
+
+    /// A snapshot taken for a write that storage then refused is not a version: drop it.
+    async fn drop_snapshot(&self, env: &EnvName, id: Option<String>) {
+        let Some(id) = id else { return };
+        let options = BlobClientDeleteOptions {
+            snapshot: Some(id.clone()),
+            ..Default::default()
+        };
+        if let Err(e) = self.blob(env).delete(Some(options)).await {
+            tracing::warn!(
+                "could not drop the state version {id} of `{env}` kept for a write that failed: {}",
+                self.error(e, "dropping a snapshot")
+            );
+        }
+    }
+
+    /// What a refused state write means to the gateway.
+    fn write_refused(
+        &self,
+        e: azure_core::Error,
+        doing: &str,
+    ) -> Result<std::result::Result<String, WriteConflict>> {
+        if e.http_status() == Some(StatusCode::PreconditionFailed) && is_lease_lost(&e) {
+            return Ok(Err(WriteConflict::LockLost));
+        }
+        if e.http_status() == Some(StatusCode::PreconditionFailed) {
+            return Ok(Err(WriteConflict::Changed));
+        }
+        if is_lease_lost(&e) {
+            return Ok(Err(WriteConflict::LockLost));
+        }
+        if error_code(&e).as_deref() == Some("Md5Mismatch") {
+            return Ok(Err(WriteConflict::Md5Mismatch));
+        }
+        Err(self.error(e, doing))
+    }
+
+    /// The metadata a new state is written with: what the blob had (the lock, nubes's
+    /// records) without the previous document's own entries, plus `entries`.
+    fn state_meta(
+        base: &HashMap<String, String>,
+        entries: Vec<(&'static str, String)>,
+    ) -> HashMap<String, String> {
+        let mut meta = base.clone();
+        for key in [
+            META_LINEAGE,
+            META_SAVED_AT,
+            META_SERIAL,
+            META_RESOURCES,
+            meta::WRITTEN_MD5,
+        ] {
+            meta.remove(key);
+        }
+        for (k, v) in entries {
+            meta.insert(k.into(), v);
+        }
+        meta
+    }
+
+    /// [`StateStore::stage`] of a document whose length and MD5 were declared: one Put
+    /// Blob streaming as the body arrives, all but its last piece (see `stream`).
+    /// `first` is the first block, already received, and `carry` what followed it.
+    #[allow(clippy::too_many_arguments)]
+    async fn stream_put(
+        &self,
+        token: &LockToken,
+        body: &mut dyn super::Body,
+        first: Bytes,
+        carry: Bytes,
+        total: u64,
+        md5: [u8; 16],
+        doing: &str,
+    ) -> Result<std::result::Result<super::Staged, WriteConflict>> {
+        let env = &token.env;
+        let blob = self.blob(env);
+        let mut props = self.leased_props(token, &blob, doing).await?;
+        // The lease expired while storage was unreachable: renewed only if nobody took
+        // the lock meanwhile (as `commit` does).
+        if matches!(props, Err(WriteConflict::LockLost))
+            && matches!(self.renew(token).await, Ok(true))
+        {
+            props = self.leased_props(token, &blob, doing).await?;
+        }
+        let props = match props {
+            Ok(p) => p,
+            Err(conflict) => return Ok(Err(conflict)),
+        };
+        let Some(size) = std::num::NonZero::new(total) else {
+            return Err(Error::failed(format!(
+                "{doing}: an empty document cannot stream"
+            )));
+        };
+        // Until the head is recorded after the write (`commit_streamed`), the blob says
+        // only which content nubes wrote: readers then take the head from the content.
+        let put_meta = Self::state_meta(&props.metadata, vec![(meta::WRITTEN_MD5, b64(&md5))]);
+        let (tx, rx) = tokio::sync::mpsc::channel(stream::PIECES_QUEUED);
+        let client = blob.block_blob_client();
+        let if_match = Etag::from(props.etag.clone());
+        let lease_id = token.lease_id.clone();
+        let task = tokio::spawn(async move {
+            let options = BlobClientUploadOptions {
+                if_match: Some(if_match),
+                lease_id: Some(lease_id),
+                blob_content_md5: Some(md5.to_vec()),
+                metadata: Some(put_meta),
+                blob_content_type: Some("application/json".into()),
+                // One request, whatever the size (never the SDK's partitioning).
+                partition_size: Some(size),
+                method_options: ClientMethodOptions {
+                    context: CallContext::new().with_value(ContentMd5(md5)),
+                },
+                ..Default::default()
+            };
+            let body: RequestContent<Bytes, NoFormat> =
+                HttpBody::SeekableStream(Box::new(PieceStream::new(rx, total))).into();
+            client
+                .upload(body, Some(options))
+                .await
+                .map(|r| r.etag.map(|e| e.to_string()).unwrap_or_default())
+        });
+        let mut pending = PendingPut {
+            tx: Some(tx),
+            last: Bytes::new(),
+            task: Some(task),
+            etag: props.etag,
+            had_content: props.len > 0,
+            metadata: props.metadata,
+        };
+        // Each piece goes out when the next one has arrived: the last is held back.
+        let mut held = first;
+        let mut len = held.len() as u64;
+        let mut next = (!carry.is_empty()).then_some(carry);
+        loop {
+            let piece = match next.take() {
+                Some(p) => p,
+                None => match body.next_piece().await? {
+                    Some(p) => p,
+                    None => break,
+                },
+            };
+            len += piece.len() as u64;
+            if len > total {
+                return Err(Error::input(format!(
+                    "{doing}: the body is longer than the {total} bytes its Content-Length declared"
+                )));
+            }
+            let out = std::mem::replace(&mut held, piece);
+            let sent = match &pending.tx {
+                Some(tx) => tx.send(out).await.is_ok(),
+                None => false,
+            };
+            if !sent {
+                // The request ended before its body did: storage's answer says why.
+                return match pending.outcome().await {
+                    Ok(_) => Err(Error::failed(format!(
+                        "{doing}: storage answered before the whole document was sent"
+                    ))),
+                    Err(e) => match self.write_refused(e, doing)? {
+                        Ok(_) => Err(Error::failed(format!("{doing}: the upload ended early"))),
+                        Err(conflict) => Ok(Err(conflict)),
+                    },
+                };
+            }
+        }
+        if len != total {
+            return Err(Error::input(format!(
+                "{doing}: the body ended after {len} of the {total} bytes its Content-Length declared"
+            )));
+        }
+        pending.last = held;
+        Ok(Ok(super::Staged {
+            len,
+            kind: StagedKind::Streaming(pending),
+        }))
+    }
+
+    /// [`StateStore::commit`] of a streamed write: keep the previous version, send the
+    /// last piece (storage then stores the document, or refuses it whole), then record
+    /// the head.
+    async fn commit_streamed(
+        &self,
+        token: &LockToken,
+        pending: PendingPut,
+        expected: Option<&str>,
+        head: &StateHead,
+        md5: [u8; 16],
+    ) -> Result<std::result::Result<String, WriteConflict>> {
+        let env = &token.env;
+        let doing = format!("writing the state of `{env}`");
+        match expected {
+            Some(etag) if etag != pending.etag => return Ok(Err(WriteConflict::Changed)),
+            None if pending.had_content => return Ok(Err(WriteConflict::Changed)),
+            _ => {}
+        }
+        let blob = self.blob(env);
+        let snapshot = if pending.had_content {
+            match self
+                .keep_previous(&blob, &pending.etag, &pending.metadata)
+                .await?
+            {
+                Ok(id) => id,
+                Err(conflict) => return Ok(Err(conflict)),
+            }
+        } else {
+            None
+        };
+        let meta = Self::state_meta(&pending.metadata, super::head_entries_md5(md5, head));
+        let put_etag = match pending.finish().await {
+            Ok(etag) => etag,
+            Err(e) => {
+                self.drop_snapshot(env, snapshot).await;
+                return self.write_refused(e, &doing);
+            }
+        };
+        // The document is the state now. Its head goes into the metadata; should that
+        // fail, readers take the head from the content (the metadata vouches for
+        // nothing it does not match).
+        let options = BlobClientSetMetadataOptions {
+            lease_id: Some(token.lease_id.clone()),
+            if_match: Some(Etag::from(put_etag.clone())),
+            ..Default::default()
+        };
+        let new_etag = match blob.set_metadata(&meta, Some(options)).await {
+            Ok(r) => r
+                .headers()
+                .get_optional_str(&azure_core::http::headers::ETAG)
+                .map_or(put_etag, str::to_string),
+            Err(e) => {
+                tracing::warn!(
+                    "the state of `{env}` was written, but recording its serial in the blob's metadata failed: {}",
+                    self.error(e, &doing)
+                );
+                put_etag
+            }
+        };
+        if let Err(e) = self.prune(env).await {
+            tracing::warn!("could not prune old versions of `{env}`: {e}");
+        }
+        Ok(Ok(new_etag))
+    }
+
+    /// One attempt of [`StateStore::commit`].
+    async fn commit_once(
+        &self,
+        token: &LockToken,
+        staged: &super::Staged,
+        expected: Option<&str>,
+        head: &StateHead,
+        md5: [u8; 16],
+    ) -> Result<std::result::Result<String, WriteConflict>> {
+        let env = &token.env;
+        let doing = format!("writing the state of `{env}`");
+        let blob = self.blob(env);
+        let props = match self.leased_props(token, &blob, &doing).await? {
+            Ok(p) => p,
+            Err(conflict) => return Ok(Err(conflict)),
         };
         match expected {
             Some(etag) if etag != props.etag => return Ok(Err(WriteConflict::Changed)),
             None if props.len > 0 => return Ok(Err(WriteConflict::Changed)),
             _ => {}
         }
-        let mut meta = props.metadata;
-        if props.len > 0 {
-            let mut snap_meta = meta.clone();
-            snap_meta.remove(LOCK_META_KEY);
-            snap_meta.insert(META_SAVED_AT.into(), lockinfo::now_rfc3339());
-            let options = BlobClientCreateSnapshotOptions {
-                if_match: Some(Etag::from(props.etag.clone())),
-                metadata: Some(snap_meta),
-                ..Default::default()
-            };
-            match blob.create_snapshot(Some(options)).await {
-                Ok(_) => {}
-                Err(e) if e.http_status() == Some(StatusCode::PreconditionFailed) => {
-                    return Ok(Err(WriteConflict::Changed));
-                }
-                Err(e) => return Err(self.error(e, "keeping the previous state version")),
+        let snapshot = if props.len > 0 {
+            match self
+                .keep_previous(&blob, &props.etag, &props.metadata)
+                .await?
+            {
+                Ok(id) => id,
+                Err(conflict) => return Ok(Err(conflict)),
             }
-        }
+        } else {
+            None
+        };
         // What nubes wrote (serial, lineage, resources, MD5), so a later write by anyone
         // else shows (`changed_outside`).
-        meta.remove(META_LINEAGE);
-        meta.remove(META_SAVED_AT);
-        for (k, v) in super::head_entries_md5(md5, head) {
-            meta.insert(k.into(), v);
-        }
+        let meta = Self::state_meta(&props.metadata, super::head_entries_md5(md5, head));
         let written = match &staged.kind {
             StagedKind::Memory(bytes) => {
                 let options = BlobClientUploadOptions {
@@ -1327,6 +1624,11 @@ impl AzureStore {
                     metadata: Some(meta),
                     blob_content_type: Some("application/json".into()),
                     partition_size: Some(SINGLE_REQUEST_LIMIT_U64),
+                    // Storage checks the body against the MD5 (declared by Terraform, or
+                    // computed here) and stores nothing on a mismatch.
+                    method_options: ClientMethodOptions {
+                        context: CallContext::new().with_value(ContentMd5(md5)),
+                    },
                     ..Default::default()
                 };
                 blob.upload(content(bytes.clone()), Some(options))
@@ -1360,7 +1662,7 @@ impl AzureStore {
                     Err(e) => Err(e),
                 }
             }
-            StagedKind::File(_) => {
+            StagedKind::File(_) | StagedKind::Streaming(_) => {
                 return Err(Error::failed(format!(
                     "{doing}: a document staged by another store cannot be committed here"
                 )));
@@ -1368,16 +1670,12 @@ impl AzureStore {
         };
         let new_etag = match written {
             Ok(etag) => etag,
-            Err(e)
-                if e.http_status() == Some(StatusCode::PreconditionFailed) && is_lease_lost(&e) =>
-            {
-                return Ok(Err(WriteConflict::LockLost));
+            Err(e) => {
+                if error_code(&e).as_deref() == Some("Md5Mismatch") {
+                    self.drop_snapshot(env, snapshot).await;
+                }
+                return self.write_refused(e, &doing);
             }
-            Err(e) if e.http_status() == Some(StatusCode::PreconditionFailed) => {
-                return Ok(Err(WriteConflict::Changed));
-            }
-            Err(e) if is_lease_lost(&e) => return Ok(Err(WriteConflict::LockLost)),
-            Err(e) => return Err(self.error(e, &doing)),
         };
         if let Err(e) = self.prune(env).await {
             tracing::warn!("could not prune old versions of `{env}`: {e}");

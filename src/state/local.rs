@@ -369,6 +369,7 @@ impl StateStore for LocalStore {
         &self,
         token: &LockToken,
         body: &mut dyn super::Body,
+        _hint: &super::BodyHint,
     ) -> Result<std::result::Result<super::Staged, WriteConflict>> {
         use tokio::io::AsyncWriteExt as _;
         self.held_file(token)?; // still ours

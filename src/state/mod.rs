@@ -96,9 +96,27 @@ impl Body for Whole {
     }
 }
 
+/// What the sender declared about a document before sending it (the gateway's
+/// `Content-Length` and `Content-MD5`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BodyHint {
+    pub len: Option<u64>,
+    pub md5: Option<[u8; 16]>,
+}
+
+impl BodyHint {
+    /// Both length and MD5 declared: a store that [verifies declared
+    /// MD5s](StateStore::verifies_declared_md5) can send the document on as it arrives
+    /// and leave the MD5 check to storage.
+    pub fn declared(&self) -> Option<(u64, [u8; 16])> {
+        Some((self.len?, self.md5?))
+    }
+}
+
 /// A document received by [`StateStore::stage`] but not yet the state: nothing a reader
 /// of the state can see. Dropping it abandons it (Azure: uncommitted blocks, which
-/// storage discards; local: a temporary file, deleted).
+/// storage discards, or a Put Blob cut off before its last bytes, which storage never
+/// stores; local: a temporary file, deleted).
 pub struct Staged {
     pub len: u64,
     pub(crate) kind: StagedKind,
@@ -109,6 +127,9 @@ pub(crate) enum StagedKind {
     Memory(Bytes),
     /// Azure blocks already uploaded (Put Block), committed by their IDs (Put Block List).
     Blocks(Vec<Vec<u8>>),
+    /// An Azure Put Blob under way, all of it sent but its last piece: sending that
+    /// piece is the commit.
+    Streaming(azure::PendingPut),
     /// The local store's temporary file beside the state.
     File(tempfile::TempPath),
 }
@@ -228,6 +249,8 @@ pub enum WriteConflict {
     Changed,
     /// The lock was lost (lease expired or broken).
     LockLost,
+    /// Storage refused the document: it does not match the MD5 its sender declared.
+    Md5Mismatch,
 }
 
 impl std::fmt::Display for WriteConflict {
@@ -239,6 +262,9 @@ impl std::fmt::Display for WriteConflict {
             WriteConflict::LockLost => {
                 f.write_str("nubes no longer holds the lock (its lease expired or was broken)")
             }
+            WriteConflict::Md5Mismatch => f.write_str(
+                "Content-MD5 does not match the body (storage checked it and stored nothing)",
+            ),
         }
     }
 }
@@ -282,11 +308,22 @@ pub trait StateStore: Send + Sync {
     /// Receive a new state document from `body` (every piece, in order) without making
     /// it the state: [`commit`](StateStore::commit) does that once the caller has
     /// checked the whole document. `Ok(Err(..))` when the lock was lost meanwhile.
+    /// `hint` is what the sender declared; with both length and MD5 declared and
+    /// [`verifies_declared_md5`](StateStore::verifies_declared_md5), the caller does
+    /// not hash the document and `commit` gets the declared MD5, which storage checks.
     async fn stage(
         &self,
         token: &LockToken,
         body: &mut dyn Body,
+        hint: &BodyHint,
     ) -> Result<std::result::Result<Staged, WriteConflict>>;
+    /// Whether storage itself checks a document against the MD5 its sender declared
+    /// (both length and MD5 in [`BodyHint`]), refusing a mismatch with
+    /// [`WriteConflict::Md5Mismatch`] and storing nothing: the caller then need not
+    /// hash it.
+    fn verifies_declared_md5(&self) -> bool {
+        false
+    }
     /// Make `staged` the state, keeping the previous version, if the stored ETag still
     /// equals `expected` (`None`: there was no state). `md5` is the document's MD5 (kept
     /// as its Content-MD5 and in [`meta::WRITTEN_MD5`]). Returns the new ETag.
@@ -309,7 +346,10 @@ pub trait StateStore: Send + Sync {
     ) -> Result<std::result::Result<String, WriteConflict>> {
         use md5::Digest as _;
         let md5: [u8; 16] = md5::Md5::digest(&bytes).into();
-        match self.stage(token, &mut Whole(Some(bytes))).await? {
+        match self
+            .stage(token, &mut Whole(Some(bytes)), &BodyHint::default())
+            .await?
+        {
             Ok(staged) => self.commit(token, staged, expected, head, md5).await,
             Err(conflict) => Ok(Err(conflict)),
         }

@@ -1,6 +1,7 @@
 //! States of 100 MiB through the gateway (issue 19): the document streams through nubes
-//! to storage and back (staged blocks, committed only once the whole body has arrived
-//! and passed the checks), so these pin what streaming must not lose: the bytes arrive
+//! to storage and back (one Put Blob whose last piece is held back until the whole body
+//! has arrived and passed the checks, or, without a declared MD5, staged blocks committed
+//! only then), so these pin what streaming must not lose: the bytes arrive
 //! byte-for-byte, the lineage/serial guard and the Content-MD5 check still refuse on a
 //! streamed body with nothing stored, a storage outage in the middle of a streamed
 //! write leaves the stored state as it was, and a body the parser refuses goes to
@@ -109,16 +110,33 @@ fn a_100_mib_state_streams_through_byte_for_byte_and_is_still_guarded() {
     assert_eq!(blob.meta("nubeswrittenmd5"), Some(md5.as_str()));
     assert_eq!(blob.meta("nubesserial"), Some("5"));
     assert_eq!(blob.meta("nubeslineage"), Some("big-lineage"));
+    // The first write had no previous version to keep, and no refused write left one:
+    // the one kept for the body storage refused (its MD5) was dropped again.
+    assert_eq!(snapshots(&az), 0);
 }
 
 #[test]
 fn a_storage_outage_in_the_middle_of_a_streamed_write_leaves_the_stored_state_as_it_was() {
+    outage_part_way(true);
+}
+
+#[test]
+fn a_storage_outage_in_the_middle_of_a_staged_write_leaves_the_stored_state_as_it_was() {
+    outage_part_way(false);
+}
+
+/// Storage stops while the second state is half sent: with its MD5 declared (one
+/// streamed Put Blob) or not (staged blocks).
+fn outage_part_way(declared_md5: bool) {
     let mut az = Azurite::http();
     let dir = tempfile::tempdir().unwrap();
     let report_file = dir.path().join("report.json");
     let half = dir.path().join("report.json.half");
     let go = dir.path().join("report.json.go");
-    let p = project(&az, &report_file, "timeout = \"3s\"\nlease_seconds = 15");
+    let mut p = project(&az, &report_file, "timeout = \"3s\"\nlease_seconds = 15");
+    if !declared_md5 {
+        p.set_env("OUTAGE_NO_MD5", "1");
+    }
     let mut run = spawn_in_own_group(p.cmd(&["tf", "alice", "--", "outage"]));
     let started = Instant::now();
     while !half.exists() {
@@ -153,7 +171,8 @@ fn a_storage_outage_in_the_middle_of_a_streamed_write_leaves_the_stored_state_as
     assert!(!out.contains("panicked"), "{out}");
     eprintln!("nubes ended {status}");
 
-    // The stored state is the first one, whole; the second left only uncommitted blocks.
+    // The stored state is the first one, whole; the second left nothing (a Put Blob cut
+    // off) or only uncommitted blocks.
     let blob = block_on(az.blobs().get("tfstate", BLOB));
     assert_eq!(blob.status, 200);
     let doc: Value = serde_json::from_slice(&blob.body).expect("stored state is whole JSON");
@@ -171,10 +190,19 @@ fn a_storage_outage_in_the_middle_of_a_streamed_write_leaves_the_stored_state_as
         vec![],
     ));
     let listing = String::from_utf8_lossy(&blocks.body);
-    assert!(
-        listing.contains("<UncommittedBlocks><Block>"),
-        "the outage came part-way through the staged write: {listing}"
-    );
+    if declared_md5 {
+        assert!(
+            listing.contains("<UncommittedBlocks/>"),
+            "a streamed write stages no blocks: {listing}"
+        );
+    } else {
+        assert!(
+            listing.contains("<UncommittedBlocks><Block>"),
+            "the outage came part-way through the staged write: {listing}"
+        );
+    }
+    // The previous version is kept only when a write commits: none was.
+    assert_eq!(snapshots(&az), 0);
 
     // Storage is back: the environment's lock can be taken again (released, or its
     // lease expired) and the state written.
@@ -186,6 +214,21 @@ fn a_storage_outage_in_the_middle_of_a_streamed_write_leaves_the_stored_state_as
         "{report:#}\n{}",
         again.all()
     );
+}
+
+/// How many snapshots (kept previous versions) the state blob has.
+fn snapshots(az: &Azurite) -> usize {
+    let r = block_on(az.blobs().send(
+        "GET",
+        "tfstate",
+        "restype=container&comp=list&include=snapshots",
+        &[],
+        vec![],
+    ));
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    String::from_utf8_lossy(&r.body)
+        .matches("<Snapshot>")
+        .count()
 }
 
 /// The committed and the uncommitted blocks of the state blob, and the uncommitted
@@ -234,51 +277,64 @@ fn a_body_the_parser_refuses_stops_there_and_nothing_of_it_is_committed() {
     assert_eq!(before.status, 200);
     let (committed_before, _, _) = block_lists(&az);
 
-    let out = p.run(&["tf", "alice", "--", "invalid"]);
-    let report = read_report(&report_file);
-    assert!(!out.all().contains("panicked"), "{}", out.all());
-    // Each is refused with the parser's reason, read by Terraform (not a reset
-    // connection) although the body was still arriving.
-    for case in ["not json", "broken"] {
-        assert_eq!(
-            report[case]["status"],
-            400,
-            "{case}: {report:#}\n{}",
-            out.all()
-        );
-        assert!(
-            report[case]["body"]
-                .as_str()
-                .unwrap()
-                .contains("not a Terraform state document"),
-            "{case}: {report:#}"
-        );
-    }
+    // Sent as Terraform sends them (MD5 declared: one streamed Put Blob), then without
+    // an MD5 (staged blocks).
+    let mut p = p;
+    for declared_md5 in [true, false] {
+        if !declared_md5 {
+            p.set_env("GATEWAY_NO_MD5", "1");
+        }
+        let out = p.run(&["tf", "alice", "--", "invalid"]);
+        let report = read_report(&report_file);
+        assert!(!out.all().contains("panicked"), "{}", out.all());
+        // Each is refused with the parser's reason, read by Terraform (not a reset
+        // connection) although the body was still arriving.
+        for case in ["not json", "broken"] {
+            assert_eq!(
+                report[case]["status"],
+                400,
+                "{case} (MD5 declared: {declared_md5}): {report:#}\n{}",
+                out.all()
+            );
+            assert!(
+                report[case]["body"]
+                    .as_str()
+                    .unwrap()
+                    .contains("not a Terraform state document"),
+                "{case}: {report:#}"
+            );
+        }
 
-    // Storage holds the first state, unchanged: same bytes, same Content-MD5 and record
-    // of it, same committed blocks. (Not the same ETag: taking and releasing the lock
-    // writes the blob's lock metadata.)
-    let after = block_on(az.blobs().get("tfstate", BLOB));
-    assert_eq!(after.status, 200);
-    assert!(after.body == before.body, "the stored state changed");
-    assert_eq!(
-        after.headers.get("content-md5"),
-        before.headers.get("content-md5")
-    );
-    assert_eq!(after.meta("nubesserial"), Some("1"));
-    assert_eq!(
-        after.meta("nubeswrittenmd5"),
-        before.meta("nubeswrittenmd5")
-    );
-    let (committed_after, uncommitted, staged) = block_lists(&az);
-    assert_eq!(committed_after, committed_before);
-    // Sending stopped where the parser refused: the body that was not JSON from its
-    // first byte is refused before its first block is full, and the one that broke
-    // 6 MiB in left at most the blocks under way then (4 MiB each): together far from
-    // the 48 MiB each of them was.
-    let broken_len = report["broken"]["len"].as_u64().unwrap();
-    assert!(
-        staged <= 16 << 20 && staged < broken_len / 2,
-        "{staged} bytes of a {broken_len}-byte refused body were staged: {uncommitted}"
-    );
+        // Storage holds the first state, unchanged: same bytes, same Content-MD5 and
+        // record of it, same committed blocks, no version kept for a refused write. (Not
+        // the same ETag: taking and releasing the lock writes the blob's lock metadata.)
+        let after = block_on(az.blobs().get("tfstate", BLOB));
+        assert_eq!(after.status, 200);
+        assert!(after.body == before.body, "the stored state changed");
+        assert_eq!(
+            after.headers.get("content-md5"),
+            before.headers.get("content-md5")
+        );
+        assert_eq!(after.meta("nubesserial"), Some("1"));
+        assert_eq!(
+            after.meta("nubeswrittenmd5"),
+            before.meta("nubeswrittenmd5")
+        );
+        assert_eq!(snapshots(&az), 0);
+        let (committed_after, uncommitted, staged) = block_lists(&az);
+        assert_eq!(committed_after, committed_before);
+        // Sending stopped where the parser refused: the body that was not JSON from its
+        // first byte is refused before its first block is full, and the one that broke
+        // 6 MiB in left at most the blocks under way then (4 MiB each): together far
+        // from the 48 MiB each of them was. (A streamed write stages no blocks: its
+        // request is cut off, and storage keeps nothing of it.)
+        let broken_len = report["broken"]["len"].as_u64().unwrap();
+        assert!(
+            staged <= 16 << 20 && staged < broken_len / 2,
+            "{staged} bytes of a {broken_len}-byte refused body were staged: {uncommitted}"
+        );
+        if declared_md5 {
+            assert_eq!(staged, 0, "{uncommitted}");
+        }
+    }
 }
