@@ -63,7 +63,9 @@ const SINGLE_REQUEST_LIMIT: std::num::NonZero<usize> =
 pub(crate) const SINGLE_REQUEST_LIMIT_U64: std::num::NonZero<u64> =
     std::num::NonZero::<u64>::MIN.saturating_add((256 << 20) - 1);
 
-/// A state written through the gateway that is larger than this is staged in blocks of
+/// A state written through the gateway that is larger than this streams as one Put
+/// Blob when its length and MD5 were declared (`stream`; Put Blob takes up to 5000 MiB,
+/// the gateway 1 GiB); otherwise it is staged in blocks of
 /// this size as it arrives (Put Block), at most [`BLOCKS_IN_FLIGHT`] at a time, and
 /// committed with one Put Block List once the whole document has arrived and passed the
 /// checks: nubes holds at most `(BLOCKS_IN_FLIGHT + 1) × BLOCK_SIZE` of it, whatever
@@ -968,6 +970,12 @@ impl StateStore for AzureStore {
     ) -> Result<std::result::Result<super::Staged, WriteConflict>> {
         let env = &token.env;
         let doing = format!("writing the state of `{env}`");
+        // Larger than a block, with its length and MD5 declared (Terraform's case): one
+        // Put Blob, started at once, that streams as the body arrives, storage checking
+        // the MD5 (`stream`).
+        if let Some((total, md5)) = hint.declared().filter(|(n, _)| *n > BLOCK_SIZE as u64) {
+            return self.stream_put(token, body, total, md5, &doing).await;
+        }
         let mut carry = Bytes::new();
         let mut buf = BytesMut::with_capacity(BLOCK_SIZE);
         let mut len = 0u64;
@@ -979,13 +987,6 @@ impl StateStore for AzureStore {
                 len: buf.len() as u64,
                 kind: StagedKind::Memory(buf.freeze()),
             }));
-        }
-        // Larger, with its length and MD5 declared (Terraform's case): one Put Blob that
-        // streams as the body arrives, storage checking the MD5 (`stream`).
-        if let Some((total, md5)) = hint.declared() {
-            return self
-                .stream_put(token, body, buf.freeze(), carry, total, md5, &doing)
-                .await;
         }
         // Larger: blocks staged as the body arrives (Put Block), committed only when the
         // whole document has arrived and been checked. Nothing of it is visible before.
@@ -1400,14 +1401,10 @@ impl AzureStore {
 
     /// [`StateStore::stage`] of a document whose length and MD5 were declared: one Put
     /// Blob streaming as the body arrives, all but its last piece (see `stream`).
-    /// `first` is the first block, already received, and `carry` what followed it.
-    #[allow(clippy::too_many_arguments)]
     async fn stream_put(
         &self,
         token: &LockToken,
         body: &mut dyn super::Body,
-        first: Bytes,
-        carry: Bytes,
         total: u64,
         md5: [u8; 16],
         doing: &str,
@@ -1468,17 +1465,9 @@ impl AzureStore {
             metadata: props.metadata,
         };
         // Each piece goes out when the next one has arrived: the last is held back.
-        let mut held = first;
-        let mut len = held.len() as u64;
-        let mut next = (!carry.is_empty()).then_some(carry);
-        loop {
-            let piece = match next.take() {
-                Some(p) => p,
-                None => match body.next_piece().await? {
-                    Some(p) => p,
-                    None => break,
-                },
-            };
+        let mut held = Bytes::new();
+        let mut len = 0u64;
+        while let Some(piece) = body.next_piece().await? {
             len += piece.len() as u64;
             if len > total {
                 return Err(Error::input(format!(
@@ -1486,6 +1475,9 @@ impl AzureStore {
                 )));
             }
             let out = std::mem::replace(&mut held, piece);
+            if out.is_empty() {
+                continue;
+            }
             let sent = match &pending.tx {
                 Some(tx) => tx.send(out).await.is_ok(),
                 None => false,
