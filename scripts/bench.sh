@@ -3,7 +3,7 @@
 # Each installs the prerequisites, builds a release nubes, starts its own Azurite on
 # loopback and cleans up after itself.
 #
-#   scripts/bench.sh state    [--runs N] [--sizes MiB,...]  apply via gateway, state round trips
+#   scripts/bench.sh state    [--runs N] [--sizes MiB,...] [--client python|curl]  apply via gateway, state round trips
 #                                                     (1-250 MiB) vs curl, nubes's own peak RSS, lock hand-off
 #   scripts/bench.sh pipeline [--runs N]              nubes up vs raw Terraform, fast path
 #                                                     (NUBES_BENCH_BASELINE=<git rev>: also

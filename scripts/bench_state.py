@@ -145,6 +145,27 @@ CLIENT = textwrap.dedent("""\
         t = time.perf_counter(); got = call("GET"); rec["read"] = time.perf_counter() - t
         assert got == body, "read back different bytes"
         del got, body
+    elif mode == "roundtrip-curl":
+        # The same transfers by curl, with the same flags as the floor (`curl_roundtrip`):
+        # like for like, so the ratio is the gateway's own cost. The credentials go to
+        # curl on its standard input (`-K -`), never on its command line.
+        import subprocess
+        path = sys.argv[3]
+        body = open(path, "rb").read()
+        md5 = base64.b64encode(hashlib.md5(body).digest()).decode()
+        del body
+        cfg = ('user = "' + os.environ["TF_HTTP_USERNAME"] + ":" + os.environ["TF_HTTP_PASSWORD"] + '"\\n').encode()
+        target = url.geturl()
+        t = time.perf_counter()
+        subprocess.run(["curl", "-sSf", "-K", "-", "-X", "POST", "-H", "Content-MD5: " + md5,
+                        "-H", "Content-Type: application/json", "--data-binary", "@" + path, "-o", "/dev/null", target],
+                       input=cfg, check=True)
+        rec["write"] = time.perf_counter() - t
+        t = time.perf_counter()
+        subprocess.run(["curl", "-sSf", "-K", "-", "-o", "/dev/null", target], input=cfg, check=True)
+        rec["read"] = time.perf_counter() - t
+        # Not timed: the bytes read back are the bytes written.
+        assert call("GET") == open(path, "rb").read(), "read back different bytes"
     elif mode == "hold":
         time.sleep(float(sys.argv[3]))
     rec["parent"], rec["hwm_kib"] = parent()
@@ -194,6 +215,13 @@ def curl_roundtrip(url, sas, path, name):
     return w, time.perf_counter() - t
 
 
+def client_mode(args):
+    """`--client python` (the default, what earlier runs used): a Python stand-in times
+    its own requests; `--client curl`: the stand-in has curl make them, with the same
+    flags as the floor, so both sides of the ratio pay the same client costs."""
+    return "roundtrip-curl" if args.client == "curl" else "roundtrip"
+
+
 def bench_roundtrip(args, root, env, client, url):
     """Per state size: write + read through the gateway (alternating with curl's PUT + GET
     of the same bytes straight to Azurite), and nubes's own peak RSS."""
@@ -212,7 +240,7 @@ def bench_roundtrip(args, root, env, client, url):
                 f.write(data)
             size = len(data)
             del data
-            recs.append(nubes_run([args.nubes, "tf", name, "--", "roundtrip", rec_file, path], p, env, rec_file))
+            recs.append(nubes_run([args.nubes, "tf", name, "--", client_mode(args), rec_file, path], p, env, rec_file))
             floor.append(curl_roundtrip(url, env["NUBES_STORAGE_SAS"], path, f"curl-{name}"))
         os.remove(path)
         rows.append({"mib": mib, "size": size,
@@ -254,6 +282,8 @@ def main():
     ap.add_argument("--azurite", required=True)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--sizes", default="1,10,50,100,250", help="state sizes in MiB for the round trip")
+    ap.add_argument("--client", choices=["python", "curl"], default="python",
+                    help="who makes the round trip's requests to the gateway (see client_mode)")
     args = ap.parse_args()
     args.sizes = [int(x) for x in args.sizes.split(",")]
     tf = shutil.which("terraform")

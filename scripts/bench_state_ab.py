@@ -25,6 +25,8 @@ def main():
     ap.add_argument("--azurite", required=True)
     ap.add_argument("--mib", type=int, default=50)
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--client", choices=["python", "curl"], default="python",
+                    help="who makes the requests to the gateway (bench_state.client_mode)")
     ap.add_argument("nubes", nargs="+")
     args = ap.parse_args()
     label = {n: os.path.basename(os.path.dirname(os.path.abspath(n))) for n in args.nubes}
@@ -47,7 +49,7 @@ def main():
             for k, nb in enumerate(args.nubes):
                 p = b.project(root, f"p{k}", "[terraform]\nbinary = \"./client.py\"\n", {"main.tf": "#\n"})
                 shutil.copy(client, os.path.join(p, "client.py"))
-                rec = b.nubes_run([nb, "tf", f"e{k}", "--", "roundtrip", rec_file, path], p, env, rec_file)
+                rec = b.nubes_run([nb, "tf", f"e{k}", "--", b.client_mode(args), rec_file, path], p, env, rec_file)
                 res[nb].append((rec["write"], rec["read"], rec["hwm_kib"] / 1024))
             w, r = b.curl_roundtrip(url, env["NUBES_STORAGE_SAS"], path, "curl-ab")
             res["curl"].append((w, r, 0.0))
