@@ -464,6 +464,7 @@ async fn stages(
                     &built.artifact,
                     &report.outputs,
                     None,
+                    digest.as_deref(),
                 )
                 .await
             }

@@ -1,9 +1,10 @@
 //! Releases in the pipeline: keeping and recording what `up` deployed, the automatic
 //! rollback when its health check fails, and the redeploy of a kept release that
 //! `rollback`, `promote` and the automatic rollback share (no build: the release's own
-//! bytes, fetched from the releases container, go through the ordinary deploy; an image
-//! release is rolled out again by its digest from its registry, see
-//! [`crate::deploy::container_apps::redeploy`]).
+//! bytes, fetched from the releases container, go through the ordinary deploy; with
+//! `[deploy] slot`, a zip release the slot verifiably serves already is swapped back in
+//! instead, see [`crate::deploy::slot::swap_back`]; an image release is rolled out again
+//! by its digest from its registry, see [`crate::deploy::container_apps::redeploy`]).
 
 use std::path::Path;
 
@@ -196,8 +197,22 @@ pub async fn after_deploy(
     (Some(note), rolled)
 }
 
+/// The swap-back of a zip release the environment's slot serves already (see
+/// [`crate::deploy::slot::swap_back`]); `None` for other releases and targets.
+async fn swap_back(
+    settings: &Settings,
+    outputs: &Map<String, Value>,
+    release: &Record,
+) -> Option<crate::deploy::slot::Shipment> {
+    if Kind::for_target(&release.target) != Some(Kind::Zip) {
+        return None;
+    }
+    crate::deploy::slot::swap_back(settings, outputs, &release.digest).await
+}
+
 /// Deploy kept release `release` into `env` (fetched into a temporary folder, no
-/// build), health-check it, and record it with `action`. Returns the health verdict
+/// build; or, when the environment's slot serves it already, swapped back in),
+/// health-check it, and record it with `action`. Returns the health verdict
 /// (`healthy`, `unhealthy`, `unchecked`); a failed deploy is an error (and recorded).
 pub async fn redeploy(
     settings: &Settings,
@@ -212,6 +227,9 @@ pub async fn redeploy(
         let shipment =
             crate::deploy::container_apps::redeploy(settings, env, outputs, release).await;
         (shipment, image)
+    } else if let Some(shipment) = swap_back(settings, outputs, release).await {
+        // The slot serves the release already: one swap, no fetch, no upload.
+        (shipment, None)
     } else {
         let temp = tempfile::tempdir()
             .map_err(|e| Error::failed(format!("cannot make a temporary folder: {e}")))?;
@@ -224,9 +242,15 @@ pub async fn redeploy(
         let fetched = store
             .materialise(release.hex(), temp.path(), site.as_ref())
             .await?;
-        let shipment =
-            crate::deploy::slot::ship(settings, env, &fetched.path, outputs, fetched.baseline)
-                .await;
+        let shipment = crate::deploy::slot::ship(
+            settings,
+            env,
+            &fetched.path,
+            outputs,
+            fetched.baseline,
+            Some(&release.digest),
+        )
+        .await;
         (shipment, None)
     };
     let (deployed, health) = (shipment.deployed, shipment.health);

@@ -62,7 +62,7 @@ impl TokenCredential for Entra {
     }
 }
 
-fn client(fake: &FakeKudu) -> (Kudu, Arc<Entra>) {
+pub(crate) fn client(fake: &FakeKudu) -> (Kudu, Arc<Entra>) {
     client_with(fake, Entra::default())
 }
 
