@@ -172,10 +172,10 @@ pub async fn after_deploy(
                 let outcome =
                     redeploy(settings, &store, env, outputs, &prev, "auto-rollback").await;
                 let (verdict, error) = match &outcome {
-                    Ok(v) => (*v, None),
+                    Ok(r) => (r.verdict, None),
                     Err(e) => ("failed", Some(e.to_string())),
                 };
-                if outcome.is_ok() {
+                if outcome.as_ref().is_ok_and(|r| r.went_live) {
                     note = ReleaseNote {
                         id: prev.id.clone(),
                         digest: prev.digest.clone(),
@@ -197,6 +197,15 @@ pub async fn after_deploy(
     (Some(note), rolled)
 }
 
+/// How a redeploy ended.
+#[derive(Debug, Clone, Copy)]
+pub struct Redeployed {
+    /// `healthy`, `unhealthy` or `unchecked`.
+    pub verdict: &'static str,
+    /// The release serves production now (with a slot: it was swapped in and stayed).
+    pub went_live: bool,
+}
+
 /// The swap-back of a zip release the environment's slot serves already (see
 /// [`crate::deploy::slot::swap_back`]); `None` for other releases and targets.
 async fn swap_back(
@@ -212,8 +221,8 @@ async fn swap_back(
 
 /// Deploy kept release `release` into `env` (fetched into a temporary folder, no
 /// build; or, when the environment's slot serves it already, swapped back in),
-/// health-check it, and record it with `action`. Returns the health verdict
-/// (`healthy`, `unhealthy`, `unchecked`); a failed deploy is an error (and recorded).
+/// health-check it, and record it with `action`. Returns the health verdict and whether
+/// it went live; a failed deploy is an error (and recorded).
 pub async fn redeploy(
     settings: &Settings,
     store: &Releases,
@@ -221,7 +230,7 @@ pub async fn redeploy(
     outputs: &Map<String, Value>,
     release: &Record,
     action: &str,
-) -> Result<&'static str> {
+) -> Result<Redeployed> {
     let (shipment, image) = if Kind::for_target(&release.target) == Some(Kind::Image) {
         let image = crate::deploy::container_apps::repository(settings, outputs);
         let shipment =
@@ -269,6 +278,10 @@ pub async fn redeploy(
     if let Err(e) = store.record(env, &record).await {
         tracing::warn!("the release could not be recorded: {e}");
     }
+    let done = Redeployed {
+        verdict,
+        went_live: shipment.went_live,
+    };
     match deployed {
         Err(e) => Err(e.context(format!("redeploy of release {}", release.id))),
         Ok(None) => Err(Error::input(format!(
@@ -278,13 +291,10 @@ pub async fn redeploy(
         .hint("set [deploy] target, or output static_site_account_url / scm_url")),
         Ok(Some(d)) => {
             tracing::info!("release {} deployed: {}", release.id, d.detail);
-            match health {
-                Some(Err(e)) => {
-                    tracing::warn!("{e}");
-                    Ok(verdict)
-                }
-                _ => Ok(verdict),
+            if let Some(Err(e)) = health {
+                tracing::warn!("{e}");
             }
+            Ok(done)
         }
     }
 }

@@ -259,9 +259,7 @@ fn a_rollback_when_the_slot_holds_another_deployment_deploys_the_kept_zip_to_the
     assert!(
         out.stderr.contains(&format!(
             "slot `staging` is not known to serve release {v1}"
-        )) && out
-            .stderr
-            .contains("says `Created via a push deployment`"),
+        )) && out.stderr.contains("says `Created via a push deployment`"),
         "{}",
         out.all()
     );
@@ -330,4 +328,16 @@ fn a_swap_back_whose_production_is_unhealthy_is_swapped_back_again_with_both_ver
     assert_eq!(listed[0]["live"], false);
     let live = listed.iter().find(|r| r["live"] == true).unwrap();
     assert_eq!(live["digest"], v2.as_str());
+    assert!(
+        out.stdout.contains("was not put live in `gina`")
+            && out
+                .stderr
+                .contains("production keeps the release it served"),
+        "{}",
+        out.all()
+    );
+    // The environment's record still names the release production serves.
+    let status = p.run(&["status", "gina", "--json"]).ok();
+    let status: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    assert_eq!(status["deploy"]["artifact"], v2.as_str(), "{status}");
 }
