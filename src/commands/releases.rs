@@ -109,6 +109,16 @@ fn report(
     ))
 }
 
+/// ` through slot `<slot>``, when the environment ships through one.
+fn through_slot(settings: &Settings) -> String {
+    settings
+        .deploy
+        .slot
+        .as_deref()
+        .map(|s| format!(" through slot `{s}`"))
+        .unwrap_or_default()
+}
+
 /// `nubes rollback <env> [--to <release>]`: redeploy a kept release under the lock.
 pub async fn rollback(
     ctx: &Context<'_>,
@@ -194,9 +204,9 @@ pub async fn rollback(
     report(ctx, env, "rollback", &note, verdict, done.went_live, doc)?;
     if verdict == "unhealthy" && !done.went_live {
         return Err(Error::failed(format!(
-            "release {} failed its health check through slot `{}`: production keeps the release it served",
+            "release {} failed its health check{} and was not put live: production keeps the release it served",
             release.id,
-            ctx.settings.deploy.slot.as_deref().unwrap_or_default()
+            through_slot(ctx.settings)
         ))
         .hint(format!(
             "see the verdicts above; `nubes releases {env}` lists other releases to roll back to"
@@ -303,9 +313,9 @@ pub async fn promote(
     )?;
     if verdict == "unhealthy" && !done.went_live {
         return Err(Error::failed(format!(
-            "release {} failed its health check through slot `{}` of `{to}`: production keeps the release it served",
+            "release {} failed its health check{} and was not put live in `{to}`: production keeps the release it served",
             live.id,
-            ctx.settings.deploy.slot.as_deref().unwrap_or_default()
+            through_slot(ctx.settings)
         ))
         .hint("see the verdicts above"));
     }
