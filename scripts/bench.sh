@@ -16,7 +16,8 @@
 #   scripts/bench.sh drift    [--envs N]              drift over N envs on their own branches, --jobs 1 vs 4
 #   scripts/bench.sh site     [RUNS]                  static-site sync: 500 files, 20 x 5 MiB, vs peers
 #   scripts/bench.sh releases [--runs N] [--build-seconds S]  rollback vs build + deploy, 500-file site
-#                                                     and a 50 MB App Service zip (in-test Kudu)
+#                                                     and a 50 MB App Service zip (in-test Kudu),
+#                                                     without and with a slot (swap back)
 #   scripts/bench.sh init     [RUNS]                  nubes init: render every combination, one run
 #   scripts/bench.sh install  [--runs N]              the action's install step: release vs
 #                                                     source (cold cargo, warm actions/cache)
@@ -76,7 +77,9 @@ fi
 cargo build --release --quiet
 if [ "$which" = releases ]; then
   # The static-site half (Python driver), then the App Service half: the ignored
-  # integration test `releases::bench_app_service_rollback_50mb` (in-test Kudu server).
+  # integration tests `releases::bench_app_service_rollback_50mb` (in-test Kudu server)
+  # and `releases::bench_app_service_slot_rollback_50mb` (with a slot: two in-test Kudu
+  # servers and the in-test Resource Manager swapping them).
   python3 scripts/bench_releases.py --nubes "$ROOT/target/release/nubes" --azurite "$NUBES_TEST_AZURITE" "$@"
   runs=3 build=10
   while [ $# -gt 0 ]; do
@@ -88,14 +91,17 @@ if [ "$which" = releases ]; then
   done
   out=$(mktemp)
   trap 'rm -f "$out"' EXIT
-  if ! NUBES_BENCH_RUNS="$runs" NUBES_BENCH_BUILD_SECONDS="$build" cargo test --release --quiet \
-      --test it -- --ignored --exact releases::bench_app_service_rollback_50mb --nocapture \
-      --test-threads 1 >"$out" 2>&1; then
-    cat "$out" >&2
-    exit 1
-  fi
-  echo
-  grep '^|' "$out"
+  # Without a slot (the kept zip redeployed), then with one (swapped back).
+  for test in releases::bench_app_service_rollback_50mb releases::bench_app_service_slot_rollback_50mb; do
+    if ! NUBES_BENCH_RUNS="$runs" NUBES_BENCH_BUILD_SECONDS="$build" cargo test --release --quiet \
+        --test it -- --ignored --exact "$test" --nocapture \
+        --test-threads 1 >"$out" 2>&1; then
+      cat "$out" >&2
+      exit 1
+    fi
+    echo
+    grep '^|' "$out"
+  done
   exit 0
 fi
 [ "$which" = list ] && extra+=(--peer-bin "$NUBES_BENCH_PEER_BIN")

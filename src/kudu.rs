@@ -43,6 +43,18 @@
 //! diagnosed: `WEBSITE_RUN_FROM_PACKAGE` set to a URL, a slot auto-swap, or another
 //! deployment in progress (Kudu's `FetchDeploymentManager.FetchDeploy`).
 //!
+//! Release names: a zip deploy carries `message=nubes release sha256:<hex>` ([`release_message`])
+//! when nubes knows the release it ships. Kudu's `ZipPushDeploy` takes `message`,
+//! `author`, `authorEmail` and `deployer` from the query (PushDeploymentController.cs
+//! lines 66-94); the message becomes the commit of the site's `NullRepository`
+//! (`CommitRepo`, line 914) and from there the deployment record's `message`
+//! (DeploymentManager.cs line 596; `DeployResult` serialises it as `message`), which
+//! `GET /api/deployments/latest` returns. OneDeploy (`/api/publish`, jar/war/ear) takes
+//! no message: its record always says `OneDeploy` (lines 232-244). The Flex
+//! Consumption publish endpoint is not Kudu's public source, and Flex has no deployment
+//! slots, so nothing is sent there. [`Kudu::latest_deployment`] reads the record back:
+//! `deploy::slot` swaps a slot back in only when it names the wanted release.
+//!
 //! Requests are logged at debug level as method and path only; the token is registered
 //! with [`crate::secrets`], goes only to the SCM site's own origin, and is scrubbed from
 //! every error.
@@ -276,6 +288,28 @@ pub struct Kudu {
     /// The `aud` claim of the last token sent, when it is a readable JWT (for messages).
     last_audience: Mutex<Option<String>>,
     site: Option<SiteAccess>,
+    /// The `message` a zip deploy records (see [`release_message`]).
+    message: Option<String>,
+}
+
+/// The `message` nubes gives a zip deploy of release `digest` (`sha256:<hex>`), and
+/// looks for in a slot's latest deployment before swapping it back in.
+pub fn release_message(digest: &str) -> String {
+    format!("nubes release {digest}")
+}
+
+/// A site's latest deployment as Kudu records it (`GET /api/deployments/latest`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LatestDeployment {
+    pub id: Option<String>,
+    /// The caller's `message` (zip deploy), or Kudu's own text.
+    pub message: Option<String>,
+    /// `status` 4 (Success).
+    pub succeeded: bool,
+    /// Kudu's `active`: the deployment the site runs now.
+    pub active: Option<bool>,
+    /// `status 4 (Success)`, for messages.
+    pub status: String,
 }
 
 /// A finished, successful deployment.
@@ -327,7 +361,39 @@ impl Kudu {
             cookies: Mutex::new(Vec::new()),
             last_audience: Mutex::new(None),
             site: None,
+            message: None,
         })
+    }
+
+    /// Record `message` with every zip deploy (OneDeploy takes none; see the module doc).
+    pub fn with_message(mut self, message: String) -> Kudu {
+        self.message = Some(message);
+        self
+    }
+
+    /// The site's latest deployment, `None` when it has none (404).
+    pub async fn latest_deployment(&self) -> Result<Option<LatestDeployment>> {
+        let doing = format!("reading the latest deployment of {}", self.site());
+        let url = self.url("api/deployments/latest");
+        let reply = self.call(Method::GET, &url, &doing).await?;
+        match reply.status {
+            StatusCode::NOT_FOUND => Ok(None),
+            s if s.is_success() => {
+                let status: Status = serde_json::from_slice(&reply.body).map_err(|e| {
+                    Error::failed(format!(
+                        "{doing}: Kudu answered {s} with a status nubes does not understand: {e}"
+                    ))
+                })?;
+                Ok(Some(LatestDeployment {
+                    succeeded: status.outcome() == Outcome::Succeeded,
+                    status: status.code_text(),
+                    id: status.id,
+                    message: status.message,
+                    active: status.active,
+                }))
+            }
+            _ => Err(self.status_error(&doing, &reply)),
+        }
     }
 
     /// Lets a persistent 409 be diagnosed from the app's settings in Resource Manager.
@@ -395,6 +461,9 @@ impl Kudu {
         let (path, query) = api.target();
         let mut url = self.url(path);
         url.set_query(Some(&query));
+        if let (Api::ZipDeploy, Some(message)) = (api, &self.message) {
+            url.query_pairs_mut().append_pair("message", message);
+        }
         let content_type = match api {
             Api::OneDeploy(ArchiveType::Jar | ArchiveType::War | ArchiveType::Ear) => {
                 "application/octet-stream"
@@ -1073,6 +1142,8 @@ struct Status {
     complete: bool,
     log_url: Option<String>,
     deployer: Option<String>,
+    message: Option<String>,
+    active: Option<bool>,
 }
 
 /// What a status document says about the deployment.

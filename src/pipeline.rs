@@ -464,6 +464,7 @@ async fn stages(
                     &built.artifact,
                     &report.outputs,
                     None,
+                    digest.as_deref(),
                 )
                 .await
             }
@@ -532,14 +533,14 @@ async fn release_stage(
 
 /// `nubes promote` into `env`: its infrastructure brought up to date from its own
 /// configuration (as `up` does), then the kept `release` deployed and health-checked,
-/// no build. Returns the report and the release's health verdict.
+/// no build. Returns the report and how the redeploy ended.
 pub async fn up_with_release(
     ctx: &Context<'_>,
     env: &EnvName,
     store: &crate::releases::Releases,
     release: &crate::releases::Record,
     action: &str,
-) -> Result<(UpReport, &'static str)> {
+) -> Result<(UpReport, crate::releases::flow::Redeployed)> {
     let tf = terraform::locate(ctx.settings)?;
     let session = Locked::acquire(ctx.settings, env, "nubes promote")
         .await?
@@ -563,13 +564,17 @@ pub async fn up_with_release(
             action,
         )
         .await;
-        activity.deploy = Some((
-            release.target.clone(),
-            Some(release.digest.clone()),
-            verdict.is_ok(),
-        ));
-        let verdict = verdict.map_err(|e| e.context("stage deploy"))?;
-        activity.healthy = match verdict {
+        // A slot that was not swapped in (or was swapped back) left production's
+        // release, and its record, as they were.
+        if verdict.as_ref().is_ok_and(|r| r.went_live) || verdict.is_err() {
+            activity.deploy = Some((
+                release.target.clone(),
+                Some(release.digest.clone()),
+                verdict.is_ok(),
+            ));
+        }
+        let done = verdict.map_err(|e| e.context("stage deploy"))?;
+        activity.healthy = match done.verdict {
             "healthy" => Some(true),
             "unhealthy" => Some(false),
             _ => None,
@@ -579,10 +584,10 @@ pub async fn up_with_release(
             digest: release.digest.clone(),
             rolled_back_from: None,
         });
-        Ok((report, verdict))
+        Ok((report, done))
     }
     .await;
-    let ok = matches!(&result, Ok((_, v)) if *v != "unhealthy");
+    let ok = matches!(&result, Ok((_, d)) if d.verdict != "unhealthy");
     let record = activity.record(ctx, ok);
     session.close_recording(result, &record).await
 }

@@ -67,6 +67,7 @@ fn report(
     what: &str,
     note: &ReleaseNote,
     verdict: &str,
+    live: bool,
     doc: Option<serde_json::Map<String, serde_json::Value>>,
 ) -> Result<()> {
     let rolled_back = note.rolled_back_from.is_some() || what.starts_with("rollback");
@@ -84,6 +85,11 @@ fn report(
             super::json::print(doc);
         }
         Some(_) => {}
+        None if !live => crate::outln!(
+            "{what}: release {} ({}) was not put live in `{env}` ({verdict}): production keeps the release it served",
+            note.id,
+            note.digest
+        ),
         None => {
             crate::outln!(
                 "{what}: release {} ({}) is live in `{env}`, {verdict}",
@@ -101,6 +107,16 @@ fn report(
         "### nubes {what} `{env}`\n\nRelease `{}` (`{}`) deployed without a build; health: **{verdict}**.\n",
         note.id, note.digest
     ))
+}
+
+/// ` through slot `<slot>``, when the environment ships through one.
+fn through_slot(settings: &Settings) -> String {
+    settings
+        .deploy
+        .slot
+        .as_deref()
+        .map(|s| format!(" through slot `{s}`"))
+        .unwrap_or_default()
 }
 
 /// `nubes rollback <env> [--to <release>]`: redeploy a kept release under the lock.
@@ -134,23 +150,28 @@ pub async fn rollback(
         };
         let outputs = pipeline::stored_outputs(&*locked.store, env).await?;
         activity.app_url = pipeline::output_str(&outputs, "application_url");
-        let verdict =
+        let done =
             releases::flow::redeploy(ctx.settings, &store, env, &outputs, &release, "rollback")
                 .await;
-        activity.deploy = Some((
-            release.target.clone(),
-            Some(release.digest.clone()),
-            verdict.is_ok(),
-        ));
-        let verdict = verdict?;
+        // A slot that was not swapped in (or was swapped back) left production's
+        // release, and its record, as they were.
+        if done.as_ref().is_ok_and(|d| d.went_live) || done.is_err() {
+            activity.deploy = Some((
+                release.target.clone(),
+                Some(release.digest.clone()),
+                done.is_ok(),
+            ));
+        }
+        let done = done?;
+        let verdict = done.verdict;
         activity.healthy = (verdict != "unchecked").then_some(verdict == "healthy");
         if let Err(e) = store.prune(ctx.settings.deploy.keep_releases).await {
             tracing::warn!("old releases could not be pruned: {e}");
         }
-        Ok::<_, Error>((release, verdict))
+        Ok::<_, Error>((release, done))
     }
     .await;
-    let ok = matches!(&result, Ok((_, v)) if *v != "unhealthy");
+    let ok = matches!(&result, Ok((_, d)) if d.verdict != "unhealthy");
     // The record names the rolled-back release's commit, not the checkout's.
     let record_ctx = Context {
         settings: ctx.settings,
@@ -165,8 +186,9 @@ pub async fn rollback(
     };
     let record = activity.record(&record_ctx, ok);
     let released = locked.held.release_recording(&record).await;
-    let (release, verdict) = result?;
+    let (release, done) = result?;
     released?;
+    let verdict = done.verdict;
     let note = ReleaseNote {
         id: release.id.clone(),
         digest: release.digest.clone(),
@@ -179,7 +201,17 @@ pub async fn rollback(
         doc.insert("target".into(), serde_json::json!(release.target));
         doc
     });
-    report(ctx, env, "rollback", &note, verdict, doc)?;
+    report(ctx, env, "rollback", &note, verdict, done.went_live, doc)?;
+    if verdict == "unhealthy" && !done.went_live {
+        return Err(Error::failed(format!(
+            "release {} failed its health check{} and was not put live: production keeps the release it served",
+            release.id,
+            through_slot(ctx.settings)
+        ))
+        .hint(format!(
+            "see the verdicts above; `nubes releases {env}` lists other releases to roll back to"
+        )));
+    }
     if verdict == "unhealthy" {
         return Err(Error::failed(format!(
             "release {} is live in `{env}` but failed its health check",
@@ -248,7 +280,8 @@ pub async fn promote(
         )));
     }
     let action = format!("promote from {from}");
-    let (up, verdict) = pipeline::up_with_release(ctx, to, &store, &live, &action).await?;
+    let (up, done) = pipeline::up_with_release(ctx, to, &store, &live, &action).await?;
+    let verdict = done.verdict;
     if let Err(e) = store.prune(ctx.settings.deploy.keep_releases).await {
         tracing::warn!("old releases could not be pruned: {e}");
     }
@@ -275,8 +308,17 @@ pub async fn promote(
         &format!("promote from {from}"),
         &note,
         verdict,
+        done.went_live,
         doc,
     )?;
+    if verdict == "unhealthy" && !done.went_live {
+        return Err(Error::failed(format!(
+            "release {} failed its health check{} and was not put live in `{to}`: production keeps the release it served",
+            live.id,
+            through_slot(ctx.settings)
+        ))
+        .hint("see the verdicts above"));
+    }
     if verdict == "unhealthy" {
         return Err(Error::failed(format!(
             "release {} was promoted into `{to}` but failed its health check there",

@@ -109,13 +109,16 @@ pub fn site_options(settings: &Settings) -> static_site::SiteOptions {
 
 /// Deploy `artifact`. `baseline`: for a `static-site` redeploy of a kept release, the
 /// `$web` listing taken already and the names that keep their content (the artifact
-/// folder then holds only the other files); None otherwise.
+/// folder then holds only the other files); None otherwise. `release`: the release's
+/// digest (`sha256:<hex>`) when known, recorded as a zip deploy's Kudu `message` (see
+/// `kudu`'s module doc) so that a slot can later be checked for it.
 pub async fn deploy(
     settings: &Settings,
     env: &EnvName,
     artifact: &Path,
     outputs: &Map<String, Value>,
     baseline: Option<std::sync::Arc<static_site::Baseline>>,
+    release: Option<&str>,
 ) -> Result<Option<Deployed>> {
     let Some(target) = target(settings, outputs) else {
         tracing::info!(
@@ -160,6 +163,9 @@ pub async fn deploy(
             let mut kudu = crate::kudu::Kudu::from_env(&scm)?;
             if let Some(site) = site {
                 kudu = kudu.with_site(site);
+            }
+            if let Some(digest) = release {
+                kudu = kudu.with_message(crate::kudu::release_message(digest));
             }
             let report = kudu.deploy(artifact, api, KUDU_TIMEOUT).await?;
             let said = if report.status_text.trim().is_empty() {

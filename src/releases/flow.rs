@@ -1,9 +1,10 @@
 //! Releases in the pipeline: keeping and recording what `up` deployed, the automatic
 //! rollback when its health check fails, and the redeploy of a kept release that
 //! `rollback`, `promote` and the automatic rollback share (no build: the release's own
-//! bytes, fetched from the releases container, go through the ordinary deploy; an image
-//! release is rolled out again by its digest from its registry, see
-//! [`crate::deploy::container_apps::redeploy`]).
+//! bytes, fetched from the releases container, go through the ordinary deploy; with
+//! `[deploy] slot`, a zip release the slot verifiably serves already is swapped back in
+//! instead, see [`crate::deploy::slot::swap_back`]; an image release is rolled out again
+//! by its digest from its registry, see [`crate::deploy::container_apps::redeploy`]).
 
 use std::path::Path;
 
@@ -171,10 +172,10 @@ pub async fn after_deploy(
                 let outcome =
                     redeploy(settings, &store, env, outputs, &prev, "auto-rollback").await;
                 let (verdict, error) = match &outcome {
-                    Ok(v) => (*v, None),
+                    Ok(r) => (r.verdict, None),
                     Err(e) => ("failed", Some(e.to_string())),
                 };
-                if outcome.is_ok() {
+                if outcome.as_ref().is_ok_and(|r| r.went_live) {
                     note = ReleaseNote {
                         id: prev.id.clone(),
                         digest: prev.digest.clone(),
@@ -196,9 +197,32 @@ pub async fn after_deploy(
     (Some(note), rolled)
 }
 
+/// How a redeploy ended.
+#[derive(Debug, Clone, Copy)]
+pub struct Redeployed {
+    /// `healthy`, `unhealthy` or `unchecked`.
+    pub verdict: &'static str,
+    /// The release serves production now (with a slot: it was swapped in and stayed).
+    pub went_live: bool,
+}
+
+/// The swap-back of a zip release the environment's slot serves already (see
+/// [`crate::deploy::slot::swap_back`]); `None` for other releases and targets.
+async fn swap_back(
+    settings: &Settings,
+    outputs: &Map<String, Value>,
+    release: &Record,
+) -> Option<crate::deploy::slot::Shipment> {
+    if Kind::for_target(&release.target) != Some(Kind::Zip) {
+        return None;
+    }
+    crate::deploy::slot::swap_back(settings, outputs, &release.digest).await
+}
+
 /// Deploy kept release `release` into `env` (fetched into a temporary folder, no
-/// build), health-check it, and record it with `action`. Returns the health verdict
-/// (`healthy`, `unhealthy`, `unchecked`); a failed deploy is an error (and recorded).
+/// build; or, when the environment's slot serves it already, swapped back in),
+/// health-check it, and record it with `action`. Returns the health verdict and whether
+/// it went live; a failed deploy is an error (and recorded).
 pub async fn redeploy(
     settings: &Settings,
     store: &Releases,
@@ -206,12 +230,15 @@ pub async fn redeploy(
     outputs: &Map<String, Value>,
     release: &Record,
     action: &str,
-) -> Result<&'static str> {
+) -> Result<Redeployed> {
     let (shipment, image) = if Kind::for_target(&release.target) == Some(Kind::Image) {
         let image = crate::deploy::container_apps::repository(settings, outputs);
         let shipment =
             crate::deploy::container_apps::redeploy(settings, env, outputs, release).await;
         (shipment, image)
+    } else if let Some(shipment) = swap_back(settings, outputs, release).await {
+        // The slot serves the release already: one swap, no fetch, no upload.
+        (shipment, None)
     } else {
         let temp = tempfile::tempdir()
             .map_err(|e| Error::failed(format!("cannot make a temporary folder: {e}")))?;
@@ -224,9 +251,15 @@ pub async fn redeploy(
         let fetched = store
             .materialise(release.hex(), temp.path(), site.as_ref())
             .await?;
-        let shipment =
-            crate::deploy::slot::ship(settings, env, &fetched.path, outputs, fetched.baseline)
-                .await;
+        let shipment = crate::deploy::slot::ship(
+            settings,
+            env,
+            &fetched.path,
+            outputs,
+            fetched.baseline,
+            Some(&release.digest),
+        )
+        .await;
         (shipment, None)
     };
     let (deployed, health) = (shipment.deployed, shipment.health);
@@ -245,6 +278,10 @@ pub async fn redeploy(
     if let Err(e) = store.record(env, &record).await {
         tracing::warn!("the release could not be recorded: {e}");
     }
+    let done = Redeployed {
+        verdict,
+        went_live: shipment.went_live,
+    };
     match deployed {
         Err(e) => Err(e.context(format!("redeploy of release {}", release.id))),
         Ok(None) => Err(Error::input(format!(
@@ -254,13 +291,10 @@ pub async fn redeploy(
         .hint("set [deploy] target, or output static_site_account_url / scm_url")),
         Ok(Some(d)) => {
             tracing::info!("release {} deployed: {}", release.id, d.detail);
-            match health {
-                Some(Err(e)) => {
-                    tracing::warn!("{e}");
-                    Ok(verdict)
-                }
-                _ => Ok(verdict),
+            if let Some(Err(e)) = health {
+                tracing::warn!("{e}");
             }
+            Ok(done)
         }
     }
 }

@@ -62,7 +62,7 @@ impl TokenCredential for Entra {
     }
 }
 
-fn client(fake: &FakeKudu) -> (Kudu, Arc<Entra>) {
+pub(crate) fn client(fake: &FakeKudu) -> (Kudu, Arc<Entra>) {
     client_with(fake, Entra::default())
 }
 
@@ -692,4 +692,65 @@ impl TokenCredential for FixedArmToken {
             time::OffsetDateTime::now_utc() + time::Duration::hours(1),
         ))
     }
+}
+
+#[tokio::test]
+async fn a_zip_deploy_records_the_release_as_its_message_and_onedeploy_records_its_own() {
+    let app = tempfile::tempdir().expect("tempdir");
+    write(app.path(), "server.js", "console.log(1)");
+    let digest = format!("sha256:{}", "ab".repeat(32));
+    let fake = FakeKudu::start(Script::Succeed).await;
+    let (kudu, _) = client(&fake);
+    assert_eq!(kudu.latest_deployment().await.expect("latest"), None);
+    let kudu = kudu.with_message(nubes::kudu::release_message(&digest));
+    kudu.deploy(app.path(), Api::ZipDeploy, PATIENCE)
+        .await
+        .expect("deployment");
+    assert_eq!(
+        fake.posts()[0].target,
+        format!(
+            "/api/zipdeploy?isAsync=true&deployer=nubes&message=nubes+release+sha256%3A{}",
+            "ab".repeat(32)
+        )
+    );
+    let latest = kudu
+        .latest_deployment()
+        .await
+        .expect("latest")
+        .expect("a deployment");
+    assert_eq!(
+        latest.message.as_deref(),
+        Some(format!("nubes release {digest}").as_str())
+    );
+    assert!(
+        latest.succeeded && latest.active == Some(true),
+        "{latest:?}"
+    );
+    assert_eq!(fake.deployments()[0].deployer, "nubes");
+
+    // OneDeploy takes no message (nubes sends none): the record says `OneDeploy`, so a
+    // slot holding a jar is never taken for a release.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let jar = dir.path().join("demo.jar");
+    fs_err::write(&jar, spring_boot_jar()).expect("write jar");
+    let fake = FakeKudu::start_with(
+        Script::Succeed,
+        Site {
+            stack: Stack::JavaSe,
+            ..Site::default()
+        },
+    )
+    .await;
+    let (kudu, _) = client(&fake);
+    let kudu = kudu.with_message(nubes::kudu::release_message(&digest));
+    kudu.deploy(&jar, Api::OneDeploy(ArchiveType::Jar), PATIENCE)
+        .await
+        .expect("deployment");
+    assert!(!fake.posts()[0].target.contains("message="));
+    let latest = kudu
+        .latest_deployment()
+        .await
+        .expect("latest")
+        .expect("a deployment");
+    assert_eq!(latest.message.as_deref(), Some("OneDeploy"));
 }

@@ -700,3 +700,143 @@ fn bench_app_service_rollback_50mb() {
         r / u
     );
 }
+
+/// Benchmark driver (`scripts/bench.sh releases`): the App Service rollback of
+/// [`bench_app_service_rollback_50mb`] with `[deploy] slot = "staging"`. Production
+/// and the slot are two in-test Kudu servers, swapped by the in-test Resource Manager
+/// (`arm::slots`: `slotsswap` answers 202, its operation 202 once more, then 200, each
+/// with `Retry-After: 1`, which nubes honours, so a swap takes about 2 s here; a real
+/// swap warms the slot's instances first and can take minutes). v1 and v2 go live
+/// through the slot (the slot then serves v1); (a) `nubes rollback` swaps the slot back
+/// in (its Kudu's latest deployment names v1: no fetch, no upload), and (b) `nubes up`
+/// builds v1 again, deploys it to the slot and swaps. Same variables as the other driver.
+#[test]
+#[ignore = "benchmark driver: scripts/bench.sh releases"]
+fn bench_app_service_slot_rollback_50mb() {
+    use crate::arm::fake::{FakeArm, SUBSCRIPTION, group_in};
+    use crate::arm::slots::swap_slot;
+    use crate::kudu::fake::{self, FakeKudu, Script};
+    const ARM_TOKEN: &str = "arm-token-for-the-slot-benchmark";
+    let env_num = |name: &str, default: f64| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(default)
+    };
+    let runs = env_num("NUBES_BENCH_RUNS", 3.0).max(1.0) as usize;
+    let build_seconds = env_num("NUBES_BENCH_BUILD_SECONDS", 10.0);
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let bin = std::env::var_os("NUBES_BENCH_BIN")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_nubes").into());
+    let nubes = |p: &Project, args: &[&str]| -> crate::support::Out {
+        crate::support::Out::from(p.cmd_of(&bin, args).output().expect("run nubes")).ok()
+    };
+    let (mut rollback, mut rebuild) = (Vec::new(), Vec::new());
+    let mut zip_size = 0u64;
+    for run in 0..runs {
+        let az = Azurite::http();
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let production = runtime.block_on(FakeKudu::start(Script::Succeed));
+        let staging = runtime.block_on(FakeKudu::start(Script::Succeed));
+        let arm = runtime.block_on(FakeArm::start(
+            ARM_TOKEN,
+            10,
+            vec![group_in("rg-demo", "eastus", &[])],
+        ));
+        arm.add_slot(swap_slot(
+            "rg-demo",
+            "app-demo",
+            "staging",
+            staging.swapper(&production),
+        ));
+        let mut p = Project::on(
+            &az,
+            &format!(
+                "[build]\ncommand = \"sleep {build_seconds}; rm -rf out && cp -r src out\"\nartifact = \"out\"\n\n\
+                 [deploy]\ntarget = \"app-service\"\nslot = \"staging\"\nhealth_timeout = \"30s\"\n"
+            ),
+        );
+        let mut stack = "terraform {\n  backend \"azurerm\" {}\n}\nvariable \"environment\" {\n  type = string\n}\n".to_string();
+        for (name, value) in [
+            ("scm_url", production.scm_url.as_str()),
+            ("application_url", production.site_url.as_str()),
+            ("slot_scm_url", staging.scm_url.as_str()),
+            ("slot_url", staging.site_url.as_str()),
+            ("resource_group", "rg-demo"),
+            ("app_name", "app-demo"),
+        ] {
+            stack.push_str(&format!(
+                "output \"{name}\" {{\n  value = \"{value}\"\n}}\n"
+            ));
+        }
+        std::fs::write(p.path().join("terraform/main.tf"), stack).unwrap();
+        p.set_env("NUBES_KUDU_TOKEN", &fake::token(fake::APP_SERVICE_AUDIENCE));
+        p.set_env("NUBES_ARM_ENDPOINT", &arm.endpoint);
+        p.set_env("NUBES_ARM_TOKEN", ARM_TOKEN);
+        p.set_env("ARM_SUBSCRIPTION_ID", SUBSCRIPTION);
+        let src = p.path().join("src");
+        std::fs::create_dir_all(src.join("assets")).unwrap();
+        for i in 0..50u64 {
+            std::fs::write(
+                src.join(format!("assets/blob{i:02}.bin")),
+                incompressible(i + 1, 1_000_000),
+            )
+            .unwrap();
+        }
+        let version = |v: &str| {
+            std::fs::write(src.join("server.js"), format!("console.log('{v}');\n")).unwrap();
+        };
+        let serves = |k: &FakeKudu| k.file("server.js");
+        let v1 = Some(b"console.log('v1');\n".to_vec());
+        let env = format!("slot{run}");
+        version("v1");
+        nubes(&p, &["up", &env]);
+        version("v2");
+        nubes(&p, &["up", &env]);
+        let listed = releases(&p, &env);
+        zip_size = listed[0]["size"].as_u64().unwrap_or(0);
+        let v2_id = listed[0]["id"].as_str().unwrap().to_string();
+
+        let uploads = production.posts().len() + staging.posts().len();
+        let t = Instant::now();
+        let out = nubes(&p, &["rollback", &env]);
+        rollback.push(t.elapsed().as_secs_f64());
+        assert_eq!(serves(&production), v1, "{}", out.all());
+        assert_eq!(
+            production.posts().len() + staging.posts().len(),
+            uploads,
+            "the rollback swapped: {}",
+            out.all()
+        );
+
+        // Back to v2 (one more swap), then v1 again the way it is done without releases.
+        nubes(&p, &["rollback", &env, "--to", &v2_id]);
+        version("v1");
+        let t = Instant::now();
+        nubes(&p, &["up", &env]);
+        rebuild.push(t.elapsed().as_secs_f64());
+        assert_eq!(serves(&production), v1);
+    }
+    let (r, u) = (median(&mut rollback), median(&mut rebuild));
+    println!(
+        "| App Service with a slot, {:.1} MB zip (in-test Kudu ×2 and Resource Manager, Azurite over HTTP + SAS; build = sleep {build_seconds} s + copy) | median of {runs} |",
+        zip_size as f64 / 1e6
+    );
+    println!("|---|---|");
+    println!(
+        "| `nubes up` of v1 again: build + package + deploy to the slot + swap | {:.0} ms |",
+        u * 1000.0
+    );
+    println!(
+        "| `nubes rollback` to v1: the slot serves it, one swap, nothing uploaded | {:.0} ms |",
+        r * 1000.0
+    );
+    println!(
+        "| ratio rollback / (build + deploy) | **{:.2}** (target ≤ 0.2) |",
+        r / u
+    );
+}

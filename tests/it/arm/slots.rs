@@ -11,8 +11,12 @@
 //! * an unknown app or slot is a 404;
 //! * the answer is 202 Accepted with `Location` and `Retry-After` (the long-running
 //!   operation of the reference's responses table); the operation answers 202 once
-//!   more, then performs the swap (the two slots' content change places, see App
-//!   Service's "Set up staging environments") and answers 200.
+//!   more, then performs the swap and answers 200. What the swap exchanges is the
+//!   caller's `on_swap` (for App Service, `kudu::fake::FakeKudu::swapper`: the two sites'
+//!   deployed content and Kudu deployment records change places, as App Service's "Set
+//!   up staging environments" describes the swap: the routing rules of the two slots
+//!   switch, so each slot's host names reach the other's site; swapping again puts
+//!   the "last known good site" back).
 
 use std::sync::Arc;
 

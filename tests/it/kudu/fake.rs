@@ -33,6 +33,14 @@
 //!   (Kudu.Contracts/Deployment/DeployStatus.cs lines 3-10), and on demand the newer values
 //!   -1, 5, 6 (functions-action src/appservice-rest/Kudu/azure-app-kudu-service.ts lines
 //!   10-16, core-tools src/Cli/func/Common/DeployStatus.cs lines 6-16), `complete = true`.
+//! * Deployment records (`GET /api/deployments/{id|latest}`, `DeployResult`): a zip
+//!   deploy records the query's `message`, `author` and `deployer` (`ZipPushDeploy`,
+//!   lines 66-94; defaults `Created via a push deployment`, Kudu's unknown value `N/A`,
+//!   `ZipDeploy`; query names bind case-insensitively, as ASP.NET Web API's do), which
+//!   reach the record through the `NullRepository` commit (line 914, DeploymentManager.cs
+//!   line 596). OneDeploy takes none of them: its record says `OneDeploy` (lines
+//!   232-244). For Flex Consumption, whose service is not Kudu's public source, only
+//!   `Deployer` is recorded.
 //! * ARR affinity: a request without the `ARRAffinity` cookie gets `Set-Cookie`
 //!   `ARRAffinity` and `ARRAffinitySameSite`, as App Service's front end does.
 //!
@@ -171,8 +179,42 @@ pub struct Deployment {
     pub id: String,
     /// `zipdeploy`, `publish?type=jar`, ...
     pub via: String,
+    /// The record's `message`, `author` and `deployer`.
+    pub message: String,
+    pub author: String,
+    pub deployer: String,
     polls: u32,
 }
+
+/// What a deployment's record says about who made it (see the module doc).
+struct Recorded {
+    message: String,
+    author: String,
+    deployer: String,
+}
+
+impl Recorded {
+    fn fixed(message: &str, deployer: &str) -> Recorded {
+        Recorded {
+            message: message.into(),
+            author: UNKNOWN.into(),
+            deployer: deployer.into(),
+        }
+    }
+
+    /// `ZipPushDeploy`'s query parameters and their defaults.
+    fn zip_deploy(query: &BTreeMap<String, String>) -> Recorded {
+        let get = |k: &str, default: &str| query.get(k).cloned().unwrap_or_else(|| default.into());
+        Recorded {
+            message: get("message", "Created via a push deployment"),
+            author: get("author", UNKNOWN),
+            deployer: get("deployer", "ZipDeploy"),
+        }
+    }
+}
+
+/// Kudu's `Resources.Deployment_UnknownValue`.
+const UNKNOWN: &str = "N/A";
 
 #[derive(Default)]
 struct State {
@@ -183,6 +225,8 @@ struct State {
     deployments: Vec<Deployment>,
     wwwroot: BTreeMap<String, Vec<u8>>,
     startup: Option<Vec<u8>>,
+    /// The stack, when changed since the start ([`FakeKudu::set_stack`]).
+    stack: Option<Stack>,
 }
 
 struct Shared {
@@ -273,15 +317,34 @@ impl FakeKudu {
         self.shared.state().wwwroot.get(name).cloned()
     }
 
-    /// What a slot swap does to two slots' apps: their deployed content changes places
-    /// (the stack, a setting of each slot, stays). For the in-test Resource Manager.
+    /// What a slot swap does to two slots' apps: their sites change places, so each
+    /// SCM host name and app URL reaches the other's deployed content and deployment
+    /// records (Kudu keeps them in the site's own `site/deployments`); the stack, a
+    /// setting of each slot, and the requests each endpoint saw stay. For the in-test
+    /// Resource Manager.
     pub fn swapper(&self, other: &FakeKudu) -> impl Fn() + Send + Sync + 'static {
         let (a, b) = (self.shared.clone(), other.shared.clone());
         move || {
             let mut x = a.state();
             let mut y = b.state();
             std::mem::swap(&mut x.wwwroot, &mut y.wwwroot);
+            std::mem::swap(&mut x.startup, &mut y.startup);
+            std::mem::swap(&mut x.deployments, &mut y.deployments);
         }
+    }
+
+    /// Stop answering: the SCM site and the app refuse connections from now on (their
+    /// state stays, e.g. for a swap).
+    pub fn stop(&self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+
+    /// Change the app's stack (a slot-specific setting), e.g. production's runtime
+    /// changed after a release was deployed.
+    pub fn set_stack(&self, stack: Stack) {
+        self.shared.state().stack = Some(stack);
     }
 
     /// Whether the app would start from what is deployed.
@@ -423,7 +486,8 @@ fn route(
         ("POST" | "PUT", "/api/zipdeploy") if shared.site.flex => text(404, "Not Found"),
         ("POST" | "PUT", "/api/zipdeploy") => {
             let is_async = flag(query, "isasync");
-            return upload(shared, body, "zipdeploy", is_async, |state| {
+            let recorded = Recorded::zip_deploy(query);
+            return upload(shared, body, "zipdeploy", is_async, recorded, |state| {
                 unpack(state, body, false)
             });
         }
@@ -454,7 +518,9 @@ fn publish(shared: &Shared, query: &BTreeMap<String, String>, body: &Bytes) -> O
         if let Some(t) = query.get("type").filter(|t| !t.eq_ignore_ascii_case("zip")) {
             return Some(text(400, &format!("Artifact type '{t}' not supported")));
         }
-        return upload(shared, body, "publish (flex)", true, |state| {
+        let deployer = query.get("deployer").map_or("OneDeploy", String::as_str);
+        let recorded = Recorded::fixed("Created via a push deployment", deployer);
+        return upload(shared, body, "publish (flex)", true, recorded, |state| {
             unpack(state, body, true)
         })
         .map(|reply| {
@@ -477,8 +543,9 @@ fn publish(shared: &Shared, query: &BTreeMap<String, String>, body: &Bytes) -> O
         return Some(text(400, "Artifact type '' not supported"));
     };
     let body = body.clone();
-    let stack = shared.site.stack;
+    let stack = stack_of(shared);
     let via = format!("publish?type={kind}");
+    let one = || Recorded::fixed("OneDeploy", "OneDeploy");
     let store = |name: &'static str| {
         let body = body.clone();
         move |state: &mut State| -> Result<(), String> {
@@ -495,22 +562,22 @@ fn publish(shared: &Shared, query: &BTreeMap<String, String>, body: &Bytes) -> O
             "Artifact type = 'Jar' cannot be deployed to stack = 'NODE'. Site should be \
              configured to run with stack = JAVA",
         )),
-        "jar" => upload(shared, &body, &via, is_async, store("app.jar")),
+        "jar" => upload(shared, &body, &via, is_async, one(), store("app.jar")),
         "war" if stack != Stack::JavaSe && !ignore_stack => Some(text(
             400,
             "Artifact type = 'War' cannot be deployed to stack = 'NODE'. Site should be \
              configured to run with stack = TOMCAT or JBOSSEAP or JAVA",
         )),
-        "war" => upload(shared, &body, &via, is_async, store("app.war")),
+        "war" => upload(shared, &body, &via, is_async, one(), store("app.war")),
         "ear" if !ignore_stack => Some(text(
             400,
             "Artifact type = 'Ear' cannot be deployed to stack = 'NODE'. Site should be \
              configured to run with stack = JBOSSEAP",
         )),
-        "ear" => upload(shared, &body, &via, is_async, store("app.ear")),
+        "ear" => upload(shared, &body, &via, is_async, one(), store("app.ear")),
         "zip" => {
             let clean = clean.unwrap_or(true);
-            upload(shared, &body.clone(), &via, is_async, move |state| {
+            upload(shared, &body.clone(), &via, is_async, one(), move |state| {
                 unpack(state, &body, clean)
             })
         }
@@ -521,12 +588,12 @@ fn publish(shared: &Shared, query: &BTreeMap<String, String>, body: &Bytes) -> O
             if path.ends_with('/') {
                 return Some(text(400, "Path cannot end with a '/'"));
             }
-            upload(shared, &body.clone(), &via, is_async, move |state| {
+            upload(shared, &body.clone(), &via, is_async, one(), move |state| {
                 state.wwwroot.insert(path, body.to_vec());
                 Ok(())
             })
         }
-        "startup" => upload(shared, &body.clone(), &via, is_async, move |state| {
+        "startup" => upload(shared, &body.clone(), &via, is_async, one(), move |state| {
             state.startup = Some(body.to_vec());
             Ok(())
         }),
@@ -541,6 +608,7 @@ fn upload(
     body: &Bytes,
     via: &str,
     is_async: bool,
+    recorded: Recorded,
     apply: impl FnOnce(&mut State) -> Result<(), String>,
 ) -> Option<Reply> {
     let mut state = shared.state();
@@ -604,6 +672,9 @@ fn upload(
     state.deployments.push(Deployment {
         id,
         via: via.to_string(),
+        message: recorded.message,
+        author: recorded.author,
+        deployer: recorded.deployer,
         polls: 0,
     });
     if matches!(shared.script, Script::DropAfterUpload) && n == 1 {
@@ -655,9 +726,15 @@ fn entries(body: &[u8]) -> Result<BTreeMap<String, Vec<u8>>, String> {
     Ok(out)
 }
 
+/// The app's stack now.
+fn stack_of(shared: &Shared) -> Stack {
+    shared.state().stack.unwrap_or(shared.site.stack)
+}
+
 fn healthy(shared: &Shared) -> bool {
+    let stack = stack_of(shared);
     let state = shared.state();
-    match shared.site.stack {
+    match stack {
         Stack::JavaSe => state.wwwroot.get("app.jar").is_some_and(|jar| {
             entries(jar).ok().is_some_and(|files| {
                 files.get("META-INF/MANIFEST.MF").is_some_and(|m| {
@@ -715,15 +792,20 @@ fn status(shared: &Shared, which: &str) -> Reply {
     deployment.polls += 1;
     let (code, text_, complete) = progress(&shared.script, deployment.polls);
     let id = deployment.id.clone();
+    let (author, deployer, message) = (
+        deployment.author.clone(),
+        deployment.deployer.clone(),
+        deployment.message.clone(),
+    );
     json_reply(
         200,
         json!({
             "id": id,
             "status": code,
             "status_text": text_,
-            "author": "N/A",
-            "deployer": "Push-Deployer",
-            "message": "Created via a push deployment",
+            "author": author,
+            "deployer": deployer,
+            "message": message,
             "progress": "",
             "received_time": "2026-01-01T00:00:00.0000000Z",
             "start_time": "2026-01-01T00:00:01.0000000Z",
