@@ -199,6 +199,7 @@ pub async fn rollback(
         doc.insert("to".into(), serde_json::json!(to));
         doc.insert("commit".into(), serde_json::json!(release.commit));
         doc.insert("target".into(), serde_json::json!(release.target));
+        doc.insert("by_slot_swap".into(), serde_json::json!(done.by_slot_swap));
         doc
     });
     report(ctx, env, "rollback", &note, verdict, done.went_live, doc)?;
@@ -300,6 +301,7 @@ pub async fn promote(
         let mut doc = super::pipeline::up_doc(to, &up);
         doc.insert("command".into(), serde_json::json!("promote"));
         doc.insert("from".into(), serde_json::json!(from.as_str()));
+        doc.insert("by_slot_swap".into(), serde_json::json!(done.by_slot_swap));
         doc
     });
     report(

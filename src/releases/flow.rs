@@ -204,6 +204,9 @@ pub struct Redeployed {
     pub verdict: &'static str,
     /// The release serves production now (with a slot: it was swapped in and stayed).
     pub went_live: bool,
+    /// It was put (or tried to be put) live by swapping the slot that served it back
+    /// in: nothing fetched or uploaded.
+    pub by_slot_swap: bool,
 }
 
 /// The swap-back of a zip release the environment's slot serves already (see
@@ -231,6 +234,7 @@ pub async fn redeploy(
     release: &Record,
     action: &str,
 ) -> Result<Redeployed> {
+    let mut by_slot_swap = false;
     let (shipment, image) = if Kind::for_target(&release.target) == Some(Kind::Image) {
         let image = crate::deploy::container_apps::repository(settings, outputs);
         let shipment =
@@ -238,6 +242,7 @@ pub async fn redeploy(
         (shipment, image)
     } else if let Some(shipment) = swap_back(settings, outputs, release).await {
         // The slot serves the release already: one swap, no fetch, no upload.
+        by_slot_swap = true;
         (shipment, None)
     } else {
         let temp = tempfile::tempdir()
@@ -281,6 +286,7 @@ pub async fn redeploy(
     let done = Redeployed {
         verdict,
         went_live: shipment.went_live,
+        by_slot_swap,
     };
     match deployed {
         Err(e) => Err(e.context(format!("redeploy of release {}", release.id))),

@@ -229,10 +229,15 @@ fn a_rollback_to_the_release_the_slot_serves_swaps_it_back_and_uploads_nothing()
     assert_eq!(listed[0]["verdict"], "healthy");
     assert_eq!(listed[0]["live"], true);
 
-    // And forward again: the slot now serves v2.
+    // And forward again: the slot now serves v2 (`--json` says it was a swap).
     let before = counts(&s);
-    p.run(&["rollback", "dave", "--to", &v2[7..19]]).ok();
+    let out = p
+        .run(&["rollback", "dave", "--to", &v2[7..19], "--json"])
+        .ok();
     assert_eq!(counts(&s), (before.0, before.1, before.2 + 1));
+    let doc: serde_json::Value = serde_json::from_str(&out.stdout).expect("one JSON document");
+    assert_eq!(doc["by_slot_swap"], true, "{doc}");
+    assert_eq!(doc["verdict"], "healthy", "{doc}");
     assert_eq!(serves(&s.production), "console.log(2)\n");
     assert_eq!(releases(&p, "dave")[0]["digest"], v2.as_str());
 }

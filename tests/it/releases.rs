@@ -234,6 +234,7 @@ fn rollback_serves_v1_again_uploading_only_what_differs_and_releases_mark_the_li
     assert_eq!(doc["rolled_back"], true, "{doc}");
     assert_eq!(doc["infrastructure"], "untouched", "{doc}");
     assert_eq!(doc["target"], "static-site", "{doc}");
+    assert_eq!(doc["by_slot_swap"], false, "{doc}");
     assert!(
         !out.stdout.contains("infrastructure untouched:"),
         "{}",
