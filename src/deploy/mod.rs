@@ -32,6 +32,10 @@ pub struct Deployed {
     pub sha256: Option<String>,
     /// Where it went: the app's SCM site, the storage account, or the command.
     pub destination: Option<String>,
+    /// A `static-site` sync of a whole folder: its files with the digests the sync's one
+    /// read of each gave, and the artifact's digest made from them (what `up` records
+    /// and keeps as the release, without hashing the folder again).
+    pub site: Option<std::sync::Arc<SiteManifest>>,
 }
 
 pub(crate) fn output(outputs: &Map<String, Value>, name: &str) -> Option<String> {
@@ -136,7 +140,26 @@ pub async fn deploy(
                 baseline,
                 ..site_options(settings)
             };
-            let report = static_site::sync(&account, artifact, &options).await?;
+            let whole = options.baseline.is_none();
+            let mut report = static_site::sync(&account, artifact, &options).await?;
+            // A redeploy (baseline) synced part of the folder and knows its digest already.
+            let site = if whole {
+                let read = std::mem::take(&mut report.files);
+                let dir = artifact.to_path_buf();
+                match tokio::task::spawn_blocking(move || site_manifest(&dir, &read)).await {
+                    Ok(Ok(m)) => Some(std::sync::Arc::new(m)),
+                    Ok(Err(e)) => {
+                        tracing::warn!("the synced files' digests could not be collected: {e}");
+                        None
+                    }
+                    Err(e) => {
+                        tracing::warn!("the synced files' digests could not be collected: {e}");
+                        None
+                    }
+                }
+            } else {
+                None
+            };
             Ok(Some(Deployed {
                 detail: format!(
                     "{} to {account}/{}",
@@ -146,6 +169,7 @@ pub async fn deploy(
                 target,
                 sha256: None,
                 destination: Some(account),
+                site,
             }))
         }
         "app-service" | "functions" => {
@@ -181,6 +205,7 @@ pub async fn deploy(
                 target,
                 sha256: Some(report.sha256),
                 destination: Some(scm),
+                site: None,
             }))
         }
         // The pipeline deploys images itself ([`container_apps::deploy`]); reaching here
@@ -312,6 +337,7 @@ async fn deploy_command(
         detail: format!("ran {program}"),
         sha256: None,
         destination: Some(program.clone()),
+        site: None,
     })
 }
 
@@ -322,6 +348,7 @@ pub fn hex(bytes: &[u8]) -> String {
 
 /// One file of a folder artifact with its content's SHA-256: what [`digest`] hashes, and
 /// what a kept static-site release stores (`releases::site`).
+#[derive(Debug)]
 pub struct FileDigest {
     /// Path relative to the artifact, with `/`.
     pub rel: String,
@@ -329,6 +356,8 @@ pub struct FileDigest {
     pub hex: String,
     pub path: std::path::PathBuf,
     pub size: u64,
+    /// The content's MD5, when the pass that read it computed one (a site sync does).
+    pub md5: Option<[u8; 16]>,
 }
 
 fn file_sha256(path: &Path) -> Result<([u8; 32], u64)> {
@@ -341,6 +370,18 @@ fn file_sha256(path: &Path) -> Result<([u8; 32], u64)> {
 
 /// Every file of a folder artifact, sorted by path, with its SHA-256 (blocking I/O).
 pub fn file_digests(artifact: &Path) -> Result<Vec<FileDigest>> {
+    walk_files(artifact, |_, path, _| {
+        let (sha, size) = file_sha256(path)?;
+        Ok((sha, size, None))
+    })
+}
+
+/// The files [`file_digests`] walks, in its order, each hashed by `hash(rel, path,
+/// size on disk)` into (SHA-256, size, MD5 if known). Blocking I/O.
+fn walk_files(
+    artifact: &Path,
+    mut hash: impl FnMut(&str, &Path, u64) -> Result<([u8; 32], u64, Option<[u8; 16]>)>,
+) -> Result<Vec<FileDigest>> {
     let mut out = Vec::new();
     for entry in walkdir::WalkDir::new(artifact).sort_by_file_name() {
         let entry = entry.map_err(|e| {
@@ -358,15 +399,52 @@ pub fn file_digests(artifact: &Path) -> Result<Vec<FileDigest>> {
             .unwrap_or(entry.path())
             .to_string_lossy()
             .replace('\\', "/");
-        let (sha, size) = file_sha256(entry.path())?;
+        let on_disk = entry
+            .metadata()
+            .map_err(|e| Error::failed(format!("cannot read {}: {e}", entry.path().display())))?
+            .len();
+        let (sha, size, md5) = hash(&rel, entry.path(), on_disk)?;
         out.push(FileDigest {
             rel,
             hex: hex(&sha),
             path: entry.path().to_path_buf(),
             size,
+            md5,
         });
     }
     Ok(out)
+}
+
+/// A folder artifact as a site sync read it: its [`FileDigest`]s (the very entries and
+/// order [`file_digests`] gives) and its [`digest`].
+#[derive(Debug)]
+pub struct SiteManifest {
+    pub files: Vec<FileDigest>,
+    /// `sha256:<hex>` of the [`manifest`].
+    pub digest: String,
+}
+
+/// The [`SiteManifest`] of `artifact` from the digests a sync computed while it read
+/// the files (`read`). The folder is walked again for names and sizes only (the same
+/// walk as [`file_digests`], so the digest is the one it would give); a file the sync
+/// did not read (one it skips, such as `.DS_Store`) or whose size changed since is
+/// hashed here. Blocking I/O.
+pub fn site_manifest(artifact: &Path, read: &[static_site::SiteFile]) -> Result<SiteManifest> {
+    use sha2::{Digest as _, Sha256};
+    let by_rel: std::collections::HashMap<&str, &static_site::SiteFile> =
+        read.iter().map(|f| (f.rel.as_str(), f)).collect();
+    let files = walk_files(artifact, |rel, path, on_disk| match by_rel.get(rel) {
+        Some(f) if f.size == on_disk => Ok((f.sha256, f.size, Some(f.md5))),
+        _ => {
+            let (md5, sha, size) = static_site::file_digests_blocking(path)?;
+            Ok((sha, size, Some(md5)))
+        }
+    })?;
+    let digest = format!(
+        "sha256:{}",
+        hex(&Sha256::digest(manifest(&files).as_bytes()))
+    );
+    Ok(SiteManifest { files, digest })
 }
 
 /// The manifest of a folder artifact: one `path NUL sha256(content)` line per file, sorted.

@@ -8,13 +8,18 @@
 //! assets they reference, and blobs no longer in the artifact are deleted last, so a
 //! visitor never meets a page whose assets are missing.
 //!
-//! Each file is read once and its MD5 computed once, in the same pass that uploads it:
-//! a file up to [`BLOCK_SIZE`] is read whole, hashed, compared and (if changed) sent in
-//! one Put Blob; a larger one whose size differs from the blob's is certainly changed,
+//! Each file is read once and its digests computed once, in the same pass that uploads
+//! it: a file up to [`BLOCK_SIZE`] is read whole, hashed, compared and (if changed) sent
+//! in one Put Blob; a larger one whose size differs from the blob's is certainly changed,
 //! so it is hashed while its blocks are staged (Put Block, in parallel) and committed
 //! with that MD5 (Put Block List). Only a large file of the blob's very size is read
 //! twice when it did change: once to compare, once to send. Memory is bounded by
 //! `parallel` buffers of at most [`BLOCK_SIZE`], whatever the files' sizes.
+//!
+//! The same pass computes each file's SHA-256 beside its MD5, and the report carries
+//! both ([`SiteReport::files`]): the artifact's digest and the kept release
+//! ([`crate::deploy::site_manifest`], `releases::site`) are made from them, so `up`
+//! does not read the folder again to hash it.
 //!
 //! A redeploy of a kept release ([`crate::releases`]) knows most of the content already:
 //! it takes the listing first ([`listing`]), fetches only the files `$web` lacks, and
@@ -33,15 +38,16 @@ use std::sync::Arc;
 use azure_core::error::ErrorKind;
 use azure_core::http::RequestContent;
 use azure_core::http::{StatusCode, Url};
-use azure_storage_blob::BlobContainerClient;
 use azure_storage_blob::models::{
     BlobClientDeleteOptions, BlobClientUploadOptions, BlobContainerClientListBlobsOptions,
     BlockBlobClientCommitBlockListOptions, BlockBlobClientStageBlockOptions, BlockLookupList,
     DeleteSnapshotsOptionType,
 };
+use azure_storage_blob::{BlobContainerClient, BlockBlobClient};
 use bytes::{Bytes, BytesMut};
 use futures::{StreamExt, TryStreamExt};
 use md5::{Digest, Md5};
+use sha2::Sha256;
 use tokio::sync::Semaphore;
 
 use crate::error::{Error, Result};
@@ -149,6 +155,19 @@ pub struct SiteReport {
     pub uploaded: Vec<String>,
     pub unchanged: usize,
     pub deleted: Vec<String>,
+    /// Every file the sync read (uploaded or found unchanged), with the digests that one
+    /// read gave, in no particular order. Files a baseline kept are not among them.
+    pub files: Vec<SiteFile>,
+}
+
+/// One file of the artifact as the sync read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SiteFile {
+    /// Path relative to the artifact folder, with `/` (the blob name without prefix).
+    pub rel: String,
+    pub size: u64,
+    pub md5: [u8; 16],
+    pub sha256: [u8; 32],
 }
 
 impl SiteReport {
@@ -220,7 +239,7 @@ pub async fn sync_with(
     let prefix = prefix_of(options);
     if let Some(prefix) = &prefix {
         for f in &mut files {
-            f.name.insert_str(0, prefix);
+            f.name = format!("{prefix}{}", f.rel);
         }
     }
     let site = Site::connect(account_url, http, &auth)?;
@@ -275,18 +294,19 @@ async fn upload_changed(
     }
     let mut report = SiteReport::default();
     for batch in [assets, pages] {
-        let done: Vec<Option<String>> = futures::stream::iter(batch)
+        let done: Vec<(Option<String>, SiteFile)> = futures::stream::iter(batch)
             .map(|(file, blob)| {
                 site.sync_file(file, blob, options.cache_control.as_deref(), &buffers)
             })
             .buffer_unordered(parallel)
             .try_collect()
             .await?;
-        for name in done {
+        for (name, file) in done {
             match name {
                 Some(name) => report.uploaded.push(name),
                 None => report.unchanged += 1,
             }
+            report.files.push(file);
         }
     }
     Ok(report)
@@ -294,8 +314,10 @@ async fn upload_changed(
 
 /// One file of the artifact.
 struct LocalFile {
-    /// Blob name: the relative path with `/`.
+    /// Blob name: the options' prefix and [`LocalFile::rel`].
     name: String,
+    /// The path relative to the artifact, with `/`.
+    rel: String,
     path: PathBuf,
     size: u64,
     content_type: &'static str,
@@ -347,6 +369,7 @@ fn walk(artifact: &Path, may_be_empty: bool) -> Result<Vec<LocalFile>> {
         files.push(LocalFile {
             content_type: content_type(&name),
             size,
+            rel: name.clone(),
             name,
             path,
         });
@@ -424,6 +447,18 @@ struct RemoteBlob {
     content_type: Option<String>,
 }
 
+impl LocalFile {
+    /// The file as the sync read it: `size` bytes with these digests.
+    fn read(&self, size: u64, md5: [u8; 16], sha256: [u8; 32]) -> SiteFile {
+        SiteFile {
+            rel: self.rel.clone(),
+            size,
+            md5,
+            sha256,
+        }
+    }
+}
+
 impl RemoteBlob {
     /// Everything but the content matches: the headers, and the size.
     fn headers_match(&self, file: &LocalFile, cache_control: Option<&str>) -> bool {
@@ -442,24 +477,55 @@ impl RemoteBlob {
     }
 }
 
-/// The MD5 of a file, read in pieces on a blocking thread.
-async fn file_md5(path: &Path) -> std::io::Result<[u8; 16]> {
+/// MD5 and SHA-256 of the same bytes, fed in pieces.
+#[derive(Default)]
+struct Hashers {
+    md5: Md5,
+    sha256: Sha256,
+}
+
+impl Hashers {
+    fn update(&mut self, bytes: &[u8]) {
+        self.md5.update(bytes);
+        self.sha256.update(bytes);
+    }
+
+    fn finish(self) -> ([u8; 16], [u8; 32]) {
+        (self.md5.finalize().into(), self.sha256.finalize().into())
+    }
+
+    /// Both digests of `bytes` at once.
+    fn of(bytes: &[u8]) -> ([u8; 16], [u8; 32]) {
+        let mut h = Hashers::default();
+        h.update(bytes);
+        h.finish()
+    }
+}
+
+/// The MD5 and SHA-256 of a file, read once in pieces on a blocking thread.
+async fn file_digests(path: &Path) -> std::io::Result<([u8; 16], [u8; 32])> {
     let path = path.to_path_buf();
-    tokio::task::spawn_blocking(move || {
-        use std::io::Read as _;
-        let mut file = fs_err::File::open(&path)?;
-        let mut hasher = Md5::new();
-        let mut buf = vec![0u8; 256 << 10];
-        loop {
-            let n = file.read(&mut buf)?;
-            if n == 0 {
-                return Ok(hasher.finalize().into());
-            }
-            hasher.update(&buf[..n]);
+    tokio::task::spawn_blocking(move || file_digests_blocking(&path).map(|(m, s, _)| (m, s)))
+        .await
+        .map_err(std::io::Error::other)?
+}
+
+/// The MD5, SHA-256 and size of a file, read once in pieces (blocking I/O).
+pub(crate) fn file_digests_blocking(path: &Path) -> std::io::Result<([u8; 16], [u8; 32], u64)> {
+    use std::io::Read as _;
+    let mut file = fs_err::File::open(path)?;
+    let mut hashers = Hashers::default();
+    let mut size = 0u64;
+    let mut buf = vec![0u8; 256 << 10];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            let (md5, sha256) = hashers.finish();
+            return Ok((md5, sha256, size));
         }
-    })
-    .await
-    .map_err(std::io::Error::other)?
+        size += n as u64;
+        hashers.update(&buf[..n]);
+    }
 }
 
 /// Fill `buf` from `file` up to `limit` bytes, or to the end of the file.
@@ -476,6 +542,114 @@ async fn read_up_to(
         }
     }
     Ok(())
+}
+
+/// Why [`upload_blocks`] stopped.
+#[derive(Debug)]
+pub(crate) enum BlockError {
+    /// Storage refused or could not be reached.
+    Storage(azure_core::Error),
+    /// Reading the file, or a task, failed.
+    Local(String),
+}
+
+/// Upload the file at `path` to `blob` in blocks of [`BLOCK_SIZE`] as it is read
+/// (several in flight, each holding one of `buffers`), hashing it on the way, then
+/// commit them with `commit` (its Content-MD5 set here to the file's). When its digests
+/// are `known` (an earlier read computed them) only the MD5 is computed, and a file
+/// whose bytes no longer have it is not committed: storage checks each block's MD5 but
+/// not the whole blob's, so a file changed since would otherwise be stored under
+/// digests that are not its own. Returns the size sent and the digests (MD5, SHA-256). Shared by the site sync
+/// and the release keeper (`releases::site`), so both hold at most one buffer per permit.
+pub(crate) async fn upload_blocks(
+    blob: BlockBlobClient,
+    path: &Path,
+    known: Option<([u8; 16], [u8; 32])>,
+    mut commit: BlockBlobClientCommitBlockListOptions<'_>,
+    buffers: &Arc<Semaphore>,
+) -> std::result::Result<(u64, [u8; 16], [u8; 32]), BlockError> {
+    let local = |e: &dyn std::fmt::Display| BlockError::Local(e.to_string());
+    let blob = Arc::new(blob);
+    let mut source = tokio::fs::File::open(path).await.map_err(|e| local(&e))?;
+    let mut hashers = Hashers::default();
+    let mut size = 0u64;
+    let mut ids: Vec<Vec<u8>> = Vec::new();
+    let mut in_flight = tokio::task::JoinSet::new();
+    loop {
+        let permit = buffers
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| local(&e))?;
+        let mut buf = BytesMut::with_capacity(BLOCK_SIZE);
+        read_up_to(&mut source, &mut buf, BLOCK_SIZE)
+            .await
+            .map_err(|e| local(&e))?;
+        if buf.is_empty() {
+            break;
+        }
+        let block = buf.freeze();
+        size += block.len() as u64;
+        match known {
+            Some(_) => hashers.md5.update(&block),
+            None => hashers.update(&block),
+        }
+        let id = format!("{:08}", ids.len()).into_bytes();
+        ids.push(id.clone());
+        let blob = blob.clone();
+        in_flight.spawn(async move {
+            let _permit = permit;
+            // The block's own Content-MD5, hashed off the async workers: storage
+            // verifies each block, and Azurite, given none, computes a CRC64 of it
+            // in JavaScript, three times slower than the upload itself (issue 19).
+            let hashed = block.clone();
+            let md5 = tokio::task::spawn_blocking(move || {
+                <[u8; 16]>::from(Md5::digest(&hashed)).to_vec()
+            })
+            .await
+            .ok();
+            blob.stage_block(
+                &id,
+                block.len() as u64,
+                content(block),
+                Some(BlockBlobClientStageBlockOptions {
+                    transactional_content_md5: md5,
+                    ..Default::default()
+                }),
+            )
+            .await
+            .map(|_| ())
+        });
+        // Collect finished blocks as we go, so a failure stops the read early.
+        while let Some(done) = in_flight.try_join_next() {
+            done.map_err(|e| local(&e))?.map_err(BlockError::Storage)?;
+        }
+    }
+    while let Some(done) = in_flight.join_next().await {
+        done.map_err(|e| local(&e))?.map_err(BlockError::Storage)?;
+    }
+    let (md5, sha256) = match known {
+        Some((md5, sha256)) => {
+            if <[u8; 16]>::from(hashers.md5.finalize()) != md5 {
+                return Err(BlockError::Local(format!(
+                    "{} changed while it was being uploaded",
+                    path.display()
+                )));
+            }
+            (md5, sha256)
+        }
+        None => hashers.finish(),
+    };
+    commit.blob_content_md5 = Some(md5.to_vec());
+    let list = RequestContent::try_from(BlockLookupList {
+        latest: Some(ids),
+        ..Default::default()
+    })
+    .map_err(BlockError::Storage)?;
+    blob.commit_block_list(list, Some(commit))
+        .await
+        .map_err(BlockError::Storage)?;
+    Ok((size, md5, sha256))
 }
 
 /// How long requests to the site's storage are retried.
@@ -594,14 +768,15 @@ impl Site {
     }
 
     /// Bring one file's blob up to date: `Some(name)` when it was uploaded, `None` when
-    /// it already matched. The file is read once (see the module doc).
+    /// it already matched; with the file's digests. The file is read once (see the
+    /// module doc).
     async fn sync_file(
         &self,
         file: LocalFile,
         remote: Option<RemoteBlob>,
         cache_control: Option<&str>,
         buffers: &Arc<Semaphore>,
-    ) -> Result<Option<String>> {
+    ) -> Result<(Option<String>, SiteFile)> {
         let doing = format!(
             "uploading `{}` to blob `{}`",
             file.path.display(),
@@ -614,26 +789,29 @@ impl Site {
                 .await
                 .map_err(|e| Error::failed(e.to_string()))?;
             let bytes = tokio::fs::read(&file.path).await.map_err(io)?;
-            let md5: [u8; 16] = Md5::digest(&bytes).into();
+            let (md5, sha256) = Hashers::of(&bytes);
+            let read = file.read(bytes.len() as u64, md5, sha256);
             if remote.is_some_and(|r| r.matches(&file, &md5, cache_control)) {
-                return Ok(None);
+                return Ok((None, read));
             }
             self.put_whole(&file, Bytes::from(bytes), md5, cache_control, &doing)
                 .await?;
-            return Ok(Some(file.name));
+            return Ok((Some(file.name), read));
         }
         // A large file the size of its blob may be unchanged: compare first.
         let mut known = None;
         if let Some(r) = remote.filter(|r| r.headers_match(&file, cache_control)) {
-            let md5 = file_md5(&file.path).await.map_err(io)?;
+            let (md5, sha256) = file_digests(&file.path).await.map_err(io)?;
             if r.md5.as_deref() == Some(&md5[..]) {
-                return Ok(None);
+                return Ok((None, file.read(file.size, md5, sha256)));
             }
-            known = Some(md5);
+            known = Some((md5, sha256));
         }
-        self.put_blocks(&file, known, cache_control, buffers, &doing)
+        let (size, md5, sha256) = self
+            .put_blocks(&file, known, cache_control, buffers, &doing)
             .await?;
-        Ok(Some(file.name))
+        let read = file.read(size, md5, sha256);
+        Ok((Some(file.name), read))
     }
 
     async fn put_whole(
@@ -666,96 +844,34 @@ impl Site {
     }
 
     /// Stage the file in blocks as it is read (several in flight, each holding one of
-    /// `buffers`), hashing it on the way unless its MD5 is `known`, then commit them.
+    /// `buffers`), hashing it on the way unless its digests are `known`, then commit
+    /// them. Returns the size sent and the digests (MD5, SHA-256).
     async fn put_blocks(
         &self,
         file: &LocalFile,
-        known: Option<[u8; 16]>,
+        known: Option<([u8; 16], [u8; 32])>,
         cache_control: Option<&str>,
         buffers: &Arc<Semaphore>,
         doing: &str,
-    ) -> Result<()> {
+    ) -> Result<(u64, [u8; 16], [u8; 32])> {
         tracing::debug!(
             "site: uploading {} ({} bytes in blocks, {})",
             file.name,
             file.size,
             file.content_type
         );
-        let io = |e: std::io::Error| Error::failed(format!("{doing}: {e}"));
-        let blob = Arc::new(self.container.blob_client(&file.name).block_blob_client());
-        let mut source = tokio::fs::File::open(&file.path).await.map_err(io)?;
-        let mut hasher = Md5::new();
-        let mut ids: Vec<Vec<u8>> = Vec::new();
-        let mut in_flight = tokio::task::JoinSet::new();
-        loop {
-            let permit = buffers
-                .clone()
-                .acquire_owned()
-                .await
-                .map_err(|e| Error::failed(e.to_string()))?;
-            let mut buf = BytesMut::with_capacity(BLOCK_SIZE);
-            read_up_to(&mut source, &mut buf, BLOCK_SIZE)
-                .await
-                .map_err(io)?;
-            if buf.is_empty() {
-                break;
-            }
-            let block = buf.freeze();
-            if known.is_none() {
-                hasher.update(&block);
-            }
-            let id = format!("{:08}", ids.len()).into_bytes();
-            ids.push(id.clone());
-            let blob = blob.clone();
-            in_flight.spawn(async move {
-                let _permit = permit;
-                // The block's own Content-MD5, hashed off the async workers: storage
-                // verifies each block, and Azurite, given none, computes a CRC64 of it
-                // in JavaScript, three times slower than the upload itself (issue 19).
-                let hashed = block.clone();
-                let md5 = tokio::task::spawn_blocking(move || {
-                    <[u8; 16]>::from(Md5::digest(&hashed)).to_vec()
-                })
-                .await
-                .ok();
-                blob.stage_block(
-                    &id,
-                    block.len() as u64,
-                    content(block),
-                    Some(BlockBlobClientStageBlockOptions {
-                        transactional_content_md5: md5,
-                        ..Default::default()
-                    }),
-                )
-                .await
-                .map(|_| ())
-            });
-            // Collect finished blocks as we go, so a failure stops the read early.
-            while let Some(done) = in_flight.try_join_next() {
-                done.map_err(|e| Error::failed(format!("{doing}: {e}")))?
-                    .map_err(|e| self.error(e, doing))?;
-            }
-        }
-        while let Some(done) = in_flight.join_next().await {
-            done.map_err(|e| Error::failed(format!("{doing}: {e}")))?
-                .map_err(|e| self.error(e, doing))?;
-        }
-        let md5 = known.unwrap_or_else(|| hasher.finalize().into());
-        let options = BlockBlobClientCommitBlockListOptions {
+        let blob = self.container.blob_client(&file.name).block_blob_client();
+        let commit = BlockBlobClientCommitBlockListOptions {
             blob_content_type: Some(file.content_type.to_string()),
-            blob_content_md5: Some(md5.to_vec()),
             blob_cache_control: cache_control.map(str::to_string),
             ..Default::default()
         };
-        let list = RequestContent::try_from(BlockLookupList {
-            latest: Some(ids),
-            ..Default::default()
-        })
-        .map_err(|e| self.error(e, doing))?;
-        blob.commit_block_list(list, Some(options))
+        upload_blocks(blob, &file.path, known, commit, buffers)
             .await
-            .map_err(|e| self.error(e, doing))?;
-        Ok(())
+            .map_err(|e| match e {
+                BlockError::Storage(e) => self.error(e, doing),
+                BlockError::Local(e) => Error::failed(format!("{doing}: {e}")),
+            })
     }
 
     async fn delete(&self, name: String) -> Result<String> {

@@ -13,31 +13,47 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use sha2::{Digest as _, Sha256};
+use tokio::sync::Semaphore;
 
-use super::{PARALLEL, Releases, SiteTarget};
+use super::{PARALLEL, Releases, SiteTarget, hex_of};
 use crate::deploy::static_site::{self, Baseline};
 use crate::env_name::printable;
 use crate::error::{Error, Result};
 
-use crate::deploy::{FileDigest as Entry, file_digests as walk, hex, manifest as manifest_of};
+use crate::deploy::{
+    FileDigest as Entry, SiteManifest, file_digests as walk, hex, manifest as manifest_of,
+};
 
 /// Store the files of `artifact` that are not stored yet; return the manifest and the
 /// total size. Refuses when the manifest's hash is not `expected` (the folder changed
 /// since its digest was taken).
+///
+/// `read`: the folder as the site sync read it (its digests); when it is the release
+/// `expected` names, nothing is hashed again and only the files new to the container are
+/// read, once each, to be stored. Without it the folder is walked and hashed here.
 pub(super) async fn keep_files(
     store: &Releases,
     artifact: &Path,
     expected: &str,
+    read: Option<&SiteManifest>,
 ) -> Result<(Bytes, u64)> {
-    let dir = artifact.to_path_buf();
-    let entries = tokio::task::spawn_blocking(move || walk(&dir))
-        .await
-        .map_err(|e| Error::failed(format!("reading the artifact stopped: {e}")))??;
-    let manifest = manifest_of(&entries);
+    let walked;
+    let entries: &[Entry] = match read.filter(|m| hex_of(&m.digest).as_deref() == Some(expected)) {
+        Some(m) => &m.files,
+        None => {
+            let dir = artifact.to_path_buf();
+            walked = tokio::task::spawn_blocking(move || walk(&dir))
+                .await
+                .map_err(|e| Error::failed(format!("reading the artifact stopped: {e}")))??;
+            &walked
+        }
+    };
+    let manifest = manifest_of(entries);
     let got = hex(&Sha256::digest(manifest.as_bytes()));
     if got != expected {
         return Err(Error::failed(format!(
@@ -63,15 +79,10 @@ pub(super) async fn keep_files(
         missing.len(),
         entries.len()
     );
+    // One permit per buffer of at most a block in memory, across all files.
+    let buffers = Arc::new(Semaphore::new(PARALLEL));
     futures::stream::iter(missing)
-        .map(|e| async move {
-            let bytes = tokio::fs::read(&e.path)
-                .await
-                .map_err(|err| super::io_error(&e.path, err))?;
-            store
-                .put_absent(&store.file_name(&e.hex), Bytes::from(bytes))
-                .await
-        })
+        .map(|e| store.put_file(e, &buffers))
         .buffer_unordered(PARALLEL)
         .try_collect::<Vec<()>>()
         .await?;

@@ -202,12 +202,8 @@ fn full_cycle(az: &Azurite) {
     // Nothing changed: nothing written.
     let report = sync(az, dir.path(), &options()).unwrap();
     assert_eq!(
-        report,
-        SiteReport {
-            uploaded: vec![],
-            unchanged: files.len(),
-            deleted: vec![]
-        }
+        (report.uploaded, report.unchanged, report.deleted),
+        (vec![], files.len(), vec![])
     );
     assert_eq!(etags(&blobs), after);
 }
