@@ -341,6 +341,20 @@ async fn deploy_command(
     })
 }
 
+/// Artifact files opened to read their content (site sync, digests, kept releases),
+/// counted so a test can see how often `up` reads each file; logged at debug level at
+/// exit, as the storage request count is.
+static ARTIFACT_READS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+pub fn artifact_reads() -> u64 {
+    ARTIFACT_READS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Count one read of an artifact file's content.
+pub(crate) fn reading_artifact_file() {
+    ARTIFACT_READS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// Lower-case hex of `bytes` (digests as nubes records and names them).
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -362,6 +376,7 @@ pub struct FileDigest {
 
 fn file_sha256(path: &Path) -> Result<([u8; 32], u64)> {
     use sha2::{Digest as _, Sha256};
+    reading_artifact_file();
     let mut file = fs_err::File::open(path)?;
     let mut hasher = Sha256::new();
     let size = std::io::copy(&mut file, &mut hasher)?;

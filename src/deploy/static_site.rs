@@ -513,6 +513,7 @@ async fn file_digests(path: &Path) -> std::io::Result<([u8; 16], [u8; 32])> {
 /// The MD5, SHA-256 and size of a file, read once in pieces (blocking I/O).
 pub(crate) fn file_digests_blocking(path: &Path) -> std::io::Result<([u8; 16], [u8; 32], u64)> {
     use std::io::Read as _;
+    crate::deploy::reading_artifact_file();
     let mut file = fs_err::File::open(path)?;
     let mut hashers = Hashers::default();
     let mut size = 0u64;
@@ -570,6 +571,7 @@ pub(crate) async fn upload_blocks(
 ) -> std::result::Result<(u64, [u8; 16], [u8; 32]), BlockError> {
     let local = |e: &dyn std::fmt::Display| BlockError::Local(e.to_string());
     let blob = Arc::new(blob);
+    crate::deploy::reading_artifact_file();
     let mut source = tokio::fs::File::open(path).await.map_err(|e| local(&e))?;
     let mut hashers = Hashers::default();
     let mut size = 0u64;
@@ -788,6 +790,7 @@ impl Site {
                 .acquire()
                 .await
                 .map_err(|e| Error::failed(e.to_string()))?;
+            crate::deploy::reading_artifact_file();
             let bytes = tokio::fs::read(&file.path).await.map_err(io)?;
             let (md5, sha256) = Hashers::of(&bytes);
             let read = file.read(bytes.len() as u64, md5, sha256);

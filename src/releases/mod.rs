@@ -570,6 +570,7 @@ impl Releases {
                 .acquire()
                 .await
                 .map_err(|e| Error::failed(e.to_string()))?;
+            crate::deploy::reading_artifact_file();
             let bytes = tokio::fs::read(&entry.path)
                 .await
                 .map_err(|err| io_error(&entry.path, err))?;
