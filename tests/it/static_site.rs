@@ -378,20 +378,137 @@ fn an_unreachable_account_is_a_failure() {
     assert!(err.to_string().contains("cannot connect"), "{err}");
 }
 
-/// Peak RSS of this process since `reset_peak`, in MiB (Linux: `VmHWM`, reset by
-/// writing 5 to `/proc/self/clear_refs`), so a figure covers one sync only.
-fn peak_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+/// `VmHWM` (peak resident set) of process `pid` in MiB, from `/proc/<pid>/status`;
+/// None once it has exited.
+fn vm_hwm_mib(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let kib: f64 = status
         .lines()
         .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap();
-    kib / 1024.0
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())?;
+    Some(kib / 1024.0)
 }
 
-fn reset_peak() {
-    std::fs::write("/proc/self/clear_refs", "5").unwrap();
+/// The site's "application": a loopback HTTP server answering nubes's health check,
+/// which comes right after the sync. At each request it notes the time and the `VmHWM`
+/// of the nubes process being measured (`pid`), i.e. nubes's own peak up to the end of
+/// the sync.
+struct HealthProbe {
+    url: String,
+    pid: std::sync::Arc<std::sync::atomic::AtomicU32>,
+    hits: std::sync::Arc<std::sync::Mutex<Vec<(Instant, f64)>>>,
+}
+
+impl HealthProbe {
+    fn start() -> HealthProbe {
+        use std::io::{Read as _, Write as _};
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let pid = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let hits = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (p, h) = (pid.clone(), hits.clone());
+        std::thread::spawn(move || {
+            for mut conn in listener.incoming().flatten() {
+                let at = Instant::now();
+                let hwm = vm_hwm_mib(p.load(Ordering::SeqCst)).unwrap_or(f64::NAN);
+                h.lock().unwrap().push((at, hwm));
+                let mut head = [0u8; 4096];
+                let _ = conn.read(&mut head);
+                let _ = conn.write_all(
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+                );
+            }
+        });
+        HealthProbe { url, pid, hits }
+    }
+}
+
+/// One `nubes up` measured from outside: seconds to the health check (the sync done),
+/// seconds to exit (the release kept too), nubes's own `VmHWM` at the health check and
+/// at the end (polled from `/proc/<pid>/status` every 2 ms while it runs), and its
+/// stderr.
+struct UpRun {
+    synced: f64,
+    total: f64,
+    hwm_synced: f64,
+    hwm_total: f64,
+    stderr: String,
+}
+
+fn timed_up(p: &crate::support::Project, nubes: &Path, probe: &HealthProbe) -> UpRun {
+    use std::io::Read as _;
+    probe.hits.lock().unwrap().clear();
+    let mut cmd = p.cmd_of(nubes, &["up", "bench"]);
+    cmd.stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let t0 = Instant::now();
+    let mut child = cmd.spawn().unwrap();
+    let pid = child.id();
+    probe.pid.store(pid, std::sync::atomic::Ordering::SeqCst);
+    let mut stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let mut hwm_total = 0f64;
+    let status = loop {
+        if let Some(v) = vm_hwm_mib(pid) {
+            hwm_total = hwm_total.max(v);
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    };
+    let total = t0.elapsed().as_secs_f64();
+    let stderr = reader.join().unwrap();
+    assert!(status.success(), "nubes up failed:\n{stderr}");
+    let hits = probe.hits.lock().unwrap().clone();
+    let (at, hwm_synced) = *hits
+        .first()
+        .unwrap_or_else(|| panic!("no health check:\n{stderr}"));
+    UpRun {
+        synced: at.duration_since(t0).as_secs_f64(),
+        total,
+        hwm_synced,
+        hwm_total: hwm_total.max(hwm_synced),
+        stderr,
+    }
+}
+
+/// A project deploying folder `site` to `az`'s `$web` with state in `az`, health-checked
+/// at `probe`, on which `nubes up bench` has run once (Terraform applied) with a
+/// one-file site whose blob is then deleted: the timed `up`s take the fast path (no
+/// Terraform) and find `$web` empty.
+fn bench_project(az: &Azurite, nubes: &Path, probe: &HealthProbe) -> crate::support::Project {
+    let p = crate::support::Project::on(
+        az,
+        "[build]\ncommand = \"true\"\nartifact = \"site\"\n\n\
+         [deploy]\ntarget = \"static-site\"\nhealth_path = \"/health\"\n",
+    );
+    std::fs::write(
+        p.path().join("terraform/main.tf"),
+        format!(
+            "terraform {{\n  backend \"azurerm\" {{}}\n}}\n\
+             variable \"environment\" {{\n  type = string\n}}\n\
+             output \"static_site_account_url\" {{\n  value = \"{}\"\n}}\n\
+             output \"application_url\" {{\n  value = \"{}\"\n}}\n",
+            az.account_url(),
+            probe.url
+        ),
+    )
+    .unwrap();
+    write(&p.path().join("site"), "warm-up.txt", b"warm-up");
+    timed_up(&p, nubes, probe);
+    std::fs::remove_dir_all(p.path().join("site")).unwrap();
+    let r = block_on(
+        az.blobs()
+            .send("DELETE", "$web/warm-up.txt", "", &[], vec![]),
+    );
+    assert_eq!(r.status, 202, "deleting the warm-up blob");
+    p
 }
 
 /// Time a peer (`NUBES_BENCH_PEER_BIN`: the benchmark's virtualenv) uploading `dir` into
@@ -434,9 +551,13 @@ fn peer(az: &Azurite, bin: &Path, which: &str, container: &str, dir: &Path) -> f
 }
 
 /// `scripts/bench.sh site`: 500 small files (first upload, then a re-sync with one
-/// change) and 20 files of 5 MiB, against Azurite over HTTP + SAS, nubes's sync and, with
-/// `NUBES_BENCH_PEER_BIN`, its peers alternating with it. Prints Markdown;
-/// `NUBES_BENCH_RUNS` runs (default 3).
+/// change) and 20 files of 5 MiB, against Azurite over HTTP + SAS: a real `nubes up`
+/// process (`NUBES_BENCH_NUBES`, a release build; else this test build's) on an
+/// environment whose infrastructure is unchanged (fast path, no Terraform), whose
+/// outputs name the site and a health check URL, and, with `NUBES_BENCH_PEER_BIN`, its
+/// peers alternating with it. nubes's figures are its own: time to the health check
+/// (the sync done), to exit (the release kept as well), and its `VmHWM` at both.
+/// Prints Markdown; `NUBES_BENCH_RUNS` runs (default 3).
 #[test]
 #[ignore = "benchmark: run by scripts/bench.sh site"]
 fn bench_site_sync_500_files() {
@@ -445,17 +566,24 @@ fn bench_site_sync_500_files() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(3);
     let peers = std::env::var_os("NUBES_BENCH_PEER_BIN").map(std::path::PathBuf::from);
+    let nubes = std::env::var_os("NUBES_BENCH_NUBES")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_nubes").into());
     let median = |v: &mut Vec<f64>| {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
     let mut t: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
-    let (mut first_requests, mut resync_requests, mut big_requests) = (0, 0, 0);
-    let (mut rss_small, mut rss_big) = (0f64, 0f64);
+    let mut rss: BTreeMap<&str, f64> = BTreeMap::new();
+    let mut peak = |k: &'static str, v: f64| {
+        let e = rss.entry(k).or_insert(0.0);
+        *e = e.max(v);
+    };
     for run in 0..runs {
         let az = Azurite::http();
-        let dir = tempfile::tempdir().unwrap();
-        let small = dir.path().join("small");
+        let probe = HealthProbe::start();
+        let p = bench_project(&az, &nubes, &probe);
+        let small = p.path().join("site");
         for i in 0..500 {
             let body = format!(
                 "<p>page {i} of run {run}</p>{}",
@@ -464,31 +592,21 @@ fn bench_site_sync_500_files() {
             let ext = ["html", "css", "js", "json", "svg"][i % 5];
             write(&small, &format!("d{}/f{i}.{ext}", i % 10), body.as_bytes());
         }
-        let big = dir.path().join("big");
-        for i in 0..20u8 {
-            let mut bytes = vec![i; 5 << 20];
-            bytes[..8].copy_from_slice(&(run as u64).to_le_bytes());
-            write(&big, &format!("media/v{i}.mp4"), &bytes);
-        }
-        let requests = nubes::state::azure::requests_made;
-
-        reset_peak();
-        let (t0, r0) = (Instant::now(), requests());
-        let report = sync(&az, &small, &SiteOptions::default()).unwrap();
-        t.entry("nubes first")
-            .or_default()
-            .push(t0.elapsed().as_secs_f64());
-        first_requests = requests() - r0;
-        assert_eq!(report.uploaded.len(), 500);
+        let up = timed_up(&p, &nubes, &probe);
+        assert!(up.stderr.contains("500 uploaded"), "{}", up.stderr);
+        t.entry("nubes first").or_default().push(up.synced);
+        t.entry("nubes first total").or_default().push(up.total);
+        peak("small synced", up.hwm_synced);
+        peak("small total", up.hwm_total);
         write(&small, "d3/f3.json", b"{\"changed\":true}"); // one of the 500
-        let (t0, r0) = (Instant::now(), requests());
-        let report = sync(&az, &small, &SiteOptions::default()).unwrap();
-        t.entry("nubes resync")
-            .or_default()
-            .push(t0.elapsed().as_secs_f64());
-        resync_requests = requests() - r0;
-        assert_eq!((report.uploaded.len(), report.unchanged), (1, 499));
-        rss_small = rss_small.max(peak_mib());
+        let up = timed_up(&p, &nubes, &probe);
+        assert!(
+            up.stderr.contains("1 uploaded, 499 unchanged"),
+            "{}",
+            up.stderr
+        );
+        t.entry("nubes resync").or_default().push(up.synced);
+        t.entry("nubes resync total").or_default().push(up.total);
 
         if let Some(bin) = &peers {
             t.entry("python first")
@@ -506,17 +624,22 @@ fn bench_site_sync_500_files() {
                 .push(peer(&az, bin, "az", "azbatch", &small));
         }
 
-        // 20 × 5 MiB into the site's folder `big/` of a fresh container.
+        // 20 × 5 MiB, into a fresh Azurite.
         let big_az = Azurite::http();
-        reset_peak();
-        let (t0, r0) = (Instant::now(), requests());
-        let report = sync(&big_az, &big, &SiteOptions::default()).unwrap();
-        t.entry("nubes big")
-            .or_default()
-            .push(t0.elapsed().as_secs_f64());
-        big_requests = requests() - r0;
-        rss_big = rss_big.max(peak_mib());
-        assert_eq!(report.uploaded.len(), 20);
+        let big_probe = HealthProbe::start();
+        let bp = bench_project(&big_az, &nubes, &big_probe);
+        let big = bp.path().join("site");
+        for i in 0..20u8 {
+            let mut bytes = vec![i; 5 << 20];
+            bytes[..8].copy_from_slice(&(run as u64).to_le_bytes());
+            write(&big, &format!("media/v{i}.mp4"), &bytes);
+        }
+        let up = timed_up(&bp, &nubes, &big_probe);
+        assert!(up.stderr.contains("20 uploaded"), "{}", up.stderr);
+        t.entry("nubes big").or_default().push(up.synced);
+        t.entry("nubes big total").or_default().push(up.total);
+        peak("big synced", up.hwm_synced);
+        peak("big total", up.hwm_total);
         if let Some(bin) = &peers {
             t.entry("python big")
                 .or_default()
@@ -537,36 +660,44 @@ fn bench_site_sync_500_files() {
             .map(|v| format!("**{:.2}×**", v / m[n]))
             .unwrap_or_else(|| "—".into())
     };
+    let mib = |k: &str| {
+        rss.get(k)
+            .map(|v| format!("{v:.1} MiB"))
+            .unwrap_or_default()
+    };
     println!(
-        "| static-site sync, Azurite over HTTP + SAS, median of {runs} alternating runs | nubes | 8-thread Python uploader | `az storage blob upload-batch` | Python / nubes | az / nubes | nubes peak RSS |"
+        "| static-site deploy, Azurite over HTTP + SAS, median of {runs} alternating runs | `nubes up` to the synced site (health check) | 8-thread Python uploader | `az storage blob upload-batch` | Python / nubes | az / nubes | `nubes up` to exit (release kept too) | nubes's own VmHWM: synced / at exit |"
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|");
     println!(
-        "| 500 small files, first upload ({first_requests} requests) | {} | {} | {} | {} | {} | {rss_small:.1} MiB |",
+        "| 500 small files, first upload | {} | {} | {} | {} | {} | {} | {} / {} |",
         ms("nubes first"),
         ms("python first"),
         ms("az first"),
         ratio("python first", "nubes first"),
         ratio("az first", "nubes first"),
+        ms("nubes first total"),
+        mib("small synced"),
+        mib("small total"),
     );
     println!(
-        "| re-sync, 1 of 500 changed ({resync_requests} requests) | {} | {} | {} (re-uploads all) | {} | {} | |",
+        "| re-sync, 1 of 500 changed | {} | {} | {} (re-uploads all) | {} | {} | {} | |",
         ms("nubes resync"),
         ms("python resync"),
         ms("az resync"),
         ratio("python resync", "nubes resync"),
         ratio("az resync", "nubes resync"),
+        ms("nubes resync total"),
     );
     println!(
-        "| 20 files of 5 MiB, first upload ({big_requests} requests) | {} | {} | {} | {} | {} | {rss_big:.1} MiB |",
+        "| 20 files of 5 MiB, first upload | {} | {} | {} | {} | {} | {} | {} / {} |",
         ms("nubes big"),
         ms("python big"),
         ms("az big"),
         ratio("python big", "nubes big"),
         ratio("az big", "nubes big"),
-    );
-    println!(
-        "| ratio re-sync / first upload (nubes) | {:.3} | | | | | |",
-        m["nubes resync"] / m["nubes first"]
+        ms("nubes big total"),
+        mib("big synced"),
+        mib("big total"),
     );
 }
