@@ -19,7 +19,10 @@
 //! The same pass computes each file's SHA-256 beside its MD5, and the report carries
 //! both ([`SiteReport::files`]): the artifact's digest and the kept release
 //! ([`crate::deploy::site_manifest`], `releases::site`) are made from them, so `up`
-//! does not read the folder again to hash it.
+//! does not read the folder again to hash it. With a [`FileTee`] (`up` keeping the
+//! release), each file up to [`BLOCK_SIZE`] is also handed, from the same buffer, to
+//! the release keeper, which stores it if its releases container lacks it: such a file
+//! is read once in all.
 //!
 //! A redeploy of a kept release ([`crate::releases`]) knows most of the content already:
 //! it takes the listing first ([`listing`]), fetches only the files `$web` lacks, and
@@ -83,6 +86,16 @@ pub struct SiteOptions {
     /// What `$web` holds, listed already, and the names that keep their content though
     /// the artifact folder lacks them (a kept release redeployed); None = list here.
     pub baseline: Option<Arc<Baseline>>,
+    /// Where else each file read whole goes (the release keeper); None = nowhere.
+    pub tee: Option<Arc<dyn FileTee>>,
+}
+
+/// Another consumer of the files a sync reads (`releases::SiteTee`): given each file up
+/// to [`BLOCK_SIZE`], its digests and its bytes, while the sync holds its buffer (so
+/// memory stays bounded by the sync's buffers). It must not fail the sync: whatever it
+/// could not take is its own to fetch later.
+pub trait FileTee: Send + Sync + std::fmt::Debug {
+    fn take<'a>(&'a self, file: &'a SiteFile, bytes: Bytes) -> futures::future::BoxFuture<'a, ()>;
 }
 
 impl Default for SiteOptions {
@@ -92,6 +105,7 @@ impl Default for SiteOptions {
             parallel: DEFAULT_PARALLEL,
             prefix: None,
             baseline: None,
+            tee: None,
         }
     }
 }
@@ -296,7 +310,13 @@ async fn upload_changed(
     for batch in [assets, pages] {
         let done: Vec<(Option<String>, SiteFile)> = futures::stream::iter(batch)
             .map(|(file, blob)| {
-                site.sync_file(file, blob, options.cache_control.as_deref(), &buffers)
+                site.sync_file(
+                    file,
+                    blob,
+                    options.cache_control.as_deref(),
+                    options.tee.as_deref(),
+                    &buffers,
+                )
             })
             .buffer_unordered(parallel)
             .try_collect()
@@ -777,6 +797,7 @@ impl Site {
         file: LocalFile,
         remote: Option<RemoteBlob>,
         cache_control: Option<&str>,
+        tee: Option<&dyn FileTee>,
         buffers: &Arc<Semaphore>,
     ) -> Result<(Option<String>, SiteFile)> {
         let doing = format!(
@@ -794,11 +815,22 @@ impl Site {
             let bytes = tokio::fs::read(&file.path).await.map_err(io)?;
             let (md5, sha256) = Hashers::of(&bytes);
             let read = file.read(bytes.len() as u64, md5, sha256);
+            let bytes = Bytes::from(bytes);
+            // The tee (the release keeper) gets the same bytes while the buffer is held.
+            let teed = async {
+                if let Some(tee) = tee {
+                    tee.take(&read, bytes.clone()).await;
+                }
+            };
             if remote.is_some_and(|r| r.matches(&file, &md5, cache_control)) {
+                teed.await;
                 return Ok((None, read));
             }
-            self.put_whole(&file, Bytes::from(bytes), md5, cache_control, &doing)
-                .await?;
+            let (put, ()) = tokio::join!(
+                self.put_whole(&file, bytes.clone(), md5, cache_control, &doing),
+                teed
+            );
+            put?;
             return Ok((Some(file.name), read));
         }
         // A large file the size of its blob may be unchanged: compare first.

@@ -35,6 +35,8 @@
 pub mod flow;
 mod site;
 
+pub use site::Tee as SiteTee;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
@@ -188,6 +190,15 @@ pub struct Releases {
     project: String,
     place: String,
     auth_kind: &'static str,
+}
+
+impl std::fmt::Debug for Releases {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Releases")
+            .field("place", &self.place)
+            .field("project", &self.project)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A blob as listed: name, metadata (names lower-cased), size, Content-MD5.

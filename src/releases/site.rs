@@ -89,6 +89,79 @@ pub(super) async fn keep_files(
     Ok((Bytes::from(manifest), total))
 }
 
+/// The release keeper's side of `up`'s site sync ([`static_site::FileTee`]): each file
+/// the sync reads whole is stored under its SHA-256 from the sync's own buffer when the
+/// releases container lacks it, so [`keep_files`] later finds it there and reads it no
+/// more. Failures are logged and forgotten: `keep_files` lists the container again and
+/// stores whatever is still missing.
+#[derive(Debug)]
+pub struct Tee {
+    store: Releases,
+    /// File hashes the container holds, or that this tee stores or has stored.
+    taken: std::sync::Mutex<HashSet<String>>,
+}
+
+impl Tee {
+    /// The tee for this project's releases, or None where releases are not kept (the
+    /// local backend) or the container cannot be listed (the keeper then works alone).
+    pub async fn open(settings: &crate::config::Settings) -> Option<Arc<Tee>> {
+        let store = match Releases::open(settings) {
+            Ok(Some(store)) => store,
+            Ok(None) => return None,
+            Err(e) => {
+                tracing::debug!("releases: no tee for the site sync: {e}");
+                return None;
+            }
+        };
+        let prefix = format!("{}/files/", store.project);
+        let listed = match store.list_flat(&prefix).await {
+            Ok(listed) => listed,
+            Err(e) => {
+                tracing::debug!("releases: no tee for the site sync: {e}");
+                return None;
+            }
+        };
+        if listed.is_empty() && store.create().await.is_err() {
+            return None;
+        }
+        let taken = listed
+            .into_iter()
+            .map(|l| l.name[prefix.len()..].to_string())
+            .collect();
+        Some(Arc::new(Tee {
+            store,
+            taken: std::sync::Mutex::new(taken),
+        }))
+    }
+}
+
+impl static_site::FileTee for Tee {
+    fn take<'a>(
+        &'a self,
+        file: &'a static_site::SiteFile,
+        bytes: Bytes,
+    ) -> futures::future::BoxFuture<'a, ()> {
+        Box::pin(async move {
+            let hex = hex(&file.sha256);
+            let new = self
+                .taken
+                .lock()
+                .map(|mut t| t.insert(hex.clone()))
+                .unwrap_or(false);
+            if !new {
+                return;
+            }
+            let name = self.store.file_name(&hex);
+            if let Err(e) = self.store.put_absent(&name, bytes, Some(file.md5)).await {
+                tracing::debug!("releases: {} not stored during the sync: {e}", file.rel);
+                if let Ok(mut t) = self.taken.lock() {
+                    t.remove(&hex);
+                }
+            }
+        })
+    }
+}
+
 /// The (path, hex) pairs of a manifest; a line that does not parse is an error.
 fn parse(manifest: &[u8]) -> Result<Vec<(String, String)>> {
     let text = std::str::from_utf8(manifest)

@@ -41,6 +41,7 @@ fn options() -> SiteOptions {
         parallel: 4,
         prefix: None,
         baseline: None,
+        tee: None,
     }
 }
 
