@@ -519,6 +519,42 @@ mod digest_tests {
             "sha256:6b86b273ff34fce19d6b804eff5a3f5747ada4eaa22f1d49c01e52ddb7875b4b"
         );
     }
+
+    #[test]
+    fn a_site_manifest_from_the_syncs_digests_is_the_digest_of_the_folder() {
+        use md5::Digest as _;
+        let d = tempfile::tempdir().expect("tempdir");
+        let root = d.path();
+        std::fs::create_dir_all(root.join("assets")).expect("mkdir");
+        std::fs::write(root.join("index.html"), "<h1>hi</h1>").expect("write");
+        std::fs::write(root.join("assets/app.js"), "1").expect("write");
+        std::fs::write(root.join(".DS_Store"), "finder").expect("write");
+        let outside = tempfile::tempdir().expect("tempdir");
+        std::fs::write(outside.path().join("linked.js"), "l").expect("write");
+        std::os::unix::fs::symlink(outside.path().join("linked.js"), root.join("linked.js"))
+            .expect("symlink");
+        let read = |rel: &str, bytes: &[u8]| static_site::SiteFile {
+            rel: rel.into(),
+            size: bytes.len() as u64,
+            md5: md5::Md5::digest(bytes).into(),
+            sha256: <sha2::Sha256 as sha2::Digest>::digest(bytes).into(),
+        };
+        // What a sync reads: not `.DS_Store`, but the file behind the symlink (which the
+        // digest never counted), and app.js as it was before it changed on disk.
+        let synced = [
+            read("index.html", b"<h1>hi</h1>"),
+            read("assets/app.js", b"old!"),
+            read("linked.js", b"l"),
+        ];
+        let m = site_manifest(root, &synced).expect("manifest");
+        assert_eq!(m.digest, digest(root).expect("digest"));
+        let rels: Vec<&str> = m.files.iter().map(|f| f.rel.as_str()).collect();
+        assert_eq!(rels, [".DS_Store", "assets/app.js", "index.html"]);
+        for f in &m.files {
+            let bytes = std::fs::read(&f.path).expect("read");
+            assert_eq!(f.md5, Some(md5::Md5::digest(&bytes).into()), "{}", f.rel);
+        }
+    }
 }
 
 #[cfg(test)]
