@@ -47,7 +47,7 @@ use azure_storage_blob::models::{
     DeleteSnapshotsOptionType,
 };
 use azure_storage_blob::{BlobContainerClient, BlockBlobClient};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use md5::{Digest, Md5};
 use sha2::Sha256;
@@ -549,20 +549,33 @@ pub(crate) fn file_digests_blocking(path: &Path) -> std::io::Result<([u8; 16], [
     }
 }
 
-/// Fill `buf` from `file` up to `limit` bytes, or to the end of the file.
-async fn read_up_to(
-    file: &mut tokio::fs::File,
-    buf: &mut BytesMut,
-    limit: usize,
-) -> std::io::Result<()> {
-    use tokio::io::AsyncReadExt as _;
-    while buf.len() < limit {
-        let mut chunk = (&mut *file).take((limit - buf.len()) as u64);
-        if chunk.read_buf(buf).await? == 0 {
-            break;
+/// A file read block by block on blocking threads, each block straight into a buffer of
+/// its own (tokio's `File` would copy it through another buffer, up to 2 MiB per open
+/// file, which several files in flight add to the peak) and hashed there.
+struct BlockReader {
+    file: std::fs::File,
+    hashers: Hashers,
+    /// Only the MD5 of the whole file is wanted (its digests are known).
+    md5_only: bool,
+}
+
+impl BlockReader {
+    /// The next block (empty at the end) and its own MD5, the whole file's digests
+    /// updated with it.
+    fn next_block(mut self) -> std::io::Result<(Self, Vec<u8>, [u8; 16])> {
+        use std::io::Read as _;
+        let mut buf = Vec::with_capacity(BLOCK_SIZE);
+        (&mut self.file)
+            .take(BLOCK_SIZE as u64)
+            .read_to_end(&mut buf)?;
+        if self.md5_only {
+            self.hashers.md5.update(&buf);
+        } else {
+            self.hashers.update(&buf);
         }
+        let md5 = Md5::digest(&buf).into();
+        Ok((self, buf, md5))
     }
-    Ok(())
 }
 
 /// Why [`upload_blocks`] stopped.
@@ -580,8 +593,9 @@ pub(crate) enum BlockError {
 /// are `known` (an earlier read computed them) only the MD5 is computed, and a file
 /// whose bytes no longer have it is not committed: storage checks each block's MD5 but
 /// not the whole blob's, so a file changed since would otherwise be stored under
-/// digests that are not its own. Returns the size sent and the digests (MD5, SHA-256). Shared by the site sync
-/// and the release keeper (`releases::site`), so both hold at most one buffer per permit.
+/// digests that are not its own. Returns the size sent and the digests (MD5, SHA-256).
+/// Shared by the site sync and the release keeper (`releases::site`), so both hold at
+/// most one buffer per permit.
 pub(crate) async fn upload_blocks(
     blob: BlockBlobClient,
     path: &Path,
@@ -592,8 +606,12 @@ pub(crate) async fn upload_blocks(
     let local = |e: &dyn std::fmt::Display| BlockError::Local(e.to_string());
     let blob = Arc::new(blob);
     crate::deploy::reading_artifact_file();
-    let mut source = tokio::fs::File::open(path).await.map_err(|e| local(&e))?;
-    let mut hashers = Hashers::default();
+    let file = tokio::fs::File::open(path).await.map_err(|e| local(&e))?;
+    let mut reader = BlockReader {
+        file: file.into_std().await,
+        hashers: Hashers::default(),
+        md5_only: known.is_some(),
+    };
     let mut size = 0u64;
     let mut ids: Vec<Vec<u8>> = Vec::new();
     let mut in_flight = tokio::task::JoinSet::new();
@@ -603,39 +621,30 @@ pub(crate) async fn upload_blocks(
             .acquire_owned()
             .await
             .map_err(|e| local(&e))?;
-        let mut buf = BytesMut::with_capacity(BLOCK_SIZE);
-        read_up_to(&mut source, &mut buf, BLOCK_SIZE)
+        // Read and hashed off the async workers: storage verifies each block's own
+        // Content-MD5, and Azurite, given none, computes a CRC64 of it in JavaScript,
+        // three times slower than the upload itself (issue 19).
+        let (next, buf, md5) = tokio::task::spawn_blocking(move || reader.next_block())
             .await
+            .map_err(|e| local(&e))?
             .map_err(|e| local(&e))?;
+        reader = next;
         if buf.is_empty() {
             break;
         }
-        let block = buf.freeze();
+        let block = Bytes::from(buf);
         size += block.len() as u64;
-        match known {
-            Some(_) => hashers.md5.update(&block),
-            None => hashers.update(&block),
-        }
         let id = format!("{:08}", ids.len()).into_bytes();
         ids.push(id.clone());
         let blob = blob.clone();
         in_flight.spawn(async move {
             let _permit = permit;
-            // The block's own Content-MD5, hashed off the async workers: storage
-            // verifies each block, and Azurite, given none, computes a CRC64 of it
-            // in JavaScript, three times slower than the upload itself (issue 19).
-            let hashed = block.clone();
-            let md5 = tokio::task::spawn_blocking(move || {
-                <[u8; 16]>::from(Md5::digest(&hashed)).to_vec()
-            })
-            .await
-            .ok();
             blob.stage_block(
                 &id,
                 block.len() as u64,
                 content(block),
                 Some(BlockBlobClientStageBlockOptions {
-                    transactional_content_md5: md5,
+                    transactional_content_md5: Some(md5.to_vec()),
                     ..Default::default()
                 }),
             )
@@ -650,6 +659,7 @@ pub(crate) async fn upload_blocks(
     while let Some(done) = in_flight.join_next().await {
         done.map_err(|e| local(&e))?.map_err(BlockError::Storage)?;
     }
+    let hashers = reader.hashers;
     let (md5, sha256) = match known {
         Some((md5, sha256)) => {
             if <[u8; 16]>::from(hashers.md5.finalize()) != md5 {
