@@ -9,8 +9,8 @@
 //! visitor never meets a page whose assets are missing.
 //!
 //! Each file is read once and its digests computed once, in the same pass that uploads
-//! it: a file up to [`BLOCK_SIZE`] is read whole, hashed, compared and (if changed) sent
-//! in one Put Blob; a larger one whose size differs from the blob's is certainly changed,
+//! it: a file under [`WHOLE_LIMIT`] is read whole, hashed, compared and (if changed)
+//! sent in one Put Blob, holding one buffer permit per [`BLOCK_SIZE`]; a larger one whose size differs from the blob's is certainly changed,
 //! so it is hashed while its blocks are staged (Put Block, in parallel) and committed
 //! with that MD5 (Put Block List). Only a large file of the blob's very size is read
 //! twice when it did change: once to compare, once to send. Memory is bounded by
@@ -20,7 +20,7 @@
 //! both ([`SiteReport::files`]): the artifact's digest and the kept release
 //! ([`crate::deploy::site_manifest`], `releases::site`) are made from them, so `up`
 //! does not read the folder again to hash it. With a [`FileTee`] (`up` keeping the
-//! release), each file up to [`BLOCK_SIZE`] is also handed, from the same buffer, to
+//! release), each file under [`WHOLE_LIMIT`] is also handed, from the same buffer, to
 //! the release keeper, which stores it if its releases container lacks it: such a file
 //! is read once in all.
 //!
@@ -67,8 +67,32 @@ pub const SAS_VAR: &str = "NUBES_SITE_SAS";
 
 const DEFAULT_PARALLEL: usize = 8;
 
-/// Files up to this size go in one request; larger ones in blocks of this size.
+/// Files of [`WHOLE_LIMIT`] and more go in blocks of this size; also the unit of the
+/// buffer budget (one permit per block in memory).
 pub const BLOCK_SIZE: usize = 4 << 20;
+
+/// Files under this size are read whole and go in one request (Put Blob), holding one
+/// buffer permit per started [`BLOCK_SIZE`]: a 5 MiB file is one request, as the
+/// Python SDK sends it, not two blocks and a commit, and the release keeper can take it
+/// from the sync's read.
+pub const WHOLE_LIMIT: u64 = 2 * BLOCK_SIZE as u64;
+
+/// Buffer permits for a file of `size` bytes read whole: one per started
+/// [`BLOCK_SIZE`], at least one and at most `total` (all of them), so the bytes held
+/// never exceed `total` × [`BLOCK_SIZE`].
+pub(crate) async fn buffers_for(
+    buffers: &Semaphore,
+    size: u64,
+    total: usize,
+) -> Result<tokio::sync::SemaphorePermit<'_>> {
+    let n = size
+        .div_ceil(BLOCK_SIZE as u64)
+        .clamp(1, total.max(1) as u64);
+    buffers
+        .acquire_many(u32::try_from(n).unwrap_or(u32::MAX))
+        .await
+        .map_err(|e| Error::failed(e.to_string()))
+}
 
 /// Files never deployed: macOS Finder litter.
 const SKIPPED: &[&str] = &[".DS_Store"];
@@ -90,8 +114,8 @@ pub struct SiteOptions {
     pub tee: Option<Arc<dyn FileTee>>,
 }
 
-/// Another consumer of the files a sync reads (`releases::SiteTee`): given each file up
-/// to [`BLOCK_SIZE`], its digests and its bytes, while the sync holds its buffer (so
+/// Another consumer of the files a sync reads (`releases::SiteTee`): given each file
+/// under [`WHOLE_LIMIT`], its digests and its bytes, while the sync holds its buffer (so
 /// memory stays bounded by the sync's buffers). It must not fail the sync: whatever it
 /// could not take is its own to fetch later.
 pub trait FileTee: Send + Sync + std::fmt::Debug {
@@ -315,7 +339,7 @@ async fn upload_changed(
                     blob,
                     options.cache_control.as_deref(),
                     options.tee.as_deref(),
-                    &buffers,
+                    (&buffers, parallel),
                 )
             })
             .buffer_unordered(parallel)
@@ -808,7 +832,7 @@ impl Site {
         remote: Option<RemoteBlob>,
         cache_control: Option<&str>,
         tee: Option<&dyn FileTee>,
-        buffers: &Arc<Semaphore>,
+        (buffers, permits): (&Arc<Semaphore>, usize),
     ) -> Result<(Option<String>, SiteFile)> {
         let doing = format!(
             "uploading `{}` to blob `{}`",
@@ -816,14 +840,17 @@ impl Site {
             file.name
         );
         let io = |e: std::io::Error| Error::failed(format!("{doing}: {e}"));
-        if file.size <= BLOCK_SIZE as u64 {
-            let _buffer = buffers
-                .acquire()
-                .await
-                .map_err(|e| Error::failed(e.to_string()))?;
+        if file.size < WHOLE_LIMIT {
+            let _buffers = buffers_for(buffers, file.size, permits).await?;
             crate::deploy::reading_artifact_file();
             let bytes = tokio::fs::read(&file.path).await.map_err(io)?;
-            let (md5, sha256) = Hashers::of(&bytes);
+            // Hashed off the async workers (a file may be several MiB).
+            let (bytes, (md5, sha256)) = tokio::task::spawn_blocking(move || {
+                let digests = Hashers::of(&bytes);
+                (bytes, digests)
+            })
+            .await
+            .map_err(|e| Error::failed(format!("{doing}: {e}")))?;
             let read = file.read(bytes.len() as u64, md5, sha256);
             let bytes = Bytes::from(bytes);
             // The tee (the release keeper) gets the same bytes while the buffer is held.

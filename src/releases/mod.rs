@@ -566,7 +566,7 @@ impl Releases {
     }
 
     /// Store one file of a site release under its SHA-256 unless it is there already
-    /// ([`Self::put_absent`]): read whole when it fits one block, else sent in blocks
+    /// ([`Self::put_absent`]): read whole under `WHOLE_LIMIT`, else sent in blocks
     /// as it is read, each buffer holding one of `buffers`. Its MD5, when the entry has
     /// it (the sync computed it), is not computed again.
     async fn put_file(
@@ -574,13 +574,10 @@ impl Releases {
         entry: &crate::deploy::FileDigest,
         buffers: &std::sync::Arc<tokio::sync::Semaphore>,
     ) -> Result<()> {
-        use crate::deploy::static_site::{self, BLOCK_SIZE, BlockError};
+        use crate::deploy::static_site::{self, BlockError, WHOLE_LIMIT};
         let name = self.file_name(&entry.hex);
-        if entry.size <= BLOCK_SIZE as u64 {
-            let _buffer = buffers
-                .acquire()
-                .await
-                .map_err(|e| Error::failed(e.to_string()))?;
+        if entry.size < WHOLE_LIMIT {
+            let _buffers = static_site::buffers_for(buffers, entry.size, PARALLEL).await?;
             crate::deploy::reading_artifact_file();
             let bytes = tokio::fs::read(&entry.path)
                 .await

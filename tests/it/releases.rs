@@ -801,7 +801,7 @@ fn one_up_keeps_the_release_byte_for_byte_as_web_serves_it_reading_each_file_onc
     }
 
     // Reads: the sync reads each file it deploys once (MD5 and SHA-256 from that one
-    // read) and hands each one up to a block to the release keeper from the same
+    // read) and hands each one under 8 MiB to the release keeper from the same
     // buffer; the digest is made from those digests (only `.DS_Store`, which the sync
     // skips, is read for it). The keeper reads what the sync could not hand it: the
     // large file, and `.DS_Store`. Before, `up` read every file for the digest, again
