@@ -479,12 +479,18 @@ fn timed_up(p: &crate::support::Project, nubes: &Path, probe: &HealthProbe) -> U
     }
 }
 
-/// A project deploying folder `site` to `az`'s `$web` with state in `az`, health-checked
-/// at `probe`, on which `nubes up bench` has run once (Terraform applied) with a
-/// one-file site whose blob is then deleted: the timed `up`s take the fast path (no
-/// Terraform) and find `$web` empty.
-fn bench_project(az: &Azurite, nubes: &Path, probe: &HealthProbe) -> crate::support::Project {
-    let p = crate::support::Project::on(
+/// A project deploying folder `site` to `az`'s `$web` with state in `az` (releases
+/// kept there), or in the project folder when `local` (no releases: a sync like the
+/// peers'), health-checked at `probe`, on which `nubes up bench` has run once
+/// (Terraform applied) with a one-file site whose blob is then deleted: the timed `up`s
+/// take the fast path (no Terraform) and find `$web` empty.
+fn bench_project(
+    az: &Azurite,
+    nubes: &Path,
+    probe: &HealthProbe,
+    local: bool,
+) -> crate::support::Project {
+    let mut p = crate::support::Project::on(
         az,
         "[build]\ncommand = \"true\"\nartifact = \"site\"\n\n\
          [deploy]\ntarget = \"static-site\"\nhealth_path = \"/health\"\n",
@@ -501,6 +507,9 @@ fn bench_project(az: &Azurite, nubes: &Path, probe: &HealthProbe) -> crate::supp
         ),
     )
     .unwrap();
+    if local {
+        p.set_env("NUBES_STATE_BACKEND", "local");
+    }
     write(&p.path().join("site"), "warm-up.txt", b"warm-up");
     timed_up(&p, nubes, probe);
     std::fs::remove_dir_all(p.path().join("site")).unwrap();
@@ -555,10 +564,13 @@ fn peer(az: &Azurite, bin: &Path, which: &str, container: &str, dir: &Path) -> f
 /// change) and 20 files of 5 MiB, against Azurite over HTTP + SAS: a real `nubes up`
 /// process (`NUBES_BENCH_NUBES`, a release build; else this test build's) on an
 /// environment whose infrastructure is unchanged (fast path, no Terraform), whose
-/// outputs name the site and a health check URL, and, with `NUBES_BENCH_PEER_BIN`, its
-/// peers alternating with it. nubes's figures are its own: time to the health check
-/// (the sync done), to exit (the release kept as well), and its `VmHWM` at both.
-/// Prints Markdown; `NUBES_BENCH_RUNS` runs (default 3).
+/// outputs name the site and a health check URL; once with local state (no release
+/// kept: the like-for-like figure for the peers) and once with state in Azurite (the
+/// release kept as well), each into an Azurite of its own; and, with
+/// `NUBES_BENCH_PEER_BIN`, its peers alternating with it. nubes's figures are its own:
+/// time to the health check (the sync done), to exit, and its `VmHWM` (at the health
+/// check, and the highest polled until exit). Prints Markdown; `NUBES_BENCH_RUNS` runs
+/// (default 3).
 #[test]
 #[ignore = "benchmark: run by scripts/bench.sh site"]
 fn bench_site_sync_500_files() {
@@ -574,83 +586,97 @@ fn bench_site_sync_500_files() {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
-    let mut t: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
-    let mut rss: BTreeMap<&str, f64> = BTreeMap::new();
-    let mut peak = |k: &'static str, v: f64| {
-        let e = rss.entry(k).or_insert(0.0);
-        *e = e.max(v);
-    };
-    for run in 0..runs {
-        let az = Azurite::http();
-        let probe = HealthProbe::start();
-        let p = bench_project(&az, &nubes, &probe);
-        let small = p.path().join("site");
+    let small_site = |dir: &Path, run: usize| {
         for i in 0..500 {
             let body = format!(
                 "<p>page {i} of run {run}</p>{}",
                 "x".repeat(1000 + i % 7 * 300)
             );
             let ext = ["html", "css", "js", "json", "svg"][i % 5];
-            write(&small, &format!("d{}/f{i}.{ext}", i % 10), body.as_bytes());
+            write(dir, &format!("d{}/f{i}.{ext}", i % 10), body.as_bytes());
         }
-        let up = timed_up(&p, &nubes, &probe);
-        assert!(up.stderr.contains("500 uploaded"), "{}", up.stderr);
-        t.entry("nubes first").or_default().push(up.synced);
-        t.entry("nubes first total").or_default().push(up.total);
-        peak("small synced", up.hwm_synced);
-        peak("small total", up.hwm_total);
-        write(&small, "d3/f3.json", b"{\"changed\":true}"); // one of the 500
-        let up = timed_up(&p, &nubes, &probe);
-        assert!(
-            up.stderr.contains("1 uploaded, 499 unchanged"),
-            "{}",
-            up.stderr
-        );
-        t.entry("nubes resync").or_default().push(up.synced);
-        t.entry("nubes resync total").or_default().push(up.total);
-
-        if let Some(bin) = &peers {
-            t.entry("python first")
-                .or_default()
-                .push(peer(&az, bin, "python", "pyupload", &small));
-            write(&small, "d3/f3.json", b"{\"changed\":2}");
-            t.entry("python resync")
-                .or_default()
-                .push(peer(&az, bin, "python", "pyupload", &small));
-            t.entry("az first")
-                .or_default()
-                .push(peer(&az, bin, "az", "azbatch", &small));
-            t.entry("az resync")
-                .or_default()
-                .push(peer(&az, bin, "az", "azbatch", &small));
-        }
-
-        // 20 × 5 MiB, into a fresh Azurite.
-        let big_az = Azurite::http();
-        let big_probe = HealthProbe::start();
-        let bp = bench_project(&big_az, &nubes, &big_probe);
-        let big = bp.path().join("site");
+    };
+    let big_site = |dir: &Path, run: usize| {
         for i in 0..20u8 {
             let mut bytes = vec![i; 5 << 20];
             bytes[..8].copy_from_slice(&(run as u64).to_le_bytes());
-            write(&big, &format!("media/v{i}.mp4"), &bytes);
+            write(dir, &format!("media/v{i}.mp4"), &bytes);
         }
-        let up = timed_up(&bp, &nubes, &big_probe);
-        assert!(up.stderr.contains("20 uploaded"), "{}", up.stderr);
-        t.entry("nubes big").or_default().push(up.synced);
-        t.entry("nubes big total").or_default().push(up.total);
-        peak("big synced", up.hwm_synced);
-        peak("big total", up.hwm_total);
-        if let Some(bin) = &peers {
-            t.entry("python big")
-                .or_default()
-                .push(peer(&big_az, bin, "python", "pyupload", &big));
-            t.entry("az big")
-                .or_default()
-                .push(peer(&big_az, bin, "az", "azbatch", &big));
+    };
+    let mut t: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    let mut rss: BTreeMap<String, f64> = BTreeMap::new();
+    let mut note = |k: &str, up: &UpRun| {
+        t.entry(format!("{k} synced")).or_default().push(up.synced);
+        t.entry(format!("{k} total")).or_default().push(up.total);
+        for (what, v) in [("synced", up.hwm_synced), ("total", up.hwm_total)] {
+            let e = rss.entry(format!("{k} {what}")).or_insert(0.0);
+            *e = e.max(v);
+        }
+    };
+    let mut peer_t: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    for run in 0..runs {
+        for (kind, local) in [("local", true), ("kept", false)] {
+            let az = Azurite::http();
+            let probe = HealthProbe::start();
+            let p = bench_project(&az, &nubes, &probe, local);
+            let small = p.path().join("site");
+            small_site(&small, run);
+            let up = timed_up(&p, &nubes, &probe);
+            assert!(up.stderr.contains("500 uploaded"), "{}", up.stderr);
+            note(&format!("{kind} first"), &up);
+            write(&small, "d3/f3.json", b"{\"changed\":true}"); // one of the 500
+            let up = timed_up(&p, &nubes, &probe);
+            assert!(
+                up.stderr.contains("1 uploaded, 499 unchanged"),
+                "{}",
+                up.stderr
+            );
+            note(&format!("{kind} resync"), &up);
+            if let (Some(bin), true) = (&peers, local) {
+                peer_t
+                    .entry("python first")
+                    .or_default()
+                    .push(peer(&az, bin, "python", "pyupload", &small));
+                write(&small, "d3/f3.json", b"{\"changed\":2}");
+                peer_t
+                    .entry("python resync")
+                    .or_default()
+                    .push(peer(&az, bin, "python", "pyupload", &small));
+                peer_t
+                    .entry("az first")
+                    .or_default()
+                    .push(peer(&az, bin, "az", "azbatch", &small));
+                peer_t
+                    .entry("az resync")
+                    .or_default()
+                    .push(peer(&az, bin, "az", "azbatch", &small));
+            }
+
+            // 20 × 5 MiB, into a fresh Azurite.
+            let big_az = Azurite::http();
+            let big_probe = HealthProbe::start();
+            let bp = bench_project(&big_az, &nubes, &big_probe, local);
+            let big = bp.path().join("site");
+            big_site(&big, run);
+            let up = timed_up(&bp, &nubes, &big_probe);
+            assert!(up.stderr.contains("20 uploaded"), "{}", up.stderr);
+            note(&format!("{kind} big"), &up);
+            if let (Some(bin), true) = (&peers, local) {
+                peer_t
+                    .entry("python big")
+                    .or_default()
+                    .push(peer(&big_az, bin, "python", "pyupload", &big));
+                peer_t
+                    .entry("az big")
+                    .or_default()
+                    .push(peer(&big_az, bin, "az", "azbatch", &big));
+            }
         }
     }
-    let m: BTreeMap<&str, f64> = t.iter_mut().map(|(k, v)| (*k, median(v))).collect();
+    let mut m: BTreeMap<String, f64> = t.iter_mut().map(|(k, v)| (k.clone(), median(v))).collect();
+    for (k, v) in peer_t.iter_mut() {
+        m.insert(k.to_string(), median(v));
+    }
     let ms = |k: &str| {
         m.get(k)
             .map(|v| format!("{:.0} ms", v * 1000.0))
@@ -661,44 +687,33 @@ fn bench_site_sync_500_files() {
             .map(|v| format!("**{:.2}×**", v / m[n]))
             .unwrap_or_else(|| "—".into())
     };
-    let mib = |k: &str| {
-        rss.get(k)
-            .map(|v| format!("{v:.1} MiB"))
-            .unwrap_or_default()
-    };
+    let mib = |k: &str| rss.get(k).map(|v| format!("{v:.1}")).unwrap_or_default();
     println!(
-        "| static-site deploy, Azurite over HTTP + SAS, median of {runs} alternating runs | `nubes up` to the synced site (health check) | 8-thread Python uploader | `az storage blob upload-batch` | Python / nubes | az / nubes | `nubes up` to exit (release kept too) | nubes's own VmHWM: synced / at exit |"
+        "| static-site deploy, Azurite over HTTP + SAS, median of {runs} alternating runs | `nubes up`, local state (no release kept): to the synced site | 8-thread Python uploader | `az storage blob upload-batch` | Python / nubes | az / nubes | `nubes up`, releases kept: to the synced site / to exit | nubes's own VmHWM, MiB: local state / releases kept (synced; exit) |"
     );
     println!("|---|---|---|---|---|---|---|---|");
-    println!(
-        "| 500 small files, first upload | {} | {} | {} | {} | {} | {} | {} / {} |",
-        ms("nubes first"),
-        ms("python first"),
-        ms("az first"),
-        ratio("python first", "nubes first"),
-        ratio("az first", "nubes first"),
-        ms("nubes first total"),
-        mib("small synced"),
-        mib("small total"),
-    );
-    println!(
-        "| re-sync, 1 of 500 changed | {} | {} | {} (re-uploads all) | {} | {} | {} | |",
-        ms("nubes resync"),
-        ms("python resync"),
-        ms("az resync"),
-        ratio("python resync", "nubes resync"),
-        ratio("az resync", "nubes resync"),
-        ms("nubes resync total"),
-    );
-    println!(
-        "| 20 files of 5 MiB, first upload | {} | {} | {} | {} | {} | {} | {} / {} |",
-        ms("nubes big"),
-        ms("python big"),
-        ms("az big"),
-        ratio("python big", "nubes big"),
-        ratio("az big", "nubes big"),
-        ms("nubes big total"),
-        mib("big synced"),
-        mib("big total"),
-    );
+    for (case, label) in [
+        ("first", "500 small files, first upload"),
+        ("resync", "re-sync, 1 of 500 changed"),
+        ("big", "20 files of 5 MiB, first upload"),
+    ] {
+        println!(
+            "| {label} | {} | {} | {}{} | {} | {} | {} / {} | {} / {}; {} |",
+            ms(&format!("local {case} synced")),
+            ms(&format!("python {case}")),
+            ms(&format!("az {case}")),
+            if case == "resync" {
+                " (re-uploads all)"
+            } else {
+                ""
+            },
+            ratio(&format!("python {case}"), &format!("local {case} synced")),
+            ratio(&format!("az {case}"), &format!("local {case} synced")),
+            ms(&format!("kept {case} synced")),
+            ms(&format!("kept {case} total")),
+            mib(&format!("local {case} total")),
+            mib(&format!("kept {case} synced")),
+            mib(&format!("kept {case} total")),
+        );
+    }
 }
