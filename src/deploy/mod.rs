@@ -155,17 +155,15 @@ pub async fn deploy(
             let site = if whole {
                 let read = std::mem::take(&mut report.files);
                 let dir = artifact.to_path_buf();
-                match tokio::task::spawn_blocking(move || site_manifest(&dir, &read)).await {
-                    Ok(Ok(m)) => Some(std::sync::Arc::new(m)),
-                    Ok(Err(e)) => {
-                        tracing::warn!("the synced files' digests could not be collected: {e}");
-                        None
-                    }
-                    Err(e) => {
-                        tracing::warn!("the synced files' digests could not be collected: {e}");
-                        None
-                    }
-                }
+                let collected = tokio::task::spawn_blocking(move || site_manifest(&dir, &read))
+                    .await
+                    .map_err(|e| Error::failed(e.to_string()))
+                    .and_then(|m| m);
+                // Not fatal: `up` then hashes the folder for its record as before.
+                collected
+                    .map_err(|e| tracing::warn!("the synced files' digests were not kept: {e}"))
+                    .ok()
+                    .map(std::sync::Arc::new)
             } else {
                 None
             };

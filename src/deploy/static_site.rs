@@ -10,11 +10,12 @@
 //!
 //! Each file is read once and its digests computed once, in the same pass that uploads
 //! it: a file under [`WHOLE_LIMIT`] is read whole, hashed, compared and (if changed)
-//! sent in one Put Blob, holding one buffer permit per [`BLOCK_SIZE`]; a larger one whose size differs from the blob's is certainly changed,
-//! so it is hashed while its blocks are staged (Put Block, in parallel) and committed
-//! with that MD5 (Put Block List). Only a large file of the blob's very size is read
-//! twice when it did change: once to compare, once to send. Memory is bounded by
-//! `parallel` buffers of at most [`BLOCK_SIZE`], whatever the files' sizes.
+//! sent in one Put Blob, holding one buffer permit per started [`BLOCK_SIZE`]; a larger
+//! one whose size differs from the blob's is certainly changed, so it is hashed while
+//! its blocks are staged (Put Block, in parallel) and committed with that MD5 (Put
+//! Block List). Only a large file of the blob's very size is read twice when it did
+//! change: once to compare, once to send. Memory is bounded by `parallel` buffers of at
+//! most [`BLOCK_SIZE`], whatever the files' sizes.
 //!
 //! The same pass computes each file's SHA-256 beside its MD5, and the report carries
 //! both ([`SiteReport::files`]): the artifact's digest and the kept release
