@@ -14,7 +14,8 @@
 #   scripts/bench.sh dashboard [--runs N] [--envs N] [--versions N]   nubes dashboard over many environments
 #   scripts/bench.sh reap     [--envs N]              reap with --jobs 8 vs --jobs 1
 #   scripts/bench.sh drift    [--envs N]              drift over N envs on their own branches, --jobs 1 vs 4
-#   scripts/bench.sh site     [RUNS]                  static-site sync: 500 files, 20 x 5 MiB, vs peers
+#   scripts/bench.sh site     [RUNS]                  static-site `nubes up`: 500 files, 20 x 5 MiB, vs peers;
+#                                                     nubes's own VmHWM
 #   scripts/bench.sh releases [--runs N] [--build-seconds S]  rollback vs build + deploy, 500-file site
 #                                                     and a 50 MB App Service zip (in-test Kudu),
 #                                                     without and with a slot (swap back)
@@ -53,7 +54,15 @@ if [ "$which" = site ] || [ "$which" = init ] || [ "$which" = image ]; then
   export NUBES_BENCH_RUNS="${1:-3}"
   out=$(mktemp)
   trap 'rm -f "$out"' EXIT
-  if ! cargo test --release --quiet --test it -- --ignored --exact \
+  profile=(--release)
+  if [ "$which" = site ]; then
+    # The site driver only starts processes (a release `nubes up`, the peers) and reads
+    # their figures from outside, so the test binary itself need not be optimised.
+    cargo build --release --quiet
+    export NUBES_BENCH_NUBES="$ROOT/target/release/nubes"
+    profile=()
+  fi
+  if ! cargo test "${profile[@]}" --quiet --test it -- --ignored --exact \
       "$test" --nocapture --test-threads 1 >"$out" 2>&1; then
     cat "$out" >&2
     exit 1

@@ -26,6 +26,7 @@ pub fn run(cli: Cli) -> i32 {
         dispatch(&cli).await
     });
     tracing::debug!("{} storage requests", crate::state::azure::requests_made());
+    tracing::debug!("{} artifact file reads", crate::deploy::artifact_reads());
     // Background tasks (lease renewal, idle connections) must not hold up the exit.
     runtime.shutdown_timeout(std::time::Duration::from_millis(200));
     match result {

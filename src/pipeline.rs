@@ -428,17 +428,13 @@ async fn stages(
     if let Some(built) = &built
         && let Some(target) = crate::deploy::target(ctx.settings, &report.outputs)
     {
-        let artifact = built.artifact.clone();
         let digest = match &built.image {
             // An image is recorded by its manifest digest, the one it runs by.
             Some(image) => Some(image.digest.clone()),
-            None => tokio::task::spawn_blocking(move || crate::deploy::digest(&artifact))
-                .await
-                .ok()
-                .and_then(|d| {
-                    d.map_err(|e| tracing::warn!("cannot record the artifact's digest: {e}"))
-                        .ok()
-                }),
+            // A folder synced into a static site: the sync hashes each file as it reads
+            // it, and the digest is made from that (below), not from another pass.
+            None if target == "static-site" && built.artifact.is_dir() => None,
+            None => artifact_digest(&built.artifact).await,
         };
         tracing::info!("deploying `{env}` ({target}) and checking its health");
         let stage = crate::ui::stage("deploy + health check");
@@ -471,6 +467,17 @@ async fn stages(
         };
         stage.end_with(shipment.deployed.is_ok() && !matches!(shipment.health, Some(Err(_))));
         let (deployed, healthy) = (shipment.deployed, shipment.health);
+        let site = match &deployed {
+            Ok(Some(d)) => d.site.clone(),
+            _ => None,
+        };
+        let digest = match (digest, &site) {
+            (Some(d), _) => Some(d),
+            (None, Some(site)) => Some(site.digest.clone()),
+            // The sync failed or did not report its files: hash the folder.
+            (None, None) if built.image.is_none() => artifact_digest(&built.artifact).await,
+            (None, None) => None,
+        };
         // A slot that was not swapped in left production's release (and record) as is.
         if shipment.went_live || deployed.is_err() {
             activity.deploy = Some((target.clone(), digest.clone(), deployed.is_ok()));
@@ -480,6 +487,7 @@ async fn stages(
             target: &target,
             artifact: &built.artifact,
             digest: digest.as_deref(),
+            site,
             commit: ctx.origin.commit.as_deref(),
             deployed: deployed.is_ok(),
             went_live: shipment.went_live,
@@ -504,6 +512,19 @@ async fn stages(
     }
     report.built = built;
     Ok(report)
+}
+
+/// The content digest of the artifact (`crate::deploy::digest`), or None (logged) when it
+/// cannot be read.
+async fn artifact_digest(artifact: &std::path::Path) -> Option<String> {
+    let artifact = artifact.to_path_buf();
+    tokio::task::spawn_blocking(move || crate::deploy::digest(&artifact))
+        .await
+        .ok()
+        .and_then(|d| {
+            d.map_err(|e| tracing::warn!("cannot record the artifact's digest: {e}"))
+                .ok()
+        })
 }
 
 /// Keep and record the release `up` shipped; after a failed health check, the automatic

@@ -387,6 +387,7 @@ fn deployed(
         ),
         sha256: Some(digest.trim_start_matches("sha256:").to_string()),
         destination: Some(app_id),
+        site: None,
     }
 }
 

@@ -32,6 +32,10 @@ pub struct Deployed {
     pub sha256: Option<String>,
     /// Where it went: the app's SCM site, the storage account, or the command.
     pub destination: Option<String>,
+    /// A `static-site` sync of a whole folder: its files with the digests the sync's one
+    /// read of each gave, and the artifact's digest made from them (what `up` records
+    /// and keeps as the release, without hashing the folder again).
+    pub site: Option<std::sync::Arc<SiteManifest>>,
 }
 
 pub(crate) fn output(outputs: &Map<String, Value>, name: &str) -> Option<String> {
@@ -135,11 +139,37 @@ pub async fn deploy(
                 Error::input("deploy target `static-site` needs the Terraform output `static_site_account_url`")
                     .hint("output the blob endpoint of the storage account whose static website serves the site")
             })?;
+            // A whole folder (`up`): the release keeper takes each small file from the
+            // sync's own read. A redeploy's files come from the kept release already.
+            let tee = match &baseline {
+                Some(_) => None,
+                None => crate::releases::SiteTee::open(settings)
+                    .await
+                    .map(|t| t as std::sync::Arc<dyn static_site::FileTee>),
+            };
             let options = static_site::SiteOptions {
                 baseline,
+                tee,
                 ..site_options(settings)
             };
-            let report = static_site::sync(&account, artifact, &options).await?;
+            let whole = options.baseline.is_none();
+            let mut report = static_site::sync(&account, artifact, &options).await?;
+            // A redeploy (baseline) synced part of the folder and knows its digest already.
+            let site = if whole {
+                let read = std::mem::take(&mut report.files);
+                let dir = artifact.to_path_buf();
+                let collected = tokio::task::spawn_blocking(move || site_manifest(&dir, &read))
+                    .await
+                    .map_err(|e| Error::failed(e.to_string()))
+                    .and_then(|m| m);
+                // Not fatal: `up` then hashes the folder for its record as before.
+                collected
+                    .map_err(|e| tracing::warn!("the synced files' digests were not kept: {e}"))
+                    .ok()
+                    .map(std::sync::Arc::new)
+            } else {
+                None
+            };
             Ok(Some(Deployed {
                 detail: format!(
                     "{} to {account}/{}",
@@ -149,6 +179,7 @@ pub async fn deploy(
                 target,
                 sha256: None,
                 destination: Some(account),
+                site,
             }))
         }
         "app-service" | "functions" => {
@@ -187,6 +218,7 @@ pub async fn deploy(
                 target,
                 sha256: Some(report.sha256),
                 destination: Some(scm),
+                site: None,
             }))
         }
         // The pipeline deploys images itself ([`container_apps::deploy`]); reaching here
@@ -318,7 +350,22 @@ async fn deploy_command(
         detail: format!("ran {program}"),
         sha256: None,
         destination: Some(program.clone()),
+        site: None,
     })
+}
+
+/// Artifact files opened to read their content (site sync, digests, kept releases),
+/// counted so a test can see how often `up` reads each file; logged at debug level at
+/// exit, as the storage request count is.
+static ARTIFACT_READS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+pub fn artifact_reads() -> u64 {
+    ARTIFACT_READS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Count one read of an artifact file's content.
+pub(crate) fn reading_artifact_file() {
+    ARTIFACT_READS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
 }
 
 /// Lower-case hex of `bytes` (digests as nubes records and names them).
@@ -328,6 +375,7 @@ pub fn hex(bytes: &[u8]) -> String {
 
 /// One file of a folder artifact with its content's SHA-256: what [`digest`] hashes, and
 /// what a kept static-site release stores (`releases::site`).
+#[derive(Debug)]
 pub struct FileDigest {
     /// Path relative to the artifact, with `/`.
     pub rel: String,
@@ -335,10 +383,13 @@ pub struct FileDigest {
     pub hex: String,
     pub path: std::path::PathBuf,
     pub size: u64,
+    /// The content's MD5, when the pass that read it computed one (a site sync does).
+    pub md5: Option<[u8; 16]>,
 }
 
 fn file_sha256(path: &Path) -> Result<([u8; 32], u64)> {
     use sha2::{Digest as _, Sha256};
+    reading_artifact_file();
     let mut file = fs_err::File::open(path)?;
     let mut hasher = Sha256::new();
     let size = std::io::copy(&mut file, &mut hasher)?;
@@ -347,6 +398,18 @@ fn file_sha256(path: &Path) -> Result<([u8; 32], u64)> {
 
 /// Every file of a folder artifact, sorted by path, with its SHA-256 (blocking I/O).
 pub fn file_digests(artifact: &Path) -> Result<Vec<FileDigest>> {
+    walk_files(artifact, |_, path, _| {
+        let (sha, size) = file_sha256(path)?;
+        Ok((sha, size, None))
+    })
+}
+
+/// The files [`file_digests`] walks, in its order, each hashed by `hash(rel, path,
+/// size on disk)` into (SHA-256, size, MD5 if known). Blocking I/O.
+fn walk_files(
+    artifact: &Path,
+    mut hash: impl FnMut(&str, &Path, u64) -> Result<([u8; 32], u64, Option<[u8; 16]>)>,
+) -> Result<Vec<FileDigest>> {
     let mut out = Vec::new();
     for entry in walkdir::WalkDir::new(artifact).sort_by_file_name() {
         let entry = entry.map_err(|e| {
@@ -364,15 +427,52 @@ pub fn file_digests(artifact: &Path) -> Result<Vec<FileDigest>> {
             .unwrap_or(entry.path())
             .to_string_lossy()
             .replace('\\', "/");
-        let (sha, size) = file_sha256(entry.path())?;
+        let on_disk = entry
+            .metadata()
+            .map_err(|e| Error::failed(format!("cannot read {}: {e}", entry.path().display())))?
+            .len();
+        let (sha, size, md5) = hash(&rel, entry.path(), on_disk)?;
         out.push(FileDigest {
             rel,
             hex: hex(&sha),
             path: entry.path().to_path_buf(),
             size,
+            md5,
         });
     }
     Ok(out)
+}
+
+/// A folder artifact as a site sync read it: its [`FileDigest`]s (the very entries and
+/// order [`file_digests`] gives) and its [`digest`].
+#[derive(Debug)]
+pub struct SiteManifest {
+    pub files: Vec<FileDigest>,
+    /// `sha256:<hex>` of the [`manifest`].
+    pub digest: String,
+}
+
+/// The [`SiteManifest`] of `artifact` from the digests a sync computed while it read
+/// the files (`read`). The folder is walked again for names and sizes only (the same
+/// walk as [`file_digests`], so the digest is the one it would give); a file the sync
+/// did not read (one it skips, such as `.DS_Store`) or whose size changed since is
+/// hashed here. Blocking I/O.
+pub fn site_manifest(artifact: &Path, read: &[static_site::SiteFile]) -> Result<SiteManifest> {
+    use sha2::{Digest as _, Sha256};
+    let by_rel: std::collections::HashMap<&str, &static_site::SiteFile> =
+        read.iter().map(|f| (f.rel.as_str(), f)).collect();
+    let files = walk_files(artifact, |rel, path, on_disk| match by_rel.get(rel) {
+        Some(f) if f.size == on_disk => Ok((f.sha256, f.size, Some(f.md5))),
+        _ => {
+            let (md5, sha, size) = static_site::file_digests_blocking(path)?;
+            Ok((sha, size, Some(md5)))
+        }
+    })?;
+    let digest = format!(
+        "sha256:{}",
+        hex(&Sha256::digest(manifest(&files).as_bytes()))
+    );
+    Ok(SiteManifest { files, digest })
 }
 
 /// The manifest of a folder artifact: one `path NUL sha256(content)` line per file, sorted.
@@ -422,6 +522,42 @@ mod digest_tests {
             digest(&f).expect("digest"),
             "sha256:6b86b273ff34fce19d6b804eff5a3f5747ada4eaa22f1d49c01e52ddb7875b4b"
         );
+    }
+
+    #[test]
+    fn a_site_manifest_from_the_syncs_digests_is_the_digest_of_the_folder() {
+        use md5::Digest as _;
+        let d = tempfile::tempdir().expect("tempdir");
+        let root = d.path();
+        std::fs::create_dir_all(root.join("assets")).expect("mkdir");
+        std::fs::write(root.join("index.html"), "<h1>hi</h1>").expect("write");
+        std::fs::write(root.join("assets/app.js"), "1").expect("write");
+        std::fs::write(root.join(".DS_Store"), "finder").expect("write");
+        let outside = tempfile::tempdir().expect("tempdir");
+        std::fs::write(outside.path().join("linked.js"), "l").expect("write");
+        std::os::unix::fs::symlink(outside.path().join("linked.js"), root.join("linked.js"))
+            .expect("symlink");
+        let read = |rel: &str, bytes: &[u8]| static_site::SiteFile {
+            rel: rel.into(),
+            size: bytes.len() as u64,
+            md5: md5::Md5::digest(bytes).into(),
+            sha256: <sha2::Sha256 as sha2::Digest>::digest(bytes).into(),
+        };
+        // What a sync reads: not `.DS_Store`, but the file behind the symlink (which the
+        // digest never counted), and app.js as it was before it changed on disk.
+        let synced = [
+            read("index.html", b"<h1>hi</h1>"),
+            read("assets/app.js", b"old!"),
+            read("linked.js", b"l"),
+        ];
+        let m = site_manifest(root, &synced).expect("manifest");
+        assert_eq!(m.digest, digest(root).expect("digest"));
+        let rels: Vec<&str> = m.files.iter().map(|f| f.rel.as_str()).collect();
+        assert_eq!(rels, [".DS_Store", "assets/app.js", "index.html"]);
+        for f in &m.files {
+            let bytes = std::fs::read(&f.path).expect("read");
+            assert_eq!(f.md5, Some(md5::Md5::digest(&bytes).into()), "{}", f.rel);
+        }
     }
 }
 

@@ -292,6 +292,7 @@ pub async fn swap_back(
         ),
         sha256: None,
         destination: Some(place.scm.clone()),
+        site: None,
     };
     Some(swap_in(settings, &arm, &place, slot, outputs, Ok(Some(deployed))).await)
 }

@@ -8,13 +8,22 @@
 //! assets they reference, and blobs no longer in the artifact are deleted last, so a
 //! visitor never meets a page whose assets are missing.
 //!
-//! Each file is read once and its MD5 computed once, in the same pass that uploads it:
-//! a file up to [`BLOCK_SIZE`] is read whole, hashed, compared and (if changed) sent in
-//! one Put Blob; a larger one whose size differs from the blob's is certainly changed,
-//! so it is hashed while its blocks are staged (Put Block, in parallel) and committed
-//! with that MD5 (Put Block List). Only a large file of the blob's very size is read
-//! twice when it did change: once to compare, once to send. Memory is bounded by
-//! `parallel` buffers of at most [`BLOCK_SIZE`], whatever the files' sizes.
+//! Each file is read once and its digests computed once, in the same pass that uploads
+//! it: a file under [`WHOLE_LIMIT`] is read whole, hashed, compared and (if changed)
+//! sent in one Put Blob, holding one buffer permit per started [`BLOCK_SIZE`]; a larger
+//! one whose size differs from the blob's is certainly changed, so it is hashed while
+//! its blocks are staged (Put Block, in parallel) and committed with that MD5 (Put
+//! Block List). Only a large file of the blob's very size is read twice when it did
+//! change: once to compare, once to send. Memory is bounded by `parallel` buffers of at
+//! most [`BLOCK_SIZE`], whatever the files' sizes.
+//!
+//! The same pass computes each file's SHA-256 beside its MD5, and the report carries
+//! both ([`SiteReport::files`]): the artifact's digest and the kept release
+//! ([`crate::deploy::site_manifest`], `releases::site`) are made from them, so `up`
+//! does not read the folder again to hash it. With a [`FileTee`] (`up` keeping the
+//! release), each file under [`WHOLE_LIMIT`] is also handed, from the same buffer, to
+//! the release keeper, which stores it if its releases container lacks it: such a file
+//! is read once in all.
 //!
 //! A redeploy of a kept release ([`crate::releases`]) knows most of the content already:
 //! it takes the listing first ([`listing`]), fetches only the files `$web` lacks, and
@@ -33,15 +42,16 @@ use std::sync::Arc;
 use azure_core::error::ErrorKind;
 use azure_core::http::RequestContent;
 use azure_core::http::{StatusCode, Url};
-use azure_storage_blob::BlobContainerClient;
 use azure_storage_blob::models::{
     BlobClientDeleteOptions, BlobClientUploadOptions, BlobContainerClientListBlobsOptions,
     BlockBlobClientCommitBlockListOptions, BlockBlobClientStageBlockOptions, BlockLookupList,
     DeleteSnapshotsOptionType,
 };
-use bytes::{Bytes, BytesMut};
+use azure_storage_blob::{BlobContainerClient, BlockBlobClient};
+use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use md5::{Digest, Md5};
+use sha2::Sha256;
 use tokio::sync::Semaphore;
 
 use crate::error::{Error, Result};
@@ -58,8 +68,32 @@ pub const SAS_VAR: &str = "NUBES_SITE_SAS";
 
 const DEFAULT_PARALLEL: usize = 8;
 
-/// Files up to this size go in one request; larger ones in blocks of this size.
+/// Files of [`WHOLE_LIMIT`] and more go in blocks of this size; also the unit of the
+/// buffer budget (one permit per block in memory).
 pub const BLOCK_SIZE: usize = 4 << 20;
+
+/// Files under this size are read whole and go in one request (Put Blob), holding one
+/// buffer permit per started [`BLOCK_SIZE`]: a 5 MiB file is one request, as the
+/// Python SDK sends it, not two blocks and a commit, and the release keeper can take it
+/// from the sync's read.
+pub const WHOLE_LIMIT: u64 = 2 * BLOCK_SIZE as u64;
+
+/// Buffer permits for a file of `size` bytes read whole: one per started
+/// [`BLOCK_SIZE`], at least one and at most `total` (all of them), so the bytes held
+/// never exceed `total` × [`BLOCK_SIZE`].
+pub(crate) async fn buffers_for(
+    buffers: &Semaphore,
+    size: u64,
+    total: usize,
+) -> Result<tokio::sync::SemaphorePermit<'_>> {
+    let n = size
+        .div_ceil(BLOCK_SIZE as u64)
+        .clamp(1, total.max(1) as u64);
+    buffers
+        .acquire_many(u32::try_from(n).unwrap_or(u32::MAX))
+        .await
+        .map_err(|e| Error::failed(e.to_string()))
+}
 
 /// Files never deployed: macOS Finder litter.
 const SKIPPED: &[&str] = &[".DS_Store"];
@@ -77,6 +111,16 @@ pub struct SiteOptions {
     /// What `$web` holds, listed already, and the names that keep their content though
     /// the artifact folder lacks them (a kept release redeployed); None = list here.
     pub baseline: Option<Arc<Baseline>>,
+    /// Where else each file read whole goes (the release keeper); None = nowhere.
+    pub tee: Option<Arc<dyn FileTee>>,
+}
+
+/// Another consumer of the files a sync reads (`releases::SiteTee`): given each file
+/// under [`WHOLE_LIMIT`], its digests and its bytes, while the sync holds its buffer (so
+/// memory stays bounded by the sync's buffers). It must not fail the sync: whatever it
+/// could not take is its own to fetch later.
+pub trait FileTee: Send + Sync + std::fmt::Debug {
+    fn take<'a>(&'a self, file: &'a SiteFile, bytes: Bytes) -> futures::future::BoxFuture<'a, ()>;
 }
 
 impl Default for SiteOptions {
@@ -86,6 +130,7 @@ impl Default for SiteOptions {
             parallel: DEFAULT_PARALLEL,
             prefix: None,
             baseline: None,
+            tee: None,
         }
     }
 }
@@ -149,6 +194,19 @@ pub struct SiteReport {
     pub uploaded: Vec<String>,
     pub unchanged: usize,
     pub deleted: Vec<String>,
+    /// Every file the sync read (uploaded or found unchanged), with the digests that one
+    /// read gave, in no particular order. Files a baseline kept are not among them.
+    pub files: Vec<SiteFile>,
+}
+
+/// One file of the artifact as the sync read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SiteFile {
+    /// Path relative to the artifact folder, with `/` (the blob name without prefix).
+    pub rel: String,
+    pub size: u64,
+    pub md5: [u8; 16],
+    pub sha256: [u8; 32],
 }
 
 impl SiteReport {
@@ -220,7 +278,7 @@ pub async fn sync_with(
     let prefix = prefix_of(options);
     if let Some(prefix) = &prefix {
         for f in &mut files {
-            f.name.insert_str(0, prefix);
+            f.name = format!("{prefix}{}", f.rel);
         }
     }
     let site = Site::connect(account_url, http, &auth)?;
@@ -275,18 +333,25 @@ async fn upload_changed(
     }
     let mut report = SiteReport::default();
     for batch in [assets, pages] {
-        let done: Vec<Option<String>> = futures::stream::iter(batch)
+        let done: Vec<(Option<String>, SiteFile)> = futures::stream::iter(batch)
             .map(|(file, blob)| {
-                site.sync_file(file, blob, options.cache_control.as_deref(), &buffers)
+                site.sync_file(
+                    file,
+                    blob,
+                    options.cache_control.as_deref(),
+                    options.tee.as_deref(),
+                    (&buffers, parallel),
+                )
             })
             .buffer_unordered(parallel)
             .try_collect()
             .await?;
-        for name in done {
+        for (name, file) in done {
             match name {
                 Some(name) => report.uploaded.push(name),
                 None => report.unchanged += 1,
             }
+            report.files.push(file);
         }
     }
     Ok(report)
@@ -294,8 +359,10 @@ async fn upload_changed(
 
 /// One file of the artifact.
 struct LocalFile {
-    /// Blob name: the relative path with `/`.
+    /// Blob name: the options' prefix and [`LocalFile::rel`].
     name: String,
+    /// The path relative to the artifact, with `/`.
+    rel: String,
     path: PathBuf,
     size: u64,
     content_type: &'static str,
@@ -347,6 +414,7 @@ fn walk(artifact: &Path, may_be_empty: bool) -> Result<Vec<LocalFile>> {
         files.push(LocalFile {
             content_type: content_type(&name),
             size,
+            rel: name.clone(),
             name,
             path,
         });
@@ -424,6 +492,18 @@ struct RemoteBlob {
     content_type: Option<String>,
 }
 
+impl LocalFile {
+    /// The file as the sync read it: `size` bytes with these digests.
+    fn read(&self, size: u64, md5: [u8; 16], sha256: [u8; 32]) -> SiteFile {
+        SiteFile {
+            rel: self.rel.clone(),
+            size,
+            md5,
+            sha256,
+        }
+    }
+}
+
 impl RemoteBlob {
     /// Everything but the content matches: the headers, and the size.
     fn headers_match(&self, file: &LocalFile, cache_control: Option<&str>) -> bool {
@@ -442,40 +522,191 @@ impl RemoteBlob {
     }
 }
 
-/// The MD5 of a file, read in pieces on a blocking thread.
-async fn file_md5(path: &Path) -> std::io::Result<[u8; 16]> {
-    let path = path.to_path_buf();
-    tokio::task::spawn_blocking(move || {
-        use std::io::Read as _;
-        let mut file = fs_err::File::open(&path)?;
-        let mut hasher = Md5::new();
-        let mut buf = vec![0u8; 256 << 10];
-        loop {
-            let n = file.read(&mut buf)?;
-            if n == 0 {
-                return Ok(hasher.finalize().into());
-            }
-            hasher.update(&buf[..n]);
-        }
-    })
-    .await
-    .map_err(std::io::Error::other)?
+/// MD5 and SHA-256 of the same bytes, fed in pieces.
+#[derive(Default)]
+struct Hashers {
+    md5: Md5,
+    sha256: Sha256,
 }
 
-/// Fill `buf` from `file` up to `limit` bytes, or to the end of the file.
-async fn read_up_to(
-    file: &mut tokio::fs::File,
-    buf: &mut BytesMut,
-    limit: usize,
-) -> std::io::Result<()> {
-    use tokio::io::AsyncReadExt as _;
-    while buf.len() < limit {
-        let mut chunk = (&mut *file).take((limit - buf.len()) as u64);
-        if chunk.read_buf(buf).await? == 0 {
+impl Hashers {
+    fn update(&mut self, bytes: &[u8]) {
+        self.md5.update(bytes);
+        self.sha256.update(bytes);
+    }
+
+    fn finish(self) -> ([u8; 16], [u8; 32]) {
+        (self.md5.finalize().into(), self.sha256.finalize().into())
+    }
+
+    /// Both digests of `bytes` at once.
+    fn of(bytes: &[u8]) -> ([u8; 16], [u8; 32]) {
+        let mut h = Hashers::default();
+        h.update(bytes);
+        h.finish()
+    }
+}
+
+/// The MD5 and SHA-256 of a file, read once in pieces on a blocking thread.
+async fn file_digests(path: &Path) -> std::io::Result<([u8; 16], [u8; 32])> {
+    let path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || file_digests_blocking(&path).map(|(m, s, _)| (m, s)))
+        .await
+        .map_err(std::io::Error::other)?
+}
+
+/// The MD5, SHA-256 and size of a file, read once in pieces (blocking I/O).
+pub(crate) fn file_digests_blocking(path: &Path) -> std::io::Result<([u8; 16], [u8; 32], u64)> {
+    use std::io::Read as _;
+    crate::deploy::reading_artifact_file();
+    let mut file = fs_err::File::open(path)?;
+    let mut hashers = Hashers::default();
+    let mut size = 0u64;
+    let mut buf = vec![0u8; 256 << 10];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            let (md5, sha256) = hashers.finish();
+            return Ok((md5, sha256, size));
+        }
+        size += n as u64;
+        hashers.update(&buf[..n]);
+    }
+}
+
+/// A file read block by block on blocking threads, each block straight into a buffer of
+/// its own (tokio's `File` would copy it through another buffer, up to 2 MiB per open
+/// file, which several files in flight add to the peak) and hashed there.
+struct BlockReader {
+    file: std::fs::File,
+    hashers: Hashers,
+    /// Only the MD5 of the whole file is wanted (its digests are known).
+    md5_only: bool,
+}
+
+impl BlockReader {
+    /// The next block (empty at the end) and its own MD5, the whole file's digests
+    /// updated with it.
+    fn next_block(mut self) -> std::io::Result<(Self, Vec<u8>, [u8; 16])> {
+        use std::io::Read as _;
+        let mut buf = Vec::with_capacity(BLOCK_SIZE);
+        (&mut self.file)
+            .take(BLOCK_SIZE as u64)
+            .read_to_end(&mut buf)?;
+        if self.md5_only {
+            self.hashers.md5.update(&buf);
+        } else {
+            self.hashers.update(&buf);
+        }
+        let md5 = Md5::digest(&buf).into();
+        Ok((self, buf, md5))
+    }
+}
+
+/// Why [`upload_blocks`] stopped.
+#[derive(Debug)]
+pub(crate) enum BlockError {
+    /// Storage refused or could not be reached.
+    Storage(azure_core::Error),
+    /// Reading the file, or a task, failed.
+    Local(String),
+}
+
+/// Upload the file at `path` to `blob` in blocks of [`BLOCK_SIZE`] as it is read
+/// (several in flight, each holding one of `buffers`), hashing it on the way, then
+/// commit them with `commit` (its Content-MD5 set here to the file's). When its digests
+/// are `known` (an earlier read computed them) only the MD5 is computed, and a file
+/// whose bytes no longer have it is not committed: storage checks each block's MD5 but
+/// not the whole blob's, so a file changed since would otherwise be stored under
+/// digests that are not its own. Returns the size sent and the digests (MD5, SHA-256).
+/// Shared by the site sync and the release keeper (`releases::site`), so both hold at
+/// most one buffer per permit.
+pub(crate) async fn upload_blocks(
+    blob: BlockBlobClient,
+    path: &Path,
+    known: Option<([u8; 16], [u8; 32])>,
+    mut commit: BlockBlobClientCommitBlockListOptions<'_>,
+    buffers: &Arc<Semaphore>,
+) -> std::result::Result<(u64, [u8; 16], [u8; 32]), BlockError> {
+    let local = |e: &dyn std::fmt::Display| BlockError::Local(e.to_string());
+    let blob = Arc::new(blob);
+    crate::deploy::reading_artifact_file();
+    let file = tokio::fs::File::open(path).await.map_err(|e| local(&e))?;
+    let mut reader = BlockReader {
+        file: file.into_std().await,
+        hashers: Hashers::default(),
+        md5_only: known.is_some(),
+    };
+    let mut size = 0u64;
+    let mut ids: Vec<Vec<u8>> = Vec::new();
+    let mut in_flight = tokio::task::JoinSet::new();
+    loop {
+        let permit = buffers
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| local(&e))?;
+        // Read and hashed off the async workers: storage verifies each block's own
+        // Content-MD5, and Azurite, given none, computes a CRC64 of it in JavaScript,
+        // three times slower than the upload itself (issue 19).
+        let (next, buf, md5) = tokio::task::spawn_blocking(move || reader.next_block())
+            .await
+            .map_err(|e| local(&e))?
+            .map_err(|e| local(&e))?;
+        reader = next;
+        if buf.is_empty() {
             break;
         }
+        let block = Bytes::from(buf);
+        size += block.len() as u64;
+        let id = format!("{:08}", ids.len()).into_bytes();
+        ids.push(id.clone());
+        let blob = blob.clone();
+        in_flight.spawn(async move {
+            let _permit = permit;
+            blob.stage_block(
+                &id,
+                block.len() as u64,
+                content(block),
+                Some(BlockBlobClientStageBlockOptions {
+                    transactional_content_md5: Some(md5.to_vec()),
+                    ..Default::default()
+                }),
+            )
+            .await
+            .map(|_| ())
+        });
+        // Collect finished blocks as we go, so a failure stops the read early.
+        while let Some(done) = in_flight.try_join_next() {
+            done.map_err(|e| local(&e))?.map_err(BlockError::Storage)?;
+        }
     }
-    Ok(())
+    while let Some(done) = in_flight.join_next().await {
+        done.map_err(|e| local(&e))?.map_err(BlockError::Storage)?;
+    }
+    let hashers = reader.hashers;
+    let (md5, sha256) = match known {
+        Some((md5, sha256)) => {
+            if <[u8; 16]>::from(hashers.md5.finalize()) != md5 {
+                return Err(BlockError::Local(format!(
+                    "{} changed while it was being uploaded",
+                    path.display()
+                )));
+            }
+            (md5, sha256)
+        }
+        None => hashers.finish(),
+    };
+    commit.blob_content_md5 = Some(md5.to_vec());
+    let list = RequestContent::try_from(BlockLookupList {
+        latest: Some(ids),
+        ..Default::default()
+    })
+    .map_err(BlockError::Storage)?;
+    blob.commit_block_list(list, Some(commit))
+        .await
+        .map_err(BlockError::Storage)?;
+    Ok((size, md5, sha256))
 }
 
 /// How long requests to the site's storage are retried.
@@ -594,46 +825,66 @@ impl Site {
     }
 
     /// Bring one file's blob up to date: `Some(name)` when it was uploaded, `None` when
-    /// it already matched. The file is read once (see the module doc).
+    /// it already matched; with the file's digests. The file is read once (see the
+    /// module doc).
     async fn sync_file(
         &self,
         file: LocalFile,
         remote: Option<RemoteBlob>,
         cache_control: Option<&str>,
-        buffers: &Arc<Semaphore>,
-    ) -> Result<Option<String>> {
+        tee: Option<&dyn FileTee>,
+        (buffers, permits): (&Arc<Semaphore>, usize),
+    ) -> Result<(Option<String>, SiteFile)> {
         let doing = format!(
             "uploading `{}` to blob `{}`",
             file.path.display(),
             file.name
         );
         let io = |e: std::io::Error| Error::failed(format!("{doing}: {e}"));
-        if file.size <= BLOCK_SIZE as u64 {
-            let _buffer = buffers
-                .acquire()
-                .await
-                .map_err(|e| Error::failed(e.to_string()))?;
+        if file.size < WHOLE_LIMIT {
+            let _buffers = buffers_for(buffers, file.size, permits).await?;
+            crate::deploy::reading_artifact_file();
             let bytes = tokio::fs::read(&file.path).await.map_err(io)?;
-            let md5: [u8; 16] = Md5::digest(&bytes).into();
+            // Hashed off the async workers (a file may be several MiB).
+            let (bytes, (md5, sha256)) = tokio::task::spawn_blocking(move || {
+                let digests = Hashers::of(&bytes);
+                (bytes, digests)
+            })
+            .await
+            .map_err(|e| Error::failed(format!("{doing}: {e}")))?;
+            let read = file.read(bytes.len() as u64, md5, sha256);
+            let bytes = Bytes::from(bytes);
+            // The tee (the release keeper) gets the same bytes while the buffer is held.
+            let teed = async {
+                if let Some(tee) = tee {
+                    tee.take(&read, bytes.clone()).await;
+                }
+            };
             if remote.is_some_and(|r| r.matches(&file, &md5, cache_control)) {
-                return Ok(None);
+                teed.await;
+                return Ok((None, read));
             }
-            self.put_whole(&file, Bytes::from(bytes), md5, cache_control, &doing)
-                .await?;
-            return Ok(Some(file.name));
+            let (put, ()) = tokio::join!(
+                self.put_whole(&file, bytes.clone(), md5, cache_control, &doing),
+                teed
+            );
+            put?;
+            return Ok((Some(file.name), read));
         }
         // A large file the size of its blob may be unchanged: compare first.
         let mut known = None;
         if let Some(r) = remote.filter(|r| r.headers_match(&file, cache_control)) {
-            let md5 = file_md5(&file.path).await.map_err(io)?;
+            let (md5, sha256) = file_digests(&file.path).await.map_err(io)?;
             if r.md5.as_deref() == Some(&md5[..]) {
-                return Ok(None);
+                return Ok((None, file.read(file.size, md5, sha256)));
             }
-            known = Some(md5);
+            known = Some((md5, sha256));
         }
-        self.put_blocks(&file, known, cache_control, buffers, &doing)
+        let (size, md5, sha256) = self
+            .put_blocks(&file, known, cache_control, buffers, &doing)
             .await?;
-        Ok(Some(file.name))
+        let read = file.read(size, md5, sha256);
+        Ok((Some(file.name), read))
     }
 
     async fn put_whole(
@@ -666,96 +917,34 @@ impl Site {
     }
 
     /// Stage the file in blocks as it is read (several in flight, each holding one of
-    /// `buffers`), hashing it on the way unless its MD5 is `known`, then commit them.
+    /// `buffers`), hashing it on the way unless its digests are `known`, then commit
+    /// them. Returns the size sent and the digests (MD5, SHA-256).
     async fn put_blocks(
         &self,
         file: &LocalFile,
-        known: Option<[u8; 16]>,
+        known: Option<([u8; 16], [u8; 32])>,
         cache_control: Option<&str>,
         buffers: &Arc<Semaphore>,
         doing: &str,
-    ) -> Result<()> {
+    ) -> Result<(u64, [u8; 16], [u8; 32])> {
         tracing::debug!(
             "site: uploading {} ({} bytes in blocks, {})",
             file.name,
             file.size,
             file.content_type
         );
-        let io = |e: std::io::Error| Error::failed(format!("{doing}: {e}"));
-        let blob = Arc::new(self.container.blob_client(&file.name).block_blob_client());
-        let mut source = tokio::fs::File::open(&file.path).await.map_err(io)?;
-        let mut hasher = Md5::new();
-        let mut ids: Vec<Vec<u8>> = Vec::new();
-        let mut in_flight = tokio::task::JoinSet::new();
-        loop {
-            let permit = buffers
-                .clone()
-                .acquire_owned()
-                .await
-                .map_err(|e| Error::failed(e.to_string()))?;
-            let mut buf = BytesMut::with_capacity(BLOCK_SIZE);
-            read_up_to(&mut source, &mut buf, BLOCK_SIZE)
-                .await
-                .map_err(io)?;
-            if buf.is_empty() {
-                break;
-            }
-            let block = buf.freeze();
-            if known.is_none() {
-                hasher.update(&block);
-            }
-            let id = format!("{:08}", ids.len()).into_bytes();
-            ids.push(id.clone());
-            let blob = blob.clone();
-            in_flight.spawn(async move {
-                let _permit = permit;
-                // The block's own Content-MD5, hashed off the async workers: storage
-                // verifies each block, and Azurite, given none, computes a CRC64 of it
-                // in JavaScript, three times slower than the upload itself (issue 19).
-                let hashed = block.clone();
-                let md5 = tokio::task::spawn_blocking(move || {
-                    <[u8; 16]>::from(Md5::digest(&hashed)).to_vec()
-                })
-                .await
-                .ok();
-                blob.stage_block(
-                    &id,
-                    block.len() as u64,
-                    content(block),
-                    Some(BlockBlobClientStageBlockOptions {
-                        transactional_content_md5: md5,
-                        ..Default::default()
-                    }),
-                )
-                .await
-                .map(|_| ())
-            });
-            // Collect finished blocks as we go, so a failure stops the read early.
-            while let Some(done) = in_flight.try_join_next() {
-                done.map_err(|e| Error::failed(format!("{doing}: {e}")))?
-                    .map_err(|e| self.error(e, doing))?;
-            }
-        }
-        while let Some(done) = in_flight.join_next().await {
-            done.map_err(|e| Error::failed(format!("{doing}: {e}")))?
-                .map_err(|e| self.error(e, doing))?;
-        }
-        let md5 = known.unwrap_or_else(|| hasher.finalize().into());
-        let options = BlockBlobClientCommitBlockListOptions {
+        let blob = self.container.blob_client(&file.name).block_blob_client();
+        let commit = BlockBlobClientCommitBlockListOptions {
             blob_content_type: Some(file.content_type.to_string()),
-            blob_content_md5: Some(md5.to_vec()),
             blob_cache_control: cache_control.map(str::to_string),
             ..Default::default()
         };
-        let list = RequestContent::try_from(BlockLookupList {
-            latest: Some(ids),
-            ..Default::default()
-        })
-        .map_err(|e| self.error(e, doing))?;
-        blob.commit_block_list(list, Some(options))
+        upload_blocks(blob, &file.path, known, commit, buffers)
             .await
-            .map_err(|e| self.error(e, doing))?;
-        Ok(())
+            .map_err(|e| match e {
+                BlockError::Storage(e) => self.error(e, doing),
+                BlockError::Local(e) => Error::failed(format!("{doing}: {e}")),
+            })
     }
 
     async fn delete(&self, name: String) -> Result<String> {

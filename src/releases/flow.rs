@@ -42,6 +42,9 @@ pub struct Shipped<'a> {
     pub target: &'a str,
     pub artifact: &'a Path,
     pub digest: Option<&'a str>,
+    /// A static site's files as the sync read them (digests included), so keeping the
+    /// release hashes nothing again.
+    pub site: Option<std::sync::Arc<crate::deploy::SiteManifest>>,
     pub commit: Option<&'a str>,
     pub deployed: bool,
     /// It serves production now (a slot that was not swapped in, or was swapped back,
@@ -114,6 +117,7 @@ pub async fn after_deploy(
                 shipped.artifact,
                 &format!("sha256:{hex}"),
                 shipped.commit,
+                shipped.site.as_deref(),
             )
             .await
         {

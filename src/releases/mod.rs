@@ -35,6 +35,8 @@
 pub mod flow;
 mod site;
 
+pub use site::Tee as SiteTee;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
@@ -42,7 +44,8 @@ use azure_core::http::{StatusCode, Url};
 use azure_storage_blob::BlobContainerClient;
 use azure_storage_blob::models::{
     BlobClientDeleteOptions, BlobClientDownloadOptions, BlobClientSetMetadataOptions,
-    BlobClientUploadOptions, BlobContainerClientListBlobsOptions, ListBlobsIncludeItem,
+    BlobClientUploadOptions, BlobContainerClientListBlobsOptions,
+    BlockBlobClientCommitBlockListOptions, ListBlobsIncludeItem,
 };
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
@@ -77,6 +80,18 @@ pub fn hex_of(digest: &str) -> Option<String> {
     let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
     (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
         .then(|| hex.to_ascii_lowercase())
+}
+
+/// The 32 bytes of a lower-case hex SHA-256 (as `hex_of` gives), if it is one.
+fn hex_bytes(hex: &str) -> Option<[u8; 32]> {
+    let mut out = [0u8; 32];
+    if hex.len() != 64 {
+        return None;
+    }
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
 }
 
 /// The short id a release is shown and named by: the first 12 hex digits of its digest.
@@ -177,6 +192,15 @@ pub struct Releases {
     auth_kind: &'static str,
 }
 
+impl std::fmt::Debug for Releases {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Releases")
+            .field("place", &self.place)
+            .field("project", &self.project)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A blob as listed: name, metadata (names lower-cased), size, Content-MD5.
 struct Listed {
     name: String,
@@ -268,6 +292,7 @@ impl Releases {
         artifact: &Path,
         digest: &str,
         commit: Option<&str>,
+        read: Option<&crate::deploy::SiteManifest>,
     ) -> Result<Option<u64>> {
         let Some(kind) = Kind::for_target(target).filter(|k| *k != Kind::Image) else {
             return Ok(None);
@@ -289,7 +314,7 @@ impl Releases {
                 (body, size, Some(archive))
             }
             Kind::Site => {
-                let (manifest, size) = site::keep_files(self, artifact, &hex).await?;
+                let (manifest, size) = site::keep_files(self, artifact, &hex, read).await?;
                 (manifest, size, None)
             }
             Kind::Image => return Ok(None),
@@ -540,14 +565,58 @@ impl Releases {
         }
     }
 
+    /// Store one file of a site release under its SHA-256 unless it is there already
+    /// ([`Self::put_absent`]): read whole under `WHOLE_LIMIT`, else sent in blocks
+    /// as it is read, each buffer holding one of `buffers`. Its MD5, when the entry has
+    /// it (the sync computed it), is not computed again.
+    async fn put_file(
+        &self,
+        entry: &crate::deploy::FileDigest,
+        buffers: &std::sync::Arc<tokio::sync::Semaphore>,
+    ) -> Result<()> {
+        use crate::deploy::static_site::{self, BlockError, WHOLE_LIMIT};
+        let name = self.file_name(&entry.hex);
+        if entry.size < WHOLE_LIMIT {
+            let _buffers = static_site::buffers_for(buffers, entry.size, PARALLEL).await?;
+            crate::deploy::reading_artifact_file();
+            let bytes = tokio::fs::read(&entry.path)
+                .await
+                .map_err(|err| io_error(&entry.path, err))?;
+            return self.put_absent(&name, Bytes::from(bytes), entry.md5).await;
+        }
+        let options = BlockBlobClientCommitBlockListOptions {
+            if_none_match: Some(azure_core::http::Etag::from("*")),
+            ..Default::default()
+        };
+        let blob = self.container.blob_client(&name).block_blob_client();
+        let known = entry.md5.zip(hex_bytes(&entry.hex));
+        match static_site::upload_blocks(blob, &entry.path, known, options, buffers).await {
+            Ok(_) => Ok(()),
+            Err(BlockError::Storage(e))
+                if matches!(
+                    e.http_status(),
+                    Some(StatusCode::Conflict | StatusCode::PreconditionFailed)
+                ) =>
+            {
+                Ok(())
+            }
+            Err(BlockError::Storage(e)) => Err(self.error(e, "storing a file of a release")),
+            Err(BlockError::Local(e)) => Err(Error::failed(format!(
+                "storing {} as a file of a release: {e}",
+                entry.path.display()
+            ))),
+        }
+    }
+
     /// Upload `body` as `name` unless a blob of that name exists (content-addressed:
-    /// the same name holds the same bytes). Its Content-MD5 is set, so a listing tells a
-    /// rollback which files `$web` already serves.
-    async fn put_absent(&self, name: &str, body: Bytes) -> Result<()> {
+    /// the same name holds the same bytes). Its Content-MD5 (`md5`, else computed here)
+    /// is set, so a listing tells a rollback which files `$web` already serves.
+    async fn put_absent(&self, name: &str, body: Bytes, md5: Option<[u8; 16]>) -> Result<()> {
         use md5::Digest as _;
+        let md5 = md5.unwrap_or_else(|| md5::Md5::digest(&body).into());
         let options = BlobClientUploadOptions {
             if_none_match: Some(azure_core::http::Etag::from("*")),
-            blob_content_md5: Some(md5::Md5::digest(&body).to_vec()),
+            blob_content_md5: Some(md5.to_vec()),
             partition_size: Some(SINGLE_REQUEST_LIMIT_U64),
             ..Default::default()
         };

@@ -13,31 +13,47 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use sha2::{Digest as _, Sha256};
+use tokio::sync::Semaphore;
 
-use super::{PARALLEL, Releases, SiteTarget};
+use super::{PARALLEL, Releases, SiteTarget, hex_of};
 use crate::deploy::static_site::{self, Baseline};
 use crate::env_name::printable;
 use crate::error::{Error, Result};
 
-use crate::deploy::{FileDigest as Entry, file_digests as walk, hex, manifest as manifest_of};
+use crate::deploy::{
+    FileDigest as Entry, SiteManifest, file_digests as walk, hex, manifest as manifest_of,
+};
 
 /// Store the files of `artifact` that are not stored yet; return the manifest and the
 /// total size. Refuses when the manifest's hash is not `expected` (the folder changed
 /// since its digest was taken).
+///
+/// `read`: the folder as the site sync read it (its digests); when it is the release
+/// `expected` names, nothing is hashed again and only the files new to the container are
+/// read, once each, to be stored. Without it the folder is walked and hashed here.
 pub(super) async fn keep_files(
     store: &Releases,
     artifact: &Path,
     expected: &str,
+    read: Option<&SiteManifest>,
 ) -> Result<(Bytes, u64)> {
-    let dir = artifact.to_path_buf();
-    let entries = tokio::task::spawn_blocking(move || walk(&dir))
-        .await
-        .map_err(|e| Error::failed(format!("reading the artifact stopped: {e}")))??;
-    let manifest = manifest_of(&entries);
+    let walked;
+    let entries: &[Entry] = match read.filter(|m| hex_of(&m.digest).as_deref() == Some(expected)) {
+        Some(m) => &m.files,
+        None => {
+            let dir = artifact.to_path_buf();
+            walked = tokio::task::spawn_blocking(move || walk(&dir))
+                .await
+                .map_err(|e| Error::failed(format!("reading the artifact stopped: {e}")))??;
+            &walked
+        }
+    };
+    let manifest = manifest_of(entries);
     let got = hex(&Sha256::digest(manifest.as_bytes()));
     if got != expected {
         return Err(Error::failed(format!(
@@ -63,19 +79,87 @@ pub(super) async fn keep_files(
         missing.len(),
         entries.len()
     );
+    // One permit per buffer of at most a block in memory, across all files.
+    let buffers = Arc::new(Semaphore::new(PARALLEL));
     futures::stream::iter(missing)
-        .map(|e| async move {
-            let bytes = tokio::fs::read(&e.path)
-                .await
-                .map_err(|err| super::io_error(&e.path, err))?;
-            store
-                .put_absent(&store.file_name(&e.hex), Bytes::from(bytes))
-                .await
-        })
+        .map(|e| store.put_file(e, &buffers))
         .buffer_unordered(PARALLEL)
         .try_collect::<Vec<()>>()
         .await?;
     Ok((Bytes::from(manifest), total))
+}
+
+/// The release keeper's side of `up`'s site sync ([`static_site::FileTee`]): each file
+/// the sync reads whole is stored under its SHA-256 from the sync's own buffer when the
+/// releases container lacks it, so [`keep_files`] later finds it there and reads it no
+/// more. Failures are logged and forgotten: `keep_files` lists the container again and
+/// stores whatever is still missing.
+#[derive(Debug)]
+pub struct Tee {
+    store: Releases,
+    /// File hashes the container holds, or that this tee stores or has stored.
+    taken: std::sync::Mutex<HashSet<String>>,
+}
+
+impl Tee {
+    /// The tee for this project's releases, or None where releases are not kept (the
+    /// local backend) or the container cannot be listed (the keeper then works alone).
+    pub async fn open(settings: &crate::config::Settings) -> Option<Arc<Tee>> {
+        let store = match Releases::open(settings) {
+            Ok(Some(store)) => store,
+            Ok(None) => return None,
+            Err(e) => {
+                tracing::debug!("releases: no tee for the site sync: {e}");
+                return None;
+            }
+        };
+        let prefix = format!("{}/files/", store.project);
+        let listed = match store.list_flat(&prefix).await {
+            Ok(listed) => listed,
+            Err(e) => {
+                tracing::debug!("releases: no tee for the site sync: {e}");
+                return None;
+            }
+        };
+        if listed.is_empty() && store.create().await.is_err() {
+            return None;
+        }
+        let taken = listed
+            .into_iter()
+            .map(|l| l.name[prefix.len()..].to_string())
+            .collect();
+        Some(Arc::new(Tee {
+            store,
+            taken: std::sync::Mutex::new(taken),
+        }))
+    }
+}
+
+impl static_site::FileTee for Tee {
+    fn take<'a>(
+        &'a self,
+        file: &'a static_site::SiteFile,
+        bytes: Bytes,
+    ) -> futures::future::BoxFuture<'a, ()> {
+        Box::pin(async move {
+            let hex = hex(&file.sha256);
+            let new = self
+                .taken
+                .lock()
+                .map(|mut t| t.insert(hex.clone()))
+                .unwrap_or(false);
+            if !new {
+                return;
+            }
+            let name = self.store.file_name(&hex);
+            if let Err(e) = self.store.put_absent(&name, bytes, Some(file.md5)).await {
+                tracing::debug!("releases: {} not stored during the sync: {e}", file.rel);
+                if let Ok(mut t) = self.taken.lock() {
+                    t.remove(&hex);
+                }
+            }
+        })
+    }
 }
 
 /// The (path, hex) pairs of a manifest; a line that does not parse is an error.

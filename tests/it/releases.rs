@@ -841,3 +841,149 @@ fn bench_app_service_slot_rollback_50mb() {
         r / u
     );
 }
+
+/// The number in nubes's debug line "N artifact file reads" (logged at exit).
+fn artifact_reads(stderr: &str) -> usize {
+    stderr
+        .lines()
+        .find_map(|l| {
+            let (before, _) = l.split_once(" artifact file reads")?;
+            before.rsplit(' ').next()?.parse().ok()
+        })
+        .unwrap_or_else(|| panic!("no artifact read count in:\n{stderr}"))
+}
+
+#[test]
+fn one_up_keeps_the_release_byte_for_byte_as_web_serves_it_reading_each_file_once() {
+    use base64::Engine as _;
+    use md5::Digest as _;
+    let az = Azurite::http();
+    let mut p = project(&az, "", "");
+    p.set_env("NUBES_LOG", "nubes=debug");
+    // Larger than a block (4 MiB: three blocks, the last one short), small files, two
+    // files with the same content (stored once), and a `.DS_Store`, which the digest
+    // counts and `$web` never gets.
+    let big: Vec<u8> = (0..(9 << 20) + 12_345u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let mut files: Vec<(String, Vec<u8>)> = vec![
+        ("health.txt".into(), b"ok".to_vec()),
+        ("index.html".into(), b"<h1>one</h1>".to_vec()),
+        ("media/big.bin".into(), big),
+        ("assets/a.js".into(), b"same".to_vec()),
+        ("assets/b.js".into(), b"same".to_vec()),
+        (".DS_Store".into(), b"finder".to_vec()),
+    ];
+    for i in 0..10 {
+        files.push((
+            format!("assets/f{i}.css"),
+            format!("p{{order:{i}}}").into_bytes(),
+        ));
+    }
+    let write_site = |files: &[(String, Vec<u8>)]| {
+        let dir = p.path().join("site");
+        let _ = std::fs::remove_dir_all(&dir);
+        for (name, bytes) in files {
+            let path = dir.join(name);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, bytes).unwrap();
+        }
+    };
+    write_site(&files);
+    let out = p.run(&["up", "alice"]).ok();
+
+    // The recorded digest is the one nubes always gave this folder (the manifest's
+    // SHA-256, walked and hashed separately here).
+    let expected = nubes::deploy::digest(&p.path().join("dist")).unwrap();
+    let listed = releases(&p, "alice");
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0]["digest"], expected.as_str());
+    let status = json(&p.run(&["status", "alice", "--json"]).ok().stdout);
+    assert_eq!(status["deploy"]["artifact"], expected.as_str(), "{status}");
+    let hex = expected.trim_start_matches("sha256:");
+    let manifest = block_on(az.blobs().get("nubes-releases", &format!("demo/{hex}")));
+    assert_eq!(manifest.status, 200);
+    assert_eq!(
+        manifest
+            .body
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .count(),
+        files.len()
+    );
+
+    // Every file: `$web` and the kept release hold its very bytes, each with the
+    // Content-MD5 of those bytes.
+    for (name, bytes) in &files {
+        let md5 = base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(bytes));
+        let sha = Sha256::digest(bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>();
+        let kept = block_on(
+            az.blobs()
+                .get("nubes-releases", &format!("demo/files/{sha}")),
+        );
+        assert_eq!(kept.status, 200, "{name} not kept");
+        assert!(kept.body == *bytes, "{name}: kept bytes differ");
+        assert_eq!(kept.headers.get("content-md5"), Some(&md5), "{name} kept");
+        let served = block_on(az.blobs().get("$web", name));
+        if name == ".DS_Store" {
+            assert_eq!(served.status, 404, "{name} must not be deployed");
+            continue;
+        }
+        assert_eq!(served.status, 200, "{name}");
+        assert!(served.body == *bytes, "{name}: served bytes differ");
+        assert_eq!(
+            served.headers.get("content-md5"),
+            Some(&md5),
+            "{name} served"
+        );
+    }
+
+    // Reads: the sync reads each file it deploys once (MD5 and SHA-256 from that one
+    // read) and hands each one under 8 MiB to the release keeper from the same
+    // buffer; the digest is made from those digests (only `.DS_Store`, which the sync
+    // skips, is read for it). The keeper reads what the sync could not hand it: the
+    // large file, and `.DS_Store`. Before, `up` read every file for the digest, again
+    // to sync, again to keep the release, and each new one once more to store it
+    // (16 + 15 + 16 + 15 = 62 here).
+    assert_eq!(
+        artifact_reads(&out.stderr),
+        (files.len() - 1) + 1 + 2,
+        "{}",
+        out.stderr
+    );
+
+    // One file changed: the sync's read of it is also what the keeper stores.
+    files[1].1 = b"<h1>two</h1>".to_vec();
+    write_site(&files);
+    let out = p.run(&["up", "alice"]).ok();
+    assert_eq!(artifact_reads(&out.stderr), files.len(), "{}", out.stderr);
+    let listed = releases(&p, "alice");
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    assert_eq!(
+        listed[0]["digest"],
+        nubes::deploy::digest(&p.path().join("dist"))
+            .unwrap()
+            .as_str()
+    );
+    assert_eq!(
+        block_on(az.blobs().get("$web", "index.html")).body,
+        b"<h1>two</h1>"
+    );
+
+    // And the first release still rolls back from what was kept.
+    p.run(&["rollback", "alice"]).ok();
+    for (name, bytes) in files.iter().filter(|(n, _)| n != ".DS_Store") {
+        let want = if name == "index.html" {
+            b"<h1>one</h1>".to_vec()
+        } else {
+            bytes.clone()
+        };
+        assert!(
+            block_on(az.blobs().get("$web", name)).body == want,
+            "{name}"
+        );
+    }
+}

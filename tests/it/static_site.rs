@@ -41,6 +41,7 @@ fn options() -> SiteOptions {
         parallel: 4,
         prefix: None,
         baseline: None,
+        tee: None,
     }
 }
 
@@ -202,12 +203,8 @@ fn full_cycle(az: &Azurite) {
     // Nothing changed: nothing written.
     let report = sync(az, dir.path(), &options()).unwrap();
     assert_eq!(
-        report,
-        SiteReport {
-            uploaded: vec![],
-            unchanged: files.len(),
-            deleted: vec![]
-        }
+        (report.uploaded, report.unchanged, report.deleted),
+        (vec![], files.len(), vec![])
     );
     assert_eq!(etags(&blobs), after);
 }
@@ -382,20 +379,146 @@ fn an_unreachable_account_is_a_failure() {
     assert!(err.to_string().contains("cannot connect"), "{err}");
 }
 
-/// Peak RSS of this process since `reset_peak`, in MiB (Linux: `VmHWM`, reset by
-/// writing 5 to `/proc/self/clear_refs`), so a figure covers one sync only.
-fn peak_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+/// `VmHWM` (peak resident set) of process `pid` in MiB, from `/proc/<pid>/status`;
+/// None once it has exited.
+fn vm_hwm_mib(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let kib: f64 = status
         .lines()
         .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap();
-    kib / 1024.0
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())?;
+    Some(kib / 1024.0)
 }
 
-fn reset_peak() {
-    std::fs::write("/proc/self/clear_refs", "5").unwrap();
+/// The site's "application": a loopback HTTP server answering nubes's health check,
+/// which comes right after the sync. At each request it notes the time and the `VmHWM`
+/// of the nubes process being measured (`pid`), i.e. nubes's own peak up to the end of
+/// the sync.
+struct HealthProbe {
+    url: String,
+    pid: std::sync::Arc<std::sync::atomic::AtomicU32>,
+    hits: std::sync::Arc<std::sync::Mutex<Vec<(Instant, f64)>>>,
+}
+
+impl HealthProbe {
+    fn start() -> HealthProbe {
+        use std::io::{Read as _, Write as _};
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let pid = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let hits = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (p, h) = (pid.clone(), hits.clone());
+        std::thread::spawn(move || {
+            for mut conn in listener.incoming().flatten() {
+                let at = Instant::now();
+                let hwm = vm_hwm_mib(p.load(Ordering::SeqCst)).unwrap_or(f64::NAN);
+                h.lock().unwrap().push((at, hwm));
+                let mut head = [0u8; 4096];
+                let _ = conn.read(&mut head);
+                let _ = conn.write_all(
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+                );
+            }
+        });
+        HealthProbe { url, pid, hits }
+    }
+}
+
+/// One `nubes up` measured from outside: seconds to the health check (the sync done),
+/// seconds to exit (the release kept too), nubes's own `VmHWM` at the health check and
+/// at the end (polled from `/proc/<pid>/status` every 2 ms while it runs), and its
+/// stderr.
+struct UpRun {
+    synced: f64,
+    total: f64,
+    hwm_synced: f64,
+    hwm_total: f64,
+    stderr: String,
+}
+
+fn timed_up(p: &crate::support::Project, nubes: &Path, probe: &HealthProbe) -> UpRun {
+    use std::io::Read as _;
+    probe.hits.lock().unwrap().clear();
+    let mut cmd = p.cmd_of(nubes, &["up", "bench"]);
+    cmd.stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let t0 = Instant::now();
+    let mut child = cmd.spawn().unwrap();
+    let pid = child.id();
+    probe.pid.store(pid, std::sync::atomic::Ordering::SeqCst);
+    let mut stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let mut hwm_total = 0f64;
+    let status = loop {
+        if let Some(v) = vm_hwm_mib(pid) {
+            hwm_total = hwm_total.max(v);
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    };
+    let total = t0.elapsed().as_secs_f64();
+    let stderr = reader.join().unwrap();
+    assert!(status.success(), "nubes up failed:\n{stderr}");
+    let hits = probe.hits.lock().unwrap().clone();
+    let (at, hwm_synced) = *hits
+        .first()
+        .unwrap_or_else(|| panic!("no health check:\n{stderr}"));
+    UpRun {
+        synced: at.duration_since(t0).as_secs_f64(),
+        total,
+        hwm_synced,
+        hwm_total: hwm_total.max(hwm_synced),
+        stderr,
+    }
+}
+
+/// A project deploying folder `site` to `az`'s `$web` with state in `az` (releases
+/// kept there), or in the project folder when `local` (no releases: a sync like the
+/// peers'), health-checked at `probe`, on which `nubes up bench` has run once
+/// (Terraform applied) with a one-file site whose blob is then deleted: the timed `up`s
+/// take the fast path (no Terraform) and find `$web` empty.
+fn bench_project(
+    az: &Azurite,
+    nubes: &Path,
+    probe: &HealthProbe,
+    local: bool,
+) -> crate::support::Project {
+    let mut p = crate::support::Project::on(
+        az,
+        "[build]\ncommand = \"true\"\nartifact = \"site\"\n\n\
+         [deploy]\ntarget = \"static-site\"\nhealth_path = \"/health\"\n",
+    );
+    std::fs::write(
+        p.path().join("terraform/main.tf"),
+        format!(
+            "terraform {{\n  backend \"azurerm\" {{}}\n}}\n\
+             variable \"environment\" {{\n  type = string\n}}\n\
+             output \"static_site_account_url\" {{\n  value = \"{}\"\n}}\n\
+             output \"application_url\" {{\n  value = \"{}\"\n}}\n",
+            az.account_url(),
+            probe.url
+        ),
+    )
+    .unwrap();
+    if local {
+        p.set_env("NUBES_STATE_BACKEND", "local");
+    }
+    write(&p.path().join("site"), "warm-up.txt", b"warm-up");
+    timed_up(&p, nubes, probe);
+    std::fs::remove_dir_all(p.path().join("site")).unwrap();
+    let r = block_on(
+        az.blobs()
+            .send("DELETE", "$web/warm-up.txt", "", &[], vec![]),
+    );
+    assert_eq!(r.status, 202, "deleting the warm-up blob");
+    p
 }
 
 /// Time a peer (`NUBES_BENCH_PEER_BIN`: the benchmark's virtualenv) uploading `dir` into
@@ -438,9 +561,16 @@ fn peer(az: &Azurite, bin: &Path, which: &str, container: &str, dir: &Path) -> f
 }
 
 /// `scripts/bench.sh site`: 500 small files (first upload, then a re-sync with one
-/// change) and 20 files of 5 MiB, against Azurite over HTTP + SAS, nubes's sync and, with
-/// `NUBES_BENCH_PEER_BIN`, its peers alternating with it. Prints Markdown;
-/// `NUBES_BENCH_RUNS` runs (default 3).
+/// change) and 20 files of 5 MiB, against Azurite over HTTP + SAS: a real `nubes up`
+/// process (`NUBES_BENCH_NUBES`, a release build; else this test build's) on an
+/// environment whose infrastructure is unchanged (fast path, no Terraform), whose
+/// outputs name the site and a health check URL; once with local state (no release
+/// kept: the like-for-like figure for the peers) and once with state in Azurite (the
+/// release kept as well), each into an Azurite of its own; and, with
+/// `NUBES_BENCH_PEER_BIN`, its peers alternating with it. nubes's figures are its own:
+/// time to the health check (the sync done), to exit, and its `VmHWM` (at the health
+/// check, and the highest polled until exit). Prints Markdown; `NUBES_BENCH_RUNS` runs
+/// (default 3).
 #[test]
 #[ignore = "benchmark: run by scripts/bench.sh site"]
 fn bench_site_sync_500_files() {
@@ -449,88 +579,104 @@ fn bench_site_sync_500_files() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(3);
     let peers = std::env::var_os("NUBES_BENCH_PEER_BIN").map(std::path::PathBuf::from);
+    let nubes = std::env::var_os("NUBES_BENCH_NUBES")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_nubes").into());
     let median = |v: &mut Vec<f64>| {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
-    let mut t: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
-    let (mut first_requests, mut resync_requests, mut big_requests) = (0, 0, 0);
-    let (mut rss_small, mut rss_big) = (0f64, 0f64);
-    for run in 0..runs {
-        let az = Azurite::http();
-        let dir = tempfile::tempdir().unwrap();
-        let small = dir.path().join("small");
+    let small_site = |dir: &Path, run: usize| {
         for i in 0..500 {
             let body = format!(
                 "<p>page {i} of run {run}</p>{}",
                 "x".repeat(1000 + i % 7 * 300)
             );
             let ext = ["html", "css", "js", "json", "svg"][i % 5];
-            write(&small, &format!("d{}/f{i}.{ext}", i % 10), body.as_bytes());
+            write(dir, &format!("d{}/f{i}.{ext}", i % 10), body.as_bytes());
         }
-        let big = dir.path().join("big");
+    };
+    let big_site = |dir: &Path, run: usize| {
         for i in 0..20u8 {
             let mut bytes = vec![i; 5 << 20];
             bytes[..8].copy_from_slice(&(run as u64).to_le_bytes());
-            write(&big, &format!("media/v{i}.mp4"), &bytes);
+            write(dir, &format!("media/v{i}.mp4"), &bytes);
         }
-        let requests = nubes::state::azure::requests_made;
-
-        reset_peak();
-        let (t0, r0) = (Instant::now(), requests());
-        let report = sync(&az, &small, &SiteOptions::default()).unwrap();
-        t.entry("nubes first")
-            .or_default()
-            .push(t0.elapsed().as_secs_f64());
-        first_requests = requests() - r0;
-        assert_eq!(report.uploaded.len(), 500);
-        write(&small, "d3/f3.json", b"{\"changed\":true}"); // one of the 500
-        let (t0, r0) = (Instant::now(), requests());
-        let report = sync(&az, &small, &SiteOptions::default()).unwrap();
-        t.entry("nubes resync")
-            .or_default()
-            .push(t0.elapsed().as_secs_f64());
-        resync_requests = requests() - r0;
-        assert_eq!((report.uploaded.len(), report.unchanged), (1, 499));
-        rss_small = rss_small.max(peak_mib());
-
-        if let Some(bin) = &peers {
-            t.entry("python first")
-                .or_default()
-                .push(peer(&az, bin, "python", "pyupload", &small));
-            write(&small, "d3/f3.json", b"{\"changed\":2}");
-            t.entry("python resync")
-                .or_default()
-                .push(peer(&az, bin, "python", "pyupload", &small));
-            t.entry("az first")
-                .or_default()
-                .push(peer(&az, bin, "az", "azbatch", &small));
-            t.entry("az resync")
-                .or_default()
-                .push(peer(&az, bin, "az", "azbatch", &small));
+    };
+    let mut t: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    let mut rss: BTreeMap<String, f64> = BTreeMap::new();
+    let mut note = |k: &str, up: &UpRun| {
+        t.entry(format!("{k} synced")).or_default().push(up.synced);
+        t.entry(format!("{k} total")).or_default().push(up.total);
+        for (what, v) in [("synced", up.hwm_synced), ("total", up.hwm_total)] {
+            let e = rss.entry(format!("{k} {what}")).or_insert(0.0);
+            *e = e.max(v);
         }
+    };
+    let mut peer_t: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    for run in 0..runs {
+        for (kind, local) in [("local", true), ("kept", false)] {
+            let az = Azurite::http();
+            let probe = HealthProbe::start();
+            let p = bench_project(&az, &nubes, &probe, local);
+            let small = p.path().join("site");
+            small_site(&small, run);
+            let up = timed_up(&p, &nubes, &probe);
+            assert!(up.stderr.contains("500 uploaded"), "{}", up.stderr);
+            note(&format!("{kind} first"), &up);
+            write(&small, "d3/f3.json", b"{\"changed\":true}"); // one of the 500
+            let up = timed_up(&p, &nubes, &probe);
+            assert!(
+                up.stderr.contains("1 uploaded, 499 unchanged"),
+                "{}",
+                up.stderr
+            );
+            note(&format!("{kind} resync"), &up);
+            if let (Some(bin), true) = (&peers, local) {
+                peer_t
+                    .entry("python first")
+                    .or_default()
+                    .push(peer(&az, bin, "python", "pyupload", &small));
+                write(&small, "d3/f3.json", b"{\"changed\":2}");
+                peer_t
+                    .entry("python resync")
+                    .or_default()
+                    .push(peer(&az, bin, "python", "pyupload", &small));
+                peer_t
+                    .entry("az first")
+                    .or_default()
+                    .push(peer(&az, bin, "az", "azbatch", &small));
+                peer_t
+                    .entry("az resync")
+                    .or_default()
+                    .push(peer(&az, bin, "az", "azbatch", &small));
+            }
 
-        // 20 × 5 MiB into the site's folder `big/` of a fresh container.
-        let big_az = Azurite::http();
-        reset_peak();
-        let (t0, r0) = (Instant::now(), requests());
-        let report = sync(&big_az, &big, &SiteOptions::default()).unwrap();
-        t.entry("nubes big")
-            .or_default()
-            .push(t0.elapsed().as_secs_f64());
-        big_requests = requests() - r0;
-        rss_big = rss_big.max(peak_mib());
-        assert_eq!(report.uploaded.len(), 20);
-        if let Some(bin) = &peers {
-            t.entry("python big")
-                .or_default()
-                .push(peer(&big_az, bin, "python", "pyupload", &big));
-            t.entry("az big")
-                .or_default()
-                .push(peer(&big_az, bin, "az", "azbatch", &big));
+            // 20 × 5 MiB, into a fresh Azurite.
+            let big_az = Azurite::http();
+            let big_probe = HealthProbe::start();
+            let bp = bench_project(&big_az, &nubes, &big_probe, local);
+            let big = bp.path().join("site");
+            big_site(&big, run);
+            let up = timed_up(&bp, &nubes, &big_probe);
+            assert!(up.stderr.contains("20 uploaded"), "{}", up.stderr);
+            note(&format!("{kind} big"), &up);
+            if let (Some(bin), true) = (&peers, local) {
+                peer_t
+                    .entry("python big")
+                    .or_default()
+                    .push(peer(&big_az, bin, "python", "pyupload", &big));
+                peer_t
+                    .entry("az big")
+                    .or_default()
+                    .push(peer(&big_az, bin, "az", "azbatch", &big));
+            }
         }
     }
-    let m: BTreeMap<&str, f64> = t.iter_mut().map(|(k, v)| (*k, median(v))).collect();
+    let mut m: BTreeMap<String, f64> = t.iter_mut().map(|(k, v)| (k.clone(), median(v))).collect();
+    for (k, v) in peer_t.iter_mut() {
+        m.insert(k.to_string(), median(v));
+    }
     let ms = |k: &str| {
         m.get(k)
             .map(|v| format!("{:.0} ms", v * 1000.0))
@@ -541,36 +687,33 @@ fn bench_site_sync_500_files() {
             .map(|v| format!("**{:.2}×**", v / m[n]))
             .unwrap_or_else(|| "—".into())
     };
+    let mib = |k: &str| rss.get(k).map(|v| format!("{v:.1}")).unwrap_or_default();
     println!(
-        "| static-site sync, Azurite over HTTP + SAS, median of {runs} alternating runs | nubes | 8-thread Python uploader | `az storage blob upload-batch` | Python / nubes | az / nubes | nubes peak RSS |"
+        "| static-site deploy, Azurite over HTTP + SAS, median of {runs} alternating runs | `nubes up`, local state (no release kept): to the synced site | 8-thread Python uploader | `az storage blob upload-batch` | Python / nubes | az / nubes | `nubes up`, releases kept: to the synced site / to exit | nubes's own VmHWM, MiB: local state / releases kept (synced; exit) |"
     );
-    println!("|---|---|---|---|---|---|---|");
-    println!(
-        "| 500 small files, first upload ({first_requests} requests) | {} | {} | {} | {} | {} | {rss_small:.1} MiB |",
-        ms("nubes first"),
-        ms("python first"),
-        ms("az first"),
-        ratio("python first", "nubes first"),
-        ratio("az first", "nubes first"),
-    );
-    println!(
-        "| re-sync, 1 of 500 changed ({resync_requests} requests) | {} | {} | {} (re-uploads all) | {} | {} | |",
-        ms("nubes resync"),
-        ms("python resync"),
-        ms("az resync"),
-        ratio("python resync", "nubes resync"),
-        ratio("az resync", "nubes resync"),
-    );
-    println!(
-        "| 20 files of 5 MiB, first upload ({big_requests} requests) | {} | {} | {} | {} | {} | {rss_big:.1} MiB |",
-        ms("nubes big"),
-        ms("python big"),
-        ms("az big"),
-        ratio("python big", "nubes big"),
-        ratio("az big", "nubes big"),
-    );
-    println!(
-        "| ratio re-sync / first upload (nubes) | {:.3} | | | | | |",
-        m["nubes resync"] / m["nubes first"]
-    );
+    println!("|---|---|---|---|---|---|---|---|");
+    for (case, label) in [
+        ("first", "500 small files, first upload"),
+        ("resync", "re-sync, 1 of 500 changed"),
+        ("big", "20 files of 5 MiB, first upload"),
+    ] {
+        println!(
+            "| {label} | {} | {} | {}{} | {} | {} | {} / {} | {} / {}; {} |",
+            ms(&format!("local {case} synced")),
+            ms(&format!("python {case}")),
+            ms(&format!("az {case}")),
+            if case == "resync" {
+                " (re-uploads all)"
+            } else {
+                ""
+            },
+            ratio(&format!("python {case}"), &format!("local {case} synced")),
+            ratio(&format!("az {case}"), &format!("local {case} synced")),
+            ms(&format!("kept {case} synced")),
+            ms(&format!("kept {case} total")),
+            mib(&format!("local {case} total")),
+            mib(&format!("kept {case} synced")),
+            mib(&format!("kept {case} total")),
+        );
+    }
 }
