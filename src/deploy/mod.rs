@@ -139,17 +139,8 @@ pub async fn deploy(
                 Error::input("deploy target `static-site` needs the Terraform output `static_site_account_url`")
                     .hint("output the blob endpoint of the storage account whose static website serves the site")
             })?;
-            // A whole folder (`up`): the release keeper takes each small file from the
-            // sync's own read. A redeploy's files come from the kept release already.
-            let tee = match &baseline {
-                Some(_) => None,
-                None => crate::releases::SiteTee::open(settings)
-                    .await
-                    .map(|t| t as std::sync::Arc<dyn static_site::FileTee>),
-            };
             let options = static_site::SiteOptions {
                 baseline,
-                tee,
                 ..site_options(settings)
             };
             let whole = options.baseline.is_none();

@@ -20,10 +20,9 @@
 //! The same pass computes each file's SHA-256 beside its MD5, and the report carries
 //! both ([`SiteReport::files`]): the artifact's digest and the kept release
 //! ([`crate::deploy::site_manifest`], `releases::site`) are made from them, so `up`
-//! does not read the folder again to hash it. With a [`FileTee`] (`up` keeping the
-//! release), each file under [`WHOLE_LIMIT`] is also handed, from the same buffer, to
-//! the release keeper, which stores it if its releases container lacks it: such a file
-//! is read once in all.
+//! does not read the folder again to hash it. Keeping the release, after the health
+//! check, reads again only the files the releases container lacks (new content): the
+//! site is synced and checked first, with no second stream of uploads beside it.
 //!
 //! A redeploy of a kept release ([`crate::releases`]) knows most of the content already:
 //! it takes the listing first ([`listing`]), fetches only the files `$web` lacks, and
@@ -111,16 +110,6 @@ pub struct SiteOptions {
     /// What `$web` holds, listed already, and the names that keep their content though
     /// the artifact folder lacks them (a kept release redeployed); None = list here.
     pub baseline: Option<Arc<Baseline>>,
-    /// Where else each file read whole goes (the release keeper); None = nowhere.
-    pub tee: Option<Arc<dyn FileTee>>,
-}
-
-/// Another consumer of the files a sync reads (`releases::SiteTee`): given each file
-/// under [`WHOLE_LIMIT`], its digests and its bytes, while the sync holds its buffer (so
-/// memory stays bounded by the sync's buffers). It must not fail the sync: whatever it
-/// could not take is its own to fetch later.
-pub trait FileTee: Send + Sync + std::fmt::Debug {
-    fn take<'a>(&'a self, file: &'a SiteFile, bytes: Bytes) -> futures::future::BoxFuture<'a, ()>;
 }
 
 impl Default for SiteOptions {
@@ -130,7 +119,6 @@ impl Default for SiteOptions {
             parallel: DEFAULT_PARALLEL,
             prefix: None,
             baseline: None,
-            tee: None,
         }
     }
 }
@@ -339,7 +327,6 @@ async fn upload_changed(
                     file,
                     blob,
                     options.cache_control.as_deref(),
-                    options.tee.as_deref(),
                     (&buffers, parallel),
                 )
             })
@@ -832,7 +819,6 @@ impl Site {
         file: LocalFile,
         remote: Option<RemoteBlob>,
         cache_control: Option<&str>,
-        tee: Option<&dyn FileTee>,
         (buffers, permits): (&Arc<Semaphore>, usize),
     ) -> Result<(Option<String>, SiteFile)> {
         let doing = format!(
@@ -853,22 +839,11 @@ impl Site {
             .await
             .map_err(|e| Error::failed(format!("{doing}: {e}")))?;
             let read = file.read(bytes.len() as u64, md5, sha256);
-            let bytes = Bytes::from(bytes);
-            // The tee (the release keeper) gets the same bytes while the buffer is held.
-            let teed = async {
-                if let Some(tee) = tee {
-                    tee.take(&read, bytes.clone()).await;
-                }
-            };
             if remote.is_some_and(|r| r.matches(&file, &md5, cache_control)) {
-                teed.await;
                 return Ok((None, read));
             }
-            let (put, ()) = tokio::join!(
-                self.put_whole(&file, bytes.clone(), md5, cache_control, &doing),
-                teed
-            );
-            put?;
+            self.put_whole(&file, Bytes::from(bytes), md5, cache_control, &doing)
+                .await?;
             return Ok((Some(file.name), read));
         }
         // A large file the size of its blob may be unchanged: compare first.

@@ -35,8 +35,6 @@
 pub mod flow;
 mod site;
 
-pub use site::Tee as SiteTee;
-
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 

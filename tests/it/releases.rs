@@ -854,7 +854,7 @@ fn artifact_reads(stderr: &str) -> usize {
 }
 
 #[test]
-fn one_up_keeps_the_release_byte_for_byte_as_web_serves_it_reading_each_file_once() {
+fn one_up_keeps_the_release_byte_for_byte_as_web_serves_it_hashing_each_file_once() {
     use base64::Engine as _;
     use md5::Digest as _;
     let az = Azurite::http();
@@ -942,24 +942,30 @@ fn one_up_keeps_the_release_byte_for_byte_as_web_serves_it_reading_each_file_onc
     }
 
     // Reads: the sync reads each file it deploys once (MD5 and SHA-256 from that one
-    // read) and hands each one under 8 MiB to the release keeper from the same
-    // buffer; the digest is made from those digests (only `.DS_Store`, which the sync
-    // skips, is read for it). The keeper reads what the sync could not hand it: the
-    // large file, and `.DS_Store`. Before, `up` read every file for the digest, again
-    // to sync, again to keep the release, and each new one once more to store it
-    // (16 + 15 + 16 + 15 = 62 here).
+    // read); the digest is made from those digests (only `.DS_Store`, which the sync
+    // skips, is read for it). After the health check, the release keeper reads each
+    // content its container lacks once (15 distinct contents: the two `same` files are
+    // stored once). Before, `up` read every file for the digest, again to sync, again
+    // to keep the release, and each new one once more to store it (16 + 15 + 16 + 15
+    // = 62 here).
+    let distinct = 15;
     assert_eq!(
         artifact_reads(&out.stderr),
-        (files.len() - 1) + 1 + 2,
+        (files.len() - 1) + 1 + distinct,
         "{}",
         out.stderr
     );
 
-    // One file changed: the sync's read of it is also what the keeper stores.
+    // One file changed: the sync reads every file once, the keeper only the new one.
     files[1].1 = b"<h1>two</h1>".to_vec();
     write_site(&files);
     let out = p.run(&["up", "alice"]).ok();
-    assert_eq!(artifact_reads(&out.stderr), files.len(), "{}", out.stderr);
+    assert_eq!(
+        artifact_reads(&out.stderr),
+        files.len() + 1,
+        "{}",
+        out.stderr
+    );
     let listed = releases(&p, "alice");
     assert_eq!(listed.len(), 2, "{listed:?}");
     assert_eq!(

@@ -41,7 +41,6 @@ fn options() -> SiteOptions {
         parallel: 4,
         prefix: None,
         baseline: None,
-        tee: None,
     }
 }
 
