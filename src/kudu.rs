@@ -374,25 +374,27 @@ impl Kudu {
     /// The site's latest deployment, `None` when it has none (404).
     pub async fn latest_deployment(&self) -> Result<Option<LatestDeployment>> {
         let doing = format!("reading the latest deployment of {}", self.site());
+        Ok(self.latest(&doing).await?.map(|status| LatestDeployment {
+            succeeded: status.outcome() == Outcome::Succeeded,
+            status: status.code_text(),
+            id: status.id,
+            message: status.message,
+            active: status.active,
+        }))
+    }
+
+    /// `GET /api/deployments/latest`: `None` when the app has no deployment (404).
+    async fn latest(&self, doing: &str) -> Result<Option<Status>> {
         let url = self.url("api/deployments/latest");
-        let reply = self.call(Method::GET, &url, &doing).await?;
+        let reply = self.call(Method::GET, &url, doing).await?;
         match reply.status {
             StatusCode::NOT_FOUND => Ok(None),
-            s if s.is_success() => {
-                let status: Status = serde_json::from_slice(&reply.body).map_err(|e| {
-                    Error::failed(format!(
-                        "{doing}: Kudu answered {s} with a status nubes does not understand: {e}"
-                    ))
-                })?;
-                Ok(Some(LatestDeployment {
-                    succeeded: status.outcome() == Outcome::Succeeded,
-                    status: status.code_text(),
-                    id: status.id,
-                    message: status.message,
-                    active: status.active,
-                }))
-            }
-            _ => Err(self.status_error(&doing, &reply)),
+            s if s.is_success() => serde_json::from_slice(&reply.body).map(Some).map_err(|e| {
+                Error::failed(format!(
+                    "{doing}: Kudu answered {s} with a status nubes does not understand: {e}"
+                ))
+            }),
+            _ => Err(self.status_error(doing, &reply)),
         }
     }
 
@@ -438,20 +440,7 @@ impl Kudu {
 
     /// The ID of the app's latest deployment, `None` when it has none (404).
     async fn latest_id(&self, doing: &str) -> Result<Option<String>> {
-        let url = self.url("api/deployments/latest");
-        let reply = self.call(Method::GET, &url, doing).await?;
-        match reply.status {
-            StatusCode::NOT_FOUND => Ok(None),
-            s if s.is_success() => {
-                let status: Status = serde_json::from_slice(&reply.body).map_err(|e| {
-                    Error::failed(format!(
-                        "{doing}: Kudu answered {s} with a status nubes does not understand: {e}"
-                    ))
-                })?;
-                Ok(status.id)
-            }
-            _ => Err(self.status_error(doing, &reply)),
-        }
+        Ok(self.latest(doing).await?.and_then(|status| status.id))
     }
 
     /// POST the package; returns the URL of the deployment status to follow. Never sends

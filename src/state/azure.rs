@@ -1316,14 +1316,25 @@ impl AzureStore {
         }
     }
 
-    /// Keep the stored version (ETag `etag`, metadata `meta`) as a snapshot before it is
-    /// overwritten; returns the snapshot's ID.
+    /// Before an overwrite: the stored version (ETag `etag`, with content or not,
+    /// metadata `meta`) must still be the one the caller read (`expected`; `None`: no
+    /// state), and is kept as a snapshot when it has content. Returns the snapshot's ID.
     async fn keep_previous(
         &self,
         blob: &BlobClient,
+        expected: Option<&str>,
         etag: &str,
+        has_content: bool,
         meta: &HashMap<String, String>,
     ) -> Result<std::result::Result<Option<String>, WriteConflict>> {
+        match expected {
+            Some(e) if e != etag => return Ok(Err(WriteConflict::Changed)),
+            None if has_content => return Ok(Err(WriteConflict::Changed)),
+            _ => {}
+        }
+        if !has_content {
+            return Ok(Ok(None));
+        }
         let mut snap_meta = meta.clone();
         snap_meta.remove(LOCK_META_KEY);
         snap_meta.insert(META_SAVED_AT.into(), lockinfo::now_rfc3339());
@@ -1520,22 +1531,19 @@ impl AzureStore {
     ) -> Result<std::result::Result<String, WriteConflict>> {
         let env = &token.env;
         let doing = format!("writing the state of `{env}`");
-        match expected {
-            Some(etag) if etag != pending.etag => return Ok(Err(WriteConflict::Changed)),
-            None if pending.had_content => return Ok(Err(WriteConflict::Changed)),
-            _ => {}
-        }
         let blob = self.blob(env);
-        let snapshot = if pending.had_content {
-            match self
-                .keep_previous(&blob, &pending.etag, &pending.metadata)
-                .await?
-            {
-                Ok(id) => id,
-                Err(conflict) => return Ok(Err(conflict)),
-            }
-        } else {
-            None
+        let snapshot = match self
+            .keep_previous(
+                &blob,
+                expected,
+                &pending.etag,
+                pending.had_content,
+                &pending.metadata,
+            )
+            .await?
+        {
+            Ok(id) => id,
+            Err(conflict) => return Ok(Err(conflict)),
         };
         let meta = Self::state_meta(&pending.metadata, super::head_entries_md5(md5, head));
         let put_etag = match pending.finish().await {
@@ -1588,21 +1596,12 @@ impl AzureStore {
             Ok(p) => p,
             Err(conflict) => return Ok(Err(conflict)),
         };
-        match expected {
-            Some(etag) if etag != props.etag => return Ok(Err(WriteConflict::Changed)),
-            None if props.len > 0 => return Ok(Err(WriteConflict::Changed)),
-            _ => {}
-        }
-        let snapshot = if props.len > 0 {
-            match self
-                .keep_previous(&blob, &props.etag, &props.metadata)
-                .await?
-            {
-                Ok(id) => id,
-                Err(conflict) => return Ok(Err(conflict)),
-            }
-        } else {
-            None
+        let snapshot = match self
+            .keep_previous(&blob, expected, &props.etag, props.len > 0, &props.metadata)
+            .await?
+        {
+            Ok(id) => id,
+            Err(conflict) => return Ok(Err(conflict)),
         };
         // What nubes wrote (serial, lineage, resources, MD5), so a later write by anyone
         // else shows (`changed_outside`).
