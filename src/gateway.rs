@@ -500,23 +500,21 @@ async fn post(
 ) -> Response<GwBody> {
     // Terraform declares every document's MD5. Storage that checks a declared MD5 itself
     // spares nubes hashing the document; otherwise nubes hashes it as it passes.
-    let declared = match md5.as_deref().map(|m| B64.decode(m.trim())) {
+    let declared = match md5.as_deref() {
         None => None,
-        Some(Ok(bytes)) => match <[u8; 16]>::try_from(bytes) {
-            Ok(m) => Some(m),
-            Err(_) => {
+        Some(m) => match B64
+            .decode(m.trim())
+            .ok()
+            .and_then(|b| <[u8; 16]>::try_from(b).ok())
+        {
+            Some(m) => Some(m),
+            None => {
                 return reply(
                     StatusCode::BAD_REQUEST,
                     "Content-MD5 is not the base64 of an MD5 (16 bytes)\n",
                 );
             }
         },
-        Some(Err(_)) => {
-            return reply(
-                StatusCode::BAD_REQUEST,
-                "Content-MD5 is not the base64 of an MD5 (16 bytes)\n",
-            );
-        }
     };
     let hint = BodyHint { len, md5: declared };
     let hash_here = hint.declared().is_none() || !shared.store.verifies_declared_md5();
@@ -662,13 +660,17 @@ async fn post(
 /// A write storage refused: the document changed under nubes, the lock was lost, or
 /// the body does not match its declared MD5.
 fn lost(shared: &Shared, known: &mut Option<Known>, conflict: WriteConflict) -> Response<GwBody> {
-    if matches!(conflict, WriteConflict::Md5Mismatch) {
+    let status = match conflict {
+        WriteConflict::Changed => StatusCode::CONFLICT,
+        WriteConflict::LockLost => StatusCode::LOCKED,
         // Terraform's own check, as when nubes hashes the body: storage kept nothing.
-        return reply(
-            StatusCode::BAD_REQUEST,
-            "Content-MD5 does not match the body\n",
-        );
-    }
+        WriteConflict::Md5Mismatch => {
+            return reply(
+                StatusCode::BAD_REQUEST,
+                "Content-MD5 does not match the body\n",
+            );
+        }
+    };
     let text = format!(
         "refused a state write for `{}`: {conflict}; the stored state was kept",
         shared.env()
@@ -676,10 +678,6 @@ fn lost(shared: &Shared, known: &mut Option<Known>, conflict: WriteConflict) -> 
     shared.problem(text.clone());
     // Force a fresh read next time.
     *known = None;
-    let status = match conflict {
-        WriteConflict::Changed => StatusCode::CONFLICT,
-        WriteConflict::LockLost | WriteConflict::Md5Mismatch => StatusCode::LOCKED,
-    };
     reply(status, text)
 }
 
@@ -752,6 +750,17 @@ mod tests {
     }
 
     async fn request(c: &Client, method: &str, path: &str, body: &str) -> (u16, String) {
+        request_with(c, method, path, "", body).await
+    }
+
+    /// [`request`] with extra header lines (`Name: value\r\n` each).
+    async fn request_with(
+        c: &Client,
+        method: &str,
+        path: &str,
+        headers: &str,
+        body: &str,
+    ) -> (u16, String) {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let addr = c
             .base
@@ -767,7 +776,7 @@ mod tests {
             .map(|a| format!("Authorization: {a}\r\n"))
             .unwrap_or_default();
         let req = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}{headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
             body.len()
         );
         s.write_all(req.as_bytes()).await.unwrap();
@@ -962,6 +971,28 @@ mod tests {
         let report = gw.stop().await;
         assert_eq!(report.writes, 2);
         assert_eq!(report.problems.len(), 4);
+    }
+
+    #[tokio::test]
+    async fn a_content_md5_that_is_not_an_md5_or_not_the_bodys_is_refused_with_nothing_stored() {
+        let (_d, _gw, c, path) = setup().await;
+        let body = state("aaa", 3);
+        let right = B64.encode(Md5::digest(body.as_bytes()));
+        let wrong = B64.encode(Md5::digest(b"another body"));
+        for (md5, want) in [
+            ("not base64!", "is not the base64 of an MD5"),
+            ("AAAA", "is not the base64 of an MD5"),
+            (wrong.as_str(), "Content-MD5 does not match the body"),
+        ] {
+            let header = format!("Content-MD5: {md5}\r\n");
+            let (status, text) = request_with(&c, "POST", &path, &header, &body).await;
+            assert_eq!(status, 400, "{md5}: {text}");
+            assert!(text.contains(want), "{md5}: {text}");
+            assert_eq!(request(&c, "GET", &path, "").await.0, 404, "nothing stored");
+        }
+        let header = format!("Content-MD5: {right}\r\n");
+        assert_eq!(request_with(&c, "POST", &path, &header, &body).await.0, 200);
+        assert_eq!(request(&c, "GET", &path, "").await, (200, body));
     }
 
     #[tokio::test]

@@ -677,6 +677,32 @@ fn spawn_block(
     });
 }
 
+/// A state document's Put Blob: conditional on `if_match`, under the lease, with
+/// `meta`, in one request up to `partition` bytes, and with `md5` both stored as the
+/// blob's Content-MD5 and sent as the request's `Content-MD5` ([`ContentMd5`]), so
+/// storage checks the body against it (declared by Terraform, or computed by nubes) and
+/// stores nothing on a mismatch.
+fn state_put_options(
+    if_match: Etag,
+    lease_id: String,
+    md5: [u8; 16],
+    meta: HashMap<String, String>,
+    partition: std::num::NonZero<u64>,
+) -> BlobClientUploadOptions<'static> {
+    BlobClientUploadOptions {
+        if_match: Some(if_match),
+        lease_id: Some(lease_id),
+        blob_content_md5: Some(md5.to_vec()),
+        metadata: Some(meta),
+        blob_content_type: Some("application/json".into()),
+        partition_size: Some(partition),
+        method_options: ClientMethodOptions {
+            context: CallContext::new().with_value(ContentMd5(md5)),
+        },
+        ..Default::default()
+    }
+}
+
 /// The head of a stored state from its metadata alone, when nubes wrote that metadata
 /// together with exactly this content ([`meta::WRITTEN_MD5`] equals the blob's MD5).
 fn vouched_head(metadata: &HashMap<String, String>, md5: Option<&str>) -> Option<StateHead> {
@@ -1447,19 +1473,8 @@ impl AzureStore {
         let if_match = Etag::from(props.etag.clone());
         let lease_id = token.lease_id.clone();
         let task = tokio::spawn(async move {
-            let options = BlobClientUploadOptions {
-                if_match: Some(if_match),
-                lease_id: Some(lease_id),
-                blob_content_md5: Some(md5.to_vec()),
-                metadata: Some(put_meta),
-                blob_content_type: Some("application/json".into()),
-                // One request, whatever the size (never the SDK's partitioning).
-                partition_size: Some(size),
-                method_options: ClientMethodOptions {
-                    context: CallContext::new().with_value(ContentMd5(md5)),
-                },
-                ..Default::default()
-            };
+            // One request, whatever the size (never the SDK's partitioning).
+            let options = state_put_options(if_match, lease_id, md5, put_meta, size);
             let body: RequestContent<Bytes, NoFormat> =
                 HttpBody::SeekableStream(Box::new(PieceStream::new(rx, total))).into();
             client
@@ -1608,20 +1623,13 @@ impl AzureStore {
         let meta = Self::state_meta(&props.metadata, super::head_entries_md5(md5, head));
         let written = match &staged.kind {
             StagedKind::Memory(bytes) => {
-                let options = BlobClientUploadOptions {
-                    if_match: Some(Etag::from(props.etag.clone())),
-                    lease_id: Some(token.lease_id.clone()),
-                    blob_content_md5: Some(md5.to_vec()),
-                    metadata: Some(meta),
-                    blob_content_type: Some("application/json".into()),
-                    partition_size: Some(SINGLE_REQUEST_LIMIT_U64),
-                    // Storage checks the body against the MD5 (declared by Terraform, or
-                    // computed here) and stores nothing on a mismatch.
-                    method_options: ClientMethodOptions {
-                        context: CallContext::new().with_value(ContentMd5(md5)),
-                    },
-                    ..Default::default()
-                };
+                let options = state_put_options(
+                    Etag::from(props.etag.clone()),
+                    token.lease_id.clone(),
+                    md5,
+                    meta,
+                    SINGLE_REQUEST_LIMIT_U64,
+                );
                 blob.upload(content(bytes.clone()), Some(options))
                     .await
                     .map(|r| r.etag.map(|e| e.to_string()).unwrap_or_default())
