@@ -19,12 +19,12 @@ use crate::arm::slots::swap_slot;
 use crate::kudu::fake::{self, FakeKudu, Script, Site, Stack};
 use crate::support::{Azurite, Project};
 
-const ARM_TOKEN: &str = "arm-token-for-the-slot-tests";
+pub(crate) const ARM_TOKEN: &str = "arm-token-for-the-slot-tests";
 
-struct Slots {
-    production: FakeKudu,
-    staging: FakeKudu,
-    arm: FakeArm,
+pub(crate) struct Slots {
+    pub(crate) production: FakeKudu,
+    pub(crate) staging: FakeKudu,
+    pub(crate) arm: FakeArm,
     _runtime: tokio::runtime::Runtime,
 }
 
@@ -37,7 +37,7 @@ fn java() -> Site {
 
 /// Production and a `staging` slot of app `app-demo` (their stacks given), and the
 /// Resource Manager that swaps them.
-fn slots(production: Site, staging: Site) -> Slots {
+pub(crate) fn slots(production: Site, staging: Site) -> Slots {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let production = runtime.block_on(FakeKudu::start_with(Script::Succeed, production));
     let staging = runtime.block_on(FakeKudu::start_with(Script::Succeed, staging));

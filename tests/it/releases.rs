@@ -714,10 +714,9 @@ fn bench_app_service_rollback_50mb() {
 #[test]
 #[ignore = "benchmark driver: scripts/bench.sh releases"]
 fn bench_app_service_slot_rollback_50mb() {
-    use crate::arm::fake::{FakeArm, SUBSCRIPTION, group_in};
-    use crate::arm::slots::swap_slot;
-    use crate::kudu::fake::{self, FakeKudu, Script};
-    const ARM_TOKEN: &str = "arm-token-for-the-slot-benchmark";
+    use crate::arm::fake::SUBSCRIPTION;
+    use crate::blue_green::{ARM_TOKEN, slots};
+    use crate::kudu::fake::{self, FakeKudu, Site};
     let env_num = |name: &str, default: f64| {
         std::env::var(name)
             .ok()
@@ -740,20 +739,8 @@ fn bench_app_service_slot_rollback_50mb() {
     let mut zip_size = 0u64;
     for run in 0..runs {
         let az = Azurite::http();
-        let runtime = tokio::runtime::Runtime::new().unwrap();
-        let production = runtime.block_on(FakeKudu::start(Script::Succeed));
-        let staging = runtime.block_on(FakeKudu::start(Script::Succeed));
-        let arm = runtime.block_on(FakeArm::start(
-            ARM_TOKEN,
-            10,
-            vec![group_in("rg-demo", "eastus", &[])],
-        ));
-        arm.add_slot(swap_slot(
-            "rg-demo",
-            "app-demo",
-            "staging",
-            staging.swapper(&production),
-        ));
+        let slots = slots(Site::default(), Site::default());
+        let (production, staging, arm) = (&slots.production, &slots.staging, &slots.arm);
         let mut p = Project::on(
             &az,
             &format!(
@@ -806,7 +793,7 @@ fn bench_app_service_slot_rollback_50mb() {
         let t = Instant::now();
         let out = nubes(&p, &["rollback", &env]);
         rollback.push(t.elapsed().as_secs_f64());
-        assert_eq!(serves(&production), v1, "{}", out.all());
+        assert_eq!(serves(production), v1, "{}", out.all());
         assert_eq!(
             production.posts().len() + staging.posts().len(),
             uploads,
@@ -820,7 +807,7 @@ fn bench_app_service_slot_rollback_50mb() {
         let t = Instant::now();
         nubes(&p, &["up", &env]);
         rebuild.push(t.elapsed().as_secs_f64());
-        assert_eq!(serves(&production), v1);
+        assert_eq!(serves(production), v1);
     }
     let (r, u) = (median(&mut rollback), median(&mut rebuild));
     println!(
